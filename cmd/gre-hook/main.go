@@ -1,0 +1,16 @@
+// Command gre-hook brings GRE tunnels up and down with their underlay
+// interface, as an ifupdown hook or by hand. See gre-hook(8).
+package main
+
+import (
+	"os"
+
+	"github.com/gre-hook/gre-hook/hook"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(hook.Main(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, version))
+}

@@ -1,0 +1,323 @@
+// Package config reads and validates gre-hook's TOML configuration.
+//
+// Everything a run needs is checked here, before anything touches the
+// kernel: a bad file is reported with file, line and column and the run
+// changes nothing.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Default locations, used when no --config, GRE_HOOK_CONFIG or
+// IF_GRE_HOOK_CONFIG names another file.
+const (
+	DefaultFile = "/etc/gre-hook/gre-hook.toml"
+	DefaultDir  = "/etc/gre-hook/conf.d"
+)
+
+// Mode is the kind of GRE link.
+type Mode string
+
+const (
+	ModeGRE       Mode = "gre"
+	ModeGRETap    Mode = "gretap"
+	ModeIP6GRE    Mode = "ip6gre"
+	ModeIP6GRETap Mode = "ip6gretap"
+)
+
+// Outer6 reports whether the mode's outer (underlay) header is IPv6.
+func (m Mode) Outer6() bool { return m == ModeIP6GRE || m == ModeIP6GRETap }
+
+// Tap reports whether the mode carries Ethernet frames.
+func (m Mode) Tap() bool { return m == ModeGRETap || m == ModeIP6GRETap }
+
+// MSSMode says how TCP MSS is clamped on a tunnel.
+type MSSMode string
+
+const (
+	MSSPMTU  MSSMode = "pmtu"
+	MSSFixed MSSMode = "fixed"
+	MSSOff   MSSMode = "off"
+)
+
+// Route is one prefix routed through a tunnel.
+type Route struct {
+	To     netip.Prefix
+	Via    netip.Addr
+	Metric int
+	Table  int
+}
+
+// Tunnel is one validated tunnel, with every default filled in except those
+// that depend on the live system (automatic local address, derived MTU).
+type Tunnel struct {
+	Name     string
+	Underlay string
+	Mode     Mode
+	// Local is the zero Addr when the underlay's address is to be used.
+	Local    netip.Addr
+	Remote   netip.Addr
+	TTL      uint8
+	TOS      uint8
+	PMTUDisc bool
+	IKey     uint32
+	OKey     uint32
+	// MTU is 0 when it is to be derived from the underlay's MTU.
+	MTU          int
+	Multicast    bool
+	Addresses    []netip.Prefix
+	Peers        []netip.Addr
+	Routes       []Route
+	DefaultRoute bool
+	MSS          MSSMode
+	MSSValue     int
+	UpCommand    []string
+	DownCommand  []string
+
+	// Where the tunnel was defined, for messages.
+	File string
+	Line int
+}
+
+// Peer returns the tunnel peer of the given family (4 or 6).
+func (t *Tunnel) Peer(family int) (netip.Addr, bool) {
+	for _, p := range t.Peers {
+		if (family == 4) == p.Is4() {
+			return p, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Carries6 reports whether IPv6 traffic enters the tunnel, which decides
+// whether ip6tables clamping is needed.
+func (t *Tunnel) Carries6() bool {
+	for _, a := range t.Addresses {
+		if a.Addr().Is6() {
+			return true
+		}
+	}
+	for _, r := range t.Routes {
+		if r.To.Addr().Is6() {
+			return true
+		}
+	}
+	return false
+}
+
+// Config is the merged configuration.
+type Config struct {
+	Tunnels []Tunnel
+	Files   []string
+}
+
+// For returns the tunnels bound to the underlay iface, in config order.
+func (c *Config) For(iface string) []Tunnel {
+	var out []Tunnel
+	for _, t := range c.Tunnels {
+		if t.Underlay == iface {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Errors is every problem found in a configuration, reported together so
+// that one run of `gre-hook check` shows them all.
+type Errors []error
+
+func (e Errors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// ErrNoConfig is returned when neither the default file nor conf.d exists.
+var ErrNoConfig = errors.New("no configuration found")
+
+// Paths returns the files to read. An explicit path may be a file or a
+// directory of *.toml; with no explicit path the default file and the
+// default conf.d directory are merged. Missing default locations are not
+// an error; a missing explicit path is.
+func Paths(explicit string) ([]string, error) {
+	if explicit != "" {
+		st, err := os.Stat(explicit)
+		if err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		if !st.IsDir() {
+			return []string{explicit}, nil
+		}
+		return tomlFiles(explicit)
+	}
+	var out []string
+	if _, err := os.Stat(DefaultFile); err == nil {
+		out = append(out, DefaultFile)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	more, err := tomlFiles(DefaultDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return append(out, more...), nil
+}
+
+func tomlFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("reading config directory: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Load reads, merges and validates the given files.
+func Load(files []string) (*Config, error) {
+	cfg := &Config{Files: files}
+	var errs Errors
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading config: %w", err))
+			continue
+		}
+		ts, ferrs := Parse(f, data)
+		errs = append(errs, ferrs...)
+		cfg.Tunnels = append(cfg.Tunnels, ts...)
+	}
+	errs = append(errs, crossCheck(cfg.Tunnels)...)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// rawFile is the document as written, with pointers where absence matters.
+type rawFile struct {
+	Tunnel []rawTunnel `toml:"tunnel"`
+}
+
+type rawTunnel struct {
+	Name         string      `toml:"name"`
+	Underlay     string      `toml:"underlay"`
+	Mode         string      `toml:"mode"`
+	Local        string      `toml:"local"`
+	Remote       string      `toml:"remote"`
+	TTL          *int64      `toml:"ttl"`
+	TOS          *int64      `toml:"tos"`
+	PMTUDisc     *bool       `toml:"pmtudisc"`
+	Key          *int64      `toml:"key"`
+	IKey         *int64      `toml:"ikey"`
+	OKey         *int64      `toml:"okey"`
+	MTU          *int64      `toml:"mtu"`
+	Multicast    *bool       `toml:"multicast"`
+	Address      []string    `toml:"address"`
+	Peer         []string    `toml:"peer"`
+	Route        []rawRoute  `toml:"route"`
+	DefaultRoute bool        `toml:"default_route"`
+	MSS          interface{} `toml:"mss"`
+	UpCommand    []string    `toml:"up_command"`
+	DownCommand  []string    `toml:"down_command"`
+}
+
+type rawRoute struct {
+	To     string `toml:"to"`
+	Via    string `toml:"via"`
+	Metric int64  `toml:"metric"`
+	Table  int64  `toml:"table"`
+}
+
+// Parse decodes and validates one file's tunnels. It does not check
+// conflicts between files; Load does.
+func Parse(file string, data []byte) ([]Tunnel, Errors) {
+	if bytes.IndexByte(data, 0) >= 0 {
+		return nil, Errors{fmt.Errorf("%s: not a text file (contains NUL bytes)", file)}
+	}
+	var raw rawFile
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
+	if err != nil {
+		return nil, Errors{decodeError(file, err)}
+	}
+	loc := newLocator(string(data))
+	var errs Errors
+	for _, k := range md.Undecoded() {
+		errs = append(errs, unknownKey(file, loc, k))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	var out []Tunnel
+	for i, rt := range raw.Tunnel {
+		v := &validator{file: file, loc: loc, index: i, name: rt.Name}
+		t := v.tunnel(rt)
+		if len(v.errs) > 0 {
+			errs = append(errs, v.errs...)
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, errs
+}
+
+func decodeError(file string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s:%d:%d: %s", file, pe.Position.Line, pe.Position.Col, pe.Message)
+	}
+	// Type mismatches come as plain errors that carry the line only.
+	msg := strings.TrimPrefix(err.Error(), "toml: ")
+	var line int
+	if n, _ := fmt.Sscanf(msg, "line %d", &line); n == 1 {
+		rest := msg[strings.IndexByte(msg, ' ')+1:]
+		rest = rest[strings.IndexByte(rest, ' ')+1:]
+		return fmt.Errorf("%s:%d:1: %s", file, line, strings.TrimSpace(rest))
+	}
+	return fmt.Errorf("%s: %s", file, msg)
+}
+
+func unknownKey(file string, loc *locator, k toml.Key) error {
+	path := []string(k)
+	msg := fmt.Sprintf("unknown key %q", k.String())
+	var pos position
+	found := false
+	switch {
+	case len(path) == 2 && path[0] == "tunnel":
+		pos, found = loc.findAny(false, path[1])
+	case len(path) == 3 && path[0] == "tunnel" && path[1] == "route":
+		pos, found = loc.findAny(true, path[2])
+	}
+	if !found && len(path) > 0 {
+		pos, found = loc.top[path[0]]
+	}
+	if !found {
+		pos = position{Line: 1, Col: 1}
+	}
+	if len(path) > 0 && path[0] != "tunnel" {
+		msg += " (the file holds [[tunnel]] tables only)"
+	}
+	return fmt.Errorf("%s:%d:%d: %s", file, pos.Line, pos.Col, msg)
+}

@@ -1,0 +1,438 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+)
+
+type validator struct {
+	file  string
+	loc   *locator
+	index int
+	name  string
+	errs  Errors
+}
+
+// fail records a problem with key (in route ri, or -1 for the tunnel).
+func (v *validator) fail(ri int, key, format string, args ...interface{}) {
+	p := v.loc.find(v.index, ri, key)
+	who := fmt.Sprintf("tunnel #%d", v.index+1)
+	if v.name != "" {
+		who = fmt.Sprintf("tunnel %q", v.name)
+	}
+	if ri >= 0 {
+		who += fmt.Sprintf(" route #%d", ri+1)
+	}
+	v.errs = append(v.errs, fmt.Errorf("%s:%d:%d: %s: %s: %s", v.file, p.Line, p.Col, who, key, fmt.Sprintf(format, args...)))
+}
+
+// Names the kernel gives its fallback devices; creating a tunnel with one
+// of them fails with EEXIST as soon as the module is loaded.
+var fallbackNames = map[string]bool{
+	"gre0": true, "gretap0": true, "erspan0": true, "ip6gre0": true, "ip6gretap0": true, "ip6erspan0": true, "ip6tnl0": true, "tunl0": true, "sit0": true,
+}
+
+// ValidIfName reports why name cannot be a Linux interface name, or "".
+func ValidIfName(name string) string {
+	switch {
+	case name == "":
+		return "must not be empty"
+	case len(name) > 15:
+		return fmt.Sprintf("%q is %d bytes; Linux allows at most 15", name, len(name))
+	case name == "." || name == "..":
+		return fmt.Sprintf("%q is not a valid interface name", name)
+	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00"):
+		return fmt.Sprintf("%q contains '/', ':' or white space, which Linux forbids in interface names", name)
+	}
+	return ""
+}
+
+func (v *validator) tunnel(r rawTunnel) Tunnel {
+	t := Tunnel{
+		Name:      r.Name,
+		Underlay:  r.Underlay,
+		TTL:       255,
+		PMTUDisc:  true,
+		Multicast: true,
+		MSS:       MSSPMTU,
+		File:      v.file,
+		Line:      v.loc.find(v.index, -1, "").Line,
+	}
+	if msg := ValidIfName(r.Name); msg != "" {
+		v.fail(-1, "name", "%s", msg)
+	} else if fallbackNames[r.Name] {
+		v.fail(-1, "name", "%q is reserved by the kernel for its fallback tunnel device", r.Name)
+	}
+	if msg := ValidIfName(r.Underlay); msg != "" {
+		v.fail(-1, "underlay", "%s", msg)
+	} else if r.Underlay == r.Name {
+		v.fail(-1, "underlay", "a tunnel cannot be its own underlay")
+	}
+
+	switch m := Mode(r.Mode); m {
+	case "":
+		t.Mode = ModeGRE
+	case ModeGRE, ModeGRETap, ModeIP6GRE, ModeIP6GRETap:
+		t.Mode = m
+	default:
+		v.fail(-1, "mode", "%q is not one of gre, gretap, ip6gre, ip6gretap", r.Mode)
+	}
+
+	outer := "IPv4"
+	if t.Mode.Outer6() {
+		outer = "IPv6"
+	}
+	if r.Remote == "" {
+		v.fail(-1, "remote", "is required")
+	} else if a, ok := v.addr(-1, "remote", r.Remote); ok {
+		t.Remote = a
+		if a.Is6() != t.Mode.Outer6() {
+			v.fail(-1, "remote", "%s is not an %s address, which mode %s needs (use mode %s)", a, outer, t.Mode, otherFamilyMode(t.Mode))
+		} else if !a.IsGlobalUnicast() && !a.IsPrivate() {
+			v.fail(-1, "remote", "%s is not a unicast address", a)
+		}
+	}
+	if r.Local != "" && r.Local != "auto" {
+		if a, ok := v.addr(-1, "local", r.Local); ok {
+			t.Local = a
+			if t.Remote.IsValid() && a.Is6() != t.Remote.Is6() {
+				v.fail(-1, "local", "%s and remote %s are of different address families", a, t.Remote)
+			} else if a.Is6() != t.Mode.Outer6() {
+				v.fail(-1, "local", "%s is not an %s address, which mode %s needs", a, outer, t.Mode)
+			} else if a == t.Remote {
+				v.fail(-1, "local", "is the same address as remote")
+			}
+		}
+	}
+
+	if r.TTL != nil {
+		if *r.TTL < 0 || *r.TTL > 255 {
+			v.fail(-1, "ttl", "%d is out of range 0-255 (0 inherits the inner packet's TTL)", *r.TTL)
+		} else {
+			t.TTL = uint8(*r.TTL)
+		}
+	}
+	if r.TOS != nil {
+		if *r.TOS < 0 || *r.TOS > 255 {
+			v.fail(-1, "tos", "%d is out of range 0-255 (1 inherits the inner packet's TOS)", *r.TOS)
+		} else {
+			t.TOS = uint8(*r.TOS)
+		}
+	}
+	if r.PMTUDisc != nil {
+		t.PMTUDisc = *r.PMTUDisc
+		if !t.PMTUDisc && t.TTL != 0 && !t.Mode.Outer6() {
+			// The kernel rejects a fixed TTL without path MTU discovery.
+			v.fail(-1, "pmtudisc", "false needs ttl = 0 (inherit); the kernel refuses a fixed ttl without pmtudisc")
+		}
+	}
+	if r.Multicast != nil {
+		t.Multicast = *r.Multicast
+	}
+	if r.Key != nil && (r.IKey != nil || r.OKey != nil) {
+		v.fail(-1, "key", "set either key, or ikey and okey, not both")
+	}
+	t.IKey = v.key("key", r.Key)
+	t.OKey = t.IKey
+	if r.IKey != nil {
+		t.IKey = v.key("ikey", r.IKey)
+	}
+	if r.OKey != nil {
+		t.OKey = v.key("okey", r.OKey)
+	}
+
+	for _, s := range r.Address {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			v.fail(-1, "address", "%q is not an address with a prefix length, e.g. 10.0.0.1/30", s)
+			continue
+		}
+		if p.Addr().Zone() != "" {
+			v.fail(-1, "address", "%q: zones are not allowed", s)
+			continue
+		}
+		if p.Addr().Is4() && p.Bits() <= 30 && (p.Addr() == p.Masked().Addr() || p.Addr() == lastAddr(p)) {
+			v.fail(-1, "address", "%s is the network or broadcast address of its subnet", p)
+			continue
+		}
+		t.Addresses = append(t.Addresses, p)
+	}
+	if fams := familiesOf(t.Addresses); fams[4] > 1 || fams[6] > 1 {
+		v.fail(-1, "address", "at most one IPv4 and one IPv6 address")
+	}
+
+	explicit := map[int]bool{}
+	for _, s := range r.Peer {
+		a, ok := v.addr(-1, "peer", s)
+		if !ok {
+			continue
+		}
+		fam := family(a)
+		if explicit[fam] {
+			v.fail(-1, "peer", "more than one IPv%d peer", fam)
+			continue
+		}
+		explicit[fam] = true
+		if !onTunnel(t.Addresses, a) {
+			v.fail(-1, "peer", "%s is not in any of the tunnel's address prefixes", a)
+			continue
+		}
+		t.Peers = append(t.Peers, a)
+	}
+	for _, p := range t.Addresses {
+		if explicit[family(p.Addr())] {
+			continue
+		}
+		if peer, ok := DefaultPeer(p); ok {
+			t.Peers = append(t.Peers, peer)
+		}
+	}
+
+	for i, rr := range r.Route {
+		t.Routes = append(t.Routes, v.route(i, rr, &t))
+	}
+	t.DefaultRoute = r.DefaultRoute
+	if t.DefaultRoute && len(t.Peers) == 0 {
+		v.fail(-1, "default_route", "needs a tunnel peer: give an address such as 10.0.0.1/30, or a peer")
+	}
+
+	if r.MTU != nil {
+		min := int64(68)
+		if fams := familiesOf(t.Addresses); fams[6] > 0 {
+			min = 1280
+		}
+		if *r.MTU < min || *r.MTU > 65535 {
+			v.fail(-1, "mtu", "%d is out of range %d-65535", *r.MTU, min)
+		} else {
+			t.MTU = int(*r.MTU)
+		}
+	}
+
+	switch m := r.MSS.(type) {
+	case nil:
+	case string:
+		switch MSSMode(m) {
+		case MSSPMTU, MSSOff:
+			t.MSS = MSSMode(m)
+		default:
+			v.fail(-1, "mss", "%q is not \"pmtu\", \"off\" or a number of bytes", m)
+		}
+	case int64:
+		if m < 536 || m > 65495 {
+			v.fail(-1, "mss", "%d is out of range 536-65495", m)
+		} else {
+			t.MSS, t.MSSValue = MSSFixed, int(m)
+		}
+	default:
+		v.fail(-1, "mss", "must be \"pmtu\", \"off\" or a number of bytes, not a %T", m)
+	}
+
+	t.UpCommand = v.command("up_command", r.UpCommand)
+	t.DownCommand = v.command("down_command", r.DownCommand)
+	return t
+}
+
+func otherFamilyMode(m Mode) Mode {
+	switch m {
+	case ModeGRE:
+		return ModeIP6GRE
+	case ModeGRETap:
+		return ModeIP6GRETap
+	case ModeIP6GRE:
+		return ModeGRE
+	}
+	return ModeGRETap
+}
+
+func (v *validator) addr(ri int, key, s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		v.fail(ri, key, "%q is not an IP address", s)
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+func (v *validator) key(name string, k *int64) uint32 {
+	if k == nil {
+		return 0
+	}
+	// netlink encodes "no key" as 0, so 0 cannot be configured.
+	if *k < 1 || *k > 0xffffffff {
+		v.fail(-1, name, "%d is out of range 1-4294967295", *k)
+		return 0
+	}
+	return uint32(*k)
+}
+
+func (v *validator) route(i int, rr rawRoute, t *Tunnel) Route {
+	var r Route
+	p, err := netip.ParsePrefix(rr.To)
+	switch {
+	case rr.To == "":
+		v.fail(i, "to", "is required")
+	case err != nil:
+		v.fail(i, "to", "%q is not a prefix, e.g. 192.168.2.0/24", rr.To)
+	case p.Masked() != p:
+		v.fail(i, "to", "%s has host bits set; did you mean %s?", p, p.Masked())
+	case p.Bits() == 0:
+		v.fail(i, "to", "%s is a default route; use default_route = true, which also pins the remote endpoint", p)
+	default:
+		r.To = p
+	}
+	if rr.Metric < 0 || rr.Metric > 0xffffffff {
+		v.fail(i, "metric", "%d is out of range 0-4294967295", rr.Metric)
+	}
+	r.Metric = int(rr.Metric)
+	// Tables 253-255 are the kernel's default, main and local tables.
+	if rr.Table < 0 || rr.Table > 0xffffffff || rr.Table == 253 || rr.Table == 255 {
+		v.fail(i, "table", "%d is not a usable routing table (1-4294967295, not 253 or 255)", rr.Table)
+	}
+	r.Table = int(rr.Table)
+	if !r.To.IsValid() {
+		return r
+	}
+	fam := family(r.To.Addr())
+	if rr.Via != "" {
+		a, ok := v.addr(i, "via", rr.Via)
+		if !ok {
+			return r
+		}
+		if family(a) != fam {
+			v.fail(i, "via", "%s is not of the same family as %s", a, r.To)
+			return r
+		}
+		if !onTunnel(t.Addresses, a) {
+			v.fail(i, "via", "%s is not on the tunnel: it is in none of the tunnel's address prefixes", a)
+			return r
+		}
+		for _, own := range t.Addresses {
+			if own.Addr() == a {
+				v.fail(i, "via", "%s is the tunnel's own address", a)
+				return r
+			}
+		}
+		r.Via = a
+		return r
+	}
+	peer, ok := t.Peer(fam)
+	if !ok {
+		v.fail(i, "via", "no IPv%d tunnel peer to route %s through: set via, or a peer, or a /30 (/127) address", fam, r.To)
+		return r
+	}
+	r.Via = peer
+	return r
+}
+
+func (v *validator) command(key string, argv []string) []string {
+	if len(argv) == 0 {
+		return nil
+	}
+	if !filepath.IsAbs(argv[0]) {
+		v.fail(-1, key, "%q must be an absolute path: the command runs without a shell and without PATH lookup", argv[0])
+		return nil
+	}
+	return argv
+}
+
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+func familiesOf(ps []netip.Prefix) map[int]int {
+	m := map[int]int{}
+	for _, p := range ps {
+		m[family(p.Addr())]++
+	}
+	return m
+}
+
+func onTunnel(addrs []netip.Prefix, a netip.Addr) bool {
+	for _, p := range addrs {
+		if p.Masked().Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	n |= host
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+// Broadcast returns the IPv4 broadcast address that `ip addr add ...
+// broadcast +` would set, or false where the subnet has none (/31, /32, IPv6).
+func Broadcast(p netip.Prefix) (netip.Addr, bool) {
+	if !p.Addr().Is4() || p.Bits() > 30 {
+		return netip.Addr{}, false
+	}
+	return lastAddr(p), true
+}
+
+// DefaultPeer returns the other end of a point-to-point subnet: the other
+// host of an IPv4 /30 or /31, or of an IPv6 /127.
+func DefaultPeer(p netip.Prefix) (netip.Addr, bool) {
+	a := p.Addr()
+	switch {
+	case a.Is4() && p.Bits() == 30:
+		first := p.Masked().Addr().Next()
+		if a == first {
+			return first.Next(), true
+		}
+		return first, true
+	case (a.Is4() && p.Bits() == 31) || (a.Is6() && p.Bits() == 127):
+		first := p.Masked().Addr()
+		if a == first {
+			return first.Next(), true
+		}
+		return first, true
+	}
+	return netip.Addr{}, false
+}
+
+// crossCheck finds conflicts between tunnels, possibly in different files.
+func crossCheck(ts []Tunnel) Errors {
+	var errs Errors
+	byName := map[string]*Tunnel{}
+	type endpoint struct {
+		tap           bool
+		underlay      string
+		local, remote netip.Addr
+		ikey          uint32
+	}
+	byEnd := map[endpoint]*Tunnel{}
+	for i := range ts {
+		t := &ts[i]
+		if prev, ok := byName[t.Name]; ok {
+			errs = append(errs, fmt.Errorf("%s:%d: tunnel %q: name already used at %s:%d", t.File, t.Line, t.Name, prev.File, prev.Line))
+			continue
+		}
+		byName[t.Name] = t
+		// The kernel keys GRE tunnels by local, remote and key; two of ours
+		// with the same triple would collide with EEXIST at bring-up.
+		e := endpoint{tap: t.Mode.Tap(), local: t.Local, remote: t.Remote, ikey: t.IKey}
+		if !t.Local.IsValid() {
+			e.underlay = t.Underlay
+		}
+		if prev, ok := byEnd[e]; ok {
+			local := t.Local.String()
+			if !t.Local.IsValid() {
+				local = "auto on " + t.Underlay
+			}
+			errs = append(errs, fmt.Errorf("%s:%d: tunnel %q: overlaps tunnel %q (%s:%d): same local (%s), remote %s and key %d; give one of them a key",
+				t.File, t.Line, t.Name, prev.Name, prev.File, prev.Line, local, t.Remote, t.IKey))
+			continue
+		}
+		byEnd[e] = t
+	}
+	return errs
+}

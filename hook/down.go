@@ -1,0 +1,260 @@
+package hook
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// joinErrors is errors.Join, which Go 1.19 lacks.
+type joinErrors []error
+
+func (e joinErrors) Error() string {
+	s := make([]string, len(e))
+	for i, err := range e {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func join(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return joinErrors(errs)
+}
+
+func down(ctx context.Context, req Request, sys *System, l *logger) error {
+	rec, recErr := sys.Store.Load(req.Iface)
+	var names []string
+	cfg, cfgErr := LoadConfig(req)
+	if cfgErr == nil {
+		for _, t := range cfg.For(req.Iface) {
+			names = append(names, t.Name)
+		}
+	}
+	if rec == nil && len(names) == 0 {
+		if recErr != nil {
+			return recErr
+		}
+		if cfgErr != nil {
+			return cfgErr
+		}
+		l.note("no tunnels on %s", req.Iface)
+		return nil
+	}
+	if !req.DryRun {
+		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+
+	links, err := sys.Net.Links()
+	if err != nil {
+		return fmt.Errorf("taking down tunnels on %s: %w", req.Iface, err)
+	}
+	byName := map[string]rtnl.Link{}
+	for _, lk := range links {
+		byName[lk.Name] = lk
+	}
+	// Victims: what the record lists, plus any link the kernel says is
+	// ours on this underlay (the record may be lost or stale).
+	var victims []state.Tunnel
+	seen := map[string]bool{}
+	if rec != nil {
+		for _, t := range rec.Tunnels {
+			victims = append(victims, t)
+			seen[t.Name] = true
+		}
+	}
+	for _, lk := range links {
+		if lk.Alias == plan.Alias(req.Iface) && !seen[lk.Name] {
+			victims = append(victims, state.Tunnel{Name: lk.Name})
+			seen[lk.Name] = true
+		}
+	}
+	sort.SliceStable(victims, func(i, j int) bool { return false })
+
+	var errs []error
+	if recErr != nil {
+		errs = append(errs, recErr)
+	}
+	fams := rec.Families()
+	if rec == nil {
+		fams = map[int]bool{4: true, 6: true}
+	}
+	td := &teardown{ctx: ctx, sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, links: byName}
+	td.runDown(victims)
+	errs = append(errs, td.rules(fams, rec != nil)...)
+	errs = append(errs, td.tunnels(victims)...)
+	if req.DryRun {
+		return join(errs)
+	}
+	if len(errs) == 0 {
+		if err := sys.Store.Remove(req.Iface); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("taking down tunnels on %s: %w", req.Iface, join(errs))
+	}
+	if !l.changed {
+		l.note("nothing of gre-hook's left on %s", req.Iface)
+	}
+	return nil
+}
+
+// teardown removes what gre-hook created, carrying on past failures.
+type teardown struct {
+	ctx      context.Context
+	sys      *System
+	l        *logger
+	dry      bool
+	underlay string
+	links    map[string]rtnl.Link
+	routes   map[int][]rtnl.Route
+}
+
+// runDown runs the down_command of each victim whose link still exists.
+// A failure is reported but does not stop the teardown.
+func (td *teardown) runDown(victims []state.Tunnel) {
+	for _, t := range victims {
+		if len(t.Down) == 0 {
+			continue
+		}
+		if _, ok := td.links[t.Name]; !ok {
+			continue
+		}
+		td.l.change(strings.Join(t.Down, " "))
+		if td.dry {
+			continue
+		}
+		// Teardown must finish even if the run was asked to stop.
+		if err := td.sys.Command(context.Background(), t.Down, commandEnv(t.Name, td.underlay, PhaseDown)); err != nil {
+			td.l.warn("tunnel %q: down_command: %v", t.Name, err)
+		}
+	}
+}
+
+// rules removes the underlay's MSS rules in each family. strict says the
+// record knows there are rules, so a missing iptables is an error.
+func (td *teardown) rules(fams map[int]bool, strict bool) []error {
+	var errs []error
+	prefix := plan.Comment(td.underlay, "")
+	for _, f := range []int{4, 6} {
+		if !fams[f] {
+			continue
+		}
+		b, err := td.sys.Tables(f)
+		if err != nil {
+			if strict {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if td.dry {
+			b = dryTables{b, td.l}
+		}
+		if _, err := mss.Sync(b, func(c string) bool { return strings.HasPrefix(c, prefix) }, nil, td.l.change); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// tunnels removes the victims' routes and links.
+func (td *teardown) tunnels(victims []state.Tunnel) []error {
+	var errs []error
+	n := td.sys.Net
+	for _, t := range victims {
+		// Put back the default routes the tunnel replaced: a replace with
+		// the old route swaps ours out without a moment of no default.
+		restored := map[string]bool{}
+		for _, old := range t.Replaced {
+			cmd := plan.RestoreRouteCmd(old.Plan(), old.Protocol)
+			td.l.change(cmd)
+			if td.dry {
+				restored[old.Dst.String()] = true
+				continue
+			}
+			if err := n.ReplaceRoute(old.Plan(), old.Protocol); err != nil {
+				errs = append(errs, fmt.Errorf("tunnel %q: %s: %w", t.Name, cmd, err))
+				continue
+			}
+			restored[old.Dst.String()] = true
+		}
+		for _, d := range t.Defaults {
+			if restored[d.Dst.String()] {
+				continue
+			}
+			if err := td.delRoute(d); err != nil {
+				errs = append(errs, fmt.Errorf("tunnel %q: %w", t.Name, err))
+			}
+		}
+		if t.Pin != nil {
+			if err := td.delRoute(*t.Pin); err != nil {
+				errs = append(errs, fmt.Errorf("tunnel %q: %w", t.Name, err))
+			}
+		}
+		lk, ok := td.links[t.Name]
+		if !ok {
+			continue
+		}
+		if lk.Alias != plan.Alias(td.underlay) {
+			td.l.warn("tunnel %q: link %s is not gre-hook's for %s (alias %q); leaving it alone", t.Name, lk.Name, td.underlay, lk.Alias)
+			continue
+		}
+		td.l.change(plan.DelLinkCmd(t.Name))
+		if td.dry {
+			continue
+		}
+		if err := n.DelLink(t.Name); err != nil {
+			errs = append(errs, fmt.Errorf("tunnel %q: %s: %w", t.Name, plan.DelLinkCmd(t.Name), err))
+		}
+	}
+	return errs
+}
+
+// delRoute deletes one of gre-hook's routes. The kernel matches the
+// protocol on delete, so a route someone else has put at the same
+// destination is left alone.
+func (td *teardown) delRoute(r state.Route) error {
+	if td.routes != nil && !td.present(r) {
+		return nil
+	}
+	cmd := plan.DelRouteCmd(r.Plan())
+	if td.dry {
+		td.l.change(cmd)
+		return nil
+	}
+	p := r.Plan()
+	if _, ok := td.links[p.Dev]; !ok {
+		// Its device is gone, and the route with it.
+		return nil
+	}
+	td.l.change(cmd)
+	if err := td.sys.Net.DelRoute(p, plan.RouteProtocol); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil
+}
+
+func (td *teardown) present(r state.Route) bool {
+	for _, have := range td.routes[familyOf(r.Dst.Addr())] {
+		if have.Dst == r.Dst && have.Table == r.Table && have.Metric == r.Metric && have.Protocol == plan.RouteProtocol {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,135 @@
+// Package hook brings GRE tunnels up and down for an underlay interface.
+//
+// A run loads and validates the config, works out what the kernel should
+// hold (package plan), compares it with what the kernel does hold, and
+// changes only the difference, printing each change as the ip or iptables
+// command a person would type. Bringing up is all or nothing: a failed step
+// undoes what the run did. Tearing down removes what gre-hook's record and
+// the kernel's own marks say it created, and carries on past failures.
+package hook
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// Phase is the direction of a run.
+type Phase string
+
+const (
+	PhaseUp   Phase = "up"
+	PhaseDown Phase = "down"
+)
+
+// Request is one invocation, already parsed from flags or the environment.
+type Request struct {
+	Iface  string
+	Phase  Phase
+	Config string // file or directory; "" for the defaults
+	DryRun bool
+	// Verbose also reports when there is nothing to do.
+	Verbose bool
+	// AllowInsecure skips the ownership and permission check of config
+	// files, for tests that run as an unprivileged user or from a scratch
+	// directory.
+	AllowInsecure bool
+}
+
+// Net is the rtnetlink operations gre-hook uses. *rtnl.Handle implements
+// it; tests use a fake.
+type Net interface {
+	Link(name string) (*rtnl.Link, error)
+	Links() ([]rtnl.Link, error)
+	Addrs() ([]rtnl.Addr, error)
+	Routes(family int) ([]rtnl.Route, error)
+	PathTo(dst netip.Addr) (plan.Path, error)
+	AddLink(l plan.Link) error
+	SetMTU(name string, mtu int) error
+	SetMulticast(name string, on bool) error
+	SetUp(name string) error
+	DelLink(name string) error
+	AddAddr(dev string, a plan.Addr) error
+	DelAddr(dev string, p netip.Prefix) error
+	ReplaceRoute(r plan.Route, proto int) error
+	DelRoute(r plan.Route, proto int) error
+}
+
+// System is everything outside the process that a run touches.
+type System struct {
+	Net Net
+	// Tables opens the iptables backend for family 4 or 6.
+	Tables func(family int) (mss.Backend, error)
+	// LoadModule makes sure a kernel module is loaded.
+	LoadModule func(name string) error
+	// Command runs an up_command or down_command.
+	Command func(ctx context.Context, argv, env []string) error
+	Store   state.Store
+	// LockWait bounds the wait for another run's lock.
+	LockWait time.Duration
+	Log      io.Writer
+}
+
+// Logger prints changes and notes for one run.
+type logger struct {
+	w       io.Writer
+	verbose bool
+	dry     bool
+	changed bool
+}
+
+// change prints a change before it is made; in a dry run it is the plan.
+func (l *logger) change(cmd string) {
+	l.changed = true
+	if l.dry {
+		fmt.Fprintln(l.w, cmd)
+		return
+	}
+	fmt.Fprintf(l.w, "gre-hook: + %s\n", cmd)
+}
+
+// note prints only with -v.
+func (l *logger) note(format string, args ...interface{}) {
+	if l.verbose {
+		fmt.Fprintf(l.w, "gre-hook: "+format+"\n", args...)
+	}
+}
+
+// warn always prints.
+func (l *logger) warn(format string, args ...interface{}) {
+	fmt.Fprintf(l.w, "gre-hook: warning: "+format+"\n", args...)
+}
+
+// LoadConfig reads the configuration a request names.
+func LoadConfig(req Request) (*config.Config, error) {
+	files, err := config.Paths(req.Config)
+	if err != nil {
+		return nil, err
+	}
+	if !req.AllowInsecure {
+		if err := config.CheckSecure(req.Config, files); err != nil {
+			return nil, err
+		}
+	}
+	return config.Load(files)
+}
+
+// Run carries out req.
+func Run(ctx context.Context, req Request, sys *System) error {
+	l := &logger{w: sys.Log, verbose: req.Verbose, dry: req.DryRun}
+	switch req.Phase {
+	case PhaseUp:
+		return up(ctx, req, sys, l)
+	case PhaseDown:
+		return down(ctx, req, sys, l)
+	}
+	return fmt.Errorf("unknown phase %q", req.Phase)
+}

@@ -1,0 +1,226 @@
+package hook
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+)
+
+// Command is what an invocation asks for.
+type Command string
+
+const (
+	CmdRun     Command = "run"     // up or down, by hand or from ifupdown
+	CmdCheck   Command = "check"   // validate the config
+	CmdGC      Command = "gc"      // remove what no config explains
+	CmdStatus  Command = "status"  // compare the kernel with the config
+	CmdVersion Command = "version" // print the version
+	CmdHelp    Command = "help"    // print usage
+	CmdNothing Command = "nothing" // an ifupdown call gre-hook has no work for
+)
+
+// Invocation is a parsed command line and environment.
+type Invocation struct {
+	Command Command
+	Request Request
+	JSON    bool
+	// Settings from the environment.
+	StateDir     string
+	LockWait     time.Duration
+	XtablesWait  int
+	CommandLimit time.Duration
+}
+
+// ErrUsage marks errors in how gre-hook was called.
+var ErrUsage = errors.New("usage")
+
+func usageErr(format string, args ...interface{}) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
+}
+
+// Usage is the --help text.
+const Usage = `Usage:
+  gre-hook                                   as an ifupdown hook: reads IFACE and PHASE
+  gre-hook --iface IFACE --phase up|down     bring an underlay's tunnels up or down
+  gre-hook check [--config PATH]             validate the configuration
+  gre-hook gc [--dry-run]                    remove tunnels, routes and rules of
+                                             gre-hook's that no configuration explains
+  gre-hook status [--iface IFACE] [--json]   compare the kernel with the configuration
+  gre-hook --version
+
+Options:
+  --config PATH   config file, or directory of *.toml files
+                  (default /etc/gre-hook/gre-hook.toml and /etc/gre-hook/conf.d/*.toml)
+  --dry-run       print the changes as ip and iptables commands; change nothing
+  -v, --verbose   also say when there is nothing to do
+  --json          status as JSON
+  -h, --help      this help
+
+Environment:
+  IFACE, PHASE    set by ifupdown (PHASE post-up or up brings tunnels up,
+                  pre-down or down takes them down; other phases do nothing)
+  MODE, ADDRFAM, VERBOSITY, IF_GRE_HOOK_CONFIG
+                  also from ifupdown; the stanza option "gre-hook-config PATH"
+                  arrives as IF_GRE_HOOK_CONFIG
+  GRE_HOOK_CONFIG           config path, below --config
+  GRE_HOOK_STATE_DIR        record and lock directory (default /run/gre-hook)
+  GRE_HOOK_LOCK_WAIT        seconds to wait for another run's lock (default 30)
+  GRE_HOOK_XTABLES_WAIT     seconds iptables waits for the xtables lock (default 10)
+  GRE_HOOK_INSECURE_CONFIG  1 accepts config files not owned by root or writable
+                            by others (for tests only)
+
+Exit status: 0 done or nothing to do, 1 a change failed, 2 bad usage or config,
+3 status found drift.
+`
+
+// Parse turns arguments (without the program name) and the environment
+// into an Invocation. It never touches the system.
+func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invocation, error) {
+	inv := &Invocation{Command: CmdRun, LockWait: 30 * time.Second, XtablesWait: 10, CommandLimit: 30 * time.Second}
+	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
+	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0 || n > 3600 {
+			return nil, usageErr("GRE_HOOK_LOCK_WAIT=%q is not a number of seconds from 0 to 3600", v)
+		}
+		inv.LockWait = time.Duration(n * float64(time.Second))
+	}
+	if v := getenv("GRE_HOOK_XTABLES_WAIT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 3600 {
+			return nil, usageErr("GRE_HOOK_XTABLES_WAIT=%q is not a whole number of seconds from 1 to 3600", v)
+		}
+		inv.XtablesWait = n
+	}
+	req := &inv.Request
+	req.AllowInsecure = getenv("GRE_HOOK_INSECURE_CONFIG") == "1" || getenv("IF_GRE_HOOK_INSECURE_CONFIG") == "yes"
+
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch Command(args[0]) {
+		case CmdCheck, CmdGC, CmdStatus:
+			inv.Command = Command(args[0])
+			args = args[1:]
+		case CmdHelp:
+			inv.Command = CmdHelp
+			return inv, nil
+		default:
+			return nil, usageErr("unknown command %q (try --help)", args[0])
+		}
+	}
+
+	fs := flag.NewFlagSet("gre-hook", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var iface, phase, cfg string
+	var dry, verbose, version, help, jsonOut bool
+	fs.StringVar(&iface, "iface", "", "")
+	fs.StringVar(&phase, "phase", "", "")
+	fs.StringVar(&cfg, "config", "", "")
+	fs.BoolVar(&dry, "dry-run", false, "")
+	fs.BoolVar(&verbose, "v", false, "")
+	fs.BoolVar(&verbose, "verbose", false, "")
+	fs.BoolVar(&version, "version", false, "")
+	fs.BoolVar(&help, "h", false, "")
+	fs.BoolVar(&help, "help", false, "")
+	fs.BoolVar(&jsonOut, "json", false, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, usageErr("%v (try --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usageErr("unexpected argument %q (try --help)", fs.Arg(0))
+	}
+	switch {
+	case help:
+		inv.Command = CmdHelp
+		return inv, nil
+	case version:
+		inv.Command = CmdVersion
+		return inv, nil
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	only := func(allowed ...string) error {
+		ok := map[string]bool{"config": true, "v": true, "verbose": true}
+		for _, a := range allowed {
+			ok[a] = true
+		}
+		for name := range set {
+			if !ok[name] {
+				return usageErr("--%s does not go with %s", name, inv.Command)
+			}
+		}
+		return nil
+	}
+
+	req.Config = cfg
+	if req.Config == "" {
+		req.Config = getenv("GRE_HOOK_CONFIG")
+	}
+	if req.Config == "" {
+		req.Config = getenv("IF_GRE_HOOK_CONFIG")
+	}
+	req.DryRun = dry
+	req.Verbose = verbose || getenv("VERBOSITY") == "1"
+	inv.JSON = jsonOut
+
+	switch inv.Command {
+	case CmdCheck:
+		return inv, only()
+	case CmdGC:
+		return inv, only("dry-run")
+	case CmdStatus:
+		if err := only("iface", "json"); err != nil {
+			return nil, err
+		}
+		if iface != "" {
+			if msg := config.ValidIfName(iface); msg != "" {
+				return nil, usageErr("--iface: %s", msg)
+			}
+		}
+		req.Iface = iface
+		return inv, nil
+	}
+	if err := only("iface", "phase", "dry-run"); err != nil {
+		return nil, err
+	}
+
+	fromEnv := !set["iface"] && !set["phase"]
+	if fromEnv {
+		iface, phase = getenv("IFACE"), getenv("PHASE")
+		if iface == "" && phase == "" {
+			return nil, usageErr("no IFACE and PHASE in the environment; by hand, use --iface IFACE --phase up|down (try --help)")
+		}
+	} else if !set["iface"] || !set["phase"] {
+		return nil, usageErr("--iface and --phase go together")
+	}
+	if fromEnv {
+		// ifupdown calls hooks for every interface and phase; most are
+		// not ours, and those must stay silent and cheap.
+		if iface == "--all" || iface == "lo" || getenv("ADDRFAM") == "meta" {
+			inv.Command = CmdNothing
+			return inv, nil
+		}
+	}
+	switch phase {
+	case "up", "post-up":
+		req.Phase = PhaseUp
+	case "down", "pre-down":
+		req.Phase = PhaseDown
+	default:
+		if fromEnv {
+			inv.Command = CmdNothing
+			return inv, nil
+		}
+		return nil, usageErr("--phase %q is not up or down", phase)
+	}
+	if msg := config.ValidIfName(iface); msg != "" {
+		return nil, usageErr("interface name %s", msg)
+	}
+	req.Iface = iface
+	return inv, nil
+}

@@ -1,0 +1,148 @@
+package hook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// Exit codes.
+const (
+	ExitOK     = 0
+	ExitFailed = 1
+	ExitUsage  = 2
+	ExitDrift  = 3
+)
+
+// Main runs gre-hook with the given arguments and environment and returns
+// the exit code.
+func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, version string) int {
+	inv, err := Parse(args, getenv, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
+		return ExitUsage
+	}
+	switch inv.Command {
+	case CmdNothing:
+		return ExitOK
+	case CmdHelp:
+		fmt.Fprint(stdout, Usage)
+		return ExitOK
+	case CmdVersion:
+		fmt.Fprintf(stdout, "gre-hook %s\n", version)
+		return ExitOK
+	case CmdCheck:
+		cfg, err := LoadConfig(inv.Request)
+		if err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return ExitUsage
+		}
+		if len(cfg.Files) == 0 {
+			fmt.Fprintf(stderr, "gre-hook: no config files found (looked for %s and %s/*.toml)\n", config.DefaultFile, config.DefaultDir)
+			return ExitOK
+		}
+		if inv.Request.Verbose {
+			fmt.Fprintf(stdout, "%d tunnel(s) in %d file(s): ok\n", len(cfg.Tunnels), len(cfg.Files))
+		}
+		return ExitOK
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	sys, closeSys, err := NewSystem(inv, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
+		return ExitFailed
+	}
+	defer closeSys()
+
+	switch inv.Command {
+	case CmdGC:
+		err = GC(ctx, inv.Request, sys)
+	case CmdStatus:
+		var drift bool
+		drift, err = Status(inv.Request, sys, stdout, inv.JSON)
+		if err == nil && drift {
+			return ExitDrift
+		}
+	default:
+		err = Run(ctx, inv.Request, sys)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
+		var cerr config.Errors
+		if errors.As(err, &cerr) || errors.Is(err, ErrUsage) {
+			return ExitUsage
+		}
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// NewSystem connects a run to the real kernel, iptables and filesystem.
+func NewSystem(inv *Invocation, stderr io.Writer) (*System, func(), error) {
+	h, err := rtnl.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := inv.StateDir
+	if dir == "" {
+		dir = state.DirFor(state.DefaultDir)
+	}
+	sys := &System{
+		Net:        h,
+		LoadModule: rtnl.LoadModule,
+		Store:      state.Store{Dir: dir},
+		LockWait:   inv.LockWait,
+		Log:        stderr,
+	}
+	limit := inv.CommandLimit
+	sys.Command = func(ctx context.Context, argv, env []string) error {
+		ctx, cancel := context.WithTimeout(ctx, limit)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		err := cmd.Run()
+		if ctx.Err() == context.DeadlineExceeded {
+			return fmt.Errorf("%s: still running after %s, killed", argv[0], limit)
+		}
+		return err
+	}
+	readOnly := inv.Request.DryRun && os.Geteuid() != 0
+	sys.Tables = func(family int) (mss.Backend, error) {
+		if readOnly {
+			return emptyTables{family}, nil
+		}
+		return mss.Open(family, inv.XtablesWait)
+	}
+	if readOnly {
+		// Without root neither the rules nor the records can be read; the
+		// plan then assumes there are none.
+		fmt.Fprintln(stderr, "gre-hook: not root: the plan assumes no existing gre-hook rules or records")
+		sys.Store = state.Store{Dir: "/nonexistent/gre-hook"}
+	}
+	return sys, h.Close, nil
+}
+
+// emptyTables stands in for iptables in an unprivileged dry run.
+type emptyTables struct{ family int }
+
+func (e emptyTables) Family() int                               { return e.family }
+func (emptyTables) List(string, string) ([]string, bool, error) { return nil, false, nil }
+func (emptyTables) JumpExists() (bool, error)                   { return false, nil }
+func (emptyTables) Restore(string) error                        { return nil }
+func (emptyTables) Remove() error                               { return nil }
+
+var _ = time.Second

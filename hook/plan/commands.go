@@ -1,0 +1,151 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+)
+
+// The functions here render each change as the command a person would type
+// for it. They are what gre-hook logs before each change and what
+// --dry-run prints; gre-hook itself never runs ip.
+
+// AddLinkCmd renders the creation of l.
+func AddLinkCmd(l Link) string {
+	var b strings.Builder
+	switch l.Mode {
+	case config.ModeGRE:
+		fmt.Fprintf(&b, "ip tunnel add %s mode gre", l.Name)
+	case config.ModeIP6GRE:
+		fmt.Fprintf(&b, "ip -6 tunnel add %s mode ip6gre", l.Name)
+	default:
+		fmt.Fprintf(&b, "ip link add %s type %s", l.Name, l.Mode)
+	}
+	fmt.Fprintf(&b, " remote %s local %s ttl %d", l.Remote, l.Local, l.TTL)
+	if l.TOS != 0 {
+		if l.TOS == 1 {
+			b.WriteString(" tos inherit")
+		} else {
+			fmt.Fprintf(&b, " tos 0x%x", l.TOS)
+		}
+	}
+	switch {
+	case l.IKey != 0 && l.IKey == l.OKey:
+		fmt.Fprintf(&b, " key %d", l.IKey)
+	default:
+		if l.IKey != 0 {
+			fmt.Fprintf(&b, " ikey %d", l.IKey)
+		}
+		if l.OKey != 0 {
+			fmt.Fprintf(&b, " okey %d", l.OKey)
+		}
+	}
+	if !l.PMTUDisc {
+		b.WriteString(" nopmtudisc")
+	}
+	return b.String()
+}
+
+// AliasCmd renders marking l as gre-hook's.
+func AliasCmd(l Link) string { return fmt.Sprintf("ip link set %s alias %s", l.Name, l.Alias) }
+
+// MTUCmd renders setting the MTU.
+func MTUCmd(l Link) string { return fmt.Sprintf("ip link set %s mtu %d", l.Name, l.MTU) }
+
+// MulticastCmd renders the multicast flag.
+func MulticastCmd(l Link) string {
+	if l.Multicast {
+		return fmt.Sprintf("ip link set %s multicast on", l.Name)
+	}
+	return fmt.Sprintf("ip link set %s multicast off", l.Name)
+}
+
+// UpCmd renders bringing the link up.
+func UpCmd(name string) string { return fmt.Sprintf("ip link set %s up", name) }
+
+// DownCmd renders setting the link down.
+func DownCmd(name string) string { return fmt.Sprintf("ip link set %s down", name) }
+
+// DelLinkCmd renders deleting a link.
+func DelLinkCmd(name string) string { return fmt.Sprintf("ip link del %s", name) }
+
+// AddAddrCmd renders adding a.
+func AddAddrCmd(dev string, a Addr) string {
+	if a.Broadcast.IsValid() {
+		return fmt.Sprintf("ip addr add %s broadcast %s dev %s", a.Prefix, a.Broadcast, dev)
+	}
+	return fmt.Sprintf("ip addr add %s dev %s", a.Prefix, dev)
+}
+
+// DelAddrCmd renders removing a.
+func DelAddrCmd(dev string, a Addr) string {
+	return fmt.Sprintf("ip addr del %s dev %s", a.Prefix, dev)
+}
+
+func routeArgs(r Route) string {
+	var b strings.Builder
+	if r.IsDefault() {
+		b.WriteString("default")
+	} else {
+		b.WriteString(r.Dst.String())
+	}
+	if r.Gw.IsValid() {
+		fmt.Fprintf(&b, " via %s", r.Gw)
+	}
+	if r.Dev != "" {
+		fmt.Fprintf(&b, " dev %s", r.Dev)
+	}
+	if r.Table != 0 {
+		fmt.Fprintf(&b, " table %d", r.Table)
+	}
+	if r.Metric != 0 {
+		fmt.Fprintf(&b, " metric %d", r.Metric)
+	}
+	return b.String()
+}
+
+func ipFam(r Route) string {
+	if r.Dst.Addr().Is6() {
+		return "ip -6"
+	}
+	return "ip"
+}
+
+// ReplaceRouteCmd renders installing r.
+func ReplaceRouteCmd(r Route) string {
+	return fmt.Sprintf("%s route replace %s proto %d", ipFam(r), routeArgs(r), RouteProtocol)
+}
+
+// DelRouteCmd renders deleting r.
+func DelRouteCmd(r Route) string {
+	return fmt.Sprintf("%s route del %s", ipFam(r), routeArgs(r))
+}
+
+// RestoreRouteCmd renders putting back a route gre-hook had replaced.
+func RestoreRouteCmd(r Route, proto int) string {
+	s := fmt.Sprintf("%s route replace %s", ipFam(r), routeArgs(r))
+	if proto != 0 {
+		s += fmt.Sprintf(" proto %d", proto)
+	}
+	return s
+}
+
+// RuleSpec is the rule's match and target in iptables' own -S order, so that
+// a rule read back from the kernel compares equal to the one we want.
+func RuleSpec(r MSSRule) []string {
+	spec := []string{"-o", r.Out, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN",
+		"-m", "comment", "--comment", r.Comment, "-j", "TCPMSS"}
+	if r.Mode == config.MSSFixed {
+		return append(spec, "--set-mss", fmt.Sprint(r.Value))
+	}
+	return append(spec, "--clamp-mss-to-pmtu")
+}
+
+// IptablesCmd names the binary for a family.
+func IptablesCmd(family int) string {
+	if family == 6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}

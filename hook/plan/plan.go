@@ -1,0 +1,217 @@
+// Package plan turns a validated config, the underlay's current state and
+// a phase into the kernel objects gre-hook wants to exist. It is pure: it
+// reads nothing and changes nothing, so it can be tested without root and
+// printed by --dry-run.
+package plan
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+)
+
+// RouteProtocol marks every route gre-hook installs, so that teardown and
+// gc can tell them from routes installed by anyone else. The package ships
+// /etc/iproute2/rt_protos.d/gre-hook.conf so `ip route` shows it by name.
+const RouteProtocol = 176
+
+// AliasPrefix marks links gre-hook created: the kernel keeps the alias
+// (IFLA_IFALIAS) for the life of the link, so ownership survives a lost
+// record. The full alias is AliasPrefix + underlay.
+const AliasPrefix = "gre-hook:"
+
+// Alias returns the ownership alias for a tunnel on underlay.
+func Alias(underlay string) string { return AliasPrefix + underlay }
+
+// Underlay is what a plan needs to know about the underlay interface.
+type Underlay struct {
+	Name string
+	MTU  int
+	Up   bool
+	// Addrs are the underlay's global addresses, primary first.
+	Addrs []netip.Addr
+}
+
+// Path is how the remote endpoint is reached now, before any change: the
+// gateway and device of the current route to it.
+type Path struct {
+	Gateway netip.Addr
+	Dev     string
+}
+
+// Link is a GRE link as gre-hook wants it.
+type Link struct {
+	Name      string
+	Mode      config.Mode
+	Local     netip.Addr
+	Remote    netip.Addr
+	TTL       uint8
+	TOS       uint8
+	PMTUDisc  bool
+	IKey      uint32
+	OKey      uint32
+	MTU       int
+	Multicast bool
+	Alias     string
+}
+
+// Addr is an address on a tunnel; Broadcast is invalid where none applies.
+type Addr struct {
+	Prefix    netip.Prefix
+	Broadcast netip.Addr
+}
+
+// Route is a route gre-hook installs, always with RouteProtocol.
+type Route struct {
+	Dst    netip.Prefix
+	Gw     netip.Addr
+	Dev    string
+	Table  int // 0 means main
+	Metric int
+}
+
+// IsDefault reports whether r is a default route.
+func (r Route) IsDefault() bool { return r.Dst.Bits() == 0 }
+
+// Tunnel is everything one tunnel needs.
+type Tunnel struct {
+	Link   Link
+	Addrs  []Addr
+	Routes []Route
+	// Pin is the host route to the remote endpoint through the underlay,
+	// set when the tunnel takes over the default route, so that the
+	// tunnel's own packets do not route into the tunnel.
+	Pin *Route
+	// Defaults are default routes via the peer, replacing the current ones.
+	Defaults []Route
+	MSS      []MSSRule
+	Up       []string
+	Down     []string
+}
+
+// MSSRule is one TCPMSS rule in gre-hook's mangle chain.
+type MSSRule struct {
+	Family  int // 4 or 6
+	Out     string
+	Comment string
+	Mode    config.MSSMode
+	Value   int
+}
+
+// Comment is the mark on each of gre-hook's rules: it names the owner, the
+// underlay and the tunnel, so teardown can find exactly its own rules.
+func Comment(underlay, tunnel string) string {
+	return AliasPrefix + underlay + ":" + tunnel
+}
+
+// Overhead returns the bytes the encapsulation adds on the underlay.
+func Overhead(m config.Mode, okey uint32) int {
+	var n int
+	switch m {
+	case config.ModeGRE:
+		n = 20 + 4
+	case config.ModeGRETap:
+		n = 20 + 4 + 14
+	case config.ModeIP6GRE:
+		// The kernel adds an 8-byte tunnel encapsulation limit option to
+		// ip6gre packets unless told not to, and sizes the MTU for it.
+		n = 40 + 4 + 8
+	case config.ModeIP6GRETap:
+		n = 40 + 4 + 8 + 14
+	}
+	// Only the output key lengthens the header gre-hook sends.
+	if okey != 0 {
+		n += 4
+	}
+	return n
+}
+
+// Up builds the plan for bringing up tunnels on u. paths holds the current
+// path to each remote that needs pinning, keyed by remote address.
+func Up(tunnels []config.Tunnel, u Underlay, paths map[netip.Addr]Path) ([]Tunnel, error) {
+	var out []Tunnel
+	for i := range tunnels {
+		t, err := upOne(&tunnels[i], u, paths)
+		if err != nil {
+			return nil, fmt.Errorf("tunnel %q: %w", tunnels[i].Name, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, error) {
+	local := c.Local
+	if !local.IsValid() {
+		for _, a := range u.Addrs {
+			if a.Is6() == c.Remote.Is6() {
+				local = a
+				break
+			}
+		}
+		if !local.IsValid() {
+			fam := "IPv4"
+			if c.Remote.Is6() {
+				fam = "IPv6"
+			}
+			return Tunnel{}, fmt.Errorf("local is automatic but underlay %s has no global %s address yet", u.Name, fam)
+		}
+	}
+	mtu := c.MTU
+	if mtu == 0 {
+		if u.MTU == 0 {
+			return Tunnel{}, fmt.Errorf("cannot derive the mtu: underlay %s reports none", u.Name)
+		}
+		mtu = u.MTU - Overhead(c.Mode, c.OKey)
+	}
+	t := Tunnel{
+		Link: Link{
+			Name: c.Name, Mode: c.Mode, Local: local, Remote: c.Remote,
+			TTL: c.TTL, TOS: c.TOS, PMTUDisc: c.PMTUDisc, IKey: c.IKey, OKey: c.OKey,
+			MTU: mtu, Multicast: c.Multicast, Alias: Alias(u.Name),
+		},
+		Up:   c.UpCommand,
+		Down: c.DownCommand,
+	}
+	for _, p := range c.Addresses {
+		a := Addr{Prefix: p}
+		if b, ok := config.Broadcast(p); ok {
+			a.Broadcast = b
+		}
+		t.Addrs = append(t.Addrs, a)
+	}
+	for _, r := range c.Routes {
+		t.Routes = append(t.Routes, Route{Dst: r.To, Gw: r.Via, Dev: c.Name, Table: r.Table, Metric: r.Metric})
+	}
+	if c.DefaultRoute {
+		p, ok := paths[c.Remote]
+		if !ok || p.Dev == "" {
+			return Tunnel{}, fmt.Errorf("default_route: no current route to remote %s to pin before taking over the default route", c.Remote)
+		}
+		if p.Dev == c.Name {
+			return Tunnel{}, fmt.Errorf("default_route: the route to remote %s already goes through the tunnel itself", c.Remote)
+		}
+		t.Pin = &Route{Dst: netip.PrefixFrom(c.Remote, c.Remote.BitLen()), Gw: p.Gateway, Dev: p.Dev}
+		for _, peer := range c.Peers {
+			t.Defaults = append(t.Defaults, Route{Dst: netip.PrefixFrom(zero(peer), 0), Gw: peer, Dev: c.Name})
+		}
+	}
+	if c.MSS != config.MSSOff {
+		fams := []int{4}
+		if c.Carries6() {
+			fams = append(fams, 6)
+		}
+		for _, f := range fams {
+			t.MSS = append(t.MSS, MSSRule{Family: f, Out: c.Name, Comment: Comment(u.Name, c.Name), Mode: c.MSS, Value: c.MSSValue})
+		}
+	}
+	return t, nil
+}
+
+func zero(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}

@@ -1,0 +1,443 @@
+// Package rtnl is gre-hook's access to the kernel's links, addresses and
+// routes, over rtnetlink through github.com/vishvananda/netlink.
+package rtnl
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/plan"
+)
+
+// Link is what gre-hook reads back about a link.
+type Link struct {
+	Index     int
+	Name      string
+	Kind      string
+	Alias     string
+	MTU       int
+	Up        bool
+	Multicast bool
+	// Tunnel attributes, set for GRE kinds only.
+	GRE      bool
+	Local    netip.Addr
+	Remote   netip.Addr
+	TTL      uint8
+	TOS      uint8
+	PMTUDisc bool
+	IKey     uint32
+	OKey     uint32
+}
+
+// Addr is an address on a link.
+type Addr struct {
+	Index  int
+	Prefix netip.Prefix
+	// Broadcast is invalid when the kernel reports none.
+	Broadcast netip.Addr
+	Global    bool
+}
+
+// Route is a route read back from the kernel.
+type Route struct {
+	plan.Route
+	Index    int
+	Protocol int
+	Type     int
+}
+
+// Handle talks to the kernel of the current network namespace.
+type Handle struct {
+	h     *netlink.Handle
+	names map[int]string
+}
+
+// Open returns a Handle with one netlink socket reused for every call.
+func Open() (*Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("opening rtnetlink: %w", err)
+	}
+	return &Handle{h: h, names: map[int]string{}}, nil
+}
+
+// Close releases the socket.
+func (h *Handle) Close() { h.h.Close() }
+
+// A dump that a concurrent change interrupts is flagged by the kernel
+// (NLM_F_DUMP_INTR); netlink v1.3.0, the last release that builds with Go
+// 1.19, reports that as EINTR and drops the partial result. Do it again.
+func retry[T any](what string, f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for i := 0; i < 10; i++ {
+		v, err = f()
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return v, fmt.Errorf("listing %s: %w", what, err)
+	}
+	return v, nil
+}
+
+// IsNotFound reports whether err means the object does not exist.
+func IsNotFound(err error) bool {
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EADDRNOTAVAIL)
+}
+
+func fromNetlink(l netlink.Link) Link {
+	a := l.Attrs()
+	out := Link{
+		Index: a.Index, Name: a.Name, Kind: l.Type(), Alias: a.Alias, MTU: a.MTU,
+		Up: a.Flags&net.FlagUp != 0, Multicast: a.Flags&net.FlagMulticast != 0,
+	}
+	switch t := l.(type) {
+	case *netlink.Gretun:
+		out.GRE = true
+		out.Kind = greKind(t.Local, t.Remote, "gre", "ip6gre")
+		out.Local, out.Remote = ip(t.Local), ip(t.Remote)
+		out.TTL, out.TOS, out.PMTUDisc, out.IKey, out.OKey = t.Ttl, t.Tos, t.PMtuDisc != 0, t.IKey, t.OKey
+	case *netlink.Gretap:
+		out.GRE = true
+		out.Kind = greKind(t.Local, t.Remote, "gretap", "ip6gretap")
+		out.Local, out.Remote = ip(t.Local), ip(t.Remote)
+		out.TTL, out.TOS, out.PMTUDisc, out.IKey, out.OKey = t.Ttl, t.Tos, t.PMtuDisc != 0, t.IKey, t.OKey
+	}
+	return out
+}
+
+func greKind(local, remote net.IP, v4, v6 string) string {
+	for _, a := range []net.IP{remote, local} {
+		if a != nil && !a.IsUnspecified() {
+			if a.To4() != nil {
+				return v4
+			}
+			return v6
+		}
+	}
+	return v4
+}
+
+func ip(a net.IP) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	if v4 := a.To4(); v4 != nil {
+		a = v4
+	}
+	out, _ := netip.AddrFromSlice(a)
+	return out
+}
+
+func ipnet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func prefix(n *net.IPNet) netip.Prefix {
+	if n == nil {
+		return netip.Prefix{}
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(ip(n.IP), ones)
+}
+
+// Link returns the named link, or nil if there is none.
+func (h *Handle) Link(name string) (*Link, error) {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		if IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("looking up link %s: %w", name, err)
+	}
+	out := fromNetlink(l)
+	h.names[out.Index] = out.Name
+	return &out, nil
+}
+
+// Links returns every link.
+func (h *Handle) Links() ([]Link, error) {
+	ls, err := retry("links", h.h.LinkList)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Link, len(ls))
+	for i, l := range ls {
+		out[i] = fromNetlink(l)
+		h.names[out[i].Index] = out[i].Name
+	}
+	return out, nil
+}
+
+// Addrs returns every address of every link.
+func (h *Handle) Addrs() ([]Addr, error) {
+	as, err := retry("addresses", func() ([]netlink.Addr, error) { return h.h.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Addr, 0, len(as))
+	for _, a := range as {
+		out = append(out, Addr{Index: a.LinkIndex, Prefix: prefix(a.IPNet), Broadcast: ip(a.Broadcast), Global: a.Scope == int(netlink.SCOPE_UNIVERSE)})
+	}
+	return out, nil
+}
+
+// Routes returns the unicast routes of every table but local, for family
+// 4 or 6.
+func (h *Handle) Routes(family int) ([]Route, error) {
+	fam := netlink.FAMILY_V4
+	if family == 6 {
+		fam = netlink.FAMILY_V6
+	}
+	rs, err := retry("routes", func() ([]netlink.Route, error) {
+		return h.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Route, 0, len(rs))
+	for _, r := range rs {
+		if r.Table == unix.RT_TABLE_LOCAL || r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		dst := prefix(r.Dst)
+		if !dst.IsValid() {
+			dst = netip.PrefixFrom(zeroAddr(family), 0)
+		}
+		table := r.Table
+		if table == unix.RT_TABLE_MAIN {
+			table = 0
+		}
+		out = append(out, Route{
+			Route: plan.Route{Dst: dst, Gw: ip(r.Gw), Dev: h.name(r.LinkIndex), Table: table, Metric: r.Priority},
+			Index: r.LinkIndex, Protocol: int(r.Protocol), Type: r.Type,
+		})
+	}
+	return out, nil
+}
+
+func zeroAddr(family int) netip.Addr {
+	if family == 6 {
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
+}
+
+func (h *Handle) name(index int) string {
+	if n, ok := h.names[index]; ok {
+		return n
+	}
+	l, err := h.h.LinkByIndex(index)
+	if err != nil {
+		return ""
+	}
+	h.names[index] = l.Attrs().Name
+	return l.Attrs().Name
+}
+
+// PathTo returns how dst is routed now.
+func (h *Handle) PathTo(dst netip.Addr) (plan.Path, error) {
+	rs, err := h.h.RouteGet(net.IP(dst.AsSlice()))
+	if err != nil {
+		return plan.Path{}, fmt.Errorf("looking up the route to %s: %w", dst, err)
+	}
+	if len(rs) == 0 {
+		return plan.Path{}, fmt.Errorf("no route to %s", dst)
+	}
+	return plan.Path{Gateway: ip(rs[0].Gw), Dev: h.name(rs[0].LinkIndex)}, nil
+}
+
+func (h *Handle) byName(name string) (netlink.Link, error) {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// AddLink creates l. The link is created down; multicast, MTU and alias
+// are part of the same request.
+func (h *Handle) AddLink(l plan.Link) error {
+	attrs := netlink.NewLinkAttrs() // a bare LinkAttrs would send txqueuelen 0
+	attrs.Name = l.Name
+	attrs.MTU = l.MTU
+	attrs.Alias = l.Alias
+	if l.Multicast {
+		attrs.Flags |= net.FlagMulticast
+	}
+	local, remote := net.IP(l.Local.AsSlice()), net.IP(l.Remote.AsSlice())
+	// netlink's zero value for PMtuDisc means "off", unlike ip tunnel's
+	// default; say what we mean every time.
+	var pmtu uint8
+	if l.PMTUDisc {
+		pmtu = 1
+	}
+	var link netlink.Link
+	if l.Mode.Tap() {
+		link = &netlink.Gretap{LinkAttrs: attrs, Local: local, Remote: remote, Ttl: l.TTL, Tos: l.TOS, PMtuDisc: pmtu, IKey: l.IKey, OKey: l.OKey}
+	} else {
+		// Local is always set: a nil Local makes netlink pick ip6gre.
+		link = &netlink.Gretun{LinkAttrs: attrs, Local: local, Remote: remote, Ttl: l.TTL, Tos: l.TOS, PMtuDisc: pmtu, IKey: l.IKey, OKey: l.OKey}
+	}
+	if err := h.h.LinkAdd(link); err != nil {
+		return err
+	}
+	return nil
+}
+
+// SetMTU sets a link's MTU.
+func (h *Handle) SetMTU(name string, mtu int) error {
+	l, err := h.byName(name)
+	if err != nil {
+		return err
+	}
+	return h.h.LinkSetMTU(l, mtu)
+}
+
+// SetMulticast sets or clears a link's multicast flag.
+func (h *Handle) SetMulticast(name string, on bool) error {
+	l, err := h.byName(name)
+	if err != nil {
+		return err
+	}
+	if on {
+		return h.h.LinkSetMulticastOn(l)
+	}
+	return h.h.LinkSetMulticastOff(l)
+}
+
+// SetUp brings a link up.
+func (h *Handle) SetUp(name string) error {
+	l, err := h.byName(name)
+	if err != nil {
+		return err
+	}
+	return h.h.LinkSetUp(l)
+}
+
+// DelLink deletes a link; a link that is already gone is not an error.
+func (h *Handle) DelLink(name string) error {
+	l, err := h.byName(name)
+	if err != nil {
+		if IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if err := h.h.LinkDel(l); err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// AddAddr adds an address to dev.
+func (h *Handle) AddAddr(dev string, a plan.Addr) error {
+	l, err := h.byName(dev)
+	if err != nil {
+		return err
+	}
+	na := &netlink.Addr{IPNet: ipnet(a.Prefix)}
+	if a.Broadcast.IsValid() {
+		na.Broadcast = net.IP(a.Broadcast.AsSlice())
+	}
+	err = h.h.AddrAdd(l, na)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
+}
+
+// DelAddr removes an address from dev.
+func (h *Handle) DelAddr(dev string, p netip.Prefix) error {
+	l, err := h.byName(dev)
+	if err != nil {
+		if IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	err = h.h.AddrDel(l, &netlink.Addr{IPNet: ipnet(p)})
+	if err != nil && IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (h *Handle) toNetlink(r plan.Route, proto int) (*netlink.Route, error) {
+	nr := &netlink.Route{Dst: ipnet(r.Dst), Priority: r.Metric, Protocol: netlink.RouteProtocol(proto), Table: r.Table}
+	if r.Table == 0 {
+		nr.Table = unix.RT_TABLE_MAIN
+	}
+	if r.Gw.IsValid() {
+		nr.Gw = net.IP(r.Gw.AsSlice())
+	}
+	if r.Dev != "" {
+		l, err := h.byName(r.Dev)
+		if err != nil {
+			return nil, err
+		}
+		nr.LinkIndex = l.Attrs().Index
+	}
+	return nr, nil
+}
+
+// ReplaceRoute installs r with the given protocol, replacing any route
+// with the same destination, table and metric.
+func (h *Handle) ReplaceRoute(r plan.Route, proto int) error {
+	nr, err := h.toNetlink(r, proto)
+	if err != nil {
+		return err
+	}
+	return h.h.RouteReplace(nr)
+}
+
+// DelRoute deletes r; a route that is already gone is not an error.
+func (h *Handle) DelRoute(r plan.Route, proto int) error {
+	nr, err := h.toNetlink(r, proto)
+	if err != nil {
+		if IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if err := h.h.RouteDel(nr); err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// Module returns the kernel module that provides mode.
+func Module(m config.Mode) string {
+	if m.Outer6() {
+		return "ip6_gre"
+	}
+	return "ip_gre"
+}
+
+// LoadModule loads a kernel module with modprobe unless it is loaded.
+func LoadModule(name string) error {
+	if _, err := os.Stat("/sys/module/" + name); err == nil {
+		return nil
+	}
+	out, err := exec.Command("modprobe", name).CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("this kernel has no GRE support: modprobe %s failed: %s", name, msg)
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+// Package state keeps gre-hook's record of what it created, one file per
+// underlay under /run/gre-hook, and the lock that serialises runs.
+//
+// The record is what lets pre-down undo a post-up even after the config was
+// edited or deleted, and what remembers a default route gre-hook replaced.
+// It lives on tmpfs: after a reboot nothing it describes exists any more.
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/plan"
+)
+
+// DefaultDir is where records live in the initial network namespace.
+const DefaultDir = "/run/gre-hook"
+
+// Version is the record format written by this gre-hook.
+const Version = 1
+
+// Route is a route in a record.
+type Route struct {
+	Dst    netip.Prefix `json:"dst"`
+	Gw     netip.Addr   `json:"gw,omitempty"`
+	Dev    string       `json:"dev,omitempty"`
+	Table  int          `json:"table,omitempty"`
+	Metric int          `json:"metric,omitempty"`
+	// Protocol is kept for routes gre-hook replaced, to put them back as
+	// they were.
+	Protocol int `json:"protocol,omitempty"`
+}
+
+// Plan converts r for the rtnl layer.
+func (r Route) Plan() plan.Route {
+	return plan.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: r.Metric}
+}
+
+// FromPlan converts a planned route.
+func FromPlan(r plan.Route, proto int) Route {
+	return Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: r.Metric, Protocol: proto}
+}
+
+// Tunnel is what gre-hook created for one tunnel.
+type Tunnel struct {
+	Name string `json:"name"`
+	// Pin is the host route to the remote endpoint, if one was added.
+	Pin *Route `json:"pin,omitempty"`
+	// Defaults are the default routes gre-hook installed via the tunnel.
+	Defaults []Route `json:"defaults,omitempty"`
+	// Replaced are the default routes that were there before, to restore.
+	Replaced []Route `json:"replaced,omitempty"`
+	// MSS lists the address families (4, 6) that have a rule.
+	MSS []int `json:"mss,omitempty"`
+	// Down is the configured down_command, kept so it runs even if the
+	// config is gone by the time the underlay goes down.
+	Down []string `json:"down_command,omitempty"`
+}
+
+// Record is everything gre-hook created for one underlay.
+type Record struct {
+	Version  int      `json:"version"`
+	Underlay string   `json:"underlay"`
+	Tunnels  []Tunnel `json:"tunnels"`
+}
+
+// Find returns the named tunnel's entry, or nil.
+func (r *Record) Find(name string) *Tunnel {
+	if r == nil {
+		return nil
+	}
+	for i := range r.Tunnels {
+		if r.Tunnels[i].Name == name {
+			return &r.Tunnels[i]
+		}
+	}
+	return nil
+}
+
+// Families returns the address families with MSS rules.
+func (r *Record) Families() map[int]bool {
+	out := map[int]bool{}
+	if r == nil {
+		return out
+	}
+	for _, t := range r.Tunnels {
+		for _, f := range t.MSS {
+			out[f] = true
+		}
+	}
+	return out
+}
+
+// Store reads and writes records in one directory.
+type Store struct {
+	Dir string
+}
+
+// DirFor returns the state directory for the current network namespace.
+// Records describe kernel objects of one namespace, so a run inside another
+// namespace (ip netns exec) keeps its own records and lock.
+func DirFor(base string) string {
+	self, err1 := os.Readlink("/proc/self/ns/net")
+	init, err2 := os.Readlink("/proc/1/ns/net")
+	if err1 != nil || err2 != nil || self == init {
+		return base
+	}
+	// "net:[4026532281]" -> "netns-4026532281"
+	id := strings.TrimSuffix(strings.TrimPrefix(self, "net:["), "]")
+	return filepath.Join(base, "netns-"+id)
+}
+
+func (s Store) path(underlay string) string {
+	return filepath.Join(s.Dir, underlay+".json")
+}
+
+// Exists reports whether a record for underlay exists, cheaply.
+func (s Store) Exists(underlay string) bool {
+	_, err := os.Lstat(s.path(underlay))
+	return err == nil
+}
+
+// Load reads the record for underlay; a missing record is (nil, nil).
+func (s Store) Load(underlay string) (*Record, error) {
+	if msg := config.ValidIfName(underlay); msg != "" {
+		return nil, fmt.Errorf("interface name %s", msg)
+	}
+	data, err := os.ReadFile(s.path(underlay))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading record: %w", err)
+	}
+	r, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", s.path(underlay), err)
+	}
+	if r.Underlay != underlay {
+		return nil, fmt.Errorf("record %s: is for underlay %q", s.path(underlay), r.Underlay)
+	}
+	return r, nil
+}
+
+// Parse decodes and checks a record.
+func Parse(data []byte) (*Record, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var r Record
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("corrupt: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("corrupt: trailing data")
+	}
+	if r.Version != Version {
+		return nil, fmt.Errorf("format version %d is not %d", r.Version, Version)
+	}
+	if msg := config.ValidIfName(r.Underlay); msg != "" {
+		return nil, fmt.Errorf("underlay: %s", msg)
+	}
+	seen := map[string]bool{}
+	for _, t := range r.Tunnels {
+		if msg := config.ValidIfName(t.Name); msg != "" {
+			return nil, fmt.Errorf("tunnel name: %s", msg)
+		}
+		if seen[t.Name] {
+			return nil, fmt.Errorf("tunnel %q listed twice", t.Name)
+		}
+		seen[t.Name] = true
+		routes := append(append([]Route{}, t.Defaults...), t.Replaced...)
+		if t.Pin != nil {
+			routes = append(routes, *t.Pin)
+		}
+		for _, rt := range routes {
+			if !rt.Dst.IsValid() {
+				return nil, fmt.Errorf("tunnel %q: route without a destination", t.Name)
+			}
+			if rt.Gw.IsValid() && rt.Gw.Is4() != rt.Dst.Addr().Is4() {
+				return nil, fmt.Errorf("tunnel %q: route %s via %s mixes address families", t.Name, rt.Dst, rt.Gw)
+			}
+			if rt.Dev != "" && config.ValidIfName(rt.Dev) != "" {
+				return nil, fmt.Errorf("tunnel %q: route %s: bad device name", t.Name, rt.Dst)
+			}
+			if rt.Table < 0 || rt.Metric < 0 || rt.Protocol < 0 || rt.Protocol > 255 {
+				return nil, fmt.Errorf("tunnel %q: route %s: table, metric or protocol out of range", t.Name, rt.Dst)
+			}
+		}
+		for _, f := range t.MSS {
+			if f != 4 && f != 6 {
+				return nil, fmt.Errorf("tunnel %q: mss family %d is not 4 or 6", t.Name, f)
+			}
+		}
+	}
+	return &r, nil
+}
+
+// Save writes r atomically; a record with no tunnels is removed instead.
+func (s Store) Save(r *Record) error {
+	if r == nil {
+		return nil
+	}
+	if len(r.Tunnels) == 0 {
+		return s.Remove(r.Underlay)
+	}
+	r.Version = Version
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("writing record: %w", err)
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("writing record: %w", err)
+	}
+	tmp, err := os.CreateTemp(s.Dir, ".record-*")
+	if err != nil {
+		return fmt.Errorf("writing record: %w", err)
+	}
+	_, werr := tmp.Write(append(data, '\n'))
+	cerr := tmp.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), s.path(r.Underlay))
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing record: %w", werr)
+	}
+	return nil
+}
+
+// Remove deletes the record for underlay, if any.
+func (s Store) Remove(underlay string) error {
+	err := os.Remove(s.path(underlay))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing record: %w", err)
+	}
+	return nil
+}
+
+// All returns every record in the directory, by underlay; unreadable
+// records are reported in errs and skipped.
+func (s Store) All() (map[string]*Record, []error) {
+	out := map[string]*Record{}
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return out, nil
+		}
+		return out, []error{fmt.Errorf("reading records: %w", err)}
+	}
+	var errs []error
+	names := []string{}
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".json") {
+			names = append(names, strings.TrimSuffix(e.Name(), ".json"))
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r, err := s.Load(n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if r != nil {
+			out[n] = r
+		}
+	}
+	return out, errs
+}
+
+// ErrLocked is returned when another run holds the lock past the wait.
+var ErrLocked = errors.New("another gre-hook run holds the lock")
+
+// Lock takes the run lock in dir, waiting at most wait. ifupdown brings
+// interfaces up in parallel, and the iptables read-modify-write of our
+// chain must not interleave.
+func Lock(dir string, wait time.Duration) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("taking lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("%w %s after waiting %s; if no gre-hook is running, check `fuser %s`", ErrLocked, path, wait, path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
