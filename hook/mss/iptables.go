@@ -48,12 +48,15 @@ func (s *System) Family() int { return s.family }
 
 // List implements Backend.
 func (s *System) List(table, chain string) ([]string, bool, error) {
+	// iptables-nft 1.8.9 answers -S for a missing chain with "chain ... is
+	// incompatible, use 'nft' tool", which go-iptables does not take for
+	// "not found"; ask whether the chain exists first.
+	exists, err := s.ipt.ChainExists(table, chain)
+	if err != nil || !exists {
+		return nil, false, err
+	}
 	lines, err := s.ipt.List(table, chain)
 	if err != nil {
-		var e *iptables.Error
-		if errors.As(err, &e) && e.IsNotExist() {
-			return nil, false, nil
-		}
 		return nil, false, err
 	}
 	return lines, true, nil

@@ -294,6 +294,20 @@ func (h *Handle) AddLink(l plan.Link) error {
 	if err := h.h.LinkAdd(link); err != nil {
 		return err
 	}
+	// The kernel ignores IFLA_IFALIAS in a request that creates a link;
+	// only a change of an existing link sets it. Without the alias the
+	// link would not be recognisably ours, so it must not outlive a
+	// failure here.
+	created, err := h.h.LinkByName(l.Name)
+	if err == nil {
+		err = h.h.LinkSetAlias(created, l.Alias)
+	}
+	if err != nil {
+		if created != nil {
+			h.h.LinkDel(created)
+		}
+		return fmt.Errorf("marking %s as gre-hook's (alias %s): %w", l.Name, l.Alias, err)
+	}
 	return nil
 }
 
