@@ -527,10 +527,15 @@ func (r *runner) ensureLink(t *plan.Tunnel) error {
 		// the config changed since it was made. Recreate it.
 		old := have
 		oldAddrs := r.snap.addrs[old.Index]
+		oldRoutes := r.snap.routesVia(want.Name)
 		if err := r.do(plan.DelLinkCmd(want.Name), func() error { return n.DelLink(want.Name) },
-			"recreate "+want.Name+" as it was", func() error { return recreate(n, old, oldAddrs) }); err != nil {
+			"recreate "+want.Name+" as it was", func() error { return recreate(n, old, oldAddrs, oldRoutes) }); err != nil {
 			return err
 		}
+		// The kernel deleted the link's routes with it; the snapshot must
+		// not offer them to be deleted (and put back, on a link whose
+		// addresses no longer reach their gateways) again.
+		r.snap.dropRoutesVia(want.Name)
 		exists = false
 	}
 	if !exists {
@@ -631,7 +636,35 @@ func (r *runner) explainExists(l plan.Link) string {
 	return fmt.Sprintf("another tunnel already uses local %s remote %s key %d", l.Local, l.Remote, l.IKey)
 }
 
-func recreate(n Net, old rtnl.Link, addrs []rtnl.Addr) error {
+// routesVia returns the routes through dev that its addresses do not
+// bring back by themselves.
+func (s *snapshot) routesVia(dev string) []rtnl.Route {
+	var out []rtnl.Route
+	for _, f := range []int{4, 6} {
+		for _, r := range s.routes[f] {
+			if r.Dev == dev && r.Protocol != unix.RTPROT_KERNEL {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+func (s *snapshot) dropRoutesVia(dev string) {
+	for f, rs := range s.routes {
+		var keep []rtnl.Route
+		for _, r := range rs {
+			if r.Dev != dev {
+				keep = append(keep, r)
+			}
+		}
+		s.routes[f] = keep
+	}
+}
+
+// recreate puts back a link deleted to be recreated with new attributes,
+// with its addresses and the routes that went with it.
+func recreate(n Net, old rtnl.Link, addrs []rtnl.Addr, routes []rtnl.Route) error {
 	l := plan.Link{Name: old.Name, Mode: config.Mode(old.Kind), Local: old.Local, Remote: old.Remote, TTL: old.TTL, TOS: old.TOS,
 		PMTUDisc: old.PMTUDisc, IKey: old.IKey, OKey: old.OKey, MTU: old.MTU, Multicast: old.Multicast, Alias: old.Alias}
 	if err := n.AddLink(l); err != nil {
@@ -645,8 +678,16 @@ func recreate(n Net, old rtnl.Link, addrs []rtnl.Addr) error {
 			return err
 		}
 	}
-	if old.Up {
-		return n.SetUp(old.Name)
+	if !old.Up {
+		return nil
+	}
+	if err := n.SetUp(old.Name); err != nil {
+		return err
+	}
+	for _, r := range routes {
+		if err := n.ReplaceRoute(r.Route, r.Protocol); err != nil {
+			return err
+		}
 	}
 	return nil
 }

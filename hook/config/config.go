@@ -88,6 +88,7 @@ type Tunnel struct {
 	// Where the tunnel was defined, for messages.
 	File string
 	Line int
+	Col  int
 }
 
 // Peer returns the tunnel peer of the given family (4 or 6).
@@ -264,7 +265,13 @@ func Parse(file string, data []byte) ([]Tunnel, Errors) {
 	}
 	loc := newLocator(string(data))
 	var errs Errors
+	reported := map[string]bool{}
 	for _, k := range md.Undecoded() {
+		reported[k.String()] = true
+		// Inside an unknown table every key is unknown too; name the table once.
+		if len(k) > 1 && reported[k[:len(k)-1].String()] {
+			continue
+		}
 		errs = append(errs, unknownKey(file, loc, k))
 	}
 	if len(errs) > 0 {

@@ -58,8 +58,9 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 		Multicast: true,
 		MSS:       MSSPMTU,
 		File:      v.file,
-		Line:      v.loc.find(v.index, -1, "").Line,
 	}
+	header := v.loc.find(v.index, -1, "")
+	t.Line, t.Col = header.Line, header.Col
 	if msg := ValidIfName(r.Name); msg != "" {
 		v.fail(-1, "name", "%s", msg)
 	} else if fallbackNames[r.Name] {
@@ -413,7 +414,7 @@ func crossCheck(ts []Tunnel) Errors {
 	for i := range ts {
 		t := &ts[i]
 		if prev, ok := byName[t.Name]; ok {
-			errs = append(errs, fmt.Errorf("%s:%d: tunnel %q: name already used at %s:%d", t.File, t.Line, t.Name, prev.File, prev.Line))
+			errs = append(errs, fmt.Errorf("%s:%d:%d: tunnel %q: name already used at %s:%d", t.File, t.Line, t.Col, t.Name, prev.File, prev.Line))
 			continue
 		}
 		byName[t.Name] = t
@@ -428,8 +429,8 @@ func crossCheck(ts []Tunnel) Errors {
 			if !t.Local.IsValid() {
 				local = "auto on " + t.Underlay
 			}
-			errs = append(errs, fmt.Errorf("%s:%d: tunnel %q: overlaps tunnel %q (%s:%d): same local (%s), remote %s and key %d; give one of them a key",
-				t.File, t.Line, t.Name, prev.Name, prev.File, prev.Line, local, t.Remote, t.IKey))
+			errs = append(errs, fmt.Errorf("%s:%d:%d: tunnel %q: overlaps tunnel %q (%s:%d): same local (%s), remote %s and key %d; give one of them a key",
+				t.File, t.Line, t.Col, t.Name, prev.Name, prev.File, prev.Line, local, t.Remote, t.IKey))
 			continue
 		}
 		byEnd[e] = t

@@ -182,7 +182,7 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 		t.Addrs = append(t.Addrs, a)
 	}
 	for _, r := range c.Routes {
-		t.Routes = append(t.Routes, Route{Dst: r.To, Gw: r.Via, Dev: c.Name, Table: r.Table, Metric: r.Metric})
+		t.Routes = append(t.Routes, Route{Dst: r.To, Gw: r.Via, Dev: c.Name, Table: r.Table, Metric: KernelMetric(r.To, r.Metric)})
 	}
 	if c.DefaultRoute {
 		p, ok := paths[c.Remote]
@@ -192,9 +192,11 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 		if p.Dev == c.Name {
 			return Tunnel{}, fmt.Errorf("default_route: the route to remote %s already goes through the tunnel itself", c.Remote)
 		}
-		t.Pin = &Route{Dst: netip.PrefixFrom(c.Remote, c.Remote.BitLen()), Gw: p.Gateway, Dev: p.Dev}
+		pin := netip.PrefixFrom(c.Remote, c.Remote.BitLen())
+		t.Pin = &Route{Dst: pin, Gw: p.Gateway, Dev: p.Dev, Metric: KernelMetric(pin, 0)}
 		for _, peer := range c.Peers {
-			t.Defaults = append(t.Defaults, Route{Dst: netip.PrefixFrom(zero(peer), 0), Gw: peer, Dev: c.Name})
+			dst := netip.PrefixFrom(zero(peer), 0)
+			t.Defaults = append(t.Defaults, Route{Dst: dst, Gw: peer, Dev: c.Name, Metric: KernelMetric(dst, 0)})
 		}
 	}
 	if c.MSS != config.MSSOff {
@@ -207,6 +209,16 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 		}
 	}
 	return t, nil
+}
+
+// KernelMetric is the metric the kernel stores for a route to dst asked
+// for with metric m: IPv6 turns metric 0 into 1024 (IP6_RT_PRIO_USER), and
+// a route read back must compare equal to the one planned.
+func KernelMetric(dst netip.Prefix, m int) int {
+	if m == 0 && dst.Addr().Is6() {
+		return 1024
+	}
+	return m
 }
 
 func zero(a netip.Addr) netip.Addr {
