@@ -1,0 +1,598 @@
+// Package fake is an in-memory kernel and iptables for tests of package
+// hook: config in, kernel state out, compared as golden text.
+//
+// It keeps the kernel behaviours gre-hook depends on: deleting a link
+// takes its addresses and routes with it, a second link with a taken name
+// (or a second GRE tunnel with the same local, remote and key) fails with
+// EEXIST, a route replace is keyed on destination, table and metric, a
+// route via a gateway needs the device up and the gateway on a connected
+// prefix, and an IPv6 route asked for with metric 0 gets metric 1024.
+package fake
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+)
+
+// Route protocols the kernel and tools use.
+const (
+	ProtoKernel = 2
+	ProtoBoot   = 3
+	ProtoStatic = 4
+	ProtoDHCP   = 16
+)
+
+// ErrInjected is the error returned by an injected failure.
+var ErrInjected = errors.New("injected failure")
+
+// failer fails the Nth call of a named operation.
+type failer struct {
+	calls map[string]int
+	fail  map[string]int // op -> call number (1-based, counted from arming) that fails
+	base  map[string]int
+}
+
+func newFailer() failer {
+	return failer{calls: map[string]int{}, fail: map[string]int{}, base: map[string]int{}}
+}
+
+func (f *failer) arm(op string, n int) {
+	f.fail[op] = n
+	f.base[op] = f.calls[op]
+}
+
+func (f *failer) hit(op string) error {
+	f.calls[op]++
+	if n, ok := f.fail[op]; ok && f.calls[op]-f.base[op] == n {
+		delete(f.fail, op)
+		return fmt.Errorf("%s: %w", op, ErrInjected)
+	}
+	return nil
+}
+
+// Net is a fake kernel implementing hook.Net.
+type Net struct {
+	mu     sync.Mutex
+	links  map[string]*rtnl.Link
+	addrs  []rtnl.Addr
+	routes []rtnl.Route
+	next   int
+	f      failer
+}
+
+// NewNet returns an empty kernel with only lo.
+func NewNet() *Net {
+	n := &Net{links: map[string]*rtnl.Link{}, next: 1, f: newFailer()}
+	n.AddDevice("lo", 65536)
+	return n
+}
+
+// FailNth makes the nth call (1-based, counted from now) of op fail with
+// ErrInjected. op is a method name of hook.Net, e.g. "AddLink".
+func (n *Net) FailNth(op string, nth int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.f.arm(op, nth)
+}
+
+// Disarm cancels every pending injected failure.
+func (n *Net) Disarm() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.f.fail = map[string]int{}
+}
+
+// Calls returns how often op was called.
+func (n *Net) Calls(op string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.f.calls[op]
+}
+
+// AddDevice adds a physical link that is up, as the test's underlay.
+func (n *Net) AddDevice(name string, mtu int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.links[name] = &rtnl.Link{Index: n.next, Name: name, Kind: "", MTU: mtu, Up: true, Multicast: name != "lo"}
+	n.next++
+}
+
+// AddDeviceAddr puts a global address on a device, with its connected
+// route as the kernel adds it.
+func (n *Net) AddDeviceAddr(dev string, p netip.Prefix) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.addAddr(dev, plan.Addr{Prefix: p}); err != nil {
+		panic(err)
+	}
+}
+
+// AddForeignRoute installs a route as some other tool would.
+func (n *Net) AddForeignRoute(r plan.Route, proto int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.replaceRoute(r, proto, false); err != nil {
+		panic(err)
+	}
+}
+
+// AddForeignLink creates a link some other tool made.
+func (n *Net) AddForeignLink(l rtnl.Link) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l.Index = n.next
+	n.next++
+	c := l
+	n.links[l.Name] = &c
+}
+
+// Mutate changes a link in place, to simulate drift.
+func (n *Net) Mutate(name string, f func(l *rtnl.Link)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if l, ok := n.links[name]; ok {
+		f(l)
+	}
+}
+
+// RemoveRoute deletes routes matching dst in the main table, as an admin
+// would, whatever their protocol.
+func (n *Net) RemoveRoute(dst netip.Prefix) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var keep []rtnl.Route
+	for _, r := range n.routes {
+		if r.Dst != dst {
+			keep = append(keep, r)
+		}
+	}
+	n.routes = keep
+}
+
+// Link implements hook.Net.
+func (n *Net) Link(name string) (*rtnl.Link, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("Link"); err != nil {
+		return nil, err
+	}
+	l, ok := n.links[name]
+	if !ok {
+		return nil, nil
+	}
+	c := *l
+	return &c, nil
+}
+
+// Links implements hook.Net.
+func (n *Net) Links() ([]rtnl.Link, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("Links"); err != nil {
+		return nil, err
+	}
+	out := make([]rtnl.Link, 0, len(n.links))
+	for _, l := range n.links {
+		out = append(out, *l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out, nil
+}
+
+// Addrs implements hook.Net.
+func (n *Net) Addrs() ([]rtnl.Addr, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("Addrs"); err != nil {
+		return nil, err
+	}
+	return append([]rtnl.Addr(nil), n.addrs...), nil
+}
+
+// Routes implements hook.Net: every unicast route of the family.
+func (n *Net) Routes(family int) ([]rtnl.Route, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("Routes"); err != nil {
+		return nil, err
+	}
+	var out []rtnl.Route
+	for _, r := range n.routes {
+		if r.Dst.Addr().Is4() == (family == 4) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// PathTo implements hook.Net: the longest matching route in the main
+// table, lowest metric first.
+func (n *Net) PathTo(dst netip.Addr) (plan.Path, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("PathTo"); err != nil {
+		return plan.Path{}, err
+	}
+	var best *rtnl.Route
+	for i := range n.routes {
+		r := &n.routes[i]
+		if r.Table != 0 || !r.Dst.Contains(dst) {
+			continue
+		}
+		if best == nil || r.Dst.Bits() > best.Dst.Bits() || (r.Dst.Bits() == best.Dst.Bits() && r.Metric < best.Metric) {
+			best = r
+		}
+	}
+	if best == nil {
+		return plan.Path{}, fmt.Errorf("looking up the route to %s: %w", dst, unix.ENETUNREACH)
+	}
+	return plan.Path{Gateway: best.Gw, Dev: best.Dev}, nil
+}
+
+// AddLink implements hook.Net. The link is created down.
+func (n *Net) AddLink(l plan.Link) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("AddLink"); err != nil {
+		return err
+	}
+	if _, ok := n.links[l.Name]; ok {
+		return unix.EEXIST
+	}
+	// The kernel keys GRE tunnels by kind, local, remote and key.
+	for _, o := range n.links {
+		if o.GRE && o.Kind == string(l.Mode) && o.Local == l.Local && o.Remote == l.Remote && o.IKey == l.IKey {
+			return unix.EEXIST
+		}
+	}
+	if l.MTU < 68 {
+		return unix.EINVAL
+	}
+	n.links[l.Name] = &rtnl.Link{
+		Index: n.next, Name: l.Name, Kind: string(l.Mode), Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast,
+		GRE: true, Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: l.PMTUDisc, IKey: l.IKey, OKey: l.OKey,
+	}
+	n.next++
+	return nil
+}
+
+func (n *Net) link(name string) (*rtnl.Link, error) {
+	l, ok := n.links[name]
+	if !ok {
+		return nil, fmt.Errorf("link %s: %w", name, unix.ENODEV)
+	}
+	return l, nil
+}
+
+// SetMTU implements hook.Net.
+func (n *Net) SetMTU(name string, mtu int) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("SetMTU"); err != nil {
+		return err
+	}
+	l, err := n.link(name)
+	if err != nil {
+		return err
+	}
+	l.MTU = mtu
+	return nil
+}
+
+// SetMulticast implements hook.Net.
+func (n *Net) SetMulticast(name string, on bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("SetMulticast"); err != nil {
+		return err
+	}
+	l, err := n.link(name)
+	if err != nil {
+		return err
+	}
+	l.Multicast = on
+	return nil
+}
+
+// SetUp implements hook.Net. Like the kernel, it adds the connected routes
+// of the link's addresses, and an IPv6 link-local address to a GRE link
+// with an IPv4 local address.
+func (n *Net) SetUp(name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("SetUp"); err != nil {
+		return err
+	}
+	l, err := n.link(name)
+	if err != nil {
+		return err
+	}
+	if l.Up {
+		return nil
+	}
+	l.Up = true
+	if l.GRE && l.Local.Is4() && l.Kind == "gre" {
+		b := l.Local.As4()
+		ll := netip.AddrFrom16([16]byte{0xfe, 0x80, 12: b[0], 13: b[1], 14: b[2], 15: b[3]})
+		p := netip.PrefixFrom(ll, 64)
+		found := false
+		for _, a := range n.addrs {
+			found = found || (a.Index == l.Index && a.Prefix == p)
+		}
+		if !found {
+			n.addrs = append(n.addrs, rtnl.Addr{Index: l.Index, Prefix: p})
+		}
+	}
+	for _, a := range n.addrs {
+		if a.Index == l.Index {
+			n.connect(l, a.Prefix)
+		}
+	}
+	return nil
+}
+
+// connect adds the connected route of p on l.
+func (n *Net) connect(l *rtnl.Link, p netip.Prefix) {
+	if !l.Up || p.Bits() == p.Addr().BitLen() {
+		return
+	}
+	dst := p.Masked()
+	metric := 0
+	if dst.Addr().Is6() {
+		metric = 256
+	}
+	for _, r := range n.routes {
+		if r.Dst == dst && r.Dev == l.Name && r.Table == 0 && r.Metric == metric {
+			return
+		}
+	}
+	n.routes = append(n.routes, rtnl.Route{Route: plan.Route{Dst: dst, Dev: l.Name, Metric: metric}, Index: l.Index, Protocol: ProtoKernel, Type: unix.RTN_UNICAST})
+}
+
+// DelLink implements hook.Net; a missing link is not an error, as in
+// rtnl.Handle. The link's addresses and routes go with it.
+func (n *Net) DelLink(name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("DelLink"); err != nil {
+		return err
+	}
+	l, ok := n.links[name]
+	if !ok {
+		return nil
+	}
+	delete(n.links, name)
+	var as []rtnl.Addr
+	for _, a := range n.addrs {
+		if a.Index != l.Index {
+			as = append(as, a)
+		}
+	}
+	n.addrs = as
+	var rs []rtnl.Route
+	for _, r := range n.routes {
+		if r.Dev != name {
+			rs = append(rs, r)
+		}
+	}
+	n.routes = rs
+	return nil
+}
+
+// AddAddr implements hook.Net; an existing address is not an error, as in
+// rtnl.Handle.
+func (n *Net) AddAddr(dev string, a plan.Addr) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("AddAddr"); err != nil {
+		return err
+	}
+	return n.addAddr(dev, a)
+}
+
+func (n *Net) addAddr(dev string, a plan.Addr) error {
+	l, err := n.link(dev)
+	if err != nil {
+		return err
+	}
+	for _, have := range n.addrs {
+		if have.Index == l.Index && have.Prefix == a.Prefix {
+			return nil
+		}
+	}
+	n.addrs = append(n.addrs, rtnl.Addr{Index: l.Index, Prefix: a.Prefix, Broadcast: a.Broadcast, Global: !a.Prefix.Addr().IsLinkLocalUnicast()})
+	n.connect(l, a.Prefix)
+	return nil
+}
+
+// DelAddr implements hook.Net; a missing address is not an error. The
+// connected route goes with the address.
+func (n *Net) DelAddr(dev string, p netip.Prefix) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("DelAddr"); err != nil {
+		return err
+	}
+	l, ok := n.links[dev]
+	if !ok {
+		return nil
+	}
+	var as []rtnl.Addr
+	for _, a := range n.addrs {
+		if !(a.Index == l.Index && a.Prefix == p) {
+			as = append(as, a)
+		}
+	}
+	n.addrs = as
+	var rs []rtnl.Route
+	for _, r := range n.routes {
+		if !(r.Protocol == ProtoKernel && r.Dev == dev && r.Dst == p.Masked()) {
+			rs = append(rs, r)
+		}
+	}
+	n.routes = rs
+	return nil
+}
+
+// kernelMetric is the metric the kernel stores: IPv6 turns 0 into 1024.
+func kernelMetric(r plan.Route) int {
+	if r.Metric == 0 && r.Dst.Addr().Is6() {
+		return 1024
+	}
+	return r.Metric
+}
+
+// ReplaceRoute implements hook.Net.
+func (n *Net) ReplaceRoute(r plan.Route, proto int) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("ReplaceRoute"); err != nil {
+		return err
+	}
+	return n.replaceRoute(r, proto, true)
+}
+
+func (n *Net) replaceRoute(r plan.Route, proto int, check bool) error {
+	if !r.Dst.IsValid() {
+		return unix.EINVAL
+	}
+	idx := 0
+	if r.Dev != "" {
+		l, err := n.link(r.Dev)
+		if err != nil {
+			return err
+		}
+		idx = l.Index
+		if check && !l.Up {
+			return unix.ENETDOWN
+		}
+		if check && r.Gw.IsValid() && !r.Gw.IsLinkLocalUnicast() && !n.onLink(r.Dev, r.Gw) {
+			return unix.ENETUNREACH
+		}
+	}
+	if r.Dst.Masked() != r.Dst {
+		return unix.EINVAL
+	}
+	m := kernelMetric(r)
+	nr := rtnl.Route{Route: plan.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: m}, Index: idx, Protocol: proto, Type: unix.RTN_UNICAST}
+	for i, have := range n.routes {
+		if have.Dst == r.Dst && have.Table == r.Table && have.Metric == m {
+			n.routes[i] = nr
+			return nil
+		}
+	}
+	n.routes = append(n.routes, nr)
+	return nil
+}
+
+// onLink reports whether gw is in a connected prefix of dev.
+func (n *Net) onLink(dev string, gw netip.Addr) bool {
+	for _, r := range n.routes {
+		if r.Dev == dev && r.Protocol == ProtoKernel && !r.Gw.IsValid() && r.Dst.Contains(gw) {
+			return true
+		}
+	}
+	return false
+}
+
+// DelRoute implements hook.Net. Like the kernel it matches the protocol
+// and, where given, the gateway and device; a missing route is not an
+// error, as in rtnl.Handle.
+func (n *Net) DelRoute(r plan.Route, proto int) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("DelRoute"); err != nil {
+		return err
+	}
+	m := kernelMetric(r)
+	for i, have := range n.routes {
+		if have.Dst != r.Dst || have.Table != r.Table || have.Metric != m {
+			continue
+		}
+		if proto != 0 && have.Protocol != proto {
+			continue
+		}
+		if r.Gw.IsValid() && have.Gw != r.Gw {
+			continue
+		}
+		if r.Dev != "" && have.Dev != r.Dev {
+			continue
+		}
+		n.routes = append(n.routes[:i:i], n.routes[i+1:]...)
+		return nil
+	}
+	return nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// Dump prints the kernel state, one object a line, sorted. Link indexes
+// are left out: a link deleted and recreated is the same state.
+func (n *Net) Dump() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var lines []string
+	names := map[int]string{}
+	for _, l := range n.links {
+		names[l.Index] = l.Name
+		s := fmt.Sprintf("link %s", l.Name)
+		if l.GRE {
+			s += fmt.Sprintf(" %s local %s remote %s ttl %d tos %d pmtudisc %s ikey %d okey %d", l.Kind, l.Local, l.Remote, l.TTL, l.TOS, onOff(l.PMTUDisc), l.IKey, l.OKey)
+		} else if l.Kind != "" {
+			s += " " + l.Kind
+		}
+		s += fmt.Sprintf(" mtu %d multicast %s", l.MTU, onOff(l.Multicast))
+		if l.Up {
+			s += " up"
+		} else {
+			s += " down"
+		}
+		if l.Alias != "" {
+			s += fmt.Sprintf(" alias %s", l.Alias)
+		}
+		lines = append(lines, s)
+	}
+	for _, a := range n.addrs {
+		s := fmt.Sprintf("addr %s %s", names[a.Index], a.Prefix)
+		if a.Broadcast.IsValid() {
+			s += " brd " + a.Broadcast.String()
+		}
+		if !a.Global {
+			s += " scope link"
+		}
+		lines = append(lines, s)
+	}
+	for _, r := range n.routes {
+		s := "route " + r.Dst.String()
+		if r.Gw.IsValid() {
+			s += " via " + r.Gw.String()
+		}
+		if r.Dev != "" {
+			s += " dev " + r.Dev
+		}
+		if r.Table != 0 {
+			s += fmt.Sprintf(" table %d", r.Table)
+		}
+		if r.Metric != 0 {
+			s += fmt.Sprintf(" metric %d", r.Metric)
+		}
+		s += fmt.Sprintf(" proto %d", r.Protocol)
+		lines = append(lines, s)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}

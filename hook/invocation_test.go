@@ -1,0 +1,124 @@
+package hook
+
+import (
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func envOf(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParse(t *testing.T) {
+	ifup := func(phase string, more ...string) func(string) string {
+		return envOf(append([]string{"IFACE", "eth1", "PHASE", phase, "MODE", "start", "ADDRFAM", "inet", "METHOD", "static"}, more...)...)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   func(string) string
+		cmd   Command
+		req   Request
+		usage bool
+		json  bool
+	}{
+		{name: "ifupdown post-up", env: ifup("post-up"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
+		{name: "ifupdown pre-down", env: ifup("pre-down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
+		{name: "ifupdown2 up", env: ifup("up"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
+		{name: "ifupdown2 down", env: ifup("down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
+		{name: "pre-up", env: ifup("pre-up"), cmd: CmdNothing},
+		{name: "post-down", env: ifup("post-down"), cmd: CmdNothing},
+		{name: "lo", env: envOf("IFACE", "lo", "PHASE", "post-up"), cmd: CmdNothing},
+		{name: "--all", env: envOf("IFACE", "--all", "PHASE", "post-up"), cmd: CmdNothing},
+		{name: "meta", env: ifup("post-up", "ADDRFAM", "meta"), cmd: CmdNothing},
+		{name: "verbosity", env: ifup("post-up", "VERBOSITY", "1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Verbose: true}},
+		{name: "stanza config", env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/stanza"}},
+		{name: "env config beats stanza", env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza", "GRE_HOOK_CONFIG", "/env"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/env"}},
+		{name: "flag config beats env", args: []string{"--config", "/flag"}, env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza", "GRE_HOOK_CONFIG", "/env"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/flag"}},
+		{name: "bad iface from env", env: envOf("IFACE", "a/b", "PHASE", "post-up"), usage: true},
+		{name: "empty env", env: envOf(), usage: true},
+		{name: "by hand", args: []string{"--iface", "eth1", "--phase", "up", "--dry-run", "-v"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, DryRun: true, Verbose: true}},
+		{name: "by hand down", args: []string{"--iface=eth2", "--phase=down"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseDown}},
+		{name: "by hand flags beat env", args: []string{"--iface", "eth2", "--phase", "down"}, env: ifup("post-up"), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseDown}},
+		{name: "iface without phase", args: []string{"--iface", "eth1"}, env: envOf(), usage: true},
+		{name: "phase without iface", args: []string{"--phase", "up"}, env: envOf(), usage: true},
+		{name: "bad phase by hand", args: []string{"--iface", "eth1", "--phase", "post-up-ish"}, env: envOf(), usage: true},
+		{name: "long iface", args: []string{"--iface", "abcdefghijklmnop", "--phase", "up"}, env: envOf(), usage: true},
+		{name: "unknown flag", args: []string{"--frobnicate"}, env: envOf(), usage: true},
+		{name: "stray argument", args: []string{"--iface", "eth1", "--phase", "up", "extra"}, env: envOf(), usage: true},
+		{name: "unknown command", args: []string{"frob"}, env: envOf(), usage: true},
+		{name: "json without status", args: []string{"--iface", "eth1", "--phase", "up", "--json"}, env: envOf(), usage: true},
+		{name: "check", args: []string{"check", "--config", "/c"}, env: envOf(), cmd: CmdCheck, req: Request{Config: "/c"}},
+		{name: "check with iface", args: []string{"check", "--iface", "eth1"}, env: envOf(), usage: true},
+		{name: "check with dry-run", args: []string{"check", "--dry-run"}, env: envOf(), usage: true},
+		{name: "gc", args: []string{"gc", "--dry-run"}, env: envOf(), cmd: CmdGC, req: Request{DryRun: true}},
+		{name: "gc with phase", args: []string{"gc", "--phase", "up"}, env: envOf(), usage: true},
+		{name: "status", args: []string{"status", "--iface", "eth1", "--json"}, env: envOf(), cmd: CmdStatus, req: Request{Iface: "eth1"}, json: true},
+		{name: "status bad iface", args: []string{"status", "--iface", "a b"}, env: envOf(), usage: true},
+		{name: "status with dry-run", args: []string{"status", "--dry-run"}, env: envOf(), usage: true},
+		{name: "help", args: []string{"--help"}, env: envOf(), cmd: CmdHelp},
+		{name: "help command", args: []string{"help"}, env: envOf(), cmd: CmdHelp},
+		{name: "version", args: []string{"--version"}, env: envOf(), cmd: CmdVersion},
+		{name: "insecure", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "1"), cmd: CmdCheck, req: Request{AllowInsecure: true}},
+		{name: "bad lock wait", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "soon"), usage: true},
+		{name: "bad xtables wait", env: ifup("post-up", "GRE_HOOK_XTABLES_WAIT", "0"), usage: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, err := Parse(tc.args, tc.env, io.Discard)
+			if tc.usage {
+				if !errors.Is(err, ErrUsage) {
+					t.Fatalf("got %+v, %v; want an error wrapping ErrUsage", inv, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if inv.Command != tc.cmd {
+				t.Errorf("command %s, want %s", inv.Command, tc.cmd)
+			}
+			if tc.cmd == CmdNothing || tc.cmd == CmdHelp || tc.cmd == CmdVersion {
+				return
+			}
+			if !reflect.DeepEqual(inv.Request, tc.req) {
+				t.Errorf("request %+v, want %+v", inv.Request, tc.req)
+			}
+			if inv.JSON != tc.json {
+				t.Errorf("json %v", inv.JSON)
+			}
+		})
+	}
+}
+
+func TestParseSettings(t *testing.T) {
+	inv, err := Parse(nil, envOf("IFACE", "eth1", "PHASE", "post-up", "GRE_HOOK_STATE_DIR", "/tmp/s", "GRE_HOOK_LOCK_WAIT", "1.5", "GRE_HOOK_XTABLES_WAIT", "3"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.StateDir != "/tmp/s" || inv.LockWait != 1500*time.Millisecond || inv.XtablesWait != 3 {
+		t.Errorf("settings: %+v", inv)
+	}
+	inv, _ = Parse(nil, envOf("IFACE", "eth1", "PHASE", "post-up"), io.Discard)
+	if inv.LockWait != 30*time.Second || inv.XtablesWait != 10 || inv.StateDir != "" {
+		t.Errorf("defaults: %+v", inv)
+	}
+}
+
+func TestMainExitCodes(t *testing.T) {
+	if code := Main([]string{"frob"}, envOf(), io.Discard, io.Discard, "t"); code != ExitUsage {
+		t.Errorf("bad usage: exit %d", code)
+	}
+	if code := Main(nil, envOf("IFACE", "lo", "PHASE", "post-up"), io.Discard, io.Discard, "t"); code != ExitOK {
+		t.Errorf("lo: exit %d", code)
+	}
+	if code := Main([]string{"check", "--config", "/nonexistent/gre-hook.toml"}, envOf(), io.Discard, io.Discard, "t"); code != ExitUsage {
+		t.Errorf("check of a missing config: exit %d", code)
+	}
+}

@@ -1,0 +1,129 @@
+package state
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sample() *Record {
+	pin := Route{Dst: netip.MustParsePrefix("203.0.113.5/32"), Gw: netip.MustParseAddr("198.51.100.254"), Dev: "eth1"}
+	return &Record{Version: Version, Underlay: "eth1", Tunnels: []Tunnel{
+		{Name: "gre-vpn", Pin: &pin,
+			Defaults: []Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("10.9.0.1"), Dev: "gre-vpn"}},
+			Replaced: []Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.254"), Dev: "eth1", Metric: 100, Protocol: 16}},
+			MSS:      []int{4, 6}, Down: []string{"/bin/echo", "a b"}},
+		{Name: "gre2"},
+	}}
+}
+
+func TestSaveLoad(t *testing.T) {
+	s := Store{Dir: filepath.Join(t.TempDir(), "run")}
+	if r, err := s.Load("eth1"); r != nil || err != nil {
+		t.Fatalf("missing record: %v %v", r, err)
+	}
+	if s.Exists("eth1") {
+		t.Fatal("Exists before Save")
+	}
+	want := sample()
+	if err := s.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load("eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", got, want)
+	}
+	if !s.Exists("eth1") || !reflect.DeepEqual(got.Families(), map[int]bool{4: true, 6: true}) || got.Find("gre2") == nil || got.Find("nope") != nil {
+		t.Error("Exists, Families or Find wrong")
+	}
+	// Atomic: no temporary files left, and the record replaced whole.
+	want.Tunnels = want.Tunnels[1:]
+	if err := s.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(s.Dir)
+	if len(entries) != 1 || entries[0].Name() != "eth1.json" {
+		t.Errorf("directory after saves: %v", entries)
+	}
+	all, errs := s.All()
+	if len(errs) > 0 || len(all) != 1 || len(all["eth1"].Tunnels) != 1 {
+		t.Errorf("All = %v %v", all, errs)
+	}
+	// An empty record is removed.
+	if err := s.Save(&Record{Underlay: "eth1"}); err != nil || s.Exists("eth1") {
+		t.Errorf("empty record saved: %v", err)
+	}
+	if err := s.Remove("eth1"); err != nil {
+		t.Errorf("Remove of a missing record: %v", err)
+	}
+}
+
+func TestLoadWrongUnderlay(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	os.WriteFile(filepath.Join(s.Dir, "eth1.json"), []byte(`{"version":1,"underlay":"eth2","tunnels":[]}`), 0o600)
+	if _, err := s.Load("eth1"); err == nil || !strings.Contains(err.Error(), `is for underlay "eth2"`) {
+		t.Errorf("got %v", err)
+	}
+	if _, err := s.Load("../etc/passwd"); err == nil {
+		t.Error("path in an underlay name accepted")
+	}
+	os.WriteFile(filepath.Join(s.Dir, "eth3.json"), []byte(`{`), 0o600)
+	if _, errs := s.All(); len(errs) != 2 {
+		t.Errorf("All should report both bad records, got %v", errs)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{`{`, "corrupt: unexpected EOF"},
+		{`{"version":1,"underlay":"eth1","tunnels":[]} {}`, "corrupt: trailing data"},
+		{`{"version":1,"underlay":"eth1","tunnels":[],"extra":1}`, `corrupt: json: unknown field "extra"`},
+		{`{"version":2,"underlay":"eth1","tunnels":[]}`, "format version 2 is not 1"},
+		{`{"version":1,"underlay":"","tunnels":[]}`, "underlay: must not be empty"},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a/b"}]}`, `tunnel name: "a/b" contains '/', ':' or white space, which Linux forbids in interface names`},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"averyveryverylongname"}]}`, `tunnel name: "averyveryverylongname" is 21 bytes; Linux allows at most 15`},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a"},{"name":"a"}]}`, `tunnel "a" listed twice`},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","mss":[5]}]}`, `tunnel "a": mss family 5 is not 4 or 6`},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","defaults":[{"dst":"0.0.0.0/0","gw":"fd00::1"}]}]}`, `tunnel "a": route 0.0.0.0/0 via fd00::1 mixes address families`},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","pin":{"dst":"1.2.3.4/32","protocol":300}}]}`, `tunnel "a": route 1.2.3.4/32: table, metric or protocol out of range`},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","pin":{"dst":"1.2.3.4/32","dev":"x y"}}]}`, `tunnel "a": route 1.2.3.4/32: bad device name`},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","pin":{"dst":"bogus"}}]}`, `corrupt: netip.ParsePrefix("bogus"): no '/'`},
+	} {
+		_, err := Parse([]byte(tc.text))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Parse(%s):\n got %v\nwant %s", tc.text, err, tc.want)
+		}
+	}
+}
+
+func TestLock(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	unlock, err := Lock(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := 100 * time.Millisecond
+	start := time.Now()
+	_, err = Lock(dir, wait)
+	took := time.Since(start)
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Lock: %v, want ErrLocked", err)
+	}
+	if took < wait || took > 10*wait+5*time.Second {
+		t.Errorf("second Lock gave up after %s with a wait of %s", took, wait)
+	}
+	unlock()
+	unlock2, err := Lock(dir, wait)
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	unlock2()
+}
