@@ -46,11 +46,14 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 		if recErr != nil {
 			return recErr
 		}
-		if cfgErr != nil {
-			return cfgErr
+		if cfgErr == nil {
+			// The common case for most interfaces: stay fast and silent.
+			l.note("no tunnels on %s", req.Iface)
+			return nil
 		}
-		l.note("no tunnels on %s", req.Iface)
-		return nil
+		// No record and no readable config: the kernel's marks are all
+		// there is to go by, so look for them rather than give up.
+		l.warn("%v; looking for gre-hook's links on %s by their marks", cfgErr, req.Iface)
 	}
 	if !req.DryRun {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)

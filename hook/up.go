@@ -362,6 +362,9 @@ type runner struct {
 	l    *logger
 	snap *snapshot
 	tx   *transaction
+	// changes counts the changes made, to tell which tunnels this run
+	// touched.
+	changes int
 }
 
 // do logs cmd, runs fn unless this is a dry run, and records its undo.
@@ -370,6 +373,7 @@ func (r *runner) do(cmd string, fn func() error, undoCmd string, undoFn func() e
 		return fmt.Errorf("interrupted before %q: %w", cmd, r.ctx.Err())
 	}
 	r.l.change(cmd)
+	r.changes++
 	if r.req.DryRun {
 		return nil
 	}
@@ -383,14 +387,17 @@ func (r *runner) do(cmd string, fn func() error, undoCmd string, undoFn func() e
 }
 
 func (r *runner) apply(want []plan.Tunnel, newRec *state.Record, tables map[int]mss.Backend, oldRec *state.Record) error {
+	touched := map[string]bool{}
 	for i := range want {
 		t := &want[i]
+		before := r.changes
 		if err := r.ensureLink(t); err != nil {
 			return fmt.Errorf("tunnel %q: %w", t.Link.Name, err)
 		}
 		if err := r.ensureRoutes(t, newRec.Find(t.Link.Name), oldRec.Find(t.Link.Name)); err != nil {
 			return fmt.Errorf("tunnel %q: %w", t.Link.Name, err)
 		}
+		touched[t.Link.Name] = r.changes > before
 	}
 
 	// MSS rules for every tunnel of this underlay, in one write per family.
@@ -449,8 +456,10 @@ func (r *runner) apply(want []plan.Tunnel, newRec *state.Record, tables map[int]
 		}
 	}
 
+	// The up_command tells a daemon about a new or changed interface; a
+	// tunnel this run did not touch needs no news.
 	for _, t := range want {
-		if len(t.Up) == 0 {
+		if len(t.Up) == 0 || !touched[t.Link.Name] {
 			continue
 		}
 		t := t
