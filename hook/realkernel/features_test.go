@@ -234,7 +234,7 @@ table = 100
 			t.Errorf("route %q missing from:\n%s", want, routes)
 		}
 	}
-	if r := strings.Join(ns.mangle("ip6tables"), "\n"); !strings.Contains(r, "--comment gre-hook:eth1:dual -j TCPMSS --clamp-mss-to-pmtu") {
+	if r := strings.ReplaceAll(strings.Join(ns.mangle("ip6tables"), "\n"), `"`, ""); !strings.Contains(r, "--comment gre-hook:eth1:dual -j TCPMSS --clamp-mss-to-pmtu") {
 		t.Errorf("no ip6tables clamp rule:\n%s", r)
 	}
 	ns.down(cfg, "eth1")

@@ -1,0 +1,85 @@
+//go:build realkernel
+
+package realkernel
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPackage installs the .deb named by GRE_HOOK_DEB into the VM's
+// throwaway root, runs the two-site scenario driven only by the package's
+// if-up.d and if-down.d hooks (no post-up or pre-down lines) with the site
+// configs in /etc/gre-hook/conf.d, and removes the package. scripts/test
+// runs it in a VM of its own, since it changes the root filesystem.
+func TestPackage(t *testing.T) {
+	deb := os.Getenv("GRE_HOOK_DEB")
+	if deb == "" {
+		t.Fatal("GRE_HOOK_DEB must name the .deb to install (scripts/test sets it)")
+	}
+	if out, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i: %v\n%s", err, out)
+	}
+	for _, p := range []string{"/usr/sbin/gre-hook", "/etc/gre-hook/gre-hook.toml", "/etc/gre-hook/conf.d", "/etc/modules-load.d/gre-hook.conf"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("package did not install %s: %v", p, err)
+		}
+	}
+	for _, l := range []string{"/etc/network/if-up.d/gre-hook", "/etc/network/if-down.d/gre-hook"} {
+		if dst, err := os.Readlink(l); err != nil || dst != "/usr/sbin/gre-hook" {
+			t.Errorf("%s -> %q (%v), want /usr/sbin/gre-hook", l, dst, err)
+		}
+	}
+	if out, _ := exec.Command("/usr/sbin/gre-hook", "check", "-v").CombinedOutput(); !strings.Contains(string(out), "0 tunnel(s)") {
+		t.Errorf("the shipped conffile is not empty of tunnels: %s", out)
+	}
+	for _, m := range []string{"/usr/share/man/man8/gre-hook.8.gz", "/usr/share/man/man5/gre-hook.toml.5.gz"} {
+		if _, err := os.Stat(m); err != nil {
+			t.Errorf("man page not installed: %v", err)
+		}
+	}
+
+	root := repoRoot(t)
+	// Both routers share this filesystem; `ip netns exec` mounts
+	// /etc/netns/NAME/gre-hook over /etc/gre-hook, so each router sees its
+	// own site's file in /etc/gre-hook/conf.d.
+	s := newTwoSites(t, "", "", false)
+	for router, site := range map[*netns]string{s.r1: "site1.toml", s.r2: "site2.toml"} {
+		dir := filepath.Join("/etc/netns", router.name, "gre-hook", "conf.d")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(filepath.Join(root, "configs", site))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, site), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(filepath.Dir(dir), "gre-hook.toml"), []byte("# empty\n"), 0o644)
+		defer os.RemoveAll(filepath.Join("/etc/netns", router.name))
+	}
+	t.Run("two sites through the package's hooks", func(t *testing.T) {
+		s.up()
+		if _, ok := s.r1.link("gre-site2"); !ok {
+			t.Fatal("if-up.d hook did not bring gre-site2 up")
+		}
+		s.checkTraffic(t)
+		s.down()
+		s.checkClean(t)
+	})
+
+	if out, err := exec.Command("dpkg", "--purge", "gre-hook").CombinedOutput(); err != nil {
+		t.Fatalf("dpkg --purge: %v\n%s", err, out)
+	}
+	for _, p := range []string{"/usr/sbin/gre-hook", "/etc/gre-hook", "/etc/network/if-up.d/gre-hook", "/etc/network/if-down.d/gre-hook", "/etc/modules-load.d/gre-hook.conf"} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s is still there after purge", p)
+		}
+	}
+	s.r1.assertClean()
+	s.r2.assertClean()
+}
