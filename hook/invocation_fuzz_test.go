@@ -1,0 +1,42 @@
+package hook
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+// FuzzParseInvocation feeds arbitrary arguments and ifupdown environments
+// to the invocation parser. No input may panic; a rejection is a usage
+// error with a message; an accepted run has a valid interface and phase.
+func FuzzParseInvocation(f *testing.F) {
+	f.Add("--iface\x00eth1\x00--phase\x00up", "", "", "", "")
+	f.Add("", "eth1", "post-up", "inet", "")
+	f.Add("", "--all", "pre-down", "meta", "1")
+	f.Add("status\x00--json\x00--iface\x00eth1", "", "", "", "")
+	f.Add("gc\x00--dry-run", "", "", "", "")
+	f.Add("--phase\x00sideways\x00--iface\x00x", "", "", "", "")
+	f.Fuzz(func(t *testing.T, args, iface, phase, addrfam, wait string) {
+		var argv []string
+		if args != "" {
+			argv = strings.Split(args, "\x00")
+		}
+		env := map[string]string{"IFACE": iface, "PHASE": phase, "ADDRFAM": addrfam, "GRE_HOOK_LOCK_WAIT": wait}
+		inv, err := Parse(argv, func(k string) string { return env[k] }, io.Discard)
+		if err != nil {
+			if !errors.Is(err, ErrUsage) || err.Error() == "" {
+				t.Fatalf("rejection is not a usage error: %v", err)
+			}
+			return
+		}
+		if inv.Command == CmdRun {
+			if inv.Request.Phase != PhaseUp && inv.Request.Phase != PhaseDown {
+				t.Fatalf("run with phase %q", inv.Request.Phase)
+			}
+			if inv.Request.Iface == "" || strings.ContainsAny(inv.Request.Iface, "/: \t\n") || len(inv.Request.Iface) > 15 {
+				t.Fatalf("run with interface %q", inv.Request.Iface)
+			}
+		}
+	})
+}
