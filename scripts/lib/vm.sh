@@ -127,8 +127,15 @@ while read -r m; do
 	insmod "/lib/modules/$(uname -r)/$m" || fail "insmod $m"
 done </etc/boot-modules
 
-o=trans=virtio,version=9p2000.L,msize=262144
-mount -t 9p -o "ro,$o,cache=loose" hostroot /lower || fail "cannot mount host root"
+msize=262144 cache=loose
+for a in $(cat /proc/cmdline); do
+	case $a in
+	grehook.msize=*) msize=${a#*=} ;;
+	grehook.cache=*) cache=${a#*=} ;;
+	esac
+done
+o=trans=virtio,version=9p2000.L,msize=$msize
+mount -t 9p -o "ro,$o,cache=$cache" hostroot /lower || fail "cannot mount host root"
 mount -t tmpfs -o mode=0755 rw /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work root /newroot ||
@@ -172,6 +179,9 @@ bb=$v/busybox
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 $bb hostname gre-hook-vm
 $bb ip link set lo up 2>/dev/null
+# dpkg -i would run man-db's trigger, which re-indexes every man page over
+# 9p (many minutes under TCG). Turn it off, in the guest's overlay only.
+$bb rm -f /var/lib/man-db/auto-update
 # Host directories under /tmp the command needs (its cwd, its binary):
 # overlay them (host side read-only) onto the guest's fresh /tmp.
 if [ -f $v/ctl/tmpdirs ]; then
@@ -252,8 +262,11 @@ vm_build_initramfs() {
 	# Decompressing the bzImage takes ~6 s under TCG: boot the uncompressed
 	# ELF vmlinux instead (QEMU loads it through its PVH entry point).
 	rm -f "$VM_DIR/vmlinux"
-	vm_extract_vmlinux "$VM_DIR/vmlinuz" "$VM_DIR/vmlinux.tmp" &&
-		mv "$VM_DIR/vmlinux.tmp" "$VM_DIR/vmlinux" || rm -f "$VM_DIR/vmlinux.tmp"
+	if vm_extract_vmlinux "$VM_DIR/vmlinuz" "$VM_DIR/vmlinux.tmp"; then
+		mv "$VM_DIR/vmlinux.tmp" "$VM_DIR/vmlinux"
+	else
+		rm -f "$VM_DIR/vmlinux.tmp"
+	fi
 	mv "$VM_DIR/initramfs.tmp" "$VM_DIR/initramfs"
 	echo "$hash" >"$VM_DIR/initramfs.hash"
 	rm -rf "$stage"
@@ -283,6 +296,7 @@ vm_prepare() {
 		vm_prepare_locked "$pkg" "$hash"
 	fi
 	VM_KERNEL=$VM_DIR/vmlinuz
+	# shellcheck disable=SC2034 # used by scripts/vm
 	[[ -s $VM_DIR/vmlinux ]] && VM_KERNEL=$VM_DIR/vmlinux
 	return 0
 }
