@@ -3,7 +3,6 @@ package hook
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/mss"
@@ -87,7 +86,6 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 			seen[lk.Name] = true
 		}
 	}
-	sort.SliceStable(victims, func(i, j int) bool { return false })
 
 	var errs []error
 	if recErr != nil {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
@@ -144,5 +143,3 @@ func (emptyTables) List(string, string) ([]string, bool, error) { return nil, fa
 func (emptyTables) JumpExists() (bool, error)                   { return false, nil }
 func (emptyTables) Restore(string) error                        { return nil }
 func (emptyTables) Remove() error                               { return nil }
-
-var _ = time.Second

@@ -11,7 +11,6 @@ import (
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
-	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 // TunnelStatus is one line of `gre-hook status`.
@@ -197,5 +196,4 @@ func statusOne(sys *System, snap *snapshot, c config.Tunnel, u plan.Underlay, in
 			problem("%s mangle POSTROUTING does not jump to %s", plan.IptablesCmd(m.Family), mss.Chain)
 		}
 	}
-	_ = state.Version
 }

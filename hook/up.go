@@ -127,17 +127,9 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		return err
 	}
 
-	families := map[int]bool{4: true, 6: true}
-	for _, t := range tunnels {
-		for _, r := range t.Routes {
-			families[familyOf(r.To.Addr())] = true
-		}
-		for _, p := range t.Peers {
-			families[familyOf(p)] = true
-		}
-		families[familyOf(t.Remote)] = true
-	}
-	snap, err := takeSnapshot(sys.Net, families)
+	// Both families, always: a config edit may have dropped the last IPv6
+	// route, and the stale one must still be found.
+	snap, err := takeSnapshot(sys.Net, map[int]bool{4: true, 6: true})
 	if err != nil {
 		return err
 	}
