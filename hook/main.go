@@ -57,6 +57,13 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 		return ExitOK
 	}
 
+	if inv.Command == CmdRun && nothingToDo(inv) {
+		if inv.Request.Verbose {
+			fmt.Fprintf(stderr, "gre-hook: no tunnels on %s\n", inv.Request.Iface)
+		}
+		return ExitOK
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	sys, closeSys, err := NewSystem(inv, stderr)
@@ -89,16 +96,33 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	return ExitOK
 }
 
+// nothingToDo reports, without opening netlink or taking the lock, that
+// the config has no tunnels on the interface and no record says gre-hook
+// made any there. ifupdown calls gre-hook for every interface at boot; for
+// most of them this is the whole run. Any doubt (a config that does not
+// load) means there may be work, and the full run decides.
+func nothingToDo(inv *Invocation) bool {
+	cfg, err := LoadConfig(inv.Request)
+	if err != nil || len(cfg.For(inv.Request.Iface)) > 0 {
+		return false
+	}
+	return !state.Store{Dir: stateDir(inv)}.Exists(inv.Request.Iface)
+}
+
+func stateDir(inv *Invocation) string {
+	if inv.StateDir != "" {
+		return inv.StateDir
+	}
+	return state.DirFor(state.DefaultDir)
+}
+
 // NewSystem connects a run to the real kernel, iptables and filesystem.
 func NewSystem(inv *Invocation, stderr io.Writer) (*System, func(), error) {
 	h, err := rtnl.Open()
 	if err != nil {
 		return nil, nil, err
 	}
-	dir := inv.StateDir
-	if dir == "" {
-		dir = state.DirFor(state.DefaultDir)
-	}
+	dir := stateDir(inv)
 	sys := &System{
 		Net:        h,
 		LoadModule: rtnl.LoadModule,
@@ -142,4 +166,3 @@ func (e emptyTables) Family() int                               { return e.famil
 func (emptyTables) List(string, string) ([]string, bool, error) { return nil, false, nil }
 func (emptyTables) JumpExists() (bool, error)                   { return false, nil }
 func (emptyTables) Restore(string) error                        { return nil }
-func (emptyTables) Remove() error                               { return nil }

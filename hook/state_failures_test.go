@@ -296,7 +296,7 @@ func TestDownContinuesPastFailures(t *testing.T) {
 	e.write(many)
 	e.mustRun(PhaseUp)
 	e.fk.Net.FailNth("DelLink", 2) // gre-v6
-	e.fk.V4.FailNth("Remove", 1)
+	e.fk.V4.FailNth("Restore", 1)
 	_, err := e.run(PhaseDown)
 	if err == nil {
 		t.Fatal("down succeeded despite failures")

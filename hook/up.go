@@ -511,7 +511,6 @@ func (d dryTables) JumpExists() (bool, error) {
 }
 
 func (dryTables) Restore(string) error { return nil }
-func (dryTables) Remove() error        { return nil }
 
 func linkMatches(have rtnl.Link, want plan.Link) bool {
 	return have.GRE && have.Kind == string(want.Mode) && have.Local == want.Local && have.Remote == want.Remote &&

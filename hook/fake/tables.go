@@ -20,7 +20,7 @@ type Tables struct {
 	post   []string // POSTROUTING rule specs, without "-A POSTROUTING "
 	// Restores are the inputs Restore was given, in order.
 	Restores []string
-	// Removes counts calls of Remove.
+	// Removes counts committed restores that deleted the chain.
 	Removes int
 	f       failer
 }
@@ -93,7 +93,7 @@ func (t *Tables) Restore(input string) error {
 	}
 	exists, chain, post := t.exists, append([]string(nil), t.chain...), append([]string(nil), t.post...)
 	table := ""
-	committed := false
+	committed, removed := false, false
 	for i, line := range strings.Split(strings.TrimSuffix(input, "\n"), "\n") {
 		bad := func(why string) error {
 			return fmt.Errorf("iptables-restore: line %d failed: %s: %q", i+1, why, line)
@@ -137,6 +137,33 @@ func (t *Tables) Restore(input string) error {
 					return bad(err.Error())
 				}
 				chain = append(chain, "-A "+mss.Chain+" "+mss.Join(args[2:]))
+			case args[0] == "-D" && args[1] == "POSTROUTING":
+				spec := mss.Join(args[2:])
+				found := false
+				for k, p := range post {
+					if p == spec {
+						post = append(post[:k:k], post[k+1:]...)
+						found = true
+						break
+					}
+				}
+				if !found {
+					return bad("no such rule in POSTROUTING")
+				}
+			case args[0] == "-X" && args[1] == mss.Chain && len(args) == 2:
+				if !exists {
+					return bad("no chain")
+				}
+				if len(chain) > 0 {
+					return bad("chain is not empty")
+				}
+				for _, p := range post {
+					if strings.HasSuffix(p, "-j "+mss.Chain) {
+						return bad("Too many links: the chain is still referenced")
+					}
+				}
+				exists = false
+				removed = true
 			case args[0] == "-A" && args[1] == "POSTROUTING":
 				spec := mss.Join(args[2:])
 				if strings.HasSuffix(spec, "-j "+mss.Chain) && !exists {
@@ -152,6 +179,9 @@ func (t *Tables) Restore(input string) error {
 		return fmt.Errorf("iptables-restore: no COMMIT")
 	}
 	t.exists, t.chain, t.post = exists, chain, post
+	if removed {
+		t.Removes++
+	}
 	return nil
 }
 
@@ -161,33 +191,6 @@ func checkRule(args []string) error {
 	if !strings.HasPrefix(s, "-o ") || !strings.Contains(s, " -j TCPMSS") || !strings.Contains(s, "--comment ") {
 		return fmt.Errorf("not a TCPMSS rule of gre-hook's")
 	}
-	return nil
-}
-
-// Remove implements mss.Backend as mss.System does: delete one jump, then
-// flush and delete the chain, which the kernel refuses while a jump
-// remains.
-func (t *Tables) Remove() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.Removes++
-	if err := t.f.hit("Remove"); err != nil {
-		return err
-	}
-	j := mss.Join(mss.JumpSpec)
-	for i, p := range t.post {
-		if p == j {
-			t.post = append(t.post[:i:i], t.post[i+1:]...)
-			break
-		}
-	}
-	if !t.exists {
-		return nil
-	}
-	if t.jumps() > 0 {
-		return fmt.Errorf("iptables: Too many links (chain %s is still referenced)", mss.Chain)
-	}
-	t.exists, t.chain = false, nil
 	return nil
 }
 

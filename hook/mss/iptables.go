@@ -2,7 +2,6 @@ package mss
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -81,17 +80,4 @@ func (s *System) Restore(input string) error {
 		return fmt.Errorf("%w: %s", err, msg)
 	}
 	return nil
-}
-
-// Remove implements Backend.
-func (s *System) Remove() error {
-	if err := s.ipt.DeleteIfExists("mangle", "POSTROUTING", JumpSpec...); err != nil {
-		return err
-	}
-	err := s.ipt.ClearAndDeleteChain("mangle", Chain)
-	var e *iptables.Error
-	if errors.As(err, &e) && e.IsNotExist() {
-		return nil
-	}
-	return err
 }

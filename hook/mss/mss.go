@@ -33,8 +33,6 @@ type Backend interface {
 	JumpExists() (bool, error)
 	// Restore feeds input to `iptables-restore --noflush`.
 	Restore(input string) error
-	// Remove deletes the jump and the (empty) chain.
-	Remove() error
 }
 
 // Logger prints a change before it is made.
@@ -78,11 +76,17 @@ func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger
 		for _, r := range prev {
 			log(fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
 		}
+		// The jump, the rules and the chain go in one atomic write, like
+		// every other change: one process, and all or nothing.
+		var in strings.Builder
+		in.WriteString("*mangle\n")
 		if jump {
 			log(fmt.Sprintf("%s -t mangle -D POSTROUTING %s", bin, Join(JumpSpec)))
+			fmt.Fprintf(&in, "-D POSTROUTING %s\n", Join(JumpSpec))
 		}
 		log(fmt.Sprintf("%s -t mangle -X %s", bin, Chain))
-		if err := b.Remove(); err != nil {
+		fmt.Fprintf(&in, "-F %s\n-X %s\nCOMMIT\n", Chain, Chain)
+		if err := b.Restore(in.String()); err != nil {
 			return prev, fmt.Errorf("removing %s mangle chain %s: %w", bin, Chain, err)
 		}
 		return prev, nil
