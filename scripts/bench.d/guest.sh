@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Guest side of scripts/bench: runs in a kernel with GRE (the scripts/vm guest,
+# or the host when it has GRE). Measures gre-hook, the seed-style shell script
+# and the ip -batch/iptables-restore floor for each N, each in a fresh network
+# namespace, and writes tab-separated results to OUT/results.tsv:
+#   KIND N up_ms down_ms        (KIND: grehook shell floor)
+#   procs N up_execs down_execs (processes gre-hook started)
+#
+#   guest.sh BIN OUT N...          driver
+#   guest.sh --inner KIND N DIR    (internal: runs inside the namespace)
+set -uo pipefail
+
+now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (b-a)/1000}'; }
+
+# Checks run inside the namespace, untimed: the work really happened.
+check_up() {
+	local links rules routes
+	links=$(ip -o link show type gre | grep -c ': t[0-9]*@')
+	rules=$(iptables -t mangle -S | grep -c TCPMSS)
+	routes=$(ip route show root 172.16.0.0/12 | grep -c via)
+	if [[ $links -ne $1 || $rules -ne $1 || $routes -ne $1 ]]; then
+		echo "check after up (N=$1): $links links, $rules TCPMSS rules, $routes routes" >&2
+		return 1
+	fi
+}
+check_down() {
+	local links rules
+	links=$(ip -o link show type gre | grep -c ': t[0-9]*@')
+	rules=$(iptables -t mangle -S | grep -c TCPMSS)
+	if [[ $links -ne 0 || $rules -ne 0 ]]; then
+		echo "check after down: $links links, $rules TCPMSS rules left" >&2
+		return 1
+	fi
+}
+if [[ ${1:-} == --inner ]]; then
+	kind=$2 n=$3 dir=$4
+	case $kind in
+	grehook)
+		export GRE_HOOK_INSECURE_CONFIG=1 GRE_HOOK_STATE_DIR=$dir/state
+		t0=${EPOCHREALTIME/./}; "$BIN" --config "$dir/gre-hook.toml" --iface eth1 --phase up >"$dir/up.log" 2>&1 || { echo "gre-hook up failed:" >&2; cat "$dir/up.log" >&2; exit 1; }
+		t1=${EPOCHREALTIME/./}
+		check_up "$n" || exit 1
+		t2=${EPOCHREALTIME/./}; "$BIN" --config "$dir/gre-hook.toml" --iface eth1 --phase down >"$dir/down.log" 2>&1 || { echo "gre-hook down failed:" >&2; cat "$dir/down.log" >&2; exit 1; }
+		t3=${EPOCHREALTIME/./} ;;
+	shell)
+		t0=${EPOCHREALTIME/./}; bash -e "$dir/shell-up.sh" || exit 1; t1=${EPOCHREALTIME/./}
+		check_up "$n" || exit 1
+		t2=${EPOCHREALTIME/./}; bash -e "$dir/shell-down.sh" || exit 1; t3=${EPOCHREALTIME/./} ;;
+	floor)
+		t0=${EPOCHREALTIME/./}; ip -batch "$dir/ip-up.batch" && iptables-restore --noflush <"$dir/ipt-up.rules" || exit 1; t1=${EPOCHREALTIME/./}
+		check_up "$n" || exit 1
+		t2=${EPOCHREALTIME/./}; iptables-restore --noflush <"$dir/ipt-down.rules" && ip -batch "$dir/ip-down.batch" || exit 1; t3=${EPOCHREALTIME/./} ;;
+	procs)
+		export GRE_HOOK_INSECURE_CONFIG=1 GRE_HOOK_STATE_DIR=$dir/state
+		strace -f -qq -e trace=execve -o "$dir/strace.up" "$BIN" --config "$dir/gre-hook.toml" --iface eth1 --phase up >/dev/null 2>&1 || exit 1
+		strace -f -qq -e trace=execve -o "$dir/strace.down" "$BIN" --config "$dir/gre-hook.toml" --iface eth1 --phase down >/dev/null 2>&1 || exit 1
+		# successful execve calls, minus gre-hook's own
+		u=$(grep 'execve(' "$dir/strace.up" | grep -vc '= -1')
+		d=$(grep 'execve(' "$dir/strace.down" | grep -vc '= -1')
+		echo "procs	$n	$((u - 1))	$((d - 1))"
+		cp "$dir/strace.up" "$OUT/strace.$n.up"; cp "$dir/strace.down" "$OUT/strace.$n.down"
+		exit 0 ;;
+	esac
+	check_down || exit 1
+	echo "$kind	$n	$(ms "$t0" "$t1")	$(ms "$t2" "$t3")"
+	exit 0
+fi
+
+if [[ ${1:-} == --gen ]]; then
+	GEN=1
+	shift
+else
+	BIN=$(readlink -f "$1") OUT=$2 self=$(readlink -f "$0")
+	shift 2
+	export BIN
+	# Inputs are generated on the host by --gen (forks are slow under TCG),
+	# then copied to the guest's tmpfs so that no run works over 9p.
+	work=$(mktemp -d /tmp/gre-hook-bench.XXXXXX)
+	cp -r "$OUT/work/." "$work/"
+fi
+
+# Tunnel i: name t<i>, remote 203.0.a.b, address 10.a.b.1/30 (peer .2),
+# route 172.(16+x).y.0/24 via the peer. Local 198.51.100.1 on eth1.
+gen() { # gen N DIR
+	local n=$1 d=$2 i r a p pfx
+	mkdir -p "$d"
+	local l1= l2= l3= l4= toml= su= sd= iu='*mangle'$'\n' id='*mangle'$'\n' mss
+	for ((i = 0; i < n; i++)); do
+		r=203.0.$((i / 250)).$((i % 250 + 1))
+		a=10.$((i / 64)).$((i % 64 * 4)).1/30
+		p=10.$((i / 64)).$((i % 64 * 4)).2
+		pfx=172.$((16 + i / 256)).$((i % 256)).0/24
+		toml+="[[tunnel]]
+name = \"t$i\"
+underlay = \"eth1\"
+mode = \"gre\"
+local = \"198.51.100.1\"
+remote = \"$r\"
+ttl = 255
+multicast = true
+address = [\"$a\"]
+mss = \"pmtu\"
+[[tunnel.route]]
+to = \"$pfx\"
+via = \"$p\"
+
+"
+		mss="-p tcp --tcp-flags SYN,RST SYN -o t$i -j TCPMSS --clamp-mss-to-pmtu"
+		su+="ip tunnel add t$i mode gre remote $r local 198.51.100.1 ttl 255
+ip link set t$i up
+ip link set t$i multicast on
+ip addr add $a broadcast + dev t$i
+iptables -t mangle -A POSTROUTING $mss
+ip route add $pfx via $p
+"
+		sd+="iptables -t mangle -D POSTROUTING $mss
+ip link set t$i down
+ip tunnel del t$i
+"
+		l1+="tunnel add t$i mode gre remote $r local 198.51.100.1 ttl 255"$'\n'
+		l2+="link set t$i up multicast on"$'\n'"addr add $a broadcast + dev t$i"$'\n'
+		l3+="route add $pfx via $p"$'\n'
+		l4+="link del t$i"$'\n'
+		iu+="-A POSTROUTING $mss"$'\n'
+		id+="-D POSTROUTING $mss"$'\n'
+	done
+	printf '%s' "$toml" >"$d/gre-hook.toml"
+	printf '%s' "$su" >"$d/shell-up.sh"
+	printf '%s' "$sd" >"$d/shell-down.sh"
+	printf '%s%s%s' "$l1" "$l2" "$l3" >"$d/ip-up.batch"
+	printf '%s' "$l4" >"$d/ip-down.batch"
+	printf '%sCOMMIT\n' "$iu" >"$d/ipt-up.rules"
+	printf '%sCOMMIT\n' "$id" >"$d/ipt-down.rules"
+}
+if [[ ${GEN:-} == 1 ]]; then # guest.sh --gen DIR N...: write the inputs for each N
+	dir=$1
+	shift
+	for n in 1 "$@"; do gen "$n" "$dir/n$n"; done
+	exit 0
+fi
+
+
+modules=(ip_gre gre ip_tunnel dummy nf_tables nft_compat x_tables xt_TCPMSS xt_tcpudp xt_comment)
+load_modules() { # only the missing ones: every exec is slow under TCG
+	local m
+	for m in "${modules[@]}"; do [[ -d /sys/module/$m ]] || modprobe -q "$m" 2>/dev/null || true; done
+}
+load_modules
+command -v strace >/dev/null || { apt-get install -y --no-install-recommends strace >/dev/null 2>&1 || echo "warning: strace missing and not installable" >&2; }
+
+seq=0
+fresh_ns() { # prints the name of a fresh namespace with eth1 up
+	local ns=bench$((seq++))
+	ip netns del "$ns" 2>/dev/null
+	ip netns add "$ns" || return 1
+	ip -n "$ns" link set lo up
+	ip -n "$ns" link add eth1 type dummy
+	ip -n "$ns" addr add 198.51.100.1/16 dev eth1
+	ip -n "$ns" link set eth1 up
+	ip -n "$ns" route add default via 198.51.100.254 dev eth1
+	echo "$ns"
+}
+
+# run KIND N: one measurement in a fresh namespace (modules loaded first)
+run() {
+	local kind=$1 n=$2 ns rc d=$work/n$2
+	load_modules
+	rm -rf "$d/state"
+	ns=$(fresh_ns) || return 1
+	OUT=$OUT ip netns exec "$ns" bash "$self" --inner "$kind" "$n" "$d" >>"$OUT/results.tsv"
+	rc=$?
+	ip netns del "$ns"
+	[[ $rc -eq 0 ]] || echo "bench: $kind N=$n failed" >&2
+	return $rc
+}
+
+: >"$OUT/results.tsv"
+uname -r >"$OUT/kernel"
+# warm-up (discarded): page caches, lazily loaded modules, first iptables-nft table
+for k in grehook shell floor; do OUT=$work run "$k" 1 >/dev/null 2>&1; done
+: >"$work/results.tsv"
+
+for n in "$@"; do
+	reps=${BENCH_REPS:-1}
+	((n >= 1000)) && reps=1
+	kinds=(grehook floor shell)
+	# The shell script costs ~6 processes per tunnel: past BENCH_SHELL_MAX
+	# tunnels it is not run (the host reports a linear extrapolation, marked).
+	((n > ${BENCH_SHELL_MAX:-100})) && kinds=(grehook floor)
+	for ((k = 0; k < reps; k++)); do
+		for kind in "${kinds[@]}"; do
+			s=$(now_us)
+			run "$kind" "$n"
+			echo "  $kind N=$n rep $((k + 1))/$reps: $(ms "$s" "$(now_us)") ms wall (incl. setup/checks)" >&2
+		done
+	done
+	run procs "$n"
+done
+echo "guest done" >&2
