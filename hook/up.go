@@ -197,13 +197,16 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	}
 
 	newRec := merged(req.Iface, rec, want)
-	if !req.DryRun {
-		// Written before any change, as a superset of what this run may
-		// create, so that a run killed midway can still be torn down.
-		intent := union(rec, newRec)
-		if err := sys.Store.Save(intent); err != nil {
-			return err
+	r.checkpoint = func() error {
+		if req.DryRun {
+			return nil
 		}
+		// A superset of what this run may create, so that a run killed
+		// midway can still be torn down.
+		return sys.Store.Save(union(rec, newRec))
+	}
+	if err := r.checkpoint(); err != nil {
+		return err
 	}
 	err = r.apply(want, newRec, tables, rec)
 	if err != nil {
@@ -357,6 +360,9 @@ type runner struct {
 	// changes counts the changes made, to tell which tunnels this run
 	// touched.
 	changes int
+	// checkpoint saves the record as it stands, before a change that only
+	// the record can undo.
+	checkpoint func() error
 }
 
 // do logs cmd, runs fn unless this is a dry run, and records its undo.
@@ -762,6 +768,11 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 		// teardown, unless an earlier run already did.
 		if f := foreignRoute(r.snap, d); f != nil && !hasRoute(rec.Replaced, f.Dst, f.Table, f.Metric) {
 			rec.Replaced = append(rec.Replaced, state.FromPlan(f.Route, f.Protocol))
+			// Only the record remembers the route about to be replaced:
+			// write it down first.
+			if err := r.checkpoint(); err != nil {
+				return err
+			}
 			old := f.Route
 			proto := f.Protocol
 			if err := r.do(plan.ReplaceRouteCmd(d), func() error { return n.ReplaceRoute(d, plan.RouteProtocol) },
