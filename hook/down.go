@@ -3,6 +3,7 @@ package hook
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/mss"
@@ -85,6 +86,9 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 			victims = append(victims, state.Tunnel{Name: lk.Name})
 			seen[lk.Name] = true
 		}
+	}
+	if err := findPins(sys, rec, victims, byName); err != nil {
+		return fmt.Errorf("taking down tunnels on %s: %w", req.Iface, err)
 	}
 
 	var errs []error
@@ -183,6 +187,12 @@ func (td *teardown) tunnels(victims []state.Tunnel) []error {
 		// the old route swaps ours out without a moment of no default.
 		restored := map[string]bool{}
 		for _, old := range t.Replaced {
+			if _, ok := td.links[old.Dev]; old.Dev != "" && td.links != nil && !ok {
+				// Its device is gone (the underlay was deleted), and the
+				// kernel took the route with it: nothing to put back.
+				td.l.warn("tunnel %q: not restoring %s: device %s is gone", t.Name, strings.TrimPrefix(plan.RestoreRouteCmd(old.Plan(), old.Protocol), "ip "), old.Dev)
+				continue
+			}
 			cmd := plan.RestoreRouteCmd(old.Plan(), old.Protocol)
 			td.l.change(cmd)
 			if td.dry {
@@ -258,4 +268,60 @@ func (td *teardown) present(r state.Route) bool {
 		}
 	}
 	return false
+}
+
+// findPins fills in the pin route of victims that the record does not
+// list (it was lost): a route of gre-hook's to the tunnel's remote through
+// another device is the pin its default_route added. A pin that another of
+// gre-hook's tunnels may still need is left alone.
+func findPins(sys *System, rec *state.Record, victims []state.Tunnel, links map[string]rtnl.Link) error {
+	var lost []*state.Tunnel
+	victim := map[string]bool{}
+	for i := range victims {
+		victim[victims[i].Name] = true
+		if rec.Find(victims[i].Name) == nil {
+			lost = append(lost, &victims[i])
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	needed := map[netip.Addr]bool{}
+	for _, lk := range links {
+		if strings.HasPrefix(lk.Alias, plan.AliasPrefix) && !victim[lk.Name] && lk.Remote.IsValid() {
+			needed[lk.Remote] = true
+		}
+	}
+	recs, _ := sys.Store.All()
+	for _, rec := range recs {
+		for _, t := range rec.Tunnels {
+			if t.Pin != nil && !victim[t.Name] {
+				needed[t.Pin.Dst.Addr()] = true
+			}
+		}
+	}
+	routes := map[int][]rtnl.Route{}
+	for _, t := range lost {
+		lk, ok := links[t.Name]
+		if !ok || !lk.Remote.IsValid() || needed[lk.Remote] {
+			continue
+		}
+		f := familyOf(lk.Remote)
+		if routes[f] == nil {
+			rs, err := sys.Net.Routes(f)
+			if err != nil {
+				return err
+			}
+			routes[f] = rs
+		}
+		pin := netip.PrefixFrom(lk.Remote, lk.Remote.BitLen())
+		for _, r := range routes[f] {
+			if r.Protocol == plan.RouteProtocol && r.Dst == pin && r.Table == 0 && r.Dev != t.Name {
+				p := state.FromPlan(r.Route, 0)
+				t.Pin = &p
+				break
+			}
+		}
+	}
+	return nil
 }

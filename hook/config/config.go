@@ -157,7 +157,7 @@ func Paths(explicit string) ([]string, error) {
 	if explicit != "" {
 		st, err := os.Stat(explicit)
 		if err != nil {
-			return nil, fmt.Errorf("reading config: %w", err)
+			return nil, Errors{fmt.Errorf("reading config: %w", err)}
 		}
 		if !st.IsDir() {
 			return []string{explicit}, nil

@@ -40,12 +40,12 @@ func CheckSecure(explicit string, files []string) error {
 			continue
 		}
 		if sys.Uid != 0 {
-			return fmt.Errorf("refusing config %s: it is owned by uid %d, not root; fix with: chown root: %s (tests: set GRE_HOOK_INSECURE_CONFIG=1)", p, sys.Uid, p)
+			return Errors{fmt.Errorf("refusing config %s: it is owned by uid %d, not root; fix with: chown root: %s (tests: set GRE_HOOK_INSECURE_CONFIG=1)", p, sys.Uid, p)}
 		}
 		// A sticky world-writable directory such as /tmp still lets others
 		// add files, so it is refused too.
 		if st.Mode().Perm()&0o022 != 0 {
-			return fmt.Errorf("refusing config %s: it is writable by group or others (mode %04o); fix with: chmod go-w %s (tests: set GRE_HOOK_INSECURE_CONFIG=1)", p, st.Mode().Perm(), p)
+			return Errors{fmt.Errorf("refusing config %s: it is writable by group or others (mode %04o); fix with: chmod go-w %s (tests: set GRE_HOOK_INSECURE_CONFIG=1)", p, st.Mode().Perm(), p)}
 		}
 	}
 	return nil
