@@ -1,0 +1,888 @@
+//go:build realkernel
+
+package realkernel
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Helpers for the reliability tests: the namespace's state directory, a
+// snapshot of everything a run could change, and runs started in the
+// background.
+
+// stateDir is where gre-hook keeps its records and lock when it runs in
+// this namespace: /run/gre-hook/netns-<inode of the namespace>. The
+// directory outlives the namespace, and a later namespace may get the same
+// inode, so it is removed when the test ends.
+func (n *netns) stateDir() string {
+	n.t.Helper()
+	st, err := os.Stat(filepath.Join("/run/netns", n.name))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	dir := fmt.Sprintf("/run/gre-hook/netns-%d", st.Sys().(*syscall.Stat_t).Ino)
+	return dir
+}
+
+// newCleanNS is newNS whose state directory is removed at the end.
+func newCleanNS(t *testing.T) *netns {
+	ns := newNS(t)
+	dir := ns.stateDir()
+	os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return ns
+}
+
+// records lists the record files in the namespace's state directory.
+func (n *netns) records() []string {
+	n.t.Helper()
+	names, _ := filepath.Glob(filepath.Join(n.stateDir(), "*.json"))
+	var out []string
+	for _, p := range names {
+		out = append(out, filepath.Base(p))
+	}
+	return out
+}
+
+// assertNothingLeft fails unless the kernel has nothing of gre-hook's and
+// no record is left.
+func (n *netns) assertNothingLeft(what string) {
+	n.t.Helper()
+	left := n.greHookLeft()
+	if recs := n.records(); len(recs) > 0 {
+		left = append(left, "records "+strings.Join(recs, " "))
+	}
+	if len(left) > 0 {
+		n.t.Fatalf("%s: gre-hook left behind:\n%s", what, strings.Join(left, "\n"))
+	}
+}
+
+// snapshot renders everything a run may change: links with their kind,
+// alias, mtu, state and addresses, the routes of both families in every
+// table, the mangle tables through each of ipts, and the record files.
+func (n *netns) snapshot(ipts ...string) string {
+	n.t.Helper()
+	var b strings.Builder
+	links := n.links()
+	names := make([]string, 0, len(links))
+	for name := range links {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		l := links[name]
+		var addrs []string
+		for _, a := range l.AddrInfo {
+			if a.Scope != "link" {
+				addrs = append(addrs, fmt.Sprintf("%s/%d", a.Local, a.Prefixlen))
+			}
+		}
+		fmt.Fprintf(&b, "link %s kind %s alias %q mtu %d up %v addrs %v remote %s\n", name, l.Linkinfo.InfoKind, l.Ifalias, l.Mtu, l.has("UP"), addrs, l.data("remote"))
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		for _, r := range n.routes(fam) {
+			fmt.Fprintf(&b, "route %s\n", r)
+		}
+	}
+	if len(ipts) == 0 {
+		ipts = []string{"iptables", "ip6tables"}
+	}
+	for _, cmd := range ipts {
+		for _, r := range n.mangle(cmd) {
+			fmt.Fprintf(&b, "%s %s\n", cmd, strings.ReplaceAll(r, `"`, ""))
+		}
+	}
+	fmt.Fprintf(&b, "records %v\n", n.records())
+	return b.String()
+}
+
+// assertUnchanged compares the namespace with a snapshot taken before a
+// refused or rolled-back run.
+func (n *netns) assertUnchanged(what, before string, ipts ...string) {
+	n.t.Helper()
+	if after := n.snapshot(ipts...); after != before {
+		n.t.Fatalf("%s changed the kernel or the records:\nbefore:\n%s\nafter:\n%s", what, before, after)
+	}
+}
+
+// start runs gre-hook in the namespace in the background.
+type bg struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+}
+
+func (n *netns) start(env []string, args ...string) *bg {
+	n.t.Helper()
+	b := &bg{cmd: exec.Command("ip", append([]string{"netns", "exec", n.name, bin}, args...)...)}
+	b.cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	if err := b.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	return b
+}
+
+func (b *bg) wait() result {
+	err := b.cmd.Wait()
+	r := result{stdout: b.stdout.String(), stderr: b.stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		r.code = -1
+		r.stderr += err.Error()
+	}
+	return r
+}
+
+// expectFail requires exit code code and every substring in stderr.
+func expectFail(t *testing.T, what string, r result, code int, subs ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", what, r.code, code, r.stdout, r.stderr)
+	}
+	for _, s := range subs {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("%s: message lacks %q:\n%s", what, s, r.stderr)
+		}
+	}
+}
+
+// holdLock takes an exclusive flock on path, as another process would,
+// until release is called or the test ends. flock locks belong to the
+// open file, so holding it in this process is the same to gre-hook as
+// `flock path sleep`.
+func holdLock(t *testing.T, path string) (release func()) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		t.Fatalf("cannot take %s for the test: %v", path, err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { f.Close() }) }
+	t.Cleanup(release)
+	return release
+}
+
+// pathWith makes a directory of symlinks to the named tools (found on the
+// usual PATH), plus the extra files given, and returns a PATH of only it.
+func pathWith(t *testing.T, tools map[string]string, scripts map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	for name, target := range tools {
+		p, err := exec.LookPath(target)
+		if err != nil {
+			t.Fatalf("%s is not installed: %v", target, err)
+		}
+		if err := os.Symlink(p, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return "PATH=" + dir
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q is not a positive number", name, v)
+	}
+	return n
+}
+
+// TestConcurrentUnderlays brings 8 underlays, each with its tunnels, up
+// and down in parallel as ifupdown does (one gre-hook per underlay, all at
+// once, from the environment ifupdown sets), round after round. After each
+// up the kernel must hold exactly the configured links, routes and MSS
+// rules, none twice and none lost; after each down nothing of gre-hook's.
+//
+// GRE_HOOK_STRESS_ROUNDS (default 2) and GRE_HOOK_STRESS_TUNNELS (tunnels
+// per underlay, default 1) size it. Under software emulation a round takes
+// some 20 to 30 seconds: every process start is slow, and the sixteen runs
+// of a round serialise on gre-hook's lock. CI runs 2 rounds; the issue's 50
+// rounds are GRE_HOOK_STRESS_ROUNDS=50 (about 25 minutes in the VM).
+func TestConcurrentUnderlays(t *testing.T) {
+	t.Parallel()
+	const underlays = 8
+	rounds := envInt(t, "GRE_HOOK_STRESS_ROUNDS", 2)
+	perUnderlay := envInt(t, "GRE_HOOK_STRESS_TUNNELS", 1)
+	if perUnderlay > 9 {
+		t.Fatal("GRE_HOOK_STRESS_TUNNELS is at most 9")
+	}
+	ns := newCleanNS(t)
+	var cfg strings.Builder
+	wantLinks := map[string]string{} // name -> alias
+	var wantRoutes, wantRules []string
+	for i := 1; i <= underlays; i++ {
+		eth := fmt.Sprintf("eth%d", i)
+		ns.dummy(eth, fmt.Sprintf("198.18.%d.1/24", i), 1500)
+		for j := 0; j < perUnderlay; j++ {
+			name := fmt.Sprintf("s%dt%d", i, j)
+			fmt.Fprintf(&cfg, "[[tunnel]]\nname = %q\nunderlay = %q\nremote = \"203.0.113.%d\"\naddress = [\"10.%d.%d.1/30\"]\n[[tunnel.route]]\nto = \"172.16.%d.0/24\"\n\n",
+				name, eth, i*10+j, i, j*4, i*10+j)
+			wantLinks[name] = "gre-hook:" + eth
+			wantRoutes = append(wantRoutes, fmt.Sprintf("172.16.%d.0/24 via 10.%d.%d.2 dev %s proto 176 metric 0 table main", i*10+j, i, j*4, name))
+			wantRules = append(wantRules, fmt.Sprintf("-A GRE-HOOK -o %s -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment gre-hook:%s:%s -j TCPMSS --clamp-mss-to-pmtu", name, eth, name))
+		}
+	}
+	wantRules = append(wantRules, "-A POSTROUTING -m comment --comment gre-hook -j GRE-HOOK", "-N GRE-HOOK")
+	sort.Strings(wantRoutes)
+	sort.Strings(wantRules)
+	path := writeConfig(t, cfg.String())
+
+	// All eight at once, as ifupdown calls the hook for each interface.
+	all := func(phase string) {
+		t.Helper()
+		runs := make([]*bg, underlays)
+		for i := range runs {
+			runs[i] = ns.start([]string{
+				fmt.Sprintf("IFACE=eth%d", i+1), "LOGICAL=eth" + strconv.Itoa(i+1), "ADDRFAM=inet", "METHOD=static",
+				"MODE=" + map[string]string{"post-up": "start", "pre-down": "stop"}[phase], "PHASE=" + phase,
+				"IF_GRE_HOOK_CONFIG=" + path,
+				// Eight runs queue on one lock, each a few seconds under
+				// emulation: the default 30 s wait is not meant for that.
+				"GRE_HOOK_LOCK_WAIT=600",
+			})
+		}
+		for i, b := range runs {
+			if r := b.wait(); r.code != 0 {
+				t.Fatalf("%s of eth%d exited %d:\n%s", phase, i+1, r.code, r.stderr)
+			}
+		}
+	}
+	checkUp := func(round int) {
+		t.Helper()
+		gotLinks := map[string]string{}
+		for name, l := range ns.links() {
+			if strings.HasPrefix(l.Ifalias, "gre-hook") || l.Linkinfo.InfoKind == "gre" && name != "gre0" {
+				gotLinks[name] = l.Ifalias
+				if !l.has("UP") {
+					t.Errorf("round %d: link %s is not up", round, name)
+				}
+			}
+		}
+		assertEq(t, fmt.Sprintf("round %d: links", round), gotLinks, wantLinks)
+		routes := ns.ourRoutes()
+		sort.Strings(routes)
+		assertEq(t, fmt.Sprintf("round %d: routes (%d)", round, len(routes)), strings.Join(routes, "\n"), strings.Join(wantRoutes, "\n"))
+		var rules []string
+		for _, r := range ns.mangle("iptables") {
+			if strings.Contains(r, "GRE-HOOK") || strings.Contains(r, "gre-hook") {
+				rules = append(rules, strings.ReplaceAll(r, `"`, ""))
+			}
+		}
+		sort.Strings(rules)
+		assertEq(t, fmt.Sprintf("round %d: rules (%d)", round, len(rules)), strings.Join(rules, "\n"), strings.Join(wantRules, "\n"))
+		assertEq(t, fmt.Sprintf("round %d: records", round), len(ns.records()), underlays)
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	start := time.Now()
+	for round := 1; round <= rounds; round++ {
+		all("post-up")
+		checkUp(round)
+		if round == 1 || round == rounds {
+			ns.must(ns.gh([]string{"IF_GRE_HOOK_CONFIG=" + path}, "status"))
+		}
+		all("pre-down")
+		ns.assertNothingLeft(fmt.Sprintf("round %d down", round))
+		if round%10 == 0 {
+			t.Logf("%d rounds done in %s", round, time.Since(start).Round(time.Second))
+		}
+	}
+	t.Logf("%d rounds of %d underlays x %d tunnel(s) up and down in parallel: %s (%s a round)",
+		rounds, underlays, perUnderlay, time.Since(start).Round(time.Millisecond), (time.Since(start) / time.Duration(rounds)).Round(time.Millisecond))
+}
+
+// TestLockContention holds gre-hook's lock as another run would and checks
+// that a run with GRE_HOOK_LOCK_WAIT=1 gives up within a bounded time,
+// names the lock, and changes nothing; then that it works once the lock is
+// free.
+func TestLockContention(t *testing.T) {
+	t.Parallel()
+	ns := newCleanNS(t)
+	ns.dummy("eth1", "198.51.100.1/24", 1500)
+	cfg := writeConfig(t, site1)
+	lock := filepath.Join(ns.stateDir(), "lock")
+	holdLock(t, lock)
+	before := ns.snapshot()
+	for _, phase := range []string{"up", "down"} {
+		began := time.Now()
+		r := ns.gh([]string{"GRE_HOOK_LOCK_WAIT=1"}, "--config", cfg, "--iface", "eth1", "--phase", phase)
+		took := time.Since(began)
+		expectFail(t, phase+" with the lock held", r, 1, "another gre-hook run holds the lock "+lock, "after waiting 1s")
+		// One second of waiting plus a slow process start, not the default 30.
+		if took > 15*time.Second {
+			t.Errorf("%s with GRE_HOOK_LOCK_WAIT=1 took %s", phase, took)
+		}
+		ns.assertUnchanged(phase+" with the lock held", before)
+	}
+}
+
+// TestLeftoversWithoutPreDown: ifupdown lost track of the interface after
+// post-up (no pre-down will come). A later down by hand, or gc once the
+// tunnels are gone from the config, removes every link, route, rule and
+// record. gc refuses to run on a broken config.
+func TestLeftoversWithoutPreDown(t *testing.T) {
+	t.Parallel()
+	t.Run("down by hand", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "198.51.100.1/24", 1500)
+		cfg := writeConfig(t, site1)
+		before := ns.snapshot()
+		ns.up(cfg, "eth1")
+		ns.down(cfg, "eth1")
+		ns.assertNothingLeft("down by hand")
+		ns.assertUnchanged("up then down", before)
+	})
+	t.Run("gc", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "198.51.100.1/24", 1500)
+		cfg := writeConfig(t, site1)
+		before := ns.snapshot()
+		ns.up(cfg, "eth1")
+		// gc keeps what the config and the record both explain.
+		ns.must(ns.gh(nil, "gc", "--config", cfg))
+		if _, ok := ns.link("gre-site2"); !ok {
+			t.Fatal("gc removed a configured tunnel that is up")
+		}
+		// A broken config stops gc before it changes anything.
+		os.WriteFile(cfg, []byte(site1+"\n[[tunnel]]\nname = 5\n"), 0o644)
+		mid := ns.snapshot()
+		expectFail(t, "gc with a broken config", ns.gh(nil, "gc", "--config", cfg), 2, "gc: refusing to run with a broken config")
+		ns.assertUnchanged("gc with a broken config", mid)
+		// The tunnels are taken out of the config.
+		os.WriteFile(cfg, []byte("# no tunnels\n"), 0o644)
+		ns.must(ns.gh(nil, "gc", "--config", cfg))
+		ns.assertNothingLeft("gc")
+		ns.assertUnchanged("up then gc", before)
+	})
+}
+
+// TestDownAfterConfigChanged edits the config between up and down; down
+// must still remove exactly what up created and nothing else.
+func TestDownAfterConfigChanged(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		edit func(path string)
+	}{
+		{"tunnel renamed", func(p string) {
+			os.WriteFile(p, []byte(strings.Replace(site1, `"gre-site2"`, `"gre-renamed"`, 1)), 0o644)
+		}},
+		{"remote changed", func(p string) {
+			os.WriteFile(p, []byte(strings.Replace(site1, `"203.0.113.1"`, `"203.0.113.99"`, 1)), 0o644)
+		}},
+		{"config deleted", func(p string) { os.Remove(p) }},
+	} {
+		c := c
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ns := newCleanNS(t)
+			ns.dummy("eth1", "198.51.100.1/24", 1500)
+			// Something of somebody else's, to prove down leaves it alone.
+			ns.ip("link", "add", "other", "type", "gre", "local", "198.51.100.1", "remote", "192.0.2.7")
+			ns.ip("route", "add", "192.0.2.0/24", "via", "198.51.100.254", "proto", "static")
+			cfg := writeConfig(t, site1)
+			before := ns.snapshot()
+			ns.up(cfg, "eth1")
+			c.edit(cfg)
+			ns.down(cfg, "eth1")
+			ns.assertUnchanged("up, "+c.name+", down", before)
+		})
+	}
+}
+
+// siteDefault is site1 taking over the default route, so that it has a pin
+// route on the underlay and a replaced default route to put back.
+var siteDefault = strings.Replace(site1, `address = `, "default_route = true\naddress = ", 1)
+
+// TestUnderlayDeleted deletes the underlay while its tunnels are up; down
+// (with IFACE gone) or gc must still remove everything.
+func TestUnderlayDeleted(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"down", "gc"} {
+		how := how
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			ns := newCleanNS(t)
+			ns.dummy("eth1", "198.51.100.1/24", 1500)
+			ns.ip("route", "add", "default", "via", "198.51.100.254", "dev", "eth1", "proto", "static")
+			cfg := writeConfig(t, siteDefault)
+			ns.up(cfg, "eth1")
+			if routes := strings.Join(ns.ourRoutes(), "\n"); !strings.Contains(routes, "203.0.113.1 via 198.51.100.254 dev eth1 proto 176") {
+				t.Fatalf("no pin route on the underlay:\n%s", routes)
+			}
+			ns.ip("link", "del", "eth1")
+			if how == "down" {
+				ns.down(cfg, "eth1")
+			} else {
+				ns.must(ns.gh(nil, "gc", "--config", cfg))
+			}
+			ns.assertNothingLeft(how + " after the underlay was deleted")
+			// The default route went with eth1; nothing may be left in its
+			// place, ours or a half-restored one.
+			if routes := ns.routes("-4"); len(routes) != 0 {
+				t.Errorf("routes left: %v", routes)
+			}
+		})
+	}
+}
+
+// TestRecordLost removes the state directory while tunnels are up; gc (or
+// down) finds everything by the kernel's marks and removes it.
+func TestRecordLost(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"gc", "down"} {
+		how := how
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			ns := newCleanNS(t)
+			ns.dummy("eth1", "198.51.100.1/24", 1500)
+			ns.ip("route", "add", "default", "via", "198.51.100.254", "dev", "eth1", "proto", "static")
+			cfg := writeConfig(t, siteDefault+`
+[[tunnel]]
+name = "gre-site3"
+underlay = "eth1"
+remote = "203.0.113.3"
+address = ["10.0.0.5/30"]
+[[tunnel.route]]
+to = "192.168.3.0/24"
+`)
+			ns.up(cfg, "eth1")
+			if n := len(ns.ourRoutes()); n != 4 {
+				t.Fatalf("want 4 routes of ours (default, pin, two LAN routes), got %v", ns.ourRoutes())
+			}
+			if err := os.RemoveAll(ns.stateDir()); err != nil {
+				t.Fatal(err)
+			}
+			if how == "gc" {
+				ns.must(ns.gh(nil, "gc", "--config", cfg))
+			} else {
+				ns.down(cfg, "eth1")
+			}
+			ns.assertNothingLeft(how + " after the records were lost")
+		})
+	}
+}
+
+// TestFaults injects one failure per case into an up and checks that the
+// run fails with a message that says what happened, and that the kernel
+// and the records are exactly as before.
+func TestFaults(t *testing.T) {
+	t.Parallel()
+	t.Run("iptables missing", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "198.51.100.1/24", 1500)
+		cfg := writeConfig(t, site1)
+		path := pathWith(t, map[string]string{"ip": "ip", "modprobe": "modprobe"}, nil)
+		before := ns.snapshot()
+		r := ns.gh([]string{path}, "--config", cfg, "--iface", "eth1", "--phase", "up")
+		expectFail(t, "up without iptables", r, 1, "iptables is not installed")
+		if strings.Contains(r.stderr, "+ ip ") {
+			t.Errorf("up changed something before finding iptables missing:\n%s", r.stderr)
+		}
+		ns.assertUnchanged("up without iptables", before)
+	})
+
+	t.Run("xtables lock held", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "198.51.100.1/24", 1500)
+		cfg := writeConfig(t, site1)
+		// iptables-nft ignores the xtables lock; the legacy backend waits on it.
+		path := pathWith(t, map[string]string{
+			"ip": "ip", "modprobe": "modprobe",
+			"iptables": "iptables-legacy", "iptables-restore": "iptables-legacy-restore",
+			"ip6tables": "ip6tables-legacy", "ip6tables-restore": "ip6tables-legacy-restore",
+		}, nil)
+		ipts := []string{"iptables", "ip6tables", "iptables-legacy", "ip6tables-legacy"}
+		before := ns.snapshot(ipts...)
+		release := holdLock(t, "/run/xtables.lock")
+		began := time.Now()
+		r := ns.gh([]string{path, "GRE_HOOK_XTABLES_WAIT=1"}, "--config", cfg, "--iface", "eth1", "--phase", "up")
+		// iptables-legacy -S, in the snapshot, would wait for the lock.
+		release()
+		expectFail(t, "up with the xtables lock held", r, 1, "xtables lock", "rolled back")
+		if took := time.Since(began); took > 30*time.Second {
+			t.Errorf("up with GRE_HOOK_XTABLES_WAIT=1 took %s", took)
+		}
+		ns.assertUnchanged("up with the xtables lock held", before, ipts...)
+	})
+
+	t.Run("underlay without address", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "", 1500)
+		cfg := writeConfig(t, strings.Replace(site1, "local = \"198.51.100.1\"\n", "", 1))
+		before := ns.snapshot()
+		r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
+		expectFail(t, "up on an underlay without address", r, 1, "local is automatic but underlay eth1 has no global IPv4 address yet")
+		ns.assertUnchanged("up on an underlay without address", before)
+	})
+
+	t.Run("underlay down", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "198.51.100.1/24", 1500)
+		ns.ip("link", "set", "eth1", "down")
+		cfg := writeConfig(t, site1)
+		before := ns.snapshot()
+		r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
+		expectFail(t, "up on a down underlay", r, 1, "the underlay is down; bring it up first")
+		ns.assertUnchanged("up on a down underlay", before)
+	})
+
+	t.Run("foreign route on a configured prefix", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "198.51.100.1/24", 1500)
+		ns.ip("route", "add", "192.168.2.0/24", "via", "198.51.100.254", "proto", "static")
+		cfg := writeConfig(t, site1)
+		before := ns.snapshot()
+		r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
+		expectFail(t, "up over a foreign route", r, 1, "route 192.168.2.0/24: another route with that destination", "gre-hook did not create it")
+		ns.assertUnchanged("up over a foreign route", before)
+		ns.down(cfg, "eth1")
+		ns.assertUnchanged("down after a refused up", before)
+	})
+
+	t.Run("foreign rules in mangle POSTROUTING", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "198.51.100.1/24", 1500)
+		// One plain rule, and one that wears gre-hook's comment format.
+		ns.exec("iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", "eth1", "-j", "RETURN")
+		ns.exec("iptables", "-t", "mangle", "-A", "POSTROUTING", "-m", "comment", "--comment", "gre-hook:eth1:gre-site2", "-j", "RETURN")
+		foreign := func() []string {
+			var out []string
+			for _, r := range ns.mangle("iptables") {
+				if !strings.Contains(r, "-j GRE-HOOK") && !strings.HasPrefix(r, "-A GRE-HOOK") && !strings.HasPrefix(r, "-N GRE-HOOK") {
+					out = append(out, strings.ReplaceAll(r, `"`, ""))
+				}
+			}
+			return out
+		}
+		want := foreign()
+		if len(want) != 2 {
+			t.Fatalf("foreign rules not in place: %v", want)
+		}
+		cfg := writeConfig(t, site1)
+		ns.up(cfg, "eth1")
+		assertEq(t, "foreign rules after up", foreign(), want)
+		ns.must(ns.gh(nil, "status", "--config", cfg, "--iface", "eth1"))
+		ns.down(cfg, "eth1")
+		assertEq(t, "foreign rules after down", foreign(), want)
+		if rules := strings.Join(ns.mangle("iptables"), "\n"); strings.Contains(rules, "GRE-HOOK") {
+			t.Errorf("gre-hook's chain left:\n%s", rules)
+		}
+	})
+
+	t.Run("kernel refuses midway with EEXIST", func(t *testing.T) {
+		t.Parallel()
+		ns := newCleanNS(t)
+		ns.dummy("eth1", "198.51.100.1/24", 1500)
+		ns.ip("link", "add", "foreign", "type", "gre", "local", "198.51.100.1", "remote", "203.0.113.1", "key", "5")
+		cfg := writeConfig(t, `
+[[tunnel]]
+name = "first"
+underlay = "eth1"
+remote = "203.0.113.9"
+address = ["10.0.0.5/30"]
+[[tunnel.route]]
+to = "192.168.9.0/24"
+
+[[tunnel]]
+name = "second"
+underlay = "eth1"
+local = "198.51.100.1"
+remote = "203.0.113.1"
+key = 5
+address = ["10.0.0.1/30"]
+`)
+		before := ns.snapshot()
+		r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
+		expectFail(t, "up colliding with a foreign tunnel", r, 1,
+			`tunnel "second": ip tunnel add second`, "file exists", "tunnel foreign already uses local 198.51.100.1 remote 203.0.113.1 key 5", "rolled back")
+		if !strings.Contains(r.stderr, "ip link del first") {
+			t.Errorf("the rollback did not remove the first tunnel it made:\n%s", r.stderr)
+		}
+		ns.assertUnchanged("up colliding with a foreign tunnel", before)
+	})
+
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		sig := sig
+		t.Run("signal during up/"+sig.String(), func(t *testing.T) {
+			t.Parallel()
+			signalDuringUp(t, sig)
+		})
+	}
+}
+
+// signalDuringUp starts the up of 100 tunnels and sends sig once 20 of
+// them exist. Afterwards all of them must be there (status 0) or none.
+func signalDuringUp(t *testing.T, sig syscall.Signal) {
+	ns := newCleanNS(t)
+	ns.dummy("eth1", "198.51.100.1/24", 1500)
+	var cfg strings.Builder
+	for i := 1; i <= 100; i++ {
+		fmt.Fprintf(&cfg, "[[tunnel]]\nname = \"m%d\"\nunderlay = \"eth1\"\nremote = \"203.0.113.%d\"\naddress = [\"10.100.%d.1/30\"]\n[[tunnel.route]]\nto = \"172.17.%d.0/24\"\n\n", i, i, i, i)
+	}
+	path := writeConfig(t, cfg.String())
+	before := ns.snapshot()
+
+	cmd := exec.Command("ip", "netns", "exec", ns.name, bin, "--config", path, "--iface", "eth1", "--phase", "up")
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	var mu sync.Mutex
+	sent := false
+	sc := bufio.NewScanner(pipe)
+	added := 0
+	for sc.Scan() {
+		line := sc.Text()
+		mu.Lock()
+		stderr.WriteString(line + "\n")
+		mu.Unlock()
+		if strings.Contains(line, "+ ip tunnel add") {
+			added++
+		}
+		// ip netns exec execs gre-hook in place: the pid is gre-hook's.
+		if added == 20 && !sent {
+			sent = true
+			cmd.Process.Signal(sig)
+		}
+	}
+	err = cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	out := stderr.String()
+	if !sent {
+		t.Fatalf("up printed only %d tunnel adds; the signal was never sent:\n%s", added, out)
+	}
+	if code == 0 {
+		t.Logf("%s arrived too late to stop the up: checking that all is applied", sig)
+		ns.must(ns.gh(nil, "status", "--config", path, "--iface", "eth1"))
+		ns.down(path, "eth1")
+		ns.assertUnchanged("up, then down", before)
+		return
+	}
+	t.Logf("%s stopped the up after %d tunnel adds (exit %d)", sig, added, code)
+	if code != 1 || !strings.Contains(out, "interrupted") || !strings.Contains(out, "rolled back") {
+		t.Errorf("exit %d; want 1 and a message saying the run was interrupted and rolled back:\n%s", code, lastLines(out, 5))
+	}
+	ns.assertNothingLeft("up interrupted by " + sig.String())
+	ns.assertUnchanged("up interrupted by "+sig.String(), before)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestGREModuleUnavailable unloads ip_gre and makes both the kernel's
+// autoload and modprobe fail: up must refuse before any change and say
+// the kernel has no GRE support. It runs alone, as ip_gre can only be
+// unloaded while no namespace has a gre link.
+func TestGREModuleUnavailable(t *testing.T) {
+	// Not parallel: the parallel tests wait until this has finished.
+	const modprobeSysctl = "/proc/sys/kernel/modprobe"
+	oldModprobe, err := os.ReadFile(modprobeSysctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(modprobeSysctl, oldModprobe, 0o644); err != nil {
+			t.Errorf("restoring %s: %v", modprobeSysctl, err)
+		}
+		// The tests after this one need GRE back.
+		if out, err := exec.Command("modprobe", "ip_gre").CombinedOutput(); err != nil {
+			t.Errorf("modprobe ip_gre: %v: %s", err, out)
+		}
+	})
+	// The namespace and the snapshot first, while modules still load: the
+	// dummy link and iptables-nft need theirs.
+	ns := newCleanNS(t)
+	ns.dummy("eth1", "198.51.100.1/24", 1500)
+	ns.snapshot()
+	if err := os.WriteFile(modprobeSysctl, []byte("/bin/false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Namespaces of earlier tests are freed asynchronously, and their gre
+	// links hold the module until then.
+	var out []byte
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat("/sys/module/ip_gre"); err != nil {
+			break
+		}
+		out, err = exec.Command("rmmod", "ip_gre").CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			refs, _ := os.ReadFile("/sys/module/ip_gre/refcnt")
+			t.Fatalf("ip_gre is loaded and cannot be unloaded (refcnt %s), so this test cannot show what a kernel without GRE does: rmmod: %v: %s",
+				strings.TrimSpace(string(refs)), err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Without ip_gre, the namespace has no gre0 and gretap0 either.
+	before := ns.snapshot()
+	cfg := writeConfig(t, site1)
+	path := pathWith(t, map[string]string{"ip": "ip", "iptables": "iptables", "iptables-restore": "iptables-restore",
+		"ip6tables": "ip6tables", "ip6tables-restore": "ip6tables-restore"},
+		map[string]string{"modprobe": "#!/bin/sh\necho \"modprobe: FATAL: Module $1 not found (injected)\" >&2\nexit 1\n"})
+	r := ns.gh([]string{path}, "--config", cfg, "--iface", "eth1", "--phase", "up")
+	expectFail(t, "up without the GRE module", r, 1, "this kernel has no GRE support: modprobe ip_gre failed", "injected")
+	ns.assertUnchanged("up without the GRE module", before)
+	if _, err := os.Stat("/sys/module/ip_gre"); err == nil {
+		t.Error("ip_gre got loaded after all")
+	}
+}
+
+// TestConfigSecurity: a config others could write is refused with a
+// message saying how to fix it, and nothing changes;
+// GRE_HOOK_INSECURE_CONFIG=1 accepts it.
+func TestConfigSecurity(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		make func(path string) error
+		fix  string
+	}{
+		{"group-writable", func(p string) error { return os.Chmod(p, 0o664) }, "fix with: chmod go-w "},
+		{"owned by uid 1000", func(p string) error { return os.Chown(p, 1000, 1000) }, "it is owned by uid 1000, not root; fix with: chown root: "},
+	} {
+		c := c
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ns := newCleanNS(t)
+			ns.dummy("eth1", "198.51.100.1/24", 1500)
+			cfg := writeConfig(t, site1)
+			if err := c.make(cfg); err != nil {
+				t.Fatal(err)
+			}
+			before := ns.snapshot()
+			r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
+			if r.code != 2 {
+				t.Fatalf("up with an insecure config exited %d, want 2 (bad config):\n%s", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "refusing config "+cfg) || !strings.Contains(r.stderr, c.fix+cfg) {
+				t.Errorf("message does not say what is wrong and how to fix it:\n%s", r.stderr)
+			}
+			ns.assertUnchanged("up with an insecure config", before)
+			ns.must(ns.gh([]string{"GRE_HOOK_INSECURE_CONFIG=1"}, "--config", cfg, "--iface", "eth1", "--phase", "up"))
+			if _, ok := ns.link("gre-site2"); !ok {
+				t.Fatal("GRE_HOOK_INSECURE_CONFIG=1 up made no tunnel")
+			}
+			ns.must(ns.gh([]string{"GRE_HOOK_INSECURE_CONFIG=1"}, "--config", cfg, "--iface", "eth1", "--phase", "down"))
+			ns.assertUnchanged("insecure up and down", before)
+		})
+	}
+}
+
+// TestStatusReportsDrift: status is 0 after up, 3 naming the difference
+// after the MTU is changed or the route deleted by hand, and --json
+// parses.
+func TestStatusReportsDrift(t *testing.T) {
+	t.Parallel()
+	ns := newCleanNS(t)
+	ns.dummy("eth1", "198.51.100.1/24", 1500)
+	cfg := writeConfig(t, site1)
+	status := func(args ...string) result {
+		return ns.gh(nil, append([]string{"status", "--config", cfg, "--iface", "eth1"}, args...)...)
+	}
+	type entry struct {
+		Tunnel   string   `json:"tunnel"`
+		Underlay string   `json:"underlay"`
+		State    string   `json:"state"`
+		Problems []string `json:"problems"`
+	}
+	parse := func(r result) []entry {
+		t.Helper()
+		var es []entry
+		if err := json.Unmarshal([]byte(r.stdout), &es); err != nil {
+			t.Fatalf("status --json is not JSON: %v\n%s", err, r.stdout)
+		}
+		return es
+	}
+	ns.up(cfg, "eth1")
+	if r := status(); r.code != 0 || !strings.Contains(r.stdout, "gre-site2 on eth1: up") {
+		t.Fatalf("status after up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	assertEq(t, "status --json after up", parse(ns.must(status("--json"))), []entry{{Tunnel: "gre-site2", Underlay: "eth1", State: "up"}})
+
+	ns.ip("link", "set", "gre-site2", "mtu", "1400")
+	r := status()
+	if r.code != 3 || !strings.Contains(r.stdout, "mtu is 1400, want 1476") {
+		t.Errorf("status after an MTU change: exit %d, want 3 naming the MTU\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ns.ip("link", "set", "gre-site2", "mtu", "1476")
+	ns.must(status())
+
+	ns.ip("route", "del", "192.168.2.0/24")
+	r = status()
+	if r.code != 3 || !strings.Contains(r.stdout, "route replace 192.168.2.0/24 via 10.0.0.2 dev gre-site2") || !strings.Contains(r.stdout, "is missing") {
+		t.Errorf("status after deleting the route: exit %d, want 3 naming the route\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	rj := status("--json")
+	if rj.code != 3 {
+		t.Errorf("status --json on drift exited %d", rj.code)
+	}
+	es := parse(rj)
+	if len(es) != 1 || es[0].State != "drift" || len(es[0].Problems) != 1 || !strings.Contains(es[0].Problems[0], "192.168.2.0/24") {
+		t.Errorf("status --json on drift: %+v", es)
+	}
+	// up repairs it; down cleans.
+	ns.up(cfg, "eth1")
+	ns.must(status())
+	ns.down(cfg, "eth1")
+	ns.assertNothingLeft("down")
+}
