@@ -59,6 +59,10 @@ type Route struct {
 type Handle struct {
 	h     *netlink.Handle
 	names map[int]string
+	// index caches name -> ifindex from dumps and creations, so that each
+	// change is one netlink request rather than a lookup and a request:
+	// under a hundred tunnels, round trips are the cost.
+	index map[string]int
 }
 
 // Open returns a Handle with one netlink socket reused for every call.
@@ -67,7 +71,7 @@ func Open() (*Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening rtnetlink: %w", err)
 	}
-	return &Handle{h: h, names: map[int]string{}}, nil
+	return &Handle{h: h, names: map[int]string{}, index: map[string]int{}}, nil
 }
 
 // Close releases the socket.
@@ -163,7 +167,7 @@ func (h *Handle) Link(name string) (*Link, error) {
 		return nil, fmt.Errorf("looking up link %s: %w", name, err)
 	}
 	out := fromNetlink(l)
-	h.names[out.Index] = out.Name
+	h.remember(out.Index, out.Name)
 	return &out, nil
 }
 
@@ -176,7 +180,7 @@ func (h *Handle) Links() ([]Link, error) {
 	out := make([]Link, len(ls))
 	for i, l := range ls {
 		out[i] = fromNetlink(l)
-		h.names[out[i].Index] = out[i].Name
+		h.remember(out[i].Index, out[i].Name)
 	}
 	return out, nil
 }
@@ -243,8 +247,20 @@ func (h *Handle) name(index int) string {
 	if err != nil {
 		return ""
 	}
-	h.names[index] = l.Attrs().Name
+	h.remember(index, l.Attrs().Name)
 	return l.Attrs().Name
+}
+
+func (h *Handle) remember(index int, name string) {
+	h.names[index] = name
+	h.index[name] = index
+}
+
+func (h *Handle) forget(name string) {
+	if i, ok := h.index[name]; ok {
+		delete(h.names, i)
+		delete(h.index, name)
+	}
 }
 
 // PathTo returns how dst is routed now.
@@ -260,6 +276,12 @@ func (h *Handle) PathTo(dst netip.Addr) (plan.Path, error) {
 }
 
 func (h *Handle) byName(name string) (netlink.Link, error) {
+	if i, ok := h.index[name]; ok {
+		// Requests that change a link address it by index alone. Indexes
+		// are not reused soon, and the run holds gre-hook's lock, so a
+		// stale entry fails with ENODEV rather than hitting another link.
+		return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: i, Name: name}}, nil
+	}
 	l, err := h.h.LinkByName(name)
 	if err != nil {
 		return nil, err
@@ -298,16 +320,12 @@ func (h *Handle) AddLink(l plan.Link) error {
 	// only a change of an existing link sets it. Without the alias the
 	// link would not be recognisably ours, so it must not outlive a
 	// failure here.
-	created, err := h.h.LinkByName(l.Name)
-	if err == nil {
-		err = h.h.LinkSetAlias(created, l.Alias)
-	}
-	if err != nil {
-		if created != nil {
-			h.h.LinkDel(created)
-		}
+	// LinkAdd has looked up the new link's index already.
+	if err := h.h.LinkSetAlias(link, l.Alias); err != nil {
+		h.h.LinkDel(link)
 		return fmt.Errorf("marking %s as gre-hook's (alias %s): %w", l.Name, l.Alias, err)
 	}
+	h.remember(link.Attrs().Index, l.Name)
 	return nil
 }
 
@@ -350,7 +368,9 @@ func (h *Handle) DelLink(name string) error {
 		}
 		return err
 	}
-	if err := h.h.LinkDel(l); err != nil && !IsNotFound(err) {
+	err = h.h.LinkDel(l)
+	h.forget(name)
+	if err != nil && !IsNotFound(err) {
 		return err
 	}
 	return nil
