@@ -226,7 +226,7 @@ func envInt(t *testing.T, name string, def int) int {
 // rules, none twice and none lost; after each down nothing of gre-hook's.
 //
 // GRE_HOOK_STRESS_ROUNDS (default 2) and GRE_HOOK_STRESS_TUNNELS (tunnels
-// per underlay, default 1) size it. Under software emulation a round takes
+// per underlay, default 3) size it. Under software emulation a round takes
 // some 20 to 30 seconds: every process start is slow, and the sixteen runs
 // of a round serialise on gre-hook's lock. CI runs 2 rounds; the 50
 // rounds are GRE_HOOK_STRESS_ROUNDS=50 (about 25 minutes in the VM).
@@ -234,7 +234,7 @@ func TestConcurrentUnderlays(t *testing.T) {
 	t.Parallel()
 	const underlays = 8
 	rounds := envInt(t, "GRE_HOOK_STRESS_ROUNDS", 2)
-	perUnderlay := envInt(t, "GRE_HOOK_STRESS_TUNNELS", 1)
+	perUnderlay := envInt(t, "GRE_HOOK_STRESS_TUNNELS", 3)
 	if perUnderlay > 9 {
 		t.Fatal("GRE_HOOK_STRESS_TUNNELS is at most 9")
 	}
