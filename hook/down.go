@@ -241,7 +241,7 @@ func (td *teardown) tunnels(victims []state.Tunnel) []error {
 // protocol on delete, so a route someone else has put at the same
 // destination is left alone.
 func (td *teardown) delRoute(r state.Route) error {
-	if td.routes != nil && !td.present(r) {
+	if td.routes != nil && findRoute(td.routes, r.Plan(), true) == nil {
 		return nil
 	}
 	cmd := plan.DelRouteCmd(r.Plan())
@@ -259,15 +259,6 @@ func (td *teardown) delRoute(r state.Route) error {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	return nil
-}
-
-func (td *teardown) present(r state.Route) bool {
-	for _, have := range td.routes[familyOf(r.Dst.Addr())] {
-		if have.Dst == r.Dst && have.Table == r.Table && have.Metric == r.Metric && have.Protocol == plan.RouteProtocol {
-			return true
-		}
-	}
-	return false
 }
 
 // findPins fills in the pin route of victims that the record does not

@@ -121,6 +121,7 @@ func GC(ctx context.Context, req Request, sys *System) error {
 			}
 		}
 	}
+	pins := &teardown{ctx: ctx, sys: sys, l: l, dry: req.DryRun, links: snap.links}
 	for _, f := range []int{4, 6} {
 		for _, r := range snap.routes[f] {
 			if r.Protocol != plan.RouteProtocol || pinned[r.Dst.String()] {
@@ -129,8 +130,7 @@ func GC(ctx context.Context, req Request, sys *System) error {
 			if lk, ok := snap.links[r.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
 				continue // goes with its tunnel, or stays with it
 			}
-			td := &teardown{ctx: ctx, sys: sys, l: l, dry: req.DryRun, links: snap.links}
-			if err := td.delRoute(state.FromPlan(r.Route, 0)); err != nil {
+			if err := pins.delRoute(state.FromPlan(r.Route, 0)); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -275,7 +275,7 @@ func precheck(underlay string, want []plan.Tunnel, s *snapshot, rec *state.Recor
 				t.Link.Name, l.Name, kindOf(l), l.Index)
 		}
 		for _, r := range t.Routes {
-			if f := foreignRoute(s, r); f != nil {
+			if f := findRoute(s.routes, r, false); f != nil {
 				return fmt.Errorf("tunnel %q: route %s%s: another route with that destination, table and metric exists (via %s dev %s, proto %d) and gre-hook did not create it",
 					t.Link.Name, r.Dst, tableSuffix(r.Table), f.Gw, f.Dev, f.Protocol)
 			}
@@ -298,11 +298,11 @@ func tableSuffix(t int) string {
 	return fmt.Sprintf(" table %d", t)
 }
 
-// foreignRoute returns a route that has r's key (destination, table,
-// metric) but is not gre-hook's, or nil.
-func foreignRoute(s *snapshot, r plan.Route) *rtnl.Route {
-	for _, have := range s.routes[familyOf(r.Dst.Addr())] {
-		if have.Dst == r.Dst && have.Table == r.Table && have.Metric == r.Metric && have.Protocol != plan.RouteProtocol {
+// findRoute returns the route with r's key (destination, table, metric)
+// that is gre-hook's (ours) or someone else's (!ours), or nil.
+func findRoute(routes map[int][]rtnl.Route, r plan.Route, ours bool) *rtnl.Route {
+	for _, have := range routes[familyOf(r.Dst.Addr())] {
+		if have.Dst == r.Dst && have.Table == r.Table && have.Metric == r.Metric && (have.Protocol == plan.RouteProtocol) == ours {
 			h := have
 			return &h
 		}
@@ -716,24 +716,13 @@ func wantsAddr(as []plan.Addr, p netip.Prefix) bool {
 	return false
 }
 
-// ours finds a route of gre-hook's with r's key, or nil.
-func (r *runner) ours(want plan.Route) *rtnl.Route {
-	for _, have := range r.snap.routes[familyOf(want.Dst.Addr())] {
-		if have.Dst == want.Dst && have.Table == want.Table && have.Metric == want.Metric && have.Protocol == plan.RouteProtocol {
-			h := have
-			return &h
-		}
-	}
-	return nil
-}
-
 func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 	n := r.sys.Net
 	replace := func(want plan.Route) error {
-		if have := r.ours(want); have != nil && have.Gw == want.Gw && have.Dev == want.Dev {
+		prev := findRoute(r.snap.routes, want, true)
+		if prev != nil && prev.Gw == want.Gw && prev.Dev == want.Dev {
 			return nil
 		}
-		prev := r.ours(want)
 		var undoFn func() error
 		undoCmd := plan.DelRouteCmd(want)
 		if prev != nil {
@@ -751,7 +740,7 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 			return err
 		}
 	}
-	if t.Pin != nil && foreignRoute(r.snap, *t.Pin) == nil {
+	if t.Pin != nil && findRoute(r.snap.routes, *t.Pin, false) == nil {
 		if err := replace(*t.Pin); err != nil {
 			return err
 		}
@@ -761,12 +750,12 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 	}
 	for _, d := range t.Defaults {
 		d := d
-		if have := r.ours(d); have != nil && have.Gw == d.Gw && have.Dev == d.Dev {
+		if have := findRoute(r.snap.routes, d, true); have != nil && have.Gw == d.Gw && have.Dev == d.Dev {
 			continue
 		}
 		// Remember the default route that is there now, to put it back at
 		// teardown, unless an earlier run already did.
-		if f := foreignRoute(r.snap, d); f != nil && !hasRoute(rec.Replaced, f.Dst, f.Table, f.Metric) {
+		if f := findRoute(r.snap.routes, d, false); f != nil && !hasRoute(rec.Replaced, f.Dst, f.Table, f.Metric) {
 			rec.Replaced = append(rec.Replaced, state.FromPlan(f.Route, f.Protocol))
 			// Only the record remembers the route about to be replaced:
 			// write it down first.
