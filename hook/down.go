@@ -181,6 +181,7 @@ func (td *teardown) rules(fams map[int]bool, strict bool) []error {
 // tunnels removes the victims' routes and links.
 func (td *teardown) tunnels(victims []state.Tunnel) []error {
 	var errs []error
+	var dels []string
 	n := td.sys.Net
 	for _, t := range victims {
 		// Put back the default routes the tunnel replaced: a replace with
@@ -227,11 +228,16 @@ func (td *teardown) tunnels(victims []state.Tunnel) []error {
 			continue
 		}
 		td.l.change(plan.DelLinkCmd(t.Name))
-		if td.dry {
-			continue
-		}
-		if err := n.DelLink(t.Name); err != nil {
-			errs = append(errs, fmt.Errorf("tunnel %q: %s: %w", t.Name, plan.DelLinkCmd(t.Name), err))
+		dels = append(dels, t.Name)
+	}
+	// The links go last and together: the kernel deletes many links in
+	// one batch far faster than one by one.
+	if td.dry || len(dels) == 0 {
+		return errs
+	}
+	for i, err := range n.DelLinks(dels) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tunnel %q: %s: %w", dels[i], plan.DelLinkCmd(dels[i]), err))
 		}
 	}
 	return errs

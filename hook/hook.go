@@ -57,6 +57,8 @@ type Net interface {
 	SetMulticast(name string, on bool) error
 	SetUp(name string) error
 	DelLink(name string) error
+	// DelLinks deletes several links, with one error (or nil) per name.
+	DelLinks(names []string) []error
 	AddAddr(dev string, a plan.Addr) error
 	DelAddr(dev string, p netip.Prefix) error
 	ReplaceRoute(r plan.Route, proto int) error

@@ -388,6 +388,16 @@ func (n *Net) DelLink(name string) error {
 	return nil
 }
 
+// DelLinks implements hook.Net. Each link is a DelLink, so a fault
+// injected into DelLink hits it too.
+func (n *Net) DelLinks(names []string) []error {
+	errs := make([]error, len(names))
+	for i, name := range names {
+		errs[i] = n.DelLink(name)
+	}
+	return errs
+}
+
 // AddAddr implements hook.Net; an existing address is not an error, as in
 // rtnl.Handle.
 func (n *Net) AddAddr(dev string, a plan.Addr) error {
