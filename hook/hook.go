@@ -42,6 +42,11 @@ type Request struct {
 	// files, for tests that run as an unprivileged user or from a scratch
 	// directory.
 	AllowInsecure bool
+
+	// loaded is the config already read for this request, so that a run
+	// does not parse it twice (with a thousand tunnels that is most of
+	// the CPU a run spends).
+	loaded *config.Config
 }
 
 // Net is the rtnetlink operations gre-hook uses. *rtnl.Handle implements
@@ -112,6 +117,9 @@ func (l *logger) warn(format string, args ...interface{}) {
 
 // LoadConfig reads the configuration a request names.
 func LoadConfig(req Request) (*config.Config, error) {
+	if req.loaded != nil {
+		return req.loaded, nil
+	}
 	files, err := config.Paths(req.Config)
 	if err != nil {
 		return nil, err

@@ -100,10 +100,15 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 // the config has no tunnels on the interface and no record says gre-hook
 // made any there. ifupdown calls gre-hook for every interface at boot; for
 // most of them this is the whole run. Any doubt (a config that does not
-// load) means there may be work, and the full run decides.
+// load) means there may be work, and the full run decides; it keeps the
+// config it read for that run.
 func nothingToDo(inv *Invocation) bool {
 	cfg, err := LoadConfig(inv.Request)
-	if err != nil || len(cfg.For(inv.Request.Iface)) > 0 {
+	if err != nil {
+		return false
+	}
+	inv.Request.loaded = cfg
+	if len(cfg.For(inv.Request.Iface)) > 0 {
 		return false
 	}
 	return !state.Store{Dir: stateDir(inv)}.Exists(inv.Request.Iface)
