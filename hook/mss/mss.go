@@ -101,13 +101,14 @@ func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger
 	if !jump {
 		log(fmt.Sprintf("%s -t mangle -A POSTROUTING %s", bin, Join(JumpSpec)))
 	}
+	wantSet, prevSet := set(want), set(prev)
 	for _, r := range prev {
-		if !contains(want, r) {
+		if !wantSet[Join(r)] {
 			log(fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
 		}
 	}
 	for _, r := range want {
-		if !contains(prev, r) {
+		if !prevSet[Join(r)] {
 			log(fmt.Sprintf("%s -t mangle -A %s %s", bin, Chain, Join(r)))
 		}
 	}
@@ -174,14 +175,14 @@ func equal(a, b [][]string) bool {
 	return true
 }
 
-func contains(set [][]string, r []string) bool {
-	j := Join(r)
-	for _, s := range set {
-		if Join(s) == j {
-			return true
-		}
+// set is rules as a set of their rendered forms: with a thousand tunnels,
+// comparing lists pairwise costs more than the kernel's work does.
+func set(rules [][]string) map[string]bool {
+	m := make(map[string]bool, len(rules))
+	for _, r := range rules {
+		m[Join(r)] = true
 	}
-	return false
+	return m
 }
 
 // Join renders args for a log line or iptables-restore input, quoting the
