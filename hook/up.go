@@ -193,7 +193,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		if err != nil {
 			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 		}
-		tables[f] = b
+		tables[f] = newReadAhead(b)
 	}
 
 	newRec := merged(req.Iface, rec, want)

@@ -10,22 +10,27 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 )
 
-// System is the Backend over the real iptables or ip6tables. Reads and
-// chain removal go through go-iptables; the batched write goes through the
-// matching iptables-restore, which go-iptables does not wrap.
+// System is the Backend over the real iptables or ip6tables. Reads go
+// through go-iptables; the batched write goes through the matching
+// iptables-restore, which go-iptables does not wrap.
 type System struct {
 	family  int
-	ipt     *iptables.IPTables
+	name    string
 	restore string
 	wait    int
+	// ipt is made on first use: go-iptables runs `iptables --version` to
+	// make it, and a run may well read the rules in the background.
+	ipt    *iptables.IPTables
+	iptErr error
 }
 
-// Open finds the iptables binaries for family (4 or 6). wait bounds how
-// long each call waits for the xtables lock, in seconds.
+// Open finds the iptables binaries for family (4 or 6), so that a missing
+// one is an error before anything changes. wait bounds how long each call
+// waits for the xtables lock, in seconds.
 func Open(family, wait int) (*System, error) {
-	proto, name := iptables.ProtocolIPv4, "iptables"
+	name := "iptables"
 	if family == 6 {
-		proto, name = iptables.ProtocolIPv6, "ip6tables"
+		name = "ip6tables"
 	}
 	if _, err := exec.LookPath(name); err != nil {
 		return nil, fmt.Errorf("%s is not installed (install the iptables package): %w", name, err)
@@ -34,12 +39,22 @@ func Open(family, wait int) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s-restore is not installed (install the iptables package): %w", name, err)
 	}
-	// NewWithProtocol would wait for the xtables lock forever.
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(wait))
-	if err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+	return &System{family: family, name: name, restore: restore, wait: wait}, nil
+}
+
+func (s *System) iptables() (*iptables.IPTables, error) {
+	if s.ipt == nil && s.iptErr == nil {
+		proto := iptables.ProtocolIPv4
+		if s.family == 6 {
+			proto = iptables.ProtocolIPv6
+		}
+		// NewWithProtocol would wait for the xtables lock forever.
+		s.ipt, s.iptErr = iptables.New(iptables.IPFamily(proto), iptables.Timeout(s.wait))
+		if s.iptErr != nil {
+			s.iptErr = fmt.Errorf("starting %s: %w", s.name, s.iptErr)
+		}
 	}
-	return &System{family: family, ipt: ipt, restore: restore, wait: wait}, nil
+	return s.ipt, s.iptErr
 }
 
 // Family implements Backend.
@@ -50,11 +65,15 @@ func (s *System) List(table, chain string) ([]string, bool, error) {
 	// iptables-nft 1.8.9 answers -S for a missing chain with "chain ... is
 	// incompatible, use 'nft' tool", which go-iptables does not take for
 	// "not found"; ask whether the chain exists first.
-	exists, err := s.ipt.ChainExists(table, chain)
+	ipt, err := s.iptables()
+	if err != nil {
+		return nil, false, err
+	}
+	exists, err := ipt.ChainExists(table, chain)
 	if err != nil || !exists {
 		return nil, false, err
 	}
-	lines, err := s.ipt.List(table, chain)
+	lines, err := ipt.List(table, chain)
 	if err != nil {
 		return nil, false, err
 	}
@@ -63,7 +82,11 @@ func (s *System) List(table, chain string) ([]string, bool, error) {
 
 // JumpExists implements Backend.
 func (s *System) JumpExists() (bool, error) {
-	return s.ipt.Exists("mangle", "POSTROUTING", JumpSpec...)
+	ipt, err := s.iptables()
+	if err != nil {
+		return false, err
+	}
+	return ipt.Exists("mangle", "POSTROUTING", JumpSpec...)
 }
 
 // Restore implements Backend.
