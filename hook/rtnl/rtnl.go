@@ -3,7 +3,6 @@
 package rtnl
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -409,7 +408,10 @@ func (h *Handle) DelLinks(names []string) []error {
 // and well away from the small numbers people give groups.
 func randomGroup() uint32 {
 	var b [4]byte
-	rand.Read(b[:]) // on failure the group is 1<<31, still checked below
+	// getrandom(2) rather than crypto/rand, whose package initialisation
+	// would add to every call of gre-hook, most of which do nothing. On
+	// failure the group is 1<<31, still checked like any other.
+	unix.Getrandom(b[:], 0)
 	return binary.LittleEndian.Uint32(b[:]) | 1<<31
 }
 
