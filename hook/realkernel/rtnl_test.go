@@ -18,34 +18,27 @@ import (
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
 
-// inNewNetns runs f on a thread of its own in a new network namespace.
-// The thread is locked and never unlocked, so Go discards it afterwards
-// and the namespace goes with it.
-func inNewNetns(t *testing.T, f func(h *rtnl.Handle, nh *netlink.Handle)) {
+// inNewNetns moves the test's goroutine, on a thread of its own, into a
+// new network namespace, and opens gre-hook's handle and a plain netlink
+// handle there. The thread stays locked: when the test's goroutine ends, Go
+// discards the thread, and the namespace goes with it.
+func inNewNetns(t *testing.T) (*rtnl.Handle, *netlink.Handle) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			t.Errorf("unshare: %v", err)
-			return
-		}
-		h, err := rtnl.Open()
-		if err != nil {
-			t.Errorf("%v", err)
-			return
-		}
-		defer h.Close()
-		nh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			t.Errorf("%v", err)
-			return
-		}
-		defer nh.Close()
-		f(h, nh)
-	}()
-	<-done
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatalf("unshare: %v", err)
+	}
+	h, err := rtnl.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	nh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nh.Close)
+	return h, nh
 }
 
 // kernelLinks is every link name the kernel lists, with its device group.
@@ -87,94 +80,93 @@ func names(m map[string]uint32, without ...string) string {
 // links asked for go, in one device group, and nothing else does, even a
 // link that happens to be in the group chosen.
 func TestDelLinksInOneBatch(t *testing.T) {
-	inNewNetns(t, func(h *rtnl.Handle, nh *netlink.Handle) {
-		gre := func(name string, i int) {
-			l := plan.Link{
-				Name: name, Mode: config.ModeGRE, Multicast: true, Alias: plan.Alias("eth1"),
-				Local:  netip.MustParseAddr("192.0.2.1"),
-				Remote: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}),
-			}
-			if err := h.AddLink(l); err != nil {
-				t.Fatalf("adding %s: %v", name, err)
+	h, nh := inNewNetns(t)
+	gre := func(name string, i int) {
+		l := plan.Link{
+			Name: name, Mode: config.ModeGRE, Multicast: true, Alias: plan.Alias("eth1"),
+			Local:  netip.MustParseAddr("192.0.2.1"),
+			Remote: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}),
+		}
+		if err := h.AddLink(l); err != nil {
+			t.Fatalf("adding %s: %v", name, err)
+		}
+	}
+	for i, n := range []string{"t1", "t2", "t3", "t4", "t5"} {
+		gre(n, i+1)
+	}
+	const taken = 0x80001234
+	for n, g := range map[string]uint32{"keep0": 0, "keepg": taken} {
+		d := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: n, Group: g}}
+		if err := nh.LinkAdd(d); err != nil {
+			t.Fatalf("adding dummy %s: %v", n, err)
+		}
+		if g != 0 {
+			if err := nh.LinkSetGroup(d, int(g)); err != nil {
+				t.Fatalf("setting group of %s: %v", n, err)
 			}
 		}
-		for i, n := range []string{"t1", "t2", "t3", "t4", "t5"} {
-			gre(n, i+1)
-		}
-		const taken = 0x80001234
-		for n, g := range map[string]uint32{"keep0": 0, "keepg": taken} {
-			d := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: n, Group: g}}
-			if err := nh.LinkAdd(d); err != nil {
-				t.Fatalf("adding dummy %s: %v", n, err)
-			}
-			if g != 0 {
-				if err := nh.LinkSetGroup(d, int(g)); err != nil {
-					t.Fatalf("setting group of %s: %v", n, err)
-				}
-			}
-		}
-		if got := kernelLinks(t, nh)["keepg"]; got != taken {
-			t.Fatalf("keepg is in group %#x, want %#x", got, taken)
-		}
+	}
+	if got := kernelLinks(t, nh)["keepg"]; got != taken {
+		t.Fatalf("keepg is in group %#x, want %#x", got, taken)
+	}
 
-		// The module adds its fallback devices (gre0 and the like) to
-		// every namespace; they must survive too.
-		base := kernelLinks(t, nh)
-		all := names(base)
-		if _, ok := base["gre0"]; !ok {
-			t.Fatalf("links %q: want ip_gre's fallback gre0 among them", all)
-		}
+	// The module adds its fallback devices (gre0 and the like) to
+	// every namespace; they must survive too.
+	base := kernelLinks(t, nh)
+	all := names(base)
+	if _, ok := base["gre0"]; !ok {
+		t.Fatalf("links %q: want ip_gre's fallback gre0 among them", all)
+	}
 
-		// A group that already holds a foreign link is refused, and
-		// nothing is deleted.
-		err := h.DelGroup([]string{"t1", "t2"}, taken)
-		if err == nil || !strings.Contains(err.Error(), "keepg") {
-			t.Fatalf("DelGroup into a group holding keepg: got %v, want an error naming keepg", err)
-		}
-		assertEq(t, "links after a refused DelGroup", names(kernelLinks(t, nh)), all)
+	// A group that already holds a foreign link is refused, and
+	// nothing is deleted.
+	err := h.DelGroup([]string{"t1", "t2"}, taken)
+	if err == nil || !strings.Contains(err.Error(), "keepg") {
+		t.Fatalf("DelGroup into a group holding keepg: got %v, want an error naming keepg", err)
+	}
+	assertEq(t, "links after a refused DelGroup", names(kernelLinks(t, nh)), all)
 
-		// DelLinks deletes the named links through a fresh group, and
-		// only them. The kernel's RTM_DELLINK for each says which group
-		// the link was in when it went: nonzero proves the batch path.
-		updates := make(chan netlink.LinkUpdate, 64)
-		stop := make(chan struct{})
-		if err := netlink.LinkSubscribe(updates, stop); err != nil {
-			t.Fatalf("subscribing to link updates: %v", err)
+	// DelLinks deletes the named links through a fresh group, and
+	// only them. The kernel's RTM_DELLINK for each says which group
+	// the link was in when it went: nonzero proves the batch path.
+	updates := make(chan netlink.LinkUpdate, 64)
+	stop := make(chan struct{})
+	if err := netlink.LinkSubscribe(updates, stop); err != nil {
+		t.Fatalf("subscribing to link updates: %v", err)
+	}
+	errs := h.DelLinks([]string{"t1", "t2", "t3", "gone"})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("DelLinks: entry %d: %v", i, err)
 		}
-		errs := h.DelLinks([]string{"t1", "t2", "t3", "gone"})
-		for i, err := range errs {
-			if err != nil {
-				t.Errorf("DelLinks: entry %d: %v", i, err)
+	}
+	left := kernelLinks(t, nh)
+	assertEq(t, "links after DelLinks", names(left), names(base, "t1", "t2", "t3"))
+	assertEq(t, "keepg's group after DelLinks", left["keepg"], uint32(taken))
+	assertEq(t, "t4's group after DelLinks", left["t4"], uint32(0))
+	deleted := map[string]uint32{}
+	timeout := time.After(10 * time.Second)
+wait:
+	for len(deleted) < 3 {
+		select {
+		case u := <-updates:
+			if u.Header.Type == unix.RTM_DELLINK {
+				deleted[u.Attrs().Name] = u.Attrs().Group
 			}
+		case <-timeout:
+			break wait
 		}
-		left := kernelLinks(t, nh)
-		assertEq(t, "links after DelLinks", names(left), names(base, "t1", "t2", "t3"))
-		assertEq(t, "keepg's group after DelLinks", left["keepg"], uint32(taken))
-		assertEq(t, "t4's group after DelLinks", left["t4"], uint32(0))
-		deleted := map[string]uint32{}
-		timeout := time.After(10 * time.Second)
-	wait:
-		for len(deleted) < 3 {
-			select {
-			case u := <-updates:
-				if u.Header.Type == unix.RTM_DELLINK {
-					deleted[u.Attrs().Name] = u.Attrs().Group
-				}
-			case <-timeout:
-				break wait
-			}
-		}
-		close(stop)
-		assertEq(t, "links the kernel reported deleted", names(deleted), "t1 t2 t3")
-		g := deleted["t1"]
-		if g == 0 || g == taken || deleted["t2"] != g || deleted["t3"] != g {
-			t.Errorf("deleted links' groups %v: want one fresh nonzero group for all", deleted)
-		}
+	}
+	close(stop)
+	assertEq(t, "links the kernel reported deleted", names(deleted), "t1 t2 t3")
+	g := deleted["t1"]
+	if g == 0 || g == taken || deleted["t2"] != g || deleted["t3"] != g {
+		t.Errorf("deleted links' groups %v: want one fresh nonzero group for all", deleted)
+	}
 
-		// A single link is deleted on its own.
-		if errs := h.DelLinks([]string{"t4"}); errs[0] != nil {
-			t.Errorf("DelLinks(t4): %v", errs[0])
-		}
-		assertEq(t, "links after deleting t4", names(kernelLinks(t, nh)), names(base, "t1", "t2", "t3", "t4"))
-	})
+	// A single link is deleted on its own.
+	if errs := h.DelLinks([]string{"t4"}); errs[0] != nil {
+		t.Errorf("DelLinks(t4): %v", errs[0])
+	}
+	assertEq(t, "links after deleting t4", names(kernelLinks(t, nh)), names(base, "t1", "t2", "t3", "t4"))
 }
