@@ -227,11 +227,15 @@ func (td *teardown) tunnels(victims []state.Tunnel) []error {
 			td.l.warn("tunnel %q: link %s is not gre-hook's for %s (alias %q); leaving it alone", t.Name, lk.Name, td.underlay, lk.Alias)
 			continue
 		}
-		td.l.change(plan.DelLinkCmd(t.Name))
 		dels = append(dels, t.Name)
 	}
 	// The links go last and together: the kernel deletes many links in
 	// one batch far faster than one by one.
+	cmds := make([]string, len(dels))
+	for i, name := range dels {
+		cmds[i] = plan.DelLinkCmd(name)
+	}
+	td.l.change(cmds...)
 	if td.dry || len(dels) == 0 {
 		return errs
 	}

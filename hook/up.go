@@ -366,11 +366,12 @@ type runner struct {
 }
 
 // do logs cmd, runs fn unless this is a dry run, and records its undo.
-func (r *runner) do(cmd string, fn func() error, undoCmd string, undoFn func() error) error {
+// also are more commands that fn carries out, printed with cmd.
+func (r *runner) do(cmd string, fn func() error, undoCmd string, undoFn func() error, also ...string) error {
 	if err := r.ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted before %q: %w", cmd, r.ctx.Err())
 	}
-	r.l.change(cmd)
+	r.l.change(append([]string{cmd}, also...)...)
 	r.changes++
 	if r.req.DryRun {
 		return nil
@@ -545,16 +546,16 @@ func (r *runner) ensureLink(t *plan.Tunnel) error {
 		exists = false
 	}
 	if !exists {
+		// AddLink sets these too; they are printed for the reader.
+		also := []string{plan.AliasCmd(want)}
+		if want.Multicast {
+			also = append(also, plan.MulticastCmd(want))
+		}
+		also = append(also, plan.MTUCmd(want))
 		if err := r.do(plan.AddLinkCmd(want), func() error { return r.addLink(want) },
-			plan.DelLinkCmd(want.Name), func() error { return n.DelLink(want.Name) }); err != nil {
+			plan.DelLinkCmd(want.Name), func() error { return n.DelLink(want.Name) }, also...); err != nil {
 			return err
 		}
-		// The same request set these; they are printed for the reader.
-		r.l.change(plan.AliasCmd(want))
-		if want.Multicast {
-			r.l.change(plan.MulticastCmd(want))
-		}
-		r.l.change(plan.MTUCmd(want))
 		have = rtnl.Link{Name: want.Name, MTU: want.MTU, Multicast: want.Multicast}
 	} else {
 		if have.Multicast != want.Multicast {

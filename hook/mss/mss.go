@@ -35,8 +35,8 @@ type Backend interface {
 	Restore(input string) error
 }
 
-// Logger prints a change before it is made.
-type Logger func(cmd string)
+// Logger prints changes before they are made.
+type Logger func(cmds ...string)
 
 // Sync makes the rules of Chain for which mine(comment) holds equal to
 // want, keeping every other rule as it is. It returns the rules it found for
@@ -46,6 +46,8 @@ func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger
 	if b.Family() == 6 {
 		bin = "ip6tables"
 	}
+	// The commands a write stands for, printed together just before it.
+	var cmds []string
 	lines, exists, err := b.List("mangle", Chain)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s mangle chain %s: %w", bin, Chain, err)
@@ -74,18 +76,19 @@ func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger
 			return prev, nil
 		}
 		for _, r := range prev {
-			log(fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
+			cmds = append(cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
 		}
 		// The jump, the rules and the chain go in one atomic write, like
 		// every other change: one process, and all or nothing.
 		var in strings.Builder
 		in.WriteString("*mangle\n")
 		if jump {
-			log(fmt.Sprintf("%s -t mangle -D POSTROUTING %s", bin, Join(JumpSpec)))
+			cmds = append(cmds, fmt.Sprintf("%s -t mangle -D POSTROUTING %s", bin, Join(JumpSpec)))
 			fmt.Fprintf(&in, "-D POSTROUTING %s\n", Join(JumpSpec))
 		}
-		log(fmt.Sprintf("%s -t mangle -X %s", bin, Chain))
+		cmds = append(cmds, fmt.Sprintf("%s -t mangle -X %s", bin, Chain))
 		fmt.Fprintf(&in, "-F %s\n-X %s\nCOMMIT\n", Chain, Chain)
+		log(cmds...)
 		if err := b.Restore(in.String()); err != nil {
 			return prev, fmt.Errorf("removing %s mangle chain %s: %w", bin, Chain, err)
 		}
@@ -96,20 +99,20 @@ func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger
 		return prev, nil
 	}
 	if !exists {
-		log(fmt.Sprintf("%s -t mangle -N %s", bin, Chain))
+		cmds = append(cmds, fmt.Sprintf("%s -t mangle -N %s", bin, Chain))
 	}
 	if !jump {
-		log(fmt.Sprintf("%s -t mangle -A POSTROUTING %s", bin, Join(JumpSpec)))
+		cmds = append(cmds, fmt.Sprintf("%s -t mangle -A POSTROUTING %s", bin, Join(JumpSpec)))
 	}
 	wantSet, prevSet := set(want), set(prev)
 	for _, r := range prev {
 		if !wantSet[Join(r)] {
-			log(fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
+			cmds = append(cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
 		}
 	}
 	for _, r := range want {
 		if !prevSet[Join(r)] {
-			log(fmt.Sprintf("%s -t mangle -A %s %s", bin, Chain, Join(r)))
+			cmds = append(cmds, fmt.Sprintf("%s -t mangle -A %s %s", bin, Chain, Join(r)))
 		}
 	}
 
@@ -128,6 +131,7 @@ func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger
 		fmt.Fprintf(&in, "-A POSTROUTING %s\n", Join(JumpSpec))
 	}
 	in.WriteString("COMMIT\n")
+	log(cmds...)
 	if err := b.Restore(in.String()); err != nil {
 		return prev, fmt.Errorf("writing %s mangle chain %s: %w", bin, Chain, err)
 	}

@@ -45,8 +45,12 @@ func underlay(u string) func(string) bool {
 func sync(t *testing.T, b *fake.Tables, u string, want ...[]string) string {
 	t.Helper()
 	var log []string
-	if _, err := mss.Sync(b, underlay(u), want, func(c string) { log = append(log, c) }); err != nil {
+	calls := 0
+	if _, err := mss.Sync(b, underlay(u), want, func(c ...string) { calls++; log = append(log, c...) }); err != nil {
 		t.Fatal(err)
+	}
+	if calls > 1 {
+		t.Errorf("Sync logged in %d calls; want the commands of its one write together", calls)
 	}
 	return strings.Join(log, "\n")
 }
@@ -141,7 +145,7 @@ func TestSyncFailedWriteChangesNothing(t *testing.T) {
 	b := fake.NewTables(4)
 	r := rule("gre1", "gre-hook:eth1:gre1")
 	b.FailNth("Restore", 1)
-	_, err := mss.Sync(b, underlay("eth1"), [][]string{r}, func(string) {})
+	_, err := mss.Sync(b, underlay("eth1"), [][]string{r}, func(...string) {})
 	if err == nil || !strings.Contains(err.Error(), "writing iptables mangle chain GRE-HOOK") {
 		t.Errorf("got %v", err)
 	}
