@@ -47,6 +47,15 @@ func preflight() error {
 			return fmt.Errorf("%s is not installed: %w", tool, err)
 		}
 	}
+	// Loading a tunnel module adds its fallback devices (ip6gre0, ip6tnl0)
+	// to every namespace at once, so a test that loads one would show up
+	// as a change in the snapshots of tests running beside it. Load them
+	// all before any namespace is made.
+	for _, m := range []string{"ip_gre", "ip6_gre"} {
+		if out, err := exec.Command("modprobe", m).CombinedOutput(); err != nil {
+			return fmt.Errorf("modprobe %s: %v: %s", m, err, out)
+		}
+	}
 	// Prove the kernel can make a GRE link at all, in a scratch namespace.
 	ns := "rk-probe"
 	exec.Command("ip", "netns", "del", ns).Run()
