@@ -310,14 +310,11 @@ func TestRollbackWhenAStepFails(t *testing.T) {
 	ns := newNS(t)
 	ns.dummy("eth1", "198.51.100.1/24", 1500)
 	cfg := writeConfig(t, site1)
-	// An iptables-restore that fails, first on PATH.
-	fake := t.TempDir()
-	os.Chmod(fake, 0o755)
-	script := "#!/bin/sh\necho 'iptables-restore: injected failure' >&2\nexit 1\n"
-	if err := os.WriteFile(filepath.Join(fake, "iptables-restore"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r := ns.gh([]string{"PATH=" + fake + ":/usr/sbin:/usr/bin:/sbin:/bin"}, "--config", cfg, "--iface", "eth1", "--phase", "up")
+	// An iptables-restore that fails.
+	path := pathWith(t, map[string]string{"ip": "ip", "modprobe": "modprobe", "iptables": "iptables",
+		"ip6tables": "ip6tables", "ip6tables-restore": "ip6tables-restore"},
+		map[string]string{"iptables-restore": "#!/bin/sh\necho 'iptables-restore: injected failure' >&2\nexit 1\n"})
+	r := ns.gh([]string{path}, "--config", cfg, "--iface", "eth1", "--phase", "up")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
 	}

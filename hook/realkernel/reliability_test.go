@@ -118,6 +118,18 @@ func (n *netns) assertUnchanged(what, before string, ipts ...string) {
 	}
 }
 
+// upRefused runs an up on eth1 that must exit with code and say each of
+// subs, and checks that it changed nothing. It returns the result and the
+// snapshot taken before, for further checks.
+func (n *netns) upRefused(env []string, cfg, what string, code int, subs ...string) (result, string) {
+	n.t.Helper()
+	before := n.snapshot()
+	r := n.gh(env, "--config", cfg, "--iface", "eth1", "--phase", "up")
+	expectFail(n.t, what, r, code, subs...)
+	n.assertUnchanged(what, before)
+	return r, before
+}
+
 // start runs gre-hook in the namespace in the background.
 type bg struct {
 	cmd    *exec.Cmd
@@ -509,13 +521,10 @@ func TestFaults(t *testing.T) {
 		ns.dummy("eth1", "198.51.100.1/24", 1500)
 		cfg := writeConfig(t, site1)
 		path := pathWith(t, map[string]string{"ip": "ip", "modprobe": "modprobe"}, nil)
-		before := ns.snapshot()
-		r := ns.gh([]string{path}, "--config", cfg, "--iface", "eth1", "--phase", "up")
-		expectFail(t, "up without iptables", r, 1, "iptables is not installed")
+		r, _ := ns.upRefused([]string{path}, cfg, "up without iptables", 1, "iptables is not installed")
 		if strings.Contains(r.stderr, "+ ip ") {
 			t.Errorf("up changed something before finding iptables missing:\n%s", r.stderr)
 		}
-		ns.assertUnchanged("up without iptables", before)
 	})
 
 	t.Run("xtables lock held", func(t *testing.T) {
@@ -548,10 +557,7 @@ func TestFaults(t *testing.T) {
 		ns := newCleanNS(t)
 		ns.dummy("eth1", "", 1500)
 		cfg := writeConfig(t, strings.Replace(site1, "local = \"198.51.100.1\"\n", "", 1))
-		before := ns.snapshot()
-		r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
-		expectFail(t, "up on an underlay without address", r, 1, "local is automatic but underlay eth1 has no global IPv4 address yet")
-		ns.assertUnchanged("up on an underlay without address", before)
+		ns.upRefused(nil, cfg, "up on an underlay without address", 1, "local is automatic but underlay eth1 has no global IPv4 address yet")
 	})
 
 	t.Run("underlay down", func(t *testing.T) {
@@ -560,10 +566,7 @@ func TestFaults(t *testing.T) {
 		ns.dummy("eth1", "198.51.100.1/24", 1500)
 		ns.ip("link", "set", "eth1", "down")
 		cfg := writeConfig(t, site1)
-		before := ns.snapshot()
-		r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
-		expectFail(t, "up on a down underlay", r, 1, "the underlay is down; bring it up first")
-		ns.assertUnchanged("up on a down underlay", before)
+		ns.upRefused(nil, cfg, "up on a down underlay", 1, "the underlay is down; bring it up first")
 	})
 
 	t.Run("foreign route on a configured prefix", func(t *testing.T) {
@@ -572,10 +575,7 @@ func TestFaults(t *testing.T) {
 		ns.dummy("eth1", "198.51.100.1/24", 1500)
 		ns.ip("route", "add", "192.168.2.0/24", "via", "198.51.100.254", "proto", "static")
 		cfg := writeConfig(t, site1)
-		before := ns.snapshot()
-		r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
-		expectFail(t, "up over a foreign route", r, 1, "route 192.168.2.0/24: another route with that destination", "gre-hook did not create it")
-		ns.assertUnchanged("up over a foreign route", before)
+		_, before := ns.upRefused(nil, cfg, "up over a foreign route", 1, "route 192.168.2.0/24: another route with that destination", "gre-hook did not create it")
 		ns.down(cfg, "eth1")
 		ns.assertUnchanged("down after a refused up", before)
 	})
@@ -633,14 +633,11 @@ remote = "203.0.113.1"
 key = 5
 address = ["10.0.0.1/30"]
 `)
-		before := ns.snapshot()
-		r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
-		expectFail(t, "up colliding with a foreign tunnel", r, 1,
+		r, _ := ns.upRefused(nil, cfg, "up colliding with a foreign tunnel", 1,
 			`tunnel "second": ip tunnel add second`, "file exists", "tunnel foreign already uses local 198.51.100.1 remote 203.0.113.1 key 5", "rolled back")
 		if !strings.Contains(r.stderr, "ip link del first") {
 			t.Errorf("the rollback did not remove the first tunnel it made:\n%s", r.stderr)
 		}
-		ns.assertUnchanged("up colliding with a foreign tunnel", before)
 	})
 
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
@@ -773,15 +770,13 @@ func TestGREModuleUnavailable(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// Without ip_gre, the namespace has no gre0 and gretap0 either.
-	before := ns.snapshot()
+	// upRefused's snapshot comes after the rmmod: without ip_gre, the
+	// namespace has no gre0 and gretap0 either.
 	cfg := writeConfig(t, site1)
 	path := pathWith(t, map[string]string{"ip": "ip", "iptables": "iptables", "iptables-restore": "iptables-restore",
 		"ip6tables": "ip6tables", "ip6tables-restore": "ip6tables-restore"},
 		map[string]string{"modprobe": "#!/bin/sh\necho \"modprobe: FATAL: Module $1 not found (injected)\" >&2\nexit 1\n"})
-	r := ns.gh([]string{path}, "--config", cfg, "--iface", "eth1", "--phase", "up")
-	expectFail(t, "up without the GRE module", r, 1, "this kernel has no GRE support: modprobe ip_gre failed", "injected")
-	ns.assertUnchanged("up without the GRE module", before)
+	ns.upRefused([]string{path}, cfg, "up without the GRE module", 1, "this kernel has no GRE support: modprobe ip_gre failed", "injected")
 	if _, err := os.Stat("/sys/module/ip_gre"); err == nil {
 		t.Error("ip_gre got loaded after all")
 	}
@@ -809,15 +804,7 @@ func TestConfigSecurity(t *testing.T) {
 			if err := c.make(cfg); err != nil {
 				t.Fatal(err)
 			}
-			before := ns.snapshot()
-			r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
-			if r.code != 2 {
-				t.Fatalf("up with an insecure config exited %d, want 2 (bad config):\n%s", r.code, r.stderr)
-			}
-			if !strings.Contains(r.stderr, "refusing config "+cfg) || !strings.Contains(r.stderr, c.fix+cfg) {
-				t.Errorf("message does not say what is wrong and how to fix it:\n%s", r.stderr)
-			}
-			ns.assertUnchanged("up with an insecure config", before)
+			_, before := ns.upRefused(nil, cfg, "up with an insecure config", 2, "refusing config "+cfg, c.fix+cfg)
 			ns.must(ns.gh([]string{"GRE_HOOK_INSECURE_CONFIG=1"}, "--config", cfg, "--iface", "eth1", "--phase", "up"))
 			if _, ok := ns.link("gre-site2"); !ok {
 				t.Fatal("GRE_HOOK_INSECURE_CONFIG=1 up made no tunnel")
