@@ -46,6 +46,9 @@ func usageErr(format string, args ...interface{}) error {
 
 // Usage is the --help text.
 const Usage = `Usage:
+  gre-hook up|down                           in a post-up/pre-down line (ifupdown or
+                                             ifupdown2): the phase here, IFACE from the
+                                             environment
   gre-hook                                   as an ifupdown hook: reads IFACE and PHASE
   gre-hook --iface IFACE --phase up|down     bring an underlay's tunnels up or down
   gre-hook check [--config PATH]             validate the configuration
@@ -79,6 +82,13 @@ Exit status: 0 done or nothing to do, 1 a change failed, 2 bad usage or config,
 3 status found drift.
 `
 
+// skipIface reports an ifupdown call for an interface gre-hook never has
+// tunnels on: the loopback, ifupdown's --all pseudo-interface and its
+// meta stanzas.
+func skipIface(iface string, getenv func(string) string) bool {
+	return iface == "--all" || iface == "lo" || getenv("ADDRFAM") == "meta"
+}
+
 // Parse turns arguments (without the program name) and the environment
 // into an Invocation. It never touches the system.
 func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invocation, error) {
@@ -101,8 +111,15 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	req := &inv.Request
 	req.AllowInsecure = getenv("GRE_HOOK_INSECURE_CONFIG") == "1" || getenv("IF_GRE_HOOK_INSECURE_CONFIG") == "yes"
 
+	// A phase named on the command line: "gre-hook up" in a post-up line.
+	// ifupdown2 gives stanza commands no PHASE, so this is the form that
+	// works under both managers.
+	var argPhase string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch Command(args[0]) {
+		case "up", "down":
+			argPhase = args[0]
+			args = args[1:]
 		case CmdCheck, CmdGC, CmdStatus:
 			inv.Command = Command(args[0])
 			args = args[1:]
@@ -131,7 +148,10 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	if err := fs.Parse(args); err != nil {
 		return nil, usageErr("%v (try --help)", err)
 	}
-	if fs.NArg() > 0 {
+	if argPhase == "" && inv.Command == CmdRun && fs.NArg() == 1 && (fs.Arg(0) == "up" || fs.Arg(0) == "down") {
+		// "gre-hook --config X up" reads as naturally as "gre-hook up --config X".
+		argPhase = fs.Arg(0)
+	} else if fs.NArg() > 0 {
 		return nil, usageErr("unexpected argument %q (try --help)", fs.Arg(0))
 	}
 	switch {
@@ -189,22 +209,43 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 		return nil, err
 	}
 
-	fromEnv := !set["iface"] && !set["phase"]
-	if fromEnv {
+	fromEnv := !set["iface"] && !set["phase"] && argPhase == ""
+	switch {
+	case argPhase != "":
+		if set["phase"] {
+			return nil, usageErr("the phase is given twice: %q and --phase %q", argPhase, phase)
+		}
+		phase = argPhase
+		if !set["iface"] {
+			iface = getenv("IFACE")
+			if iface == "" {
+				return nil, usageErr("%s: no interface: IFACE is not set; by hand, add --iface IFACE", argPhase)
+			}
+			if skipIface(iface, getenv) {
+				inv.Command = CmdNothing
+				return inv, nil
+			}
+		}
+	case fromEnv:
 		iface, phase = getenv("IFACE"), getenv("PHASE")
 		if iface == "" && phase == "" {
 			return nil, usageErr("no IFACE and PHASE in the environment; by hand, use --iface IFACE --phase up|down (try --help)")
 		}
-	} else if !set["iface"] || !set["phase"] {
-		return nil, usageErr("--iface and --phase go together")
-	}
-	if fromEnv {
 		// ifupdown calls hooks for every interface and phase; most are
 		// not ours, and those must stay silent and cheap.
-		if iface == "--all" || iface == "lo" || getenv("ADDRFAM") == "meta" {
+		if skipIface(iface, getenv) {
 			inv.Command = CmdNothing
 			return inv, nil
 		}
+		if iface != "" && phase == "" {
+			// ifupdown2 runs post-up and pre-down lines with IFACE but
+			// without PHASE or MODE; which one this is cannot be told, and
+			// doing nothing silently would leave the site unjoined.
+			return nil, usageErr("IFACE=%s but PHASE is not set, so the phase is unknown (ifupdown2 sets no PHASE for stanza commands); "+
+				"write the phase in the stanza: \"post-up /usr/sbin/gre-hook up\" and \"pre-down /usr/sbin/gre-hook down\"", iface)
+		}
+	case !set["iface"] || !set["phase"]:
+		return nil, usageErr("--iface and --phase go together")
 	}
 	switch phase {
 	case "up", "post-up":

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,6 +34,17 @@ func TestParse(t *testing.T) {
 		{name: "ifupdown pre-down", env: ifup("pre-down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
 		{name: "ifupdown2 up", env: ifup("up"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
 		{name: "ifupdown2 down", env: ifup("down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
+		{name: "stanza line up", args: []string{"up"}, env: ifup("post-up"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
+		{name: "stanza line down", args: []string{"down"}, env: ifup("pre-down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
+		{name: "ifupdown2 stanza line up", args: []string{"up"}, env: envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
+		{name: "ifupdown2 stanza line down", args: []string{"down"}, env: envOf("IFACE", "eth1", "ADDRFAM", "inet"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
+		{name: "stanza line with config after", args: []string{"down", "--config", "/c"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown, Config: "/c"}},
+		{name: "stanza line with config before", args: []string{"--config", "/c", "up"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/c"}},
+		{name: "positional phase by hand", args: []string{"up", "--iface", "eth2", "--dry-run"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseUp, DryRun: true}},
+		{name: "positional phase on lo", args: []string{"up"}, env: envOf("IFACE", "lo"), cmd: CmdNothing},
+		{name: "positional phase without IFACE", args: []string{"up"}, env: envOf(), usage: true},
+		{name: "phase twice", args: []string{"up", "--iface", "eth1", "--phase", "down"}, env: envOf(), usage: true},
+		{name: "ifupdown2 bare stanza line", env: envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), usage: true},
 		{name: "pre-up", env: ifup("pre-up"), cmd: CmdNothing},
 		{name: "post-down", env: ifup("post-down"), cmd: CmdNothing},
 		{name: "lo", env: envOf("IFACE", "lo", "PHASE", "post-up"), cmd: CmdNothing},
@@ -108,6 +120,21 @@ func TestParseSettings(t *testing.T) {
 	inv, _ = Parse(nil, envOf("IFACE", "eth1", "PHASE", "post-up"), io.Discard)
 	if inv.LockWait != 30*time.Second || inv.XtablesWait != 10 || inv.StateDir != "" {
 		t.Errorf("defaults: %+v", inv)
+	}
+}
+
+// A stanza line under ifupdown2 gets IFACE without PHASE. gre-hook must
+// not exit 0 silently then: it says which line to write.
+func TestBareStanzaLineUnderIfupdown2(t *testing.T) {
+	var stderr strings.Builder
+	code := Main(nil, envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), io.Discard, &stderr, "t")
+	if code != ExitUsage {
+		t.Errorf("exit %d, want %d", code, ExitUsage)
+	}
+	for _, want := range []string{"PHASE is not set", "post-up /usr/sbin/gre-hook up", "pre-down /usr/sbin/gre-hook down"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("message lacks %q:\n%s", want, stderr.String())
+		}
 	}
 }
 
