@@ -34,7 +34,6 @@ func join(errs []error) error {
 }
 
 func down(ctx context.Context, req Request, sys *System, l *logger) error {
-	rec, recErr := sys.Store.Load(req.Iface)
 	var names []string
 	cfg, cfgErr := LoadConfig(req)
 	if cfgErr == nil {
@@ -42,10 +41,7 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 			names = append(names, t.Name)
 		}
 	}
-	if rec == nil && len(names) == 0 {
-		if recErr != nil {
-			return recErr
-		}
+	if !sys.Store.Exists(req.Iface) && len(names) == 0 {
 		if cfgErr == nil {
 			// The common case for most interfaces: stay fast and silent.
 			l.note("no tunnels on %s", req.Iface)
@@ -62,6 +58,14 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 		}
 		defer unlock()
 	}
+	// Read under the lock: an up that ran while this run waited may have
+	// replaced the default route, and only its record says so.
+	rec, err := sys.Store.Load(req.Iface)
+	if err != nil {
+		// Without the record the replaced default route is unknown, and
+		// removing the tunnel would take the router's default with it.
+		return fmt.Errorf("taking down tunnels on %s: %w", req.Iface, err)
+	}
 
 	links, err := sys.Net.Links()
 	if err != nil {
@@ -75,7 +79,11 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 	// ours on this underlay (the record may be lost or stale).
 	var victims []state.Tunnel
 	seen := map[string]bool{}
+	unlisted := map[string]bool{}
 	if rec != nil {
+		if rec.Source != "" && rec.Source != sourceOf(req) {
+			l.note("%s: its tunnels came from %s; removing them as the record lists them", req.Iface, describeSource(rec.Source))
+		}
 		for _, t := range rec.Tunnels {
 			victims = append(victims, t)
 			seen[t.Name] = true
@@ -85,6 +93,7 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 		if lk.Alias == plan.Alias(req.Iface) && !seen[lk.Name] {
 			victims = append(victims, state.Tunnel{Name: lk.Name})
 			seen[lk.Name] = true
+			unlisted[lk.Name] = true
 		}
 	}
 	if err := findPins(sys, rec, victims, byName); err != nil {
@@ -92,20 +101,19 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 	}
 
 	var errs []error
-	if recErr != nil {
-		errs = append(errs, recErr)
-	}
 	fams := rec.Families()
 	if rec == nil {
 		fams = map[int]bool{4: true, 6: true}
 	}
-	td := &teardown{ctx: ctx, sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, links: byName}
+	td := &teardown{sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, links: byName,
+		ledger: newLedger(sys.Store, "", nil), unlisted: unlisted}
 	td.runDown(victims)
 	errs = append(errs, td.rules(fams, rec != nil)...)
 	errs = append(errs, td.tunnels(victims)...)
 	if req.DryRun {
 		return join(errs)
 	}
+	errs = append(errs, td.ledger.save()...)
 	if len(errs) == 0 {
 		if err := sys.Store.Remove(req.Iface); err != nil {
 			errs = append(errs, err)
@@ -122,13 +130,17 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 
 // teardown removes what gre-hook created, carrying on past failures.
 type teardown struct {
-	ctx      context.Context
 	sys      *System
 	l        *logger
 	dry      bool
 	underlay string
 	links    map[string]rtnl.Link
-	routes   map[int][]rtnl.Route
+	// routes is the kernel's routes, read when first needed; nil until
+	// then. Decisions about the default route keep it current.
+	routes map[int][]rtnl.Route
+	ledger *ledger
+	// unlisted names victims that no record lists: found by their marks.
+	unlisted map[string]bool
 }
 
 // runDown runs the down_command of each victim whose link still exists.
@@ -178,42 +190,115 @@ func (td *teardown) rules(fams map[int]bool, strict bool) []error {
 	return errs
 }
 
+// kernelRoutes returns the route snapshot, reading it on first use.
+func (td *teardown) kernelRoutes() (map[int][]rtnl.Route, error) {
+	if td.routes != nil {
+		return td.routes, nil
+	}
+	routes := map[int][]rtnl.Route{}
+	for _, f := range []int{4, 6} {
+		rs, err := td.sys.Net.Routes(f)
+		if err != nil {
+			return nil, err
+		}
+		routes[f] = rs
+	}
+	td.routes = routes
+	return routes, nil
+}
+
+// lostDefaults returns gre-hook's default routes through the victim's
+// link when no record lists the victim: the kernel deletes them with the
+// link, and the successor rule must still run.
+func (td *teardown) lostDefaults(t state.Tunnel) ([]state.Route, error) {
+	if _, ok := td.links[t.Name]; !ok {
+		return nil, nil
+	}
+	routes, err := td.kernelRoutes()
+	if err != nil {
+		return nil, err
+	}
+	var out []state.Route
+	for _, f := range []int{4, 6} {
+		for _, r := range routes[f] {
+			if r.Protocol == plan.RouteProtocol && r.IsDefault() && r.Dev == t.Name {
+				out = append(out, state.FromPlan(r.Route, 0))
+			}
+		}
+	}
+	return out, nil
+}
+
+// releaseDefaults lets go of the default routes tunnel t installed,
+// following the rule in defaults.go. gone names every tunnel this run
+// removes: none of them may take the default over.
+func (td *teardown) releaseDefaults(t *state.Tunnel, defaults []state.Route, gone map[string]bool, lost bool) []error {
+	if len(defaults) == 0 {
+		return nil
+	}
+	routes, err := td.kernelRoutes()
+	if err != nil {
+		return []error{fmt.Errorf("tunnel %q: %w", t.Name, err)}
+	}
+	var errs []error
+	for _, d := range defaults {
+		cur := routeAt(routes, d.Plan())
+		dec := td.ledger.decide(t, d, cur, td.links, gone)
+		if dec.note != "" {
+			td.l.note("%s", dec.note)
+		}
+		if dec.warn != "" {
+			td.l.warn("%s", dec.warn)
+		}
+		switch {
+		case dec.put != nil:
+			p := dec.put.Plan()
+			cmd := plan.RestoreRouteCmd(p, dec.put.Protocol)
+			td.l.change(cmd)
+			if !td.dry {
+				if err := td.sys.Net.ReplaceRoute(p, dec.put.Protocol); err != nil {
+					errs = append(errs, fmt.Errorf("tunnel %q: %s: %w", t.Name, cmd, err))
+					continue
+				}
+			}
+			setRouteAt(routes, p, &rtnl.Route{Route: p, Protocol: dec.put.Protocol})
+		case dec.del:
+			if lost {
+				td.l.warn("tunnel %q: its %s goes with it, and no record says which route it replaced: the router has no %s now; add one back with `ip route add default via GATEWAY`",
+					t.Name, what(d), what(d))
+			}
+			if err := td.delRoute(d); err != nil {
+				errs = append(errs, fmt.Errorf("tunnel %q: %w", t.Name, err))
+				continue
+			}
+			setRouteAt(routes, d.Plan(), nil)
+		}
+	}
+	return errs
+}
+
 // tunnels removes the victims' routes and links.
 func (td *teardown) tunnels(victims []state.Tunnel) []error {
 	var errs []error
 	var dels []string
 	n := td.sys.Net
+	gone := map[string]bool{}
 	for _, t := range victims {
-		// Put back the default routes the tunnel replaced: a replace with
-		// the old route swaps ours out without a moment of no default.
-		restored := map[string]bool{}
-		for _, old := range t.Replaced {
-			if _, ok := td.links[old.Dev]; old.Dev != "" && td.links != nil && !ok {
-				// Its device is gone (the underlay was deleted), and the
-				// kernel took the route with it: nothing to put back.
-				td.l.warn("tunnel %q: not restoring %s: device %s is gone", t.Name, strings.TrimPrefix(plan.RestoreRouteCmd(old.Plan(), old.Protocol), "ip "), old.Dev)
-				continue
-			}
-			cmd := plan.RestoreRouteCmd(old.Plan(), old.Protocol)
-			td.l.change(cmd)
-			if td.dry {
-				restored[old.Dst.String()] = true
-				continue
-			}
-			if err := n.ReplaceRoute(old.Plan(), old.Protocol); err != nil {
-				errs = append(errs, fmt.Errorf("tunnel %q: %s: %w", t.Name, cmd, err))
-				continue
-			}
-			restored[old.Dst.String()] = true
-		}
-		for _, d := range t.Defaults {
-			if restored[d.Dst.String()] {
-				continue
-			}
-			if err := td.delRoute(d); err != nil {
+		gone[t.Name] = true
+	}
+	for i := range victims {
+		t := &victims[i]
+		// Hand the default route on before the link goes: a replace swaps
+		// ours out without a moment of no default.
+		defaults, lost := t.Defaults, false
+		if td.unlisted[t.Name] {
+			var err error
+			if defaults, err = td.lostDefaults(*t); err != nil {
 				errs = append(errs, fmt.Errorf("tunnel %q: %w", t.Name, err))
 			}
+			lost = len(defaults) > 0
 		}
+		errs = append(errs, td.releaseDefaults(t, defaults, gone, lost)...)
 		if t.Pin != nil {
 			if err := td.delRoute(*t.Pin); err != nil {
 				errs = append(errs, fmt.Errorf("tunnel %q: %w", t.Name, err))
@@ -293,7 +378,7 @@ func findPins(sys *System, rec *state.Record, victims []state.Tunnel, links map[
 			needed[lk.Remote] = true
 		}
 	}
-	recs, _ := sys.Store.All()
+	recs, _, _ := sys.Store.All()
 	for _, rec := range recs {
 		for _, t := range rec.Tunnels {
 			if t.Pin != nil && !victim[t.Name] {

@@ -2,10 +2,15 @@ package hook
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
 	"sort"
 	"strings"
 
+	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -23,11 +28,14 @@ func splitComment(c string) (underlay, tunnel string, ok bool) {
 	return parts[0], parts[1], true
 }
 
-// GC removes every object of gre-hook's that the current config and a
-// completed bring-up do not both account for: a tunnel is kept only if the
-// config has it on that underlay, the underlay exists, and the underlay's
-// record lists it. It finds objects by the marks the kernel keeps (link
-// alias, route protocol, rule comment), so it works without records too.
+// GC removes every object of gre-hook's that the config and a completed
+// bring-up do not both account for: a tunnel is kept only if its config
+// has it on that underlay, the underlay exists, and the underlay's record
+// lists it. Its config is the one its record names (the config of the
+// stanza that brought it up), else the one this run reads. GC finds
+// objects by the marks the kernel keeps (link alias, route protocol, rule
+// comment), so it works without records too. An underlay whose record or
+// recorded config cannot be read is left alone and reported.
 func GC(ctx context.Context, req Request, sys *System) error {
 	cfg, err := LoadConfig(req)
 	if err != nil {
@@ -41,20 +49,41 @@ func GC(ctx context.Context, req Request, sys *System) error {
 		}
 		defer unlock()
 	}
-	recs, errs := sys.Store.All()
+	recs, broken, err := sys.Store.All()
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	var errs []error
+	for _, u := range sortedKeys(broken) {
+		errs = append(errs, broken[u])
+	}
 	snap, err := takeSnapshot(sys.Net, map[int]bool{4: true, 6: true})
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
-	configured := map[string]string{} // tunnel -> underlay
-	for _, t := range cfg.Tunnels {
-		configured[t.Name] = t.Underlay
+	srcs := newSources(req, cfg)
+	// protected underlays are left alone: what explains them is unknown.
+	protected := map[string]bool{}
+	for u := range broken {
+		protected[u] = true
+	}
+	for _, u := range sortedKeys(recs) {
+		if _, err := srcs.forRecord(recs[u]); err != nil {
+			protected[u] = true
+			errs = append(errs, fmt.Errorf("leaving the tunnels on %s alone: %w", u, err))
+		} else if src := recs[u].Source; src != "" && src != sourceOf(req) {
+			l.note("%s: judged by %s, the config its tunnels came from", u, describeSource(src))
+		}
 	}
 	explained := func(underlay, tunnel string) bool {
-		if configured[tunnel] != underlay {
-			return false
+		if protected[underlay] {
+			return true
 		}
 		if _, ok := snap.links[underlay]; !ok {
+			return false
+		}
+		c, _ := srcs.forRecord(recs[underlay])
+		if c == nil || !hasTunnel(c, underlay, tunnel) {
 			return false
 		}
 		return recs[underlay].Find(tunnel) != nil
@@ -62,6 +91,7 @@ func GC(ctx context.Context, req Request, sys *System) error {
 
 	// Victims by underlay: from records and from link aliases.
 	victims := map[string][]state.Tunnel{}
+	unlisted := map[string]bool{}
 	listed := map[string]bool{}
 	for u, rec := range recs {
 		for _, t := range rec.Tunnels {
@@ -78,6 +108,7 @@ func GC(ctx context.Context, req Request, sys *System) error {
 		u := strings.TrimPrefix(lk.Alias, plan.AliasPrefix)
 		if !explained(u, lk.Name) {
 			victims[u] = append(victims[u], state.Tunnel{Name: lk.Name})
+			unlisted[lk.Name] = true
 		}
 	}
 
@@ -98,15 +129,13 @@ func GC(ctx context.Context, req Request, sys *System) error {
 		}
 	}
 
-	underlays := make([]string, 0, len(victims))
-	for u := range victims {
-		underlays = append(underlays, u)
-	}
-	sort.Strings(underlays)
-	for _, u := range underlays {
+	lg := newLedger(sys.Store, "", nil)
+	lg.recs = recs
+	lg.dirty = map[string]bool{}
+	for _, u := range sortedKeys(victims) {
 		vs := victims[u]
 		sort.Slice(vs, func(i, j int) bool { return vs[i].Name < vs[j].Name })
-		td := &teardown{ctx: ctx, sys: sys, l: l, dry: req.DryRun, underlay: u, links: snap.links, routes: snap.routes}
+		td := &teardown{sys: sys, l: l, dry: req.DryRun, underlay: u, links: snap.links, routes: snap.routes, ledger: lg, unlisted: unlisted}
 		td.runDown(vs)
 		errs = append(errs, td.tunnels(vs)...)
 	}
@@ -114,6 +143,12 @@ func GC(ctx context.Context, req Request, sys *System) error {
 	// Pins whose tunnel is gone and whose record was lost: routes of ours
 	// on a device that is not one of our tunnels, unclaimed by any record.
 	pinned := map[string]bool{}
+	for _, lk := range snap.links {
+		// An underlay left alone keeps its tunnels' pins too.
+		if u := strings.TrimPrefix(lk.Alias, plan.AliasPrefix); u != lk.Alias && protected[u] && lk.Remote.IsValid() {
+			pinned[netip.PrefixFrom(lk.Remote, lk.Remote.BitLen()).String()] = true
+		}
+	}
 	for u, rec := range recs {
 		for _, t := range rec.Tunnels {
 			if t.Pin != nil && explained(u, t.Name) {
@@ -121,10 +156,10 @@ func GC(ctx context.Context, req Request, sys *System) error {
 			}
 		}
 	}
-	pins := &teardown{ctx: ctx, sys: sys, l: l, dry: req.DryRun, links: snap.links}
+	pins := &teardown{sys: sys, l: l, dry: req.DryRun, links: snap.links}
 	for _, f := range []int{4, 6} {
 		for _, r := range snap.routes[f] {
-			if r.Protocol != plan.RouteProtocol || pinned[r.Dst.String()] {
+			if r.Protocol != plan.RouteProtocol || pinned[r.Dst.String()] || r.IsDefault() {
 				continue
 			}
 			if lk, ok := snap.links[r.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
@@ -144,7 +179,7 @@ func GC(ctx context.Context, req Request, sys *System) error {
 					keep = append(keep, t)
 				}
 			}
-			if len(keep) == len(rec.Tunnels) {
+			if len(keep) == len(rec.Tunnels) && !lg.dirty[u] {
 				continue
 			}
 			rec.Tunnels = keep
@@ -160,4 +195,63 @@ func GC(ctx context.Context, req Request, sys *System) error {
 		l.note("gc: nothing to remove")
 	}
 	return nil
+}
+
+func hasTunnel(c *config.Config, underlay, name string) bool {
+	for _, t := range c.For(underlay) {
+		if t.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sources loads, once each, the configs that records name.
+type sources struct {
+	req    Request
+	own    string
+	cfg    *config.Config
+	loaded map[string]*config.Config
+	errs   map[string]error
+}
+
+func newSources(req Request, cfg *config.Config) *sources {
+	return &sources{req: req, own: sourceOf(req), cfg: cfg, loaded: map[string]*config.Config{}, errs: map[string]error{}}
+}
+
+// forRecord returns the config that explains rec's tunnels: the one the
+// record names, or this run's where it names none (or there is no
+// record). A named config that no longer exists explains nothing.
+func (s *sources) forRecord(rec *state.Record) (*config.Config, error) {
+	if rec == nil || rec.Source == "" || rec.Source == s.own {
+		return s.cfg, nil
+	}
+	src := rec.Source
+	if c, ok := s.loaded[src]; ok {
+		return c, s.errs[src]
+	}
+	req := s.req
+	req.Config = ""
+	if src != state.DefaultSource {
+		req.Config = src
+		if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+			s.loaded[src] = &config.Config{}
+			return s.loaded[src], nil
+		}
+	}
+	c, err := LoadConfig(req)
+	if err != nil {
+		err = fmt.Errorf("reading %s, the config the tunnels came from: %w", describeSource(src), err)
+	}
+	s.loaded[src], s.errs[src] = c, err
+	return c, err
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ type Request struct {
 	// files, for tests that run as an unprivileged user or from a scratch
 	// directory.
 	AllowInsecure bool
+	// SwitchConfig lets an up take over an underlay whose tunnels came
+	// from another config.
+	SwitchConfig bool
 
 	// loaded is the config already read for this request, so that a run
 	// does not parse it twice (with a thousand tunnels that is most of
@@ -123,6 +127,24 @@ func (l *logger) note(format string, args ...interface{}) {
 // warn always prints.
 func (l *logger) warn(format string, args ...interface{}) {
 	fmt.Fprintf(l.w, "gre-hook: warning: "+format+"\n", args...)
+}
+
+// sourceOf names the config a request reads, as records keep it.
+func sourceOf(req Request) string {
+	if req.Config == "" {
+		return state.DefaultSource
+	}
+	if abs, err := filepath.Abs(req.Config); err == nil {
+		return abs
+	}
+	return filepath.Clean(req.Config)
+}
+
+func describeSource(s string) string {
+	if s == state.DefaultSource {
+		return "the default config (" + config.DefaultFile + " and " + config.DefaultDir + ")"
+	}
+	return s
 }
 
 // LoadConfig reads the configuration a request names.

@@ -61,6 +61,9 @@ Options:
   --config PATH   config file, or directory of *.toml files
                   (default /etc/gre-hook/gre-hook.toml and /etc/gre-hook/conf.d/*.toml)
   --dry-run       print the changes as ip and iptables commands; change nothing
+  --switch-config with up: take over an underlay whose tunnels came from
+                  another config (gre-hook remembers each underlay's config;
+                  runs reading another one leave its tunnels alone)
   -v, --verbose   also say when there is nothing to do
   --json          status as JSON
   -h, --help      this help
@@ -134,7 +137,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	fs := flag.NewFlagSet("gre-hook", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var iface, phase, cfg string
-	var dry, verbose, version, help, jsonOut bool
+	var dry, verbose, version, help, jsonOut, switchCfg bool
 	fs.StringVar(&iface, "iface", "", "")
 	fs.StringVar(&phase, "phase", "", "")
 	fs.StringVar(&cfg, "config", "", "")
@@ -145,6 +148,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	fs.BoolVar(&help, "h", false, "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&jsonOut, "json", false, "")
+	fs.BoolVar(&switchCfg, "switch-config", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, usageErr("%v (try --help)", err)
 	}
@@ -185,6 +189,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 		req.Config = getenv("IF_GRE_HOOK_CONFIG")
 	}
 	req.DryRun = dry
+	req.SwitchConfig = switchCfg
 	req.Verbose = verbose || getenv("VERBOSITY") == "1"
 	inv.JSON = jsonOut
 
@@ -205,7 +210,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 		req.Iface = iface
 		return inv, nil
 	}
-	if err := only("iface", "phase", "dry-run"); err != nil {
+	if err := only("iface", "phase", "dry-run", "switch-config"); err != nil {
 		return nil, err
 	}
 

@@ -43,6 +43,8 @@ func TestParse(t *testing.T) {
 		{name: "positional phase by hand", args: []string{"up", "--iface", "eth2", "--dry-run"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseUp, DryRun: true}},
 		{name: "positional phase on lo", args: []string{"up"}, env: envOf("IFACE", "lo"), cmd: CmdNothing},
 		{name: "positional phase without IFACE", args: []string{"up"}, env: envOf(), usage: true},
+		{name: "switch config", args: []string{"up", "--iface", "eth1", "--config", "/new", "--switch-config"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/new", SwitchConfig: true}},
+		{name: "switch config with gc", args: []string{"gc", "--switch-config"}, env: envOf(), usage: true},
 		{name: "phase twice", args: []string{"up", "--iface", "eth1", "--phase", "down"}, env: envOf(), usage: true},
 		{name: "ifupdown2 bare stanza line", env: envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), usage: true},
 		{name: "pre-up", env: ifup("pre-up"), cmd: CmdNothing},

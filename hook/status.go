@@ -11,6 +11,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 // TunnelStatus is one line of `gre-hook status`.
@@ -33,10 +34,33 @@ func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, e
 	if err != nil {
 		return false, err
 	}
+	// Each underlay is judged by the config its tunnels came from.
+	recs, _, _ := sys.Store.All()
+	srcs := newSources(req, cfg)
+	var tunnels []config.Tunnel
+	var report []TunnelStatus
+	for _, t := range cfg.Tunnels {
+		if rec := recs[t.Underlay]; rec == nil || rec.Source == "" || rec.Source == srcs.own {
+			tunnels = append(tunnels, t)
+		}
+	}
+	for _, u := range sortedKeys(recs) {
+		rec := recs[u]
+		if rec.Source == "" || rec.Source == srcs.own || (req.Iface != "" && u != req.Iface) {
+			continue
+		}
+		c, err := srcs.forRecord(rec)
+		if err != nil {
+			drift = true
+			report = append(report, TunnelStatus{Underlay: u, State: "drift", Problems: []string{err.Error()}})
+			continue
+		}
+		tunnels = append(tunnels, c.For(u)...)
+	}
 	rules := map[int]map[string]bool{}
 	jumps := map[int]bool{}
 	need := map[int]bool{}
-	for _, t := range cfg.Tunnels {
+	for _, t := range tunnels {
 		if t.MSS != config.MSSOff {
 			need[4] = true
 			if t.Carries6() {
@@ -66,9 +90,8 @@ func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, e
 		}
 	}
 
-	var report []TunnelStatus
 	configured := map[string]bool{}
-	for _, c := range cfg.Tunnels {
+	for _, c := range tunnels {
 		configured[c.Name] = true
 		if req.Iface != "" && c.Underlay != req.Iface {
 			continue
@@ -90,7 +113,7 @@ func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, e
 		case have.Alias != plan.Alias(c.Underlay):
 			problem("link %s exists but is not gre-hook's (alias %q)", c.Name, have.Alias)
 		default:
-			statusOne(sys, snap, c, u, have.Index, rules, jumps, problem)
+			statusOne(sys, snap, recs[c.Underlay], c, u, have.Index, rules, jumps, problem)
 		}
 		if len(st.Problems) > 0 {
 			st.State = "drift"
@@ -130,11 +153,10 @@ func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, e
 	return drift, nil
 }
 
-func statusOne(sys *System, snap *snapshot, c config.Tunnel, u plan.Underlay, index int,
+func statusOne(sys *System, snap *snapshot, rec *state.Record, c config.Tunnel, u plan.Underlay, index int,
 	rules map[int]map[string]bool, jumps map[int]bool, problem func(string, ...interface{})) {
 	paths := map[netip.Addr]plan.Path{}
 	if c.DefaultRoute {
-		rec, _ := sys.Store.Load(c.Underlay)
 		if t := rec.Find(c.Name); t != nil && t.Pin != nil {
 			paths[c.Remote] = plan.Path{Gateway: t.Pin.Gw, Dev: t.Pin.Dev}
 		} else if p, err := sys.Net.PathTo(c.Remote); err == nil {
@@ -182,6 +204,15 @@ func statusOne(sys *System, snap *snapshot, c config.Tunnel, u plan.Underlay, in
 			if h.Dst == r.Dst && h.Table == r.Table && h.Metric == r.Metric && h.Gw == r.Gw && h.Dev == r.Dev {
 				found = true
 				break
+			}
+		}
+		if !found && r.IsDefault() {
+			// A default route taken over since by another tunnel, or set
+			// by the admin, is the rule working (see defaults.go).
+			if e := rec.Find(c.Name); e != nil && routeAtKey(e.Defaults, state.FromPlan(r, 0)) != nil {
+				if cur := routeAt(snap.routes, r); cur != nil && displaced(cur, e) {
+					found = true
+				}
 			}
 		}
 		if !found {

@@ -124,7 +124,16 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	}
 	rec, err := sys.Store.Load(req.Iface)
 	if err != nil {
-		return err
+		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
+	}
+	src := sourceOf(req)
+	if rec != nil && rec.Source != "" && rec.Source != src && !req.SwitchConfig {
+		// Hooks run once per stanza, and a dual-stack underlay's inet6
+		// stanza may name no config: its run must not undo the inet
+		// stanza's tunnels as stale.
+		l.note("%s: its tunnels came from %s, not %s; leaving them alone (--switch-config makes this config theirs)",
+			req.Iface, describeSource(rec.Source), describeSource(src))
+		return nil
 	}
 
 	// Both families, always: a config edit may have dropped the last IPv6
@@ -168,7 +177,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
 
-	r := &runner{ctx: ctx, req: req, sys: sys, l: l, snap: snap, tx: &transaction{l: l}}
+	r := &runner{ctx: ctx, req: req, sys: sys, l: l, snap: snap, tx: &transaction{l: l}, unlisted: map[string]bool{}}
 	// Everything that can be checked without changing anything has been;
 	// what follows needs the tools to be there.
 	if !req.DryRun {
@@ -197,6 +206,8 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	}
 
 	newRec := merged(req.Iface, rec, want)
+	newRec.Source = src
+	r.ledger = newLedger(sys.Store, req.Iface, newRec)
 	r.checkpoint = func() error {
 		if req.DryRun {
 			return nil
@@ -214,7 +225,15 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 			return err
 		}
 		undoErrs := r.tx.rollback()
-		if serr := sys.Store.Save(restoreRecord(req.Iface, rec)); serr != nil {
+		// A complete rollback put the kernel back as the old record
+		// describes it. An incomplete one may have left a replaced
+		// default route out of the kernel, and only the new record
+		// remembers it: keep both.
+		back := restoreRecord(req.Iface, rec)
+		if len(undoErrs) > 0 {
+			back = union(rec, newRec)
+		}
+		if serr := sys.Store.Save(back); serr != nil {
 			undoErrs = append(undoErrs, serr)
 		}
 		msg := fmt.Sprintf("bringing up tunnels on %s: %v; rolled back", req.Iface, err)
@@ -325,6 +344,7 @@ func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Recor
 		}
 		if prev := old.Find(t.Link.Name); prev != nil && len(t.Defaults) > 0 {
 			e.Replaced = prev.Replaced
+			e.Seq = prev.Seq
 		}
 		for _, m := range t.MSS {
 			e.MSS = append(e.MSS, m.Family)
@@ -363,6 +383,10 @@ type runner struct {
 	// checkpoint saves the record as it stands, before a change that only
 	// the record can undo.
 	checkpoint func() error
+	// ledger is every underlay's record of default routes.
+	ledger *ledger
+	// unlisted names stale links that no record lists.
+	unlisted map[string]bool
 }
 
 // do logs cmd, runs fn unless this is a dry run, and records its undo.
@@ -452,6 +476,7 @@ func (r *runner) apply(want []plan.Tunnel, newRec *state.Record, tables map[int]
 	for _, l := range r.snap.links {
 		if l.Alias == plan.Alias(r.req.Iface) && !keep[l.Name] && oldRec.Find(l.Name) == nil {
 			stale = append(stale, state.Tunnel{Name: l.Name})
+			r.unlisted[l.Name] = true
 		}
 	}
 
@@ -470,7 +495,8 @@ func (r *runner) apply(want []plan.Tunnel, newRec *state.Record, tables map[int]
 	}
 	if len(stale) > 0 {
 		sort.Slice(stale, func(i, j int) bool { return stale[i].Name < stale[j].Name })
-		td := &teardown{ctx: r.ctx, sys: r.sys, l: r.l, dry: r.req.DryRun, underlay: r.req.Iface, links: r.snap.links, routes: r.snap.routes}
+		td := r.teardown()
+		td.runDown(stale)
 		if errs := td.tunnels(stale); len(errs) > 0 {
 			// The new tunnels are up; what is left of the old ones stays in
 			// the record for the next down or gc.
@@ -481,6 +507,13 @@ func (r *runner) apply(want []plan.Tunnel, newRec *state.Record, tables map[int]
 		}
 	}
 	return nil
+}
+
+// teardown removes things for this run: it shares the run's kernel
+// snapshot and its view of the default routes.
+func (r *runner) teardown() *teardown {
+	return &teardown{sys: r.sys, l: r.l, dry: r.req.DryRun, underlay: r.req.Iface, links: r.snap.links, routes: r.snap.routes,
+		ledger: r.ledger, unlisted: r.unlisted}
 }
 
 func commandEnv(tunnel, underlay string, phase Phase) []string {
@@ -754,22 +787,38 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 		if have := findRoute(r.snap.routes, d, true); have != nil && have.Gw == d.Gw && have.Dev == d.Dev {
 			continue
 		}
+		cur := routeAt(r.snap.routes, d)
+		if cur != nil && old != nil && routeAtKey(old.Defaults, state.FromPlan(d, 0)) != nil && displaced(cur, rec) {
+			// This tunnel held the default route, and since then another
+			// tunnel took it over or the admin set one by hand. A re-run of
+			// up (ifreload) must not take it back: that is for a new up.
+			r.l.note("tunnel %q: the default route is %s now, set after this tunnel's; leaving it", t.Link.Name, describeRoute(cur.Route, cur.Protocol))
+			continue
+		}
+		rec.Seq = r.ledger.nextSeq()
 		// Remember the default route that is there now, to put it back at
-		// teardown, unless an earlier run already did.
-		if f := findRoute(r.snap.routes, d, false); f != nil && !hasRoute(rec.Replaced, f.Dst, f.Table, f.Metric) {
-			rec.Replaced = append(rec.Replaced, state.FromPlan(f.Route, f.Protocol))
+		// teardown, unless an earlier run already did. Another tunnel's
+		// default is not remembered here: that tunnel remembers what it
+		// replaced, and the successor rule (defaults.go) brings it back.
+		if cur != nil && cur.Protocol != plan.RouteProtocol {
+			if !hasRoute(rec.Replaced, cur.Dst, cur.Table, cur.Metric) {
+				rec.Replaced = append(rec.Replaced, state.FromPlan(cur.Route, cur.Protocol))
+			}
 			// Only the record remembers the route about to be replaced:
 			// write it down first.
 			if err := r.checkpoint(); err != nil {
 				return err
 			}
-			old := f.Route
-			proto := f.Protocol
+			prev := cur.Route
+			proto := cur.Protocol
 			if err := r.do(plan.ReplaceRouteCmd(d), func() error { return n.ReplaceRoute(d, plan.RouteProtocol) },
-				plan.RestoreRouteCmd(old, proto), func() error { return n.ReplaceRoute(old, proto) }); err != nil {
+				plan.RestoreRouteCmd(prev, proto), func() error { return n.ReplaceRoute(prev, proto) }); err != nil {
 				return err
 			}
 			continue
+		}
+		if err := r.checkpoint(); err != nil {
+			return err
 		}
 		if err := replace(d); err != nil {
 			return err
@@ -783,12 +832,11 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 // longer replaces.
 func (r *runner) dropStaleRoutes(t *plan.Tunnel, old *state.Tunnel) error {
 	n := r.sys.Net
-	if old != nil && len(t.Defaults) == 0 {
-		for _, rep := range old.Replaced {
-			rep := rep
-			if err := r.do(plan.RestoreRouteCmd(rep.Plan(), rep.Protocol), func() error { return n.ReplaceRoute(rep.Plan(), rep.Protocol) }, "", nil); err != nil {
-				return err
-			}
+	if old != nil && len(t.Defaults) == 0 && len(old.Defaults) > 0 {
+		// default_route was turned off: hand the default route on as a
+		// teardown would, while the tunnel itself stays.
+		if errs := r.teardown().releaseDefaults(old, old.Defaults, map[string]bool{t.Link.Name: true}, false); len(errs) > 0 {
+			return join(errs)
 		}
 	}
 	if old != nil && old.Pin != nil && (t.Pin == nil || t.Pin.Dst != old.Pin.Dst) {
@@ -819,6 +867,18 @@ func (r *runner) dropStaleRoutes(t *plan.Tunnel, old *state.Tunnel) error {
 		}
 	}
 	return nil
+}
+
+// displaced reports whether cur, the default route in force where tunnel
+// t held one, was set by someone else since: another tunnel's, or one
+// that is not the route t replaced (the admin's). The route t replaced
+// is there when an earlier run stopped before its replace.
+func displaced(cur *rtnl.Route, t *state.Tunnel) bool {
+	if cur.Protocol == plan.RouteProtocol {
+		return true
+	}
+	rep := routeAtKey(t.Replaced, state.FromPlan(cur.Route, 0))
+	return rep == nil || rep.Gw != cur.Gw || rep.Dev != cur.Dev
 }
 
 func hasRoute(rs []state.Route, dst netip.Prefix, table, metric int) bool {

@@ -292,6 +292,11 @@ func (v *validator) route(i int, rr rawRoute, t *Tunnel) Route {
 		v.fail(i, "table", "%d is not a usable routing table (1-4294967295, not 253 or 255)", rr.Table)
 	}
 	r.Table = int(rr.Table)
+	if r.Table == 254 {
+		// The main table: the kernel reports it as such and gre-hook
+		// compares routes by table, so both spellings must be one.
+		r.Table = 0
+	}
 	if !r.To.IsValid() {
 		return r
 	}

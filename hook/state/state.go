@@ -66,14 +66,27 @@ type Tunnel struct {
 	// Down is the configured down_command, kept so it runs even if the
 	// config is gone by the time the underlay goes down.
 	Down []string `json:"down_command,omitempty"`
+	// Seq orders the default routes gre-hook installed, across every
+	// underlay: when a tunnel lets go of the default route, the tunnel
+	// still up with the highest Seq gets it back. A counter, not a time,
+	// so that a clock stepped at boot cannot reorder them.
+	Seq uint64 `json:"default_seq,omitempty"`
 }
 
 // Record is everything gre-hook created for one underlay.
 type Record struct {
-	Version  int      `json:"version"`
-	Underlay string   `json:"underlay"`
-	Tunnels  []Tunnel `json:"tunnels"`
+	Version  int    `json:"version"`
+	Underlay string `json:"underlay"`
+	// Source is the config the tunnels came from: "default" for
+	// /etc/gre-hook, else an absolute path. A run that reads another
+	// config leaves this underlay's tunnels alone. Empty in records of
+	// older versions: any config may then take them.
+	Source  string   `json:"source,omitempty"`
+	Tunnels []Tunnel `json:"tunnels"`
 }
+
+// DefaultSource is Record.Source for the default config locations.
+const DefaultSource = "default"
 
 // Find returns the named tunnel's entry, or nil.
 func (r *Record) Find(name string) *Tunnel {
@@ -141,22 +154,41 @@ func (s Store) Load(underlay string) (*Record, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading record: %w", err)
+		return nil, &UnreadableError{Path: s.path(underlay), Underlay: underlay, Err: err}
 	}
 	r, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("record %s: %w", s.path(underlay), err)
+		return nil, &UnreadableError{Path: s.path(underlay), Underlay: underlay, Err: err}
 	}
 	if r.Underlay != underlay {
-		return nil, fmt.Errorf("record %s: is for underlay %q", s.path(underlay), r.Underlay)
+		return nil, &UnreadableError{Path: s.path(underlay), Underlay: underlay, Err: fmt.Errorf("it is for underlay %q", r.Underlay)}
 	}
 	return r, nil
 }
 
-// Parse decodes and checks a record.
+// UnreadableError is a record that exists but cannot be used. Only the
+// record knows which default route to put back, so nothing may be
+// deleted on the strength of its absence: callers refuse, and say how to
+// get out.
+type UnreadableError struct {
+	Path     string
+	Underlay string
+	Err      error
+}
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("record %s cannot be read: %v; gre-hook changes nothing on %s without it, because only the record says which default route to put back. "+
+		"Repair it, or move it aside (mv %s %s.bad) and run `gre-hook --iface %s --phase down`, which then finds the tunnels by their kernel marks",
+		e.Path, e.Err, e.Underlay, e.Path, e.Path, e.Underlay)
+}
+
+func (e *UnreadableError) Unwrap() error { return e.Err }
+
+// Parse decodes and checks a record. It reads records of newer gre-hook
+// versions too: a newer version only adds fields, and unknown fields are
+// ignored, so a downgrade does not strand the tunnels a newer one made.
 func Parse(data []byte) (*Record, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var r Record
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("corrupt: %w", err)
@@ -164,8 +196,11 @@ func Parse(data []byte) (*Record, error) {
 	if dec.More() {
 		return nil, errors.New("corrupt: trailing data")
 	}
-	if r.Version != Version {
-		return nil, fmt.Errorf("format version %d is not %d", r.Version, Version)
+	if r.Version < 1 {
+		return nil, fmt.Errorf("corrupt: format version %d", r.Version)
+	}
+	if r.Source != "" && r.Source != DefaultSource && !filepath.IsAbs(r.Source) {
+		return nil, fmt.Errorf("source %q is neither %q nor an absolute path", r.Source, DefaultSource)
 	}
 	if msg := config.ValidIfName(r.Underlay); msg != "" {
 		return nil, fmt.Errorf("underlay: %s", msg)
@@ -250,18 +285,19 @@ func (s Store) Remove(underlay string) error {
 	return nil
 }
 
-// All returns every record in the directory, by underlay; unreadable
-// records are reported in errs and skipped.
-func (s Store) All() (map[string]*Record, []error) {
+// All returns every record in the directory, by underlay. Records that
+// cannot be read are in broken, by underlay; err is set when the
+// directory itself cannot be read, and then nothing is known.
+func (s Store) All() (recs map[string]*Record, broken map[string]error, err error) {
 	out := map[string]*Record{}
+	broken = map[string]error{}
 	entries, err := os.ReadDir(s.Dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return out, nil
+			return out, broken, nil
 		}
-		return out, []error{fmt.Errorf("reading records: %w", err)}
+		return out, broken, fmt.Errorf("reading records: %w", err)
 	}
-	var errs []error
 	names := []string{}
 	for _, e := range entries {
 		if !e.IsDir() && strings.HasSuffix(e.Name(), ".json") {
@@ -272,14 +308,14 @@ func (s Store) All() (map[string]*Record, []error) {
 	for _, n := range names {
 		r, err := s.Load(n)
 		if err != nil {
-			errs = append(errs, err)
+			broken[n] = err
 			continue
 		}
 		if r != nil {
 			out[n] = r
 		}
 	}
-	return out, errs
+	return out, broken, nil
 }
 
 // ErrLocked is returned when another run holds the lock past the wait.

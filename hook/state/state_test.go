@@ -53,9 +53,9 @@ func TestSaveLoad(t *testing.T) {
 	if len(entries) != 1 || entries[0].Name() != "eth1.json" {
 		t.Errorf("directory after saves: %v", entries)
 	}
-	all, errs := s.All()
-	if len(errs) > 0 || len(all) != 1 || len(all["eth1"].Tunnels) != 1 {
-		t.Errorf("All = %v %v", all, errs)
+	all, broken, err := s.All()
+	if err != nil || len(broken) > 0 || len(all) != 1 || len(all["eth1"].Tunnels) != 1 {
+		t.Errorf("All = %v %v %v", all, broken, err)
 	}
 	// An empty record is removed.
 	if err := s.Save(&Record{Underlay: "eth1"}); err != nil || s.Exists("eth1") {
@@ -76,8 +76,28 @@ func TestLoadWrongUnderlay(t *testing.T) {
 		t.Error("path in an underlay name accepted")
 	}
 	os.WriteFile(filepath.Join(s.Dir, "eth3.json"), []byte(`{`), 0o600)
-	if _, errs := s.All(); len(errs) != 2 {
-		t.Errorf("All should report both bad records, got %v", errs)
+	recs, broken, err := s.All()
+	if err != nil || len(recs) != 0 || len(broken) != 2 || broken["eth1"] == nil || broken["eth3"] == nil {
+		t.Errorf("All should report both bad records by underlay, got %v %v %v", recs, broken, err)
+	}
+	// The error names the file and the way out.
+	var ue *UnreadableError
+	if _, err := s.Load("eth3"); !errors.As(err, &ue) || !strings.Contains(err.Error(), filepath.Join(s.Dir, "eth3.json")+".bad") ||
+		!strings.Contains(err.Error(), "gre-hook --iface eth3 --phase down") {
+		t.Errorf("Load of a corrupt record: %v", err)
+	}
+}
+
+// A record written by a newer gre-hook, with fields this one does not
+// know, is read for what it knows: a downgrade must not strand tunnels.
+func TestParseNewerVersion(t *testing.T) {
+	r, err := Parse([]byte(`{"version":2,"underlay":"eth1","future":{"a":1},"source":"/etc/x.toml","tunnels":[{"name":"gre1","liveness":"dead","default_seq":7,` +
+		`"replaced":[{"dst":"0.0.0.0/0","gw":"198.51.100.254","dev":"eth1","protocol":4}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Source != "/etc/x.toml" || len(r.Tunnels) != 1 || r.Tunnels[0].Seq != 7 || len(r.Tunnels[0].Replaced) != 1 || r.Tunnels[0].Replaced[0].Protocol != 4 {
+		t.Errorf("parsed %+v", r)
 	}
 }
 
@@ -85,8 +105,9 @@ func TestParseRejects(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{`{`, "corrupt: unexpected EOF"},
 		{`{"version":1,"underlay":"eth1","tunnels":[]} {}`, "corrupt: trailing data"},
-		{`{"version":1,"underlay":"eth1","tunnels":[],"extra":1}`, `corrupt: json: unknown field "extra"`},
-		{`{"version":2,"underlay":"eth1","tunnels":[]}`, "format version 2 is not 1"},
+		{`{"version":0,"underlay":"eth1","tunnels":[]}`, "corrupt: format version 0"},
+		{`{"underlay":"eth1","tunnels":[]}`, "corrupt: format version 0"},
+		{`{"version":1,"underlay":"eth1","source":"etc/x.toml","tunnels":[]}`, `source "etc/x.toml" is neither "default" nor an absolute path`},
 		{`{"version":1,"underlay":"","tunnels":[]}`, "underlay: must not be empty"},
 		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a/b"}]}`, `tunnel name: "a/b" contains '/', ':' or white space, which Linux forbids in interface names`},
 		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"averyveryverylongname"}]}`, `tunnel name: "averyveryverylongname" is 21 bytes; Linux allows at most 15`},
