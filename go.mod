@@ -9,4 +9,4 @@ require (
 	golang.org/x/sys v0.10.0
 )
 
-require github.com/vishvananda/netns v0.0.5 // indirect
+require github.com/vishvananda/netns v0.0.5 // for a netlink socket of our own (rtnl route requests)

@@ -310,7 +310,7 @@ func kindOf(l rtnl.Link) string {
 	return l.Kind
 }
 
-func tableSuffix(t int) string {
+func tableSuffix(t uint32) string {
 	if t == 0 {
 		return ""
 	}
@@ -881,7 +881,7 @@ func displaced(cur *rtnl.Route, t *state.Tunnel) bool {
 	return rep == nil || rep.Gw != cur.Gw || rep.Dev != cur.Dev
 }
 
-func hasRoute(rs []state.Route, dst netip.Prefix, table, metric int) bool {
+func hasRoute(rs []state.Route, dst netip.Prefix, table, metric uint32) bool {
 	for _, r := range rs {
 		if r.Dst == dst && r.Table == table && r.Metric == metric {
 			return true

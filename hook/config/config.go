@@ -55,8 +55,8 @@ const (
 type Route struct {
 	To     netip.Prefix
 	Via    netip.Addr
-	Metric int
-	Table  int
+	Metric uint32
+	Table  uint32 // 0 is main; 254 is normalised to 0
 }
 
 // Tunnel is one validated tunnel, with every default filled in except those

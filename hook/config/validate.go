@@ -286,12 +286,12 @@ func (v *validator) route(i int, rr rawRoute, t *Tunnel) Route {
 	if rr.Metric < 0 || rr.Metric > 0xffffffff {
 		v.fail(i, "metric", "%d is out of range 0-4294967295", rr.Metric)
 	}
-	r.Metric = int(rr.Metric)
+	r.Metric = uint32(rr.Metric)
 	// Tables 253-255 are the kernel's default, main and local tables.
 	if rr.Table < 0 || rr.Table > 0xffffffff || rr.Table == 253 || rr.Table == 255 {
 		v.fail(i, "table", "%d is not a usable routing table (1-4294967295, not 253 or 255)", rr.Table)
 	}
-	r.Table = int(rr.Table)
+	r.Table = uint32(rr.Table)
 	if r.Table == 254 {
 		// The main table: the kernel reports it as such and gre-hook
 		// compares routes by table, so both spellings must be one.

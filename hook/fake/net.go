@@ -346,7 +346,7 @@ func (n *Net) connect(l *rtnl.Link, p netip.Prefix) {
 		return
 	}
 	dst := p.Masked()
-	metric := 0
+	metric := uint32(0)
 	if dst.Addr().Is6() {
 		metric = 256
 	}
@@ -454,7 +454,7 @@ func (n *Net) DelAddr(dev string, p netip.Prefix) error {
 }
 
 // kernelMetric is the metric the kernel stores: IPv6 turns 0 into 1024.
-func kernelMetric(r plan.Route) int {
+func kernelMetric(r plan.Route) uint32 {
 	if r.Metric == 0 && r.Dst.Addr().Is6() {
 		return 1024
 	}

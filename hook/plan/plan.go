@@ -64,11 +64,13 @@ type Addr struct {
 
 // Route is a route gre-hook installs, always with RouteProtocol.
 type Route struct {
-	Dst    netip.Prefix
-	Gw     netip.Addr
-	Dev    string
-	Table  int // 0 means main
-	Metric int
+	Dst netip.Prefix
+	Gw  netip.Addr
+	Dev string
+	// Table and Metric are the kernel's 32-bit values: an int would turn
+	// the upper half negative on 32-bit targets (armhf, i386).
+	Table  uint32 // 0 means main
+	Metric uint32
 }
 
 // IsDefault reports whether r is a default route.
@@ -214,7 +216,7 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 // KernelMetric is the metric the kernel stores for a route to dst asked
 // for with metric m: IPv6 turns metric 0 into 1024 (IP6_RT_PRIO_USER), and
 // a route read back must compare equal to the one planned.
-func KernelMetric(dst netip.Prefix, m int) int {
+func KernelMetric(dst netip.Prefix, m uint32) uint32 {
 	if m == 0 && dst.Addr().Is6() {
 		return 1024
 	}

@@ -75,6 +75,9 @@ var nsCounter int64
 type netns struct {
 	t    *testing.T
 	name string
+	// bin, if set, is the gre-hook binary this namespace runs instead of
+	// the one under test.
+	bin string
 }
 
 // newNS creates a namespace with lo up, removed when the test ends.
@@ -137,7 +140,11 @@ type result struct {
 // gh runs gre-hook in the namespace with env (KEY=VALUE) and args.
 func (n *netns) gh(env []string, args ...string) result {
 	n.t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", n.name, bin}, args...)...)
+	b := bin
+	if n.bin != "" {
+		b = n.bin
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.name, b}, args...)...)
 	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se

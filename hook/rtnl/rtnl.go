@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/gre-hook/gre-hook/hook/config"
@@ -59,7 +60,9 @@ type Route struct {
 
 // Handle talks to the kernel of the current network namespace.
 type Handle struct {
-	h     *netlink.Handle
+	h *netlink.Handle
+	// route is the socket for the route requests gre-hook builds itself.
+	route map[int]*nl.SocketHandle
 	names map[int]string
 	// index caches name -> ifindex from dumps and creations, so that each
 	// change is one netlink request rather than a lookup and a request:
@@ -73,11 +76,22 @@ func Open() (*Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening rtnetlink: %w", err)
 	}
-	return &Handle{h: h, names: map[int]string{}, index: map[string]int{}}, nil
+	sock, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening rtnetlink: %w", err)
+	}
+	route := map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
+	return &Handle{h: h, route: route, names: map[int]string{}, index: map[string]int{}}, nil
 }
 
-// Close releases the socket.
-func (h *Handle) Close() { h.h.Close() }
+// Close releases the sockets.
+func (h *Handle) Close() {
+	h.h.Close()
+	for _, s := range h.route {
+		s.Close()
+	}
+}
 
 // A dump that a concurrent change interrupts is flagged by the kernel
 // (NLM_F_DUMP_INTR); netlink v1.3.0, the last release that builds with Go
@@ -222,16 +236,23 @@ func (h *Handle) Routes(family int) ([]Route, error) {
 		if !dst.IsValid() {
 			dst = netip.PrefixFrom(zeroAddr(family), 0)
 		}
-		table := r.Table
-		if table == unix.RT_TABLE_MAIN {
-			table = 0
-		}
 		out = append(out, Route{
-			Route: plan.Route{Dst: dst, Gw: ip(r.Gw), Dev: h.name(r.LinkIndex), Table: table, Metric: r.Priority},
+			Route: plan.Route{Dst: dst, Gw: ip(r.Gw), Dev: h.name(r.LinkIndex), Table: FromKernelTable(r.Table), Metric: uint32(r.Priority)},
 			Index: r.LinkIndex, Protocol: int(r.Protocol), Type: r.Type,
 		})
 	}
 	return out, nil
+}
+
+// FromKernelTable turns a table number read through netlink (an int,
+// negative on 32-bit targets for tables from 2^31 up) into gre-hook's:
+// the main table, which the kernel reports as 254 or 0, is 0.
+func FromKernelTable(t int) uint32 {
+	u := uint32(t)
+	if u == unix.RT_TABLE_MAIN {
+		return 0
+	}
+	return u
 }
 
 func zeroAddr(family int) netip.Addr {
@@ -494,44 +515,85 @@ func (h *Handle) DelAddr(dev string, p netip.Prefix) error {
 	return err
 }
 
-func (h *Handle) toNetlink(r plan.Route, proto int) (*netlink.Route, error) {
-	nr := &netlink.Route{Dst: ipnet(r.Dst), Priority: r.Metric, Protocol: netlink.RouteProtocol(proto), Table: r.Table}
-	if r.Table == 0 {
-		nr.Table = unix.RT_TABLE_MAIN
+// routeRequest builds an RTM_NEWROUTE or RTM_DELROUTE request for r.
+// gre-hook builds its route requests itself rather than through
+// netlink.Route, which keeps the table and metric in an int: on 32-bit
+// targets (armhf, i386) values from 2^31 up turn negative there, and
+// netlink then drops them, so the route would land in main with metric 0.
+func (h *Handle) routeRequest(cmd int, flags int, r plan.Route, proto int) (*nl.NetlinkRequest, error) {
+	req := nl.NewNetlinkRequest(cmd, flags|unix.NLM_F_ACK)
+	req.Sockets = h.route
+	msg := nl.NewRtMsg()
+	if cmd == unix.RTM_DELROUTE {
+		msg = nl.NewRtDelMsg()
+	}
+	msg.Family = unix.AF_INET
+	if r.Dst.Addr().Is6() {
+		msg.Family = unix.AF_INET6
+	}
+	msg.Dst_len = uint8(r.Dst.Bits())
+	msg.Protocol = uint8(proto)
+	msg.Type = unix.RTN_UNICAST
+	attrs := []*nl.RtAttr{nl.NewRtAttr(unix.RTA_DST, r.Dst.Addr().AsSlice())}
+	table := KernelTable(r.Table)
+	if table < 256 {
+		msg.Table = uint8(table)
+	} else {
+		msg.Table = unix.RT_TABLE_UNSPEC
+		attrs = append(attrs, nl.NewRtAttr(unix.RTA_TABLE, nl.Uint32Attr(table)))
 	}
 	if r.Gw.IsValid() {
-		nr.Gw = net.IP(r.Gw.AsSlice())
+		attrs = append(attrs, nl.NewRtAttr(unix.RTA_GATEWAY, r.Gw.AsSlice()))
 	}
 	if r.Dev != "" {
 		l, err := h.byName(r.Dev)
 		if err != nil {
 			return nil, err
 		}
-		nr.LinkIndex = l.Attrs().Index
+		attrs = append(attrs, nl.NewRtAttr(unix.RTA_OIF, nl.Uint32Attr(uint32(l.Attrs().Index))))
 	}
-	return nr, nil
+	if r.Metric > 0 {
+		attrs = append(attrs, nl.NewRtAttr(unix.RTA_PRIORITY, nl.Uint32Attr(r.Metric)))
+	}
+	req.AddData(msg)
+	for _, a := range attrs {
+		req.AddData(a)
+	}
+	return req, nil
+}
+
+// KernelTable is the table number the kernel uses for a route's Table:
+// gre-hook's 0 is the main table.
+func KernelTable(t uint32) uint32 {
+	if t == 0 {
+		return unix.RT_TABLE_MAIN
+	}
+	return t
 }
 
 // ReplaceRoute installs r with the given protocol, replacing any route
 // with the same destination, table and metric.
 func (h *Handle) ReplaceRoute(r plan.Route, proto int) error {
-	nr, err := h.toNetlink(r, proto)
+	req, err := h.routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, r, proto)
 	if err != nil {
 		return err
 	}
-	return h.h.RouteReplace(nr)
+	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
-// DelRoute deletes r; a route that is already gone is not an error.
+// DelRoute deletes r; a route that is already gone is not an error. The
+// kernel matches the protocol, so a route someone else put at the same
+// destination stays.
 func (h *Handle) DelRoute(r plan.Route, proto int) error {
-	nr, err := h.toNetlink(r, proto)
+	req, err := h.routeRequest(unix.RTM_DELROUTE, 0, r, proto)
 	if err != nil {
 		if IsNotFound(err) {
 			return nil
 		}
 		return err
 	}
-	if err := h.h.RouteDel(nr); err != nil && !IsNotFound(err) {
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil && !IsNotFound(err) {
 		return err
 	}
 	return nil

@@ -35,8 +35,8 @@ type Route struct {
 	Dst    netip.Prefix `json:"dst"`
 	Gw     netip.Addr   `json:"gw,omitempty"`
 	Dev    string       `json:"dev,omitempty"`
-	Table  int          `json:"table,omitempty"`
-	Metric int          `json:"metric,omitempty"`
+	Table  uint32       `json:"table,omitempty"`
+	Metric uint32       `json:"metric,omitempty"`
 	// Protocol is kept for routes gre-hook replaced, to put them back as
 	// they were.
 	Protocol int `json:"protocol,omitempty"`
@@ -228,7 +228,7 @@ func Parse(data []byte) (*Record, error) {
 			if rt.Dev != "" && config.ValidIfName(rt.Dev) != "" {
 				return nil, fmt.Errorf("tunnel %q: route %s: bad device name", t.Name, rt.Dst)
 			}
-			if rt.Table < 0 || rt.Metric < 0 || rt.Protocol < 0 || rt.Protocol > 255 {
+			if rt.Protocol < 0 || rt.Protocol > 255 {
 				return nil, fmt.Errorf("tunnel %q: route %s: table, metric or protocol out of range", t.Name, rt.Dst)
 			}
 		}
