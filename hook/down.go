@@ -143,14 +143,16 @@ type teardown struct {
 	unlisted map[string]bool
 }
 
-// runDown runs the down_command of each victim whose link still exists.
-// A failure is reported but does not stop the teardown.
+// runDown runs the down_command of each victim whose link still exists
+// and is gre-hook's for this underlay: a command from a record is run as
+// root, and a record alone is not proof the tunnel is ours. A failure is
+// reported but does not stop the teardown.
 func (td *teardown) runDown(victims []state.Tunnel) {
 	for _, t := range victims {
 		if len(t.Down) == 0 {
 			continue
 		}
-		if _, ok := td.links[t.Name]; !ok {
+		if lk, ok := td.links[t.Name]; !ok || lk.Alias != plan.Alias(td.underlay) {
 			continue
 		}
 		td.l.change(strings.Join(t.Down, " "))

@@ -333,14 +333,21 @@ func (v *validator) route(i int, rr rawRoute, t *Tunnel) Route {
 }
 
 func (v *validator) command(key string, argv []string) []string {
-	if len(argv) == 0 {
-		return nil
-	}
-	if !filepath.IsAbs(argv[0]) {
-		v.fail(-1, key, "%q must be an absolute path: the command runs without a shell and without PATH lookup", argv[0])
+	if msg := ValidCommand(argv); msg != "" {
+		v.fail(-1, key, "%s", msg)
 		return nil
 	}
 	return argv
+}
+
+// ValidCommand returns why argv may not be run as an up_command or
+// down_command, or "". Records are checked with it too: a record is not
+// config, but what it says gre-hook runs as root all the same.
+func ValidCommand(argv []string) string {
+	if len(argv) > 0 && !filepath.IsAbs(argv[0]) {
+		return fmt.Sprintf("%q must be an absolute path: the command runs without a shell and without PATH lookup", argv[0])
+	}
+	return ""
 }
 
 func family(a netip.Addr) int {

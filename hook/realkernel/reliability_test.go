@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 // Helpers for the reliability tests: the namespace's state directory, a
@@ -24,17 +29,46 @@ import (
 // background.
 
 // stateDir is where gre-hook keeps its records and lock when it runs in
-// this namespace: /run/gre-hook/netns-<inode of the namespace>. The
-// directory outlives the namespace, and a later namespace may get the same
-// inode, so it is removed when the test ends.
+// this namespace, asked of state.DirFor on a thread inside it. The
+// directory outlives the namespace, so it is removed when the test ends.
 func (n *netns) stateDir() string {
 	n.t.Helper()
-	st, err := os.Stat(filepath.Join("/run/netns", n.name))
+	dir, err := inNetns(n.name, func() (string, error) { return state.DirFor(state.DefaultDir), nil })
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	dir := fmt.Sprintf("/run/gre-hook/netns-%d", st.Sys().(*syscall.Stat_t).Ino)
+	if dir == state.DefaultDir {
+		n.t.Fatalf("namespace %s has the initial namespace's state directory", n.name)
+	}
 	return dir
+}
+
+// inNetns runs f on a thread of its own inside the named namespace. The
+// thread is locked and never returned to the scheduler, so Go discards it
+// rather than let it run other goroutines in the wrong namespace.
+func inNetns(name string, f func() (string, error)) (string, error) {
+	type result struct {
+		s   string
+		err error
+	}
+	ch := make(chan result)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(filepath.Join("/run/netns", name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("setns %s: %w", name, err)}
+			return
+		}
+		s, err := f()
+		ch <- result{s, err}
+	}()
+	r := <-ch
+	return r.s, r.err
 }
 
 // newCleanNS is newNS whose state directory is removed at the end.

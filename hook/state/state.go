@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/plan"
 )
@@ -120,18 +122,37 @@ type Store struct {
 	Dir string
 }
 
-// DirFor returns the state directory for the current network namespace.
-// Records describe kernel objects of one namespace, so a run inside another
-// namespace (ip netns exec) keeps its own records and lock.
+// DirFor returns the state directory for the current thread's network
+// namespace. Records describe kernel objects of one namespace, so a run
+// inside another namespace (ip netns exec) keeps its own records and lock.
+//
+// The directory is named by the namespace's cookie, which the kernel never
+// hands out twice in one boot. The inode of /proc/self/ns/net will not do:
+// the kernel reuses it as soon as the namespace is gone, and a new
+// namespace would inherit the dead one's records, replaced default routes
+// and all. Kernels before 5.14 have no cookie; there the inode it is.
 func DirFor(base string) string {
-	self, err1 := os.Readlink("/proc/self/ns/net")
+	self, err1 := os.Readlink("/proc/thread-self/ns/net")
 	init, err2 := os.Readlink("/proc/1/ns/net")
 	if err1 != nil || err2 != nil || self == init {
 		return base
 	}
+	if c, err := netnsCookie(); err == nil {
+		return filepath.Join(base, fmt.Sprintf("netns-cookie-%d", c))
+	}
 	// "net:[4026532281]" -> "netns-4026532281"
 	id := strings.TrimSuffix(strings.TrimPrefix(self, "net:["), "]")
 	return filepath.Join(base, "netns-"+id)
+}
+
+// netnsCookie returns the cookie of the current thread's network namespace.
+func netnsCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 }
 
 func (s Store) path(underlay string) string {
@@ -231,6 +252,12 @@ func Parse(data []byte) (*Record, error) {
 			if rt.Protocol < 0 || rt.Protocol > 255 {
 				return nil, fmt.Errorf("tunnel %q: route %s: table, metric or protocol out of range", t.Name, rt.Dst)
 			}
+		}
+		if msg := config.ValidCommand(t.Down); msg != "" {
+			return nil, fmt.Errorf("tunnel %q: down_command: %s", t.Name, msg)
+		}
+		if msg := config.ValidCommand(t.Down); msg != "" {
+			return nil, fmt.Errorf("tunnel %q: down_command: %s", t.Name, msg)
 		}
 		for _, f := range t.MSS {
 			if f != 4 && f != 6 {

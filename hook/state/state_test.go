@@ -117,6 +117,7 @@ func TestParseRejects(t *testing.T) {
 		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","pin":{"dst":"1.2.3.4/32","protocol":300}}]}`, `tunnel "a": route 1.2.3.4/32: table, metric or protocol out of range`},
 		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","pin":{"dst":"1.2.3.4/32","dev":"x y"}}]}`, `tunnel "a": route 1.2.3.4/32: bad device name`},
 		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","pin":{"dst":"bogus"}}]}`, `corrupt: netip.ParsePrefix("bogus"): no '/'`},
+		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","down_command":["rm","-rf","/"]}]}`, `tunnel "a": down_command: "rm" must be an absolute path: the command runs without a shell and without PATH lookup`},
 	} {
 		_, err := Parse([]byte(tc.text))
 		if err == nil || err.Error() != tc.want {
