@@ -2,6 +2,7 @@ package hook
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/plan"
@@ -38,6 +39,37 @@ type ledger struct {
 
 func newLedger(store state.Store, own string, ownRec *state.Record) *ledger {
 	return &ledger{store: store, own: own, ownRec: ownRec}
+}
+
+// setOwn makes rec the record of the run's own underlay.
+func (lg *ledger) setOwn(rec *state.Record) {
+	lg.ownRec = rec
+	if lg.recs != nil {
+		delete(lg.recs, lg.own)
+		if rec != nil {
+			lg.recs[lg.own] = rec
+		}
+	}
+}
+
+// pathBefore is the path to remote that the default route gave before
+// gre-hook took it over: the route it replaced, which some tunnel in the
+// running remembers.
+func pathBefore(lg *ledger, remote netip.Addr, s *snapshot) (plan.Path, error) {
+	dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	if remote.Is6() {
+		dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	key := state.Route{Dst: dst, Metric: plan.KernelMetric(dst, 0)}
+	rep := lg.replacedElsewhere(key, &state.Tunnel{})
+	if rep == nil {
+		return plan.Path{}, fmt.Errorf("the route to remote %s goes through another of gre-hook's tunnels, and no record says which path the default route took before; "+
+			"add a route to %s through the underlay yourself", remote, remote)
+	}
+	if _, ok := s.links[rep.Dev]; !ok {
+		return plan.Path{}, fmt.Errorf("the route to remote %s goes through another of gre-hook's tunnels, and device %s of the default route it replaced is gone", remote, rep.Dev)
+	}
+	return plan.Path{Gateway: rep.Gw, Dev: rep.Dev}, nil
 }
 
 // load reads the other underlays' records on first use: most runs touch
@@ -99,7 +131,7 @@ func (lg *ledger) successor(d state.Route, t *state.Tunnel, links map[string]rtn
 	for u, rec := range lg.load() {
 		for i := range rec.Tunnels {
 			o := &rec.Tunnels[i]
-			if o.Name == t.Name || gone[o.Name] {
+			if o.Name == t.Name || gone[o.Name] || o.Displaced {
 				continue
 			}
 			r := routeAtKey(o.Defaults, d)
@@ -143,7 +175,7 @@ func (lg *ledger) replacedElsewhere(d state.Route, t *state.Tunnel) *state.Route
 	for _, rec := range lg.load() {
 		for i := range rec.Tunnels {
 			o := &rec.Tunnels[i]
-			if o.Name == t.Name {
+			if o.Name == t.Name || o.Displaced {
 				continue
 			}
 			if r := routeAtKey(o.Replaced, d); r != nil {
@@ -152,6 +184,21 @@ func (lg *ledger) replacedElsewhere(d state.Route, t *state.Tunnel) *state.Route
 		}
 	}
 	return nil
+}
+
+// displaceOthers marks every other tunnel holding a default at d's key as
+// displaced: tunnel name is taking over a default route that gre-hook did
+// not set, which had overridden theirs.
+func (lg *ledger) displaceOthers(d state.Route, name string) {
+	for u, rec := range lg.load() {
+		for i := range rec.Tunnels {
+			o := &rec.Tunnels[i]
+			if o.Name != name && !o.Displaced && routeAtKey(o.Defaults, d) != nil {
+				o.Displaced = true
+				lg.dirty[u] = true
+			}
+		}
+	}
 }
 
 // give passes the memory of a replaced route to h, unless it has one.
@@ -192,6 +239,9 @@ type letGo struct {
 // route at d's key now, of any owner, or nil.
 func (lg *ledger) decide(t *state.Tunnel, d state.Route, cur *rtnl.Route, links map[string]rtnl.Link, gone map[string]bool) letGo {
 	rep := routeAtKey(t.Replaced, d)
+	if t.Displaced {
+		rep = nil
+	}
 	mine := cur != nil && cur.Protocol == plan.RouteProtocol && cur.Gw == d.Gw && cur.Dev == d.Dev
 	if cur != nil && !mine {
 		if cur.Protocol == plan.RouteProtocol {

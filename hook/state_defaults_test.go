@@ -3,6 +3,7 @@ package hook
 import (
 	"context"
 	"errors"
+	"math/rand"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -259,5 +260,101 @@ func TestMainTableByNumberSettles(t *testing.T) {
 	diff(t, "state after up", e.dump(), site1State)
 	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("second up changed something:\n%s", out)
+	}
+}
+
+// threeDefaults is a default_route tunnel on each of eth1, eth2, eth3.
+const threeDefaults = twoDefaults + `
+[[tunnel]]
+name = "gre-c"
+underlay = "eth3"
+remote = "192.0.3.9"
+address = ["10.7.0.2/30"]
+default_route = true
+mss = "off"
+`
+
+// TestDefaultRouteInvariant runs seeded random sequences of up, down and
+// by-hand default routes on three underlays, each with a default_route
+// tunnel, and checks the default route after every step against a model
+// of the rule in defaults.go:
+//   - an up of a tunnel that is down takes the default over; the route it
+//     replaces, if gre-hook did not set it, becomes the one to restore,
+//     and the tunnels it had overridden drop out;
+//   - a down of the tunnel whose default is in force hands it to the
+//     tunnel still in the running that took it over last, else restores;
+//   - a route set by hand stays until an up takes it over.
+func TestDefaultRouteInvariant(t *testing.T) {
+	names := map[string]string{"eth1": "gre-a", "eth2": "gre-b", "eth3": "gre-c"}
+	routeOf := map[string]string{
+		"eth1": "route 0.0.0.0/0 via 10.9.0.1 dev gre-a proto 176",
+		"eth2": "route 0.0.0.0/0 via 10.8.0.1 dev gre-b proto 176",
+		"eth3": "route 0.0.0.0/0 via 10.7.0.1 dev gre-c proto 176",
+	}
+	underlays := []string{"eth1", "eth2", "eth3"}
+	for seed := int64(1); seed <= 40; seed++ {
+		seed := seed
+		t.Run("seed"+itoa(int(seed)), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			e := newTwoUnderlays(t)
+			e.fk.Net.AddDevice("eth3", 1500)
+			e.fk.Net.AddDeviceAddr("eth3", netip.MustParsePrefix("192.0.3.1/24"))
+			e.write(threeDefaults)
+
+			up := map[string]bool{}
+			var stack []string // tunnels in the running, oldest first
+			cur, base := origDefault, origDefault
+			var steps []string
+			for step := 0; step < 25; step++ {
+				switch op := rng.Intn(5); {
+				case op < 2:
+					u := underlays[rng.Intn(3)]
+					steps = append(steps, "up "+u)
+					e.mustOn(u, PhaseUp)
+					if !up[u] {
+						up[u] = true
+						if !strings.Contains(cur, "proto 176") {
+							base, stack = cur, nil
+						}
+						stack = append(stack, u)
+						cur = routeOf[u]
+					}
+				case op < 4:
+					u := underlays[rng.Intn(3)]
+					steps = append(steps, "down "+u)
+					e.mustOn(u, PhaseDown)
+					if up[u] {
+						up[u] = false
+						for i, s := range stack {
+							if s == u {
+								stack = append(stack[:i:i], stack[i+1:]...)
+								break
+							}
+						}
+						if cur == routeOf[u] {
+							cur = base
+							if len(stack) > 0 {
+								cur = routeOf[stack[len(stack)-1]]
+							}
+						}
+					}
+				default:
+					gw := "198.51.100." + itoa(200+rng.Intn(50))
+					steps = append(steps, "admin via "+gw)
+					e.fk.Net.AddForeignRoute(plan.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr(gw), Dev: "eth1"}, fake.ProtoStatic)
+					cur = "route 0.0.0.0/0 via " + gw + " dev eth1 proto 4"
+				}
+				if got := e.defaultRoute(); got != cur {
+					t.Fatalf("after %s:\n got %q\nwant %q", strings.Join(steps, ", "), got, cur)
+				}
+			}
+			for _, u := range underlays {
+				e.mustOn(u, PhaseDown)
+			}
+			if strings.Contains(e.dump(), "proto 176") || strings.Count(e.defaultRoute(), "\n") > 0 || e.defaultRoute() == "" {
+				t.Errorf("after %s and all down:\n%s", strings.Join(steps, ", "), e.dump())
+			}
+			_ = names
+		})
 	}
 }

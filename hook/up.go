@@ -153,6 +153,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	case !u.Up && !req.DryRun:
 		return fmt.Errorf("bringing up tunnels on %s: the underlay is down; bring it up first", req.Iface)
 	}
+	lg := newLedger(sys.Store, req.Iface, rec)
 	paths := map[netip.Addr]plan.Path{}
 	for _, t := range tunnels {
 		if !t.DefaultRoute {
@@ -166,6 +167,14 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		p, err := sys.Net.PathTo(t.Remote)
 		if err != nil {
 			return fmt.Errorf("bringing up tunnels on %s: tunnel %q: %w", req.Iface, t.Name, err)
+		}
+		if lk, ok := snap.links[p.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
+			// The remote is reached through another of gre-hook's tunnels,
+			// which holds the default route now. The pin must take the path
+			// the default route took before gre-hook's.
+			if p, err = pathBefore(lg, t.Remote, snap); err != nil {
+				return fmt.Errorf("bringing up tunnels on %s: tunnel %q: default_route: %w", req.Iface, t.Name, err)
+			}
 		}
 		paths[t.Remote] = p
 	}
@@ -207,7 +216,8 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 
 	newRec := merged(req.Iface, rec, want)
 	newRec.Source = src
-	r.ledger = newLedger(sys.Store, req.Iface, newRec)
+	lg.setOwn(newRec)
+	r.ledger = lg
 	r.checkpoint = func() error {
 		if req.DryRun {
 			return nil
@@ -243,6 +253,9 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		return &wrapped{msg: msg, err: err}
 	}
 	if !req.DryRun {
+		if errs := r.ledger.save(); len(errs) > 0 {
+			return join(errs)
+		}
 		if err := sys.Store.Save(newRec); err != nil {
 			return err
 		}
@@ -345,6 +358,7 @@ func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Recor
 		if prev := old.Find(t.Link.Name); prev != nil && len(t.Defaults) > 0 {
 			e.Replaced = prev.Replaced
 			e.Seq = prev.Seq
+			e.Displaced = prev.Displaced
 		}
 		for _, m := range t.MSS {
 			e.MSS = append(e.MSS, m.Family)
@@ -804,6 +818,9 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 			if !hasRoute(rec.Replaced, cur.Dst, cur.Table, cur.Metric) {
 				rec.Replaced = append(rec.Replaced, state.FromPlan(cur.Route, cur.Protocol))
 			}
+			// Tunnels whose default this route overrode are out of the
+			// running: this one's teardown puts back this route, not theirs.
+			r.ledger.displaceOthers(state.FromPlan(d, 0), t.Link.Name)
 			// Only the record remembers the route about to be replaced:
 			// write it down first.
 			if err := r.checkpoint(); err != nil {

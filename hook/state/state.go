@@ -73,6 +73,11 @@ type Tunnel struct {
 	// still up with the highest Seq gets it back. A counter, not a time,
 	// so that a clock stepped at boot cannot reorder them.
 	Seq uint64 `json:"default_seq,omitempty"`
+	// Displaced: a default route gre-hook did not set overrode this
+	// tunnel's, and then another tunnel took that one over. This tunnel
+	// no longer gets the default route back, and the route it replaced
+	// is no longer the one to restore.
+	Displaced bool `json:"displaced,omitempty"`
 }
 
 // Record is everything gre-hook created for one underlay.
