@@ -66,6 +66,7 @@ func down(ctx context.Context, req Request, sys *System, l *logger) error {
 		// removing the tunnel would take the router's default with it.
 		return fmt.Errorf("taking down tunnels on %s: %w", req.Iface, err)
 	}
+	distrust(rec, req, l)
 
 	links, err := sys.Net.Links()
 	if err != nil {

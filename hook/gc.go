@@ -53,6 +53,9 @@ func GC(ctx context.Context, req Request, sys *System) error {
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
+	for _, u := range sortedKeys(recs) {
+		distrust(recs[u], req, l)
+	}
 	var errs []error
 	for _, u := range sortedKeys(broken) {
 		errs = append(errs, broken[u])

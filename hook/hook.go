@@ -147,6 +147,19 @@ func describeSource(s string) string {
 	return s
 }
 
+// distrust keeps a checked run from honouring what an unchecked one
+// wrote: a record made under GRE_HOOK_INSECURE_CONFIG may list commands
+// from a config anyone could have written. It says so, and drops them.
+func distrust(rec *state.Record, req Request, l *logger) {
+	if rec == nil || !rec.Insecure || req.AllowInsecure {
+		return
+	}
+	l.warn("the record of %s was written by a run that skipped the config checks (GRE_HOOK_INSECURE_CONFIG); its down_commands are not run", rec.Underlay)
+	for i := range rec.Tunnels {
+		rec.Tunnels[i].Down = nil
+	}
+}
+
 // LoadConfig reads the configuration a request names.
 func LoadConfig(req Request) (*config.Config, error) {
 	if req.loaded != nil {

@@ -358,3 +358,29 @@ func TestDefaultRouteInvariant(t *testing.T) {
 		})
 	}
 }
+
+// A record written by a run that skipped the config checks does not get
+// its down_command run by a checked run, which says why.
+func TestInsecureRecordNotHonoured(t *testing.T) {
+	e := newEnv(t)
+	e.write(strings.Replace(site1, `mss = "pmtu"`, "mss = \"pmtu\"\ndown_command = [\"/usr/bin/logger\", \"bye\"]", 1))
+	e.mustRun(PhaseUp)
+	if !strings.Contains(e.record(), `"insecure": true`) {
+		t.Fatalf("record of an unchecked run not marked:\n%s", e.record())
+	}
+	out := e.mustOn("eth1", PhaseDown, func(r *Request) { r.AllowInsecure = false; r.Config = "/nonexistent/gre-hook.toml" })
+	if len(e.commands) != 0 {
+		t.Errorf("a checked run ran a command from an unchecked record: %v", e.commands)
+	}
+	if !strings.Contains(out, "skipped the config checks") {
+		t.Errorf("no warning:\n%s", out)
+	}
+	diff(t, "state after down", e.dump(), baseline)
+
+	// An unchecked run trusts it, as it trusts the config.
+	e.mustRun(PhaseUp)
+	e.mustRun(PhaseDown)
+	if len(e.commands) != 1 {
+		t.Errorf("commands: %v", e.commands)
+	}
+}

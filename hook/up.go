@@ -126,6 +126,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	if err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
+	distrust(rec, req, l)
 	src := sourceOf(req)
 	if rec != nil && rec.Source != "" && rec.Source != src && !req.SwitchConfig {
 		// Hooks run once per stanza, and a dual-stack underlay's inet6
@@ -216,6 +217,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 
 	newRec := merged(req.Iface, rec, want)
 	newRec.Source = src
+	newRec.Insecure = req.AllowInsecure
 	lg.setOwn(newRec)
 	r.ledger = lg
 	r.checkpoint = func() error {

@@ -88,8 +88,12 @@ type Record struct {
 	// /etc/gre-hook, else an absolute path. A run that reads another
 	// config leaves this underlay's tunnels alone. Empty in records of
 	// older versions: any config may then take them.
-	Source  string   `json:"source,omitempty"`
-	Tunnels []Tunnel `json:"tunnels"`
+	Source string `json:"source,omitempty"`
+	// Insecure: written by a run that skipped the config checks
+	// (GRE_HOOK_INSECURE_CONFIG). A checked run warns about such a record
+	// and does not run the commands it lists.
+	Insecure bool     `json:"insecure,omitempty"`
+	Tunnels  []Tunnel `json:"tunnels"`
 }
 
 // DefaultSource is Record.Source for the default config locations.
