@@ -47,6 +47,9 @@ type Request struct {
 	// SwitchConfig lets an up take over an underlay whose tunnels came
 	// from another config.
 	SwitchConfig bool
+	// ByHand: the interface came from --iface, not from ifupdown. A run
+	// by hand that does nothing says why even without -v.
+	ByHand bool
 
 	// loaded is the config already read for this request, so that a run
 	// does not parse it twice (with a thousand tunnels that is most of

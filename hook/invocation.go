@@ -268,5 +268,6 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 		return nil, usageErr("interface name %s", msg)
 	}
 	req.Iface = iface
+	req.ByHand = set["iface"]
 	return inv, nil
 }

@@ -384,3 +384,22 @@ func TestInsecureRecordNotHonoured(t *testing.T) {
 		t.Errorf("commands: %v", e.commands)
 	}
 }
+
+// A run by hand with another config says why it leaves the tunnels
+// alone; one from ifupdown says so only with -v.
+func TestOtherConfigByHandSaysWhy(t *testing.T) {
+	e := newEnv(t)
+	e.write(site1)
+	e.mustRun(PhaseUp)
+	other := filepath.Join(t.TempDir(), "other.toml")
+	if err := os.WriteFile(other, []byte(site1Edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.Config = other }); out != "" {
+		t.Errorf("a run from ifupdown was not quiet:\n%s", out)
+	}
+	out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.Config = other; r.ByHand = true })
+	if !strings.Contains(out, "warning: eth1: its tunnels came from "+e.cfg) || !strings.Contains(out, "--switch-config") {
+		t.Errorf("a run by hand did not say why:\n%s", out)
+	}
+}

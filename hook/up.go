@@ -132,7 +132,11 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		// Hooks run once per stanza, and a dual-stack underlay's inet6
 		// stanza may name no config: its run must not undo the inet
 		// stanza's tunnels as stale.
-		l.note("%s: its tunnels came from %s, not %s; leaving them alone (--switch-config makes this config theirs)",
+		say := l.note
+		if req.ByHand {
+			say = l.warn
+		}
+		say("%s: its tunnels came from %s, not %s; leaving them alone (--switch-config makes this config theirs)",
 			req.Iface, describeSource(rec.Source), describeSource(src))
 		return nil
 	}

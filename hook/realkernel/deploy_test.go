@@ -37,8 +37,12 @@ func (n *netns) defaultRoutes() []string {
 	var lines []string
 	for _, r := range rs {
 		proto := r.Protocol
-		if proto == "gre-hook" {
+		switch proto {
+		case "gre-hook":
 			proto = protoOurs
+		case "":
+			// ip leaves out the default protocol, boot.
+			proto = "boot"
 		}
 		s := "default"
 		if r.Gateway != "" {

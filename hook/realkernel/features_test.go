@@ -185,15 +185,18 @@ func TestMTU(t *testing.T) {
 	ns.up(cfg, "eth1")
 	l, _ := ns.link("gre-site2")
 	assertEq(t, "mtu derived from a 9000 underlay", l.Mtu, 8976)
-	os.WriteFile(cfg, []byte(site1+"\n"), 0o644)
-	cfg2 := writeConfig(t, strings.Replace(site1, `address = `, "mtu = 1400\naddress = ", 1))
-	r := ns.up(cfg2, "eth1")
+	// The config is edited in place: gre-hook remembers which config
+	// brought the tunnels up, and leaves them alone for any other.
+	if err := os.WriteFile(cfg, []byte(strings.Replace(site1, `address = `, "mtu = 1400\naddress = ", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := ns.up(cfg, "eth1")
 	if !strings.Contains(r.stderr, "ip link set gre-site2 mtu 1400") {
 		t.Errorf("mtu change not logged:\n%s", r.stderr)
 	}
 	l, _ = ns.link("gre-site2")
 	assertEq(t, "explicit mtu", l.Mtu, 1400)
-	ns.down(cfg2, "eth1")
+	ns.down(cfg, "eth1")
 	ns.assertClean()
 }
 

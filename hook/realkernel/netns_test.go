@@ -4,7 +4,6 @@ package realkernel
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -49,21 +48,22 @@ mss = "off"
 	// The namespace dies with its tunnel up, as a container does.
 	mustRun(t, "ip", "netns", "del", a.name)
 
-	// Namespaces until the kernel reuses the inode; the dead namespace is
+	// Namespaces until the kernel reuses the inode. It hands out the
+	// lowest free number, so the namespaces made on the way are kept: they
+	// fill the lower holes that earlier tests left. The dead namespace is
 	// freed by a kernel worker, so allow it a moment.
 	var b *netns
-	deadline := time.Now().Add(20 * time.Second)
-	for b == nil && time.Now().Before(deadline) {
+	deadline := time.Now().Add(60 * time.Second)
+	for made := 0; b == nil && made < 200 && time.Now().Before(deadline); made++ {
 		n := newNS(t)
 		if nsInode(t, n.name) == inode {
 			b = n
 			break
 		}
-		exec.Command("ip", "netns", "del", n.name).Run()
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	if b == nil {
-		t.Fatalf("no new namespace got the dead one's inode %d within 20 s; the premise of this test changed", inode)
+		t.Fatalf("no new namespace got the dead one's inode %d; the premise of this test changed", inode)
 	}
 	t.Logf("namespace %s got the dead namespace's inode %d", b.name, inode)
 	if dirB := b.stateDir(); dirB == dirA {
