@@ -403,3 +403,26 @@ func TestOtherConfigByHandSaysWhy(t *testing.T) {
 		t.Errorf("a run by hand did not say why:\n%s", out)
 	}
 }
+
+// A tunnel that an up removes because the config dropped it gets its
+// down_command run first, as a down would.
+func TestStaleTunnelRunsDownCommand(t *testing.T) {
+	e := newEnv(t)
+	e.write(site1 + `
+[[tunnel]]
+name = "gre-old"
+underlay = "eth1"
+remote = "203.0.113.7"
+address = ["10.0.5.1/30"]
+down_command = ["/usr/bin/logger", "gre-old going"]
+`)
+	e.mustRun(PhaseUp)
+	e.commands = nil
+	e.write(site1)
+	out := e.mustRun(PhaseUp)
+	want := "/usr/bin/logger gre-old going [GRE_HOOK_TUNNEL=gre-old GRE_HOOK_UNDERLAY=eth1 GRE_HOOK_PHASE=down]"
+	if len(e.commands) != 1 || e.commands[0] != want {
+		t.Errorf("commands run: %q, want [%q]\n%s", e.commands, want, out)
+	}
+	diff(t, "state after the edit", e.dump(), site1State)
+}
