@@ -50,6 +50,10 @@ type Request struct {
 	// ByHand: the interface came from --iface, not from ifupdown. A run
 	// by hand that does nothing says why even without -v.
 	ByHand bool
+	// Line: the phase came from the command line and the environment has
+	// IFACE but no PHASE, as ifupdown2 runs a post-up or pre-down line.
+	// Such a line sees no stanza options, gre-hook-config included.
+	Line bool
 
 	// loaded is the config already read for this request, so that a run
 	// does not parse it twice (with a thousand tunnels that is most of

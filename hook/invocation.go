@@ -222,6 +222,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 		}
 		phase = argPhase
 		if !set["iface"] {
+			req.Line = getenv("PHASE") == ""
 			iface = getenv("IFACE")
 			if iface == "" {
 				return nil, usageErr("%s: no interface: IFACE is not set; by hand, add --iface IFACE", argPhase)

@@ -3,6 +3,8 @@ package hook
 import (
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -36,10 +38,10 @@ func TestParse(t *testing.T) {
 		{name: "ifupdown2 down", env: ifup("down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
 		{name: "stanza line up", args: []string{"up"}, env: ifup("post-up"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
 		{name: "stanza line down", args: []string{"down"}, env: ifup("pre-down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
-		{name: "ifupdown2 stanza line up", args: []string{"up"}, env: envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
-		{name: "ifupdown2 stanza line down", args: []string{"down"}, env: envOf("IFACE", "eth1", "ADDRFAM", "inet"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
-		{name: "stanza line with config after", args: []string{"down", "--config", "/c"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown, Config: "/c"}},
-		{name: "stanza line with config before", args: []string{"--config", "/c", "up"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/c"}},
+		{name: "ifupdown2 stanza line up", args: []string{"up"}, env: envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Line: true}},
+		{name: "ifupdown2 stanza line down", args: []string{"down"}, env: envOf("IFACE", "eth1", "ADDRFAM", "inet"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown, Line: true}},
+		{name: "stanza line with config after", args: []string{"down", "--config", "/c"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown, Config: "/c", Line: true}},
+		{name: "stanza line with config before", args: []string{"--config", "/c", "up"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/c", Line: true}},
 		{name: "positional phase by hand", args: []string{"up", "--iface", "eth2", "--dry-run"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseUp, DryRun: true, ByHand: true}},
 		{name: "positional phase on lo", args: []string{"up"}, env: envOf("IFACE", "lo"), cmd: CmdNothing},
 		{name: "positional phase without IFACE", args: []string{"up"}, env: envOf(), usage: true},
@@ -137,6 +139,36 @@ func TestBareStanzaLineUnderIfupdown2(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("message lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// An ifupdown2 post-up line sees no stanza options; one that finds no
+// tunnels must say so, since ifupdown2 shows output only of failures.
+func TestIfupdown2LineWithoutTunnelsFails(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "empty.toml")
+	if err := os.WriteFile(cfg, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet",
+		"GRE_HOOK_CONFIG", cfg, "GRE_HOOK_INSECURE_CONFIG", "1", "GRE_HOOK_STATE_DIR", t.TempDir())
+	var stderr strings.Builder
+	if code := Main([]string{"up"}, env, io.Discard, &stderr, "t"); code != ExitUsage || !strings.Contains(stderr.String(), "--config PATH") {
+		t.Errorf("up line: exit %d\n%s", code, stderr.String())
+	}
+	// A pre-down line with nothing to take down, and a line under
+	// ifupdown (PHASE set), stay quiet.
+	stderr.Reset()
+	if code := Main([]string{"down"}, env, io.Discard, &stderr, "t"); code != ExitOK || stderr.Len() != 0 {
+		t.Errorf("down line: exit %d\n%s", code, stderr.String())
+	}
+	withPhase := func(k string) string {
+		if k == "PHASE" {
+			return "post-up"
+		}
+		return env(k)
+	}
+	if code := Main([]string{"up"}, withPhase, io.Discard, &stderr, "t"); code != ExitOK || stderr.Len() != 0 {
+		t.Errorf("ifupdown line: exit %d\n%s", code, stderr.String())
 	}
 }
 

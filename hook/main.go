@@ -58,6 +58,16 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	}
 
 	if inv.Command == CmdRun && nothingToDo(inv) {
+		if r := inv.Request; r.Line && r.Phase == PhaseUp {
+			// ifupdown2 hides the output of a line that succeeds, and its
+			// lines never see gre-hook-config: a silent no-op here is a site
+			// left unjoined with no word to the admin.
+			fmt.Fprintf(stderr, "gre-hook: up on %s: %s has no tunnels on %s, and gre-hook brought none up there; "+
+				"ifupdown2 gives post-up lines no stanza options, gre-hook-config included: name the config on the line, "+
+				"\"post-up /usr/sbin/gre-hook up --config PATH\", or leave the line out and let the if-up.d hook do it\n",
+				r.Iface, describeSource(sourceOf(r)), r.Iface)
+			return ExitUsage
+		}
 		if inv.Request.Verbose {
 			fmt.Fprintf(stderr, "gre-hook: no tunnels on %s\n", inv.Request.Iface)
 		}
