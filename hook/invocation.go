@@ -96,7 +96,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
 	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
-		if err != nil || n < 0 || n > 3600 {
+		// ParseFloat takes "NaN", which every comparison calls false, so
+		// the range is written to hold only for real numbers in it.
+		if err != nil || !(n >= 0 && n <= 3600) {
 			return nil, usageErr("GRE_HOOK_LOCK_WAIT=%q is not a number of seconds from 0 to 3600", v)
 		}
 		inv.LockWait = time.Duration(n * float64(time.Second))

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParseInvocation feeds arbitrary arguments and ifupdown environments
@@ -17,6 +18,8 @@ func FuzzParseInvocation(f *testing.F) {
 	f.Add("status\x00--json\x00--iface\x00eth1", "", "", "", "")
 	f.Add("gc\x00--dry-run", "", "", "", "")
 	f.Add("--phase\x00sideways\x00--iface\x00x", "", "", "", "")
+	f.Add("", "eth1", "post-up", "inet", "NaN")
+	f.Add("", "eth1", "post-up", "inet", "1e400")
 	f.Fuzz(func(t *testing.T, args, iface, phase, addrfam, wait string) {
 		var argv []string
 		if args != "" {
@@ -29,6 +32,9 @@ func FuzzParseInvocation(f *testing.F) {
 				t.Fatalf("rejection is not a usage error: %v", err)
 			}
 			return
+		}
+		if inv.LockWait < 0 || inv.LockWait > 3600*time.Second {
+			t.Fatalf("GRE_HOOK_LOCK_WAIT=%q accepted as %v", wait, inv.LockWait)
 		}
 		if inv.Command == CmdRun {
 			if inv.Request.Phase != PhaseUp && inv.Request.Phase != PhaseDown {

@@ -80,6 +80,17 @@ func TestParse(t *testing.T) {
 		{name: "version", args: []string{"--version"}, env: envOf(), cmd: CmdVersion},
 		{name: "insecure", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "1"), cmd: CmdCheck, req: Request{AllowInsecure: true}},
 		{name: "bad lock wait", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "soon"), usage: true},
+		// strconv.ParseFloat takes all of these, and NaN compares false
+		// with every bound.
+		{name: "lock wait NaN", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "NaN"), usage: true},
+		{name: "lock wait nan", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "nan"), usage: true},
+		{name: "lock wait Inf", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "Inf"), usage: true},
+		{name: "lock wait +Inf", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "+Inf"), usage: true},
+		{name: "lock wait -Inf", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "-Inf"), usage: true},
+		{name: "lock wait infinity", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "infinity"), usage: true},
+		{name: "lock wait -1", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "-1"), usage: true},
+		{name: "lock wait 1e400", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "1e400"), usage: true},
+		{name: "lock wait 3601", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "3601"), usage: true},
 		{name: "bad xtables wait", env: ifup("post-up", "GRE_HOOK_XTABLES_WAIT", "0"), usage: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
