@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook/config"
 )
 
 // FuzzParseInvocation feeds arbitrary arguments and ifupdown environments
@@ -40,7 +42,7 @@ func FuzzParseInvocation(f *testing.F) {
 			if inv.Request.Phase != PhaseUp && inv.Request.Phase != PhaseDown {
 				t.Fatalf("run with phase %q", inv.Request.Phase)
 			}
-			if inv.Request.Iface == "" || strings.ContainsAny(inv.Request.Iface, "/: \t\n") || len(inv.Request.Iface) > 15 {
+			if config.ValidIfName(inv.Request.Iface) != "" {
 				t.Fatalf("run with interface %q", inv.Request.Iface)
 			}
 		}

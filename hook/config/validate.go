@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 type validator struct {
@@ -34,7 +35,23 @@ var fallbackNames = map[string]bool{
 	"gre0": true, "gretap0": true, "erspan0": true, "ip6gre0": true, "ip6gretap0": true, "ip6erspan0": true, "ip6tnl0": true, "tunl0": true, "sit0": true,
 }
 
+// ifNameChars says why each character that has a meaning beyond the name
+// itself is refused: the kernel forbids some, and iptables, nftables, the
+// kernel's name templates or gre-hook's own rule parsing would read the
+// others as something else.
+var ifNameChars = map[rune]string{
+	'/': "which Linux forbids in interface names",
+	':': "which Linux forbids in interface names",
+	' ': "which Linux forbids in interface names",
+	'+': `which iptables reads as a wildcard ("-o gre+" matches every interface whose name starts with "gre")`,
+	'*': "which nftables reads as a wildcard in interface names",
+	'!': "which iptables reads as negation",
+	'%': `which the kernel replaces with a number when it creates the link ("gre%d" becomes gre0, gre1, ...)`,
+	'"': "which breaks reading gre-hook's rules back from iptables -S",
+}
+
 // ValidIfName reports why name cannot be a Linux interface name, or "".
+// It names the first bad character only: one message per name.
 func ValidIfName(name string) string {
 	switch {
 	case name == "":
@@ -43,8 +60,24 @@ func ValidIfName(name string) string {
 		return fmt.Sprintf("%q is %d bytes; Linux allows at most 15", name, len(name))
 	case name == "." || name == "..":
 		return fmt.Sprintf("%q is not a valid interface name", name)
-	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00"):
-		return fmt.Sprintf("%q contains '/', ':' or white space, which Linux forbids in interface names", name)
+	}
+	for i, r := range name {
+		_, size := utf8.DecodeRuneInString(name[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return fmt.Sprintf("%q contains the byte %#02x, which is not UTF-8; gre-hook's logs, records and status --json need UTF-8", name, name[i])
+		case r == ' ':
+			return fmt.Sprintf("%q contains a space, %s", name, ifNameChars[r])
+		case ifNameChars[r] != "":
+			return fmt.Sprintf("%q contains %q, %s", name, r, ifNameChars[r])
+		case r < 0x80 && unicode.IsSpace(r):
+			// The kernel's own test is isspace(): these ASCII ones.
+			return fmt.Sprintf("%q contains %q (%U), which Linux forbids in interface names", name, r, r)
+		case unicode.IsControl(r):
+			return fmt.Sprintf("%q contains %q (%U), a control character, which garbles logs and iptables -S output", name, r, r)
+		case unicode.IsSpace(r):
+			return fmt.Sprintf("%q contains %q (%U), white space, which reads as a space in logs and commands", name, r, r)
+		}
 	}
 	return ""
 }
