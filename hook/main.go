@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 
@@ -135,19 +134,7 @@ func NewSystem(inv *Invocation, stderr io.Writer) (*System, func(), error) {
 		LockWait:   inv.LockWait,
 		Log:        stderr,
 	}
-	limit := inv.CommandLimit
-	sys.Command = func(ctx context.Context, argv, env []string) error {
-		ctx, cancel := context.WithTimeout(ctx, limit)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		err := cmd.Run()
-		if ctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("%s: still running after %s, killed", argv[0], limit)
-		}
-		return err
-	}
+	sys.Command = commandRunner{Limit: inv.CommandLimit, Out: stderr}.Run
 	readOnly := inv.Request.DryRun && os.Geteuid() != 0
 	sys.Tables = func(family int) (mss.Backend, error) {
 		if readOnly {
