@@ -134,7 +134,7 @@ func NewSystem(inv *Invocation, stderr io.Writer) (*System, func(), error) {
 		LockWait:   inv.LockWait,
 		Log:        stderr,
 	}
-	sys.Command = commandRunner{Limit: inv.CommandLimit, Out: stderr}.Run
+	sys.Command = commandRunner{Limit: inv.CommandLimit, Grace: commandGrace, Out: stderr}.Run
 	readOnly := inv.Request.DryRun && os.Geteuid() != 0
 	sys.Tables = func(family int) (mss.Backend, error) {
 		if readOnly {
