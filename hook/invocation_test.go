@@ -85,6 +85,8 @@ func TestParse(t *testing.T) {
 		{name: "help command", args: []string{"help"}, env: envOf(), cmd: CmdHelp},
 		{name: "version", args: []string{"--version"}, env: envOf(), cmd: CmdVersion},
 		{name: "insecure", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "1"), cmd: CmdCheck, req: Request{AllowInsecure: true}},
+		{name: "insecure from the stanza", args: []string{"check"}, env: envOf("IF_GRE_HOOK_INSECURE_CONFIG", "yes"), cmd: CmdCheck, req: Request{AllowInsecure: true}},
+		{name: "insecure only with 1", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "yes"), cmd: CmdCheck, req: Request{}},
 		{name: "bad lock wait", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "soon"), usage: true},
 		// strconv.ParseFloat takes all of these, and NaN compares false
 		// with every bound.

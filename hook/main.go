@@ -40,6 +40,12 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	case CmdVersion:
 		fmt.Fprintf(stdout, "gre-hook %s\n", version)
 		return ExitOK
+	}
+	// Every command left reads the config.
+	if inv.Request.AllowInsecure {
+		fmt.Fprintf(stderr, "gre-hook: warning: %s: the config is read without checking who owns it or can write it; this is for tests only\n", inv.InsecureConfig)
+	}
+	switch inv.Command {
 	case CmdCheck:
 		cfg, err := LoadConfig(inv.Request)
 		if err != nil {

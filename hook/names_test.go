@@ -1,6 +1,7 @@
 package hook
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +53,8 @@ func TestCheckReportsEveryBadName(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, ExitUsage)
 	}
 	plus := `contains '+', which iptables reads as a wildcard ("-o gre+" matches every interface whose name starts with "gre")`
-	want := cfg + `:2:1: tunnel "gre+": name: "gre+" ` + plus + "\n" +
+	want := "gre-hook: warning: GRE_HOOK_INSECURE_CONFIG=1: the config is read without checking who owns it or can write it; this is for tests only\n" +
+		cfg + `:2:1: tunnel "gre+": name: "gre+" ` + plus + "\n" +
 		cfg + `:7:1: tunnel "gre%d": name: "gre%d" contains '%', which the kernel replaces with a number when it creates the link ("gre%d" becomes gre0, gre1, ...)` + "\n" +
 		cfg + `:8:1: tunnel "gre%d": underlay: "eth+" ` + plus + "\n" +
 		cfg + `:12:1: tunnel "gre\"q": name: "gre\"q" contains '"', which breaks reading gre-hook's rules back from iptables -S` + "\n" +
@@ -65,5 +67,43 @@ func TestCheckReportsEveryBadName(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("stdout: %s", stdout.String())
+	}
+}
+
+// Every run that reads the config unchecked says so, check included.
+func TestInsecureConfigWarns(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "gre-hook.toml")
+	if err := os.WriteFile(cfg, []byte(site1), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cfg, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	byEnv := "gre-hook: warning: GRE_HOOK_INSECURE_CONFIG=1: the config is read without checking who owns it or can write it; this is for tests only\n"
+	byStanza := "gre-hook: warning: gre-hook-insecure-config yes (IF_GRE_HOOK_INSECURE_CONFIG=yes): the config is read without checking who owns it or can write it; this is for tests only\n"
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  func(string) string
+		want string
+	}{
+		{"check", []string{"check", "--config", cfg}, envOf("GRE_HOOK_INSECURE_CONFIG", "1"), byEnv},
+		{"stanza option", []string{"check", "--config", cfg}, envOf("IF_GRE_HOOK_INSECURE_CONFIG", "yes"), byStanza},
+		// A run for an interface without tunnels reads the config too,
+		// and otherwise prints nothing.
+		{"run with nothing to do", nil, envOf("IFACE", "eth9", "PHASE", "post-up", "GRE_HOOK_CONFIG", cfg, "GRE_HOOK_STATE_DIR", t.TempDir(), "IF_GRE_HOOK_INSECURE_CONFIG", "yes"), byStanza},
+		{"dry run", []string{"--config", cfg, "--iface", "eth9", "--phase", "up", "--dry-run"}, envOf("GRE_HOOK_INSECURE_CONFIG", "1", "GRE_HOOK_STATE_DIR", t.TempDir()), byEnv},
+		// Nothing is read for lo, so nothing is said.
+		{"lo", nil, envOf("IFACE", "lo", "PHASE", "post-up", "GRE_HOOK_INSECURE_CONFIG", "1"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr strings.Builder
+			if code := Main(tc.args, tc.env, io.Discard, &stderr, "t"); code != ExitOK {
+				t.Errorf("exit %d\n%s", code, stderr.String())
+			}
+			if got := stderr.String(); got != tc.want {
+				t.Errorf("stderr:\n got %q\nwant %q", got, tc.want)
+			}
+		})
 	}
 }
