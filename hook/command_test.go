@@ -17,13 +17,35 @@ import (
 // that outlives its time because of something it started.
 const forker = `/bin/sleep 300 & echo $! > "$1"; wait`
 
+// limit is the time limit of the tests' commands: long enough for a
+// shell to start its sleeper on a busy machine.
+const limit = time.Second
+
 // runForker runs script through commandRunner r with ctx and returns the
 // error and the sleeper's PID. The sleeper is killed when the test ends,
-// whatever happened.
-func runForker(t *testing.T, ctx context.Context, r commandRunner, script string) (error, int) {
+// whatever happened. running, if not nil, is called once the sleeper's
+// PID has been written.
+func runForker(t *testing.T, ctx context.Context, r commandRunner, script string, running func()) (pid int, err error) {
 	t.Helper()
 	dir := t.TempDir()
 	pidfile := filepath.Join(dir, "pid")
+	if running != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				if data, err := os.ReadFile(pidfile); err == nil && strings.HasSuffix(string(data), "\n") {
+					running()
+					return
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		}()
+	}
 	if r.Out == nil {
 		// A file, not a buffer: a pipe would keep Run waiting for as long
 		// as the sleeper holds it.
@@ -34,7 +56,7 @@ func runForker(t *testing.T, ctx context.Context, r commandRunner, script string
 		defer out.Close()
 		r.Out = out
 	}
-	err := r.Run(ctx, []string{"/bin/sh", "-c", script, "sh", pidfile}, []string{"PATH=/usr/bin:/bin"})
+	err = r.Run(ctx, []string{"/bin/sh", "-c", script, "sh", pidfile}, []string{"PATH=/usr/bin:/bin"})
 	data, rerr := os.ReadFile(pidfile)
 	if rerr != nil {
 		t.Fatalf("the command wrote no PID: %v (run: %v)", rerr, err)
@@ -44,7 +66,7 @@ func runForker(t *testing.T, ctx context.Context, r commandRunner, script string
 		t.Fatalf("PID file holds %q", data)
 	}
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
-	return err, pid
+	return pid, err
 }
 
 // alive reports whether pid is a live process. A zombie is dead: it only
@@ -74,14 +96,14 @@ func assertGone(t *testing.T, pid int, what string) {
 
 // A command that times out is killed together with what it started.
 func TestCommandTimeoutKillsItsChildren(t *testing.T) {
-	r := commandRunner{Limit: 200 * time.Millisecond}
+	r := commandRunner{Limit: limit}
 	start := time.Now()
-	err, pid := runForker(t, context.Background(), r, forker)
-	if want := "/bin/sh: still running after 200ms, killed with the processes it started"; err == nil || err.Error() != want {
+	pid, err := runForker(t, context.Background(), r, forker, nil)
+	if want := "/bin/sh: still running after 1s, killed with the processes it started"; err == nil || err.Error() != want {
 		t.Errorf("error:\n got %v\nwant %s", err, want)
 	}
 	assertGone(t, pid, "timed-out command")
-	if d := time.Since(start); d > 5*time.Second {
+	if d := time.Since(start); d > limit+5*time.Second {
 		t.Errorf("the timed-out command took %s to stop", d)
 	}
 }
@@ -92,9 +114,9 @@ func TestCommandCancelKillsItsChildren(t *testing.T) {
 	r := commandRunner{Limit: time.Minute}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	time.AfterFunc(200*time.Millisecond, cancel)
 	start := time.Now()
-	err, pid := runForker(t, ctx, r, forker)
+	// Cancelled once the sleeper runs, as by a SIGTERM to gre-hook.
+	pid, err := runForker(t, ctx, r, forker, cancel)
 	if want := "/bin/sh: killed with the processes it started: gre-hook is stopping: context canceled"; err == nil || err.Error() != want {
 		t.Errorf("error:\n got %v\nwant %s", err, want)
 	}
@@ -109,15 +131,15 @@ func TestCommandCancelKillsItsChildren(t *testing.T) {
 
 // What ignores SIGTERM gets SIGKILL after the grace period.
 func TestCommandKillEscalatesAfterGrace(t *testing.T) {
-	r := commandRunner{Limit: 200 * time.Millisecond, Grace: 300 * time.Millisecond}
+	r := commandRunner{Limit: limit, Grace: 300 * time.Millisecond}
 	start := time.Now()
 	// The trap is inherited: the sleeper ignores SIGTERM too.
-	err, pid := runForker(t, context.Background(), r, `trap "" TERM; `+forker)
-	if err == nil || !strings.Contains(err.Error(), "still running after 200ms") {
+	pid, err := runForker(t, context.Background(), r, `trap "" TERM; `+forker, nil)
+	if err == nil || !strings.Contains(err.Error(), "still running after 1s") {
 		t.Errorf("error: %v", err)
 	}
 	assertGone(t, pid, "command ignoring SIGTERM")
-	if d := time.Since(start); d < 500*time.Millisecond {
+	if d := time.Since(start); d < limit+300*time.Millisecond {
 		t.Errorf("stopped after %s: SIGKILL came before the grace period was over", d)
 	}
 }
@@ -126,7 +148,7 @@ func TestCommandKillEscalatesAfterGrace(t *testing.T) {
 // daemon is what up_command is for.
 func TestCommandThatFinishesKeepsWhatItStarted(t *testing.T) {
 	r := commandRunner{Limit: 5 * time.Second, Grace: 100 * time.Millisecond}
-	err, pid := runForker(t, context.Background(), r, `/bin/sleep 300 & echo $! > "$1"`)
+	pid, err := runForker(t, context.Background(), r, `/bin/sleep 300 & echo $! > "$1"`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,13 +163,13 @@ func TestCommandThatFinishesKeepsWhatItStarted(t *testing.T) {
 // waiting.
 func TestCommandTimeoutDoesNotWaitForAnEscapedProcess(t *testing.T) {
 	var out strings.Builder
-	r := commandRunner{Limit: 200 * time.Millisecond, Grace: 100 * time.Millisecond, Out: &out}
+	r := commandRunner{Limit: limit, Grace: 100 * time.Millisecond, Out: &out}
 	start := time.Now()
-	err, pid := runForker(t, context.Background(), r, `/usr/bin/setsid /bin/sleep 300 & echo $! > "$1"; wait`)
-	if err == nil || !strings.Contains(err.Error(), "still running after 200ms") {
+	pid, err := runForker(t, context.Background(), r, `/usr/bin/setsid /bin/sleep 300 & echo $! > "$1"; wait`, nil)
+	if err == nil || !strings.Contains(err.Error(), "still running after 1s") {
 		t.Errorf("error: %v", err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d > limit+3*time.Second {
 		t.Errorf("Run took %s", d)
 	}
 	if !alive(pid) {
