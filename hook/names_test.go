@@ -52,7 +52,7 @@ func TestCheckReportsEveryBadName(t *testing.T) {
 	if code != ExitUsage {
 		t.Errorf("exit %d, want %d", code, ExitUsage)
 	}
-	plus := `contains '+', which iptables reads as a wildcard ("-o gre+" matches every interface whose name starts with "gre")`
+	plus := `contains '+', which iptables reads as a wildcard at the end of a name ("-o gre+" matches every interface whose name starts with "gre")`
 	want := "gre-hook: warning: GRE_HOOK_INSECURE_CONFIG=1: the config is read without checking who owns it or can write it; this is for tests only\n" +
 		cfg + `:2:1: tunnel "gre+": name: "gre+" ` + plus + "\n" +
 		cfg + `:7:1: tunnel "gre%d": name: "gre%d" contains '%', which the kernel replaces with a number when it creates the link ("gre%d" becomes gre0, gre1, ...)` + "\n" +

@@ -15,8 +15,8 @@ func TestValidIfName(t *testing.T) {
 		{"abcdefghijklmnop", `"abcdefghijklmnop" is 16 bytes; Linux allows at most 15`},
 		{".", `"." is not a valid interface name`},
 		{"..", `".." is not a valid interface name`},
-		{"gre+", `"gre+" contains '+', which iptables reads as a wildcard ("-o gre+" matches every interface whose name starts with "gre")`},
-		{"gre+a", `"gre+a" contains '+', which iptables reads as a wildcard ("-o gre+" matches every interface whose name starts with "gre")`},
+		{"gre+", `"gre+" contains '+', which iptables reads as a wildcard at the end of a name ("-o gre+" matches every interface whose name starts with "gre")`},
+		{"gre+a", `"gre+a" contains '+', which iptables reads as a wildcard at the end of a name ("-o gre+" matches every interface whose name starts with "gre")`},
 		{"eth*", `"eth*" contains '*', which nftables reads as a wildcard in interface names`},
 		{`gre"a`, `"gre\"a" contains '"', which breaks reading gre-hook's rules back from iptables -S`},
 		{"gre%d", `"gre%d" contains '%', which the kernel replaces with a number when it creates the link ("gre%d" becomes gre0, gre1, ...)`},
@@ -35,10 +35,34 @@ func TestValidIfName(t *testing.T) {
 		{"a\u2003b", `"a\u2003b" contains '\u2003' (U+2003), white space, which reads as a space in logs and commands`},
 		{"a\xffb", `"a\xffb" contains the byte 0xff, which is not UTF-8; gre-hook's logs, records and status --json need UTF-8`},
 		// The first problem is named; fixing it shows the next.
-		{"a+b%c", `"a+b%c" contains '+', which iptables reads as a wildcard ("-o gre+" matches every interface whose name starts with "gre")`},
+		{"a+b%c", `"a+b%c" contains '+', which iptables reads as a wildcard at the end of a name ("-o gre+" matches every interface whose name starts with "gre")`},
 	} {
 		if got := ValidIfName(tc.name); got != tc.want {
 			t.Errorf("ValidIfName(%q):\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// KernelIfName holds the kernel's rules only: what gre-hook refuses for
+// its own reasons passes.
+func TestKernelIfName(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"gre+", ""},
+		{"gre%d", ""},
+		{`a"b`, ""},
+		{"a\x07b", ""},
+		{"a\xffb", ""},
+		{"a\u00a0b", ""},
+		{"", "must not be empty"},
+		{"abcdefghijklmnop", `"abcdefghijklmnop" is 16 bytes; Linux allows at most 15`},
+		{"..", `".." is not a valid interface name`},
+		{"a/b", `"a/b" contains '/', which Linux forbids in interface names`},
+		{"eth0:1", `"eth0:1" contains ':', which Linux forbids in interface names`},
+		{"a b", `"a b" contains a space, which Linux forbids in interface names`},
+		{"a\rb", `"a\rb" contains '\r' (U+000D), which Linux forbids in interface names`},
+	} {
+		if got := KernelIfName(tc.name); got != tc.want {
+			t.Errorf("KernelIfName(%q):\n got %s\nwant %s", tc.name, got, tc.want)
 		}
 	}
 }
