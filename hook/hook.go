@@ -172,16 +172,7 @@ func LoadConfig(req Request) (*config.Config, error) {
 	if req.loaded != nil {
 		return req.loaded, nil
 	}
-	files, err := config.Paths(req.Config)
-	if err != nil {
-		return nil, err
-	}
-	if !req.AllowInsecure {
-		if err := config.CheckSecure(req.Config, files); err != nil {
-			return nil, err
-		}
-	}
-	return config.Load(files)
+	return config.Read(req.Config, req.AllowInsecure)
 }
 
 // Run carries out req.

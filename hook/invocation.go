@@ -35,6 +35,9 @@ type Invocation struct {
 	LockWait     time.Duration
 	XtablesWait  int
 	CommandLimit time.Duration
+	// InsecureConfig names the setting that turned off the config file
+	// checks (Request.AllowInsecure), for the warning every run prints.
+	InsecureConfig string
 }
 
 // ErrUsage marks errors in how gre-hook was called.
@@ -78,8 +81,8 @@ Environment:
   GRE_HOOK_STATE_DIR        record and lock directory (default /run/gre-hook)
   GRE_HOOK_LOCK_WAIT        seconds to wait for another run's lock (default 30)
   GRE_HOOK_XTABLES_WAIT     seconds iptables waits for the xtables lock (default 10)
-  GRE_HOOK_INSECURE_CONFIG  1 accepts config files not owned by root or writable
-                            by others (for tests only)
+  GRE_HOOK_INSECURE_CONFIG  1 reads the config without checking that only root
+                            can write it (for tests only; warns on every run)
 
 Exit status: 0 done or nothing to do, 1 a change failed, 2 bad usage or config,
 3 status found drift.
@@ -99,7 +102,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
 	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
-		if err != nil || n < 0 || n > 3600 {
+		// ParseFloat takes "NaN", which every comparison calls false, so
+		// the range is written to hold only for real numbers in it.
+		if err != nil || !(n >= 0 && n <= 3600) {
 			return nil, usageErr("GRE_HOOK_LOCK_WAIT=%q is not a number of seconds from 0 to 3600", v)
 		}
 		inv.LockWait = time.Duration(n * float64(time.Second))
@@ -112,7 +117,13 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 		inv.XtablesWait = n
 	}
 	req := &inv.Request
-	req.AllowInsecure = getenv("GRE_HOOK_INSECURE_CONFIG") == "1" || getenv("IF_GRE_HOOK_INSECURE_CONFIG") == "yes"
+	switch {
+	case getenv("GRE_HOOK_INSECURE_CONFIG") == "1":
+		inv.InsecureConfig = "GRE_HOOK_INSECURE_CONFIG=1"
+	case getenv("IF_GRE_HOOK_INSECURE_CONFIG") == "yes":
+		inv.InsecureConfig = "gre-hook-insecure-config yes (IF_GRE_HOOK_INSECURE_CONFIG=yes)"
+	}
+	req.AllowInsecure = inv.InsecureConfig != ""
 
 	// A phase named on the command line: "gre-hook up" in a post-up line.
 	// ifupdown2 gives stanza commands no PHASE, so this is the form that

@@ -5,6 +5,9 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gre-hook/gre-hook/hook/config"
 )
 
 // FuzzParseInvocation feeds arbitrary arguments and ifupdown environments
@@ -17,6 +20,8 @@ func FuzzParseInvocation(f *testing.F) {
 	f.Add("status\x00--json\x00--iface\x00eth1", "", "", "", "")
 	f.Add("gc\x00--dry-run", "", "", "", "")
 	f.Add("--phase\x00sideways\x00--iface\x00x", "", "", "", "")
+	f.Add("", "eth1", "post-up", "inet", "NaN")
+	f.Add("", "eth1", "post-up", "inet", "1e400")
 	f.Fuzz(func(t *testing.T, args, iface, phase, addrfam, wait string) {
 		var argv []string
 		if args != "" {
@@ -30,11 +35,14 @@ func FuzzParseInvocation(f *testing.F) {
 			}
 			return
 		}
+		if inv.LockWait < 0 || inv.LockWait > 3600*time.Second {
+			t.Fatalf("GRE_HOOK_LOCK_WAIT=%q accepted as %v", wait, inv.LockWait)
+		}
 		if inv.Command == CmdRun {
 			if inv.Request.Phase != PhaseUp && inv.Request.Phase != PhaseDown {
 				t.Fatalf("run with phase %q", inv.Request.Phase)
 			}
-			if inv.Request.Iface == "" || strings.ContainsAny(inv.Request.Iface, "/: \t\n") || len(inv.Request.Iface) > 15 {
+			if config.ValidIfName(inv.Request.Iface) != "" {
 				t.Fatalf("run with interface %q", inv.Request.Iface)
 			}
 		}

@@ -59,6 +59,12 @@ func TestParse(t *testing.T) {
 		{name: "env config beats stanza", env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza", "GRE_HOOK_CONFIG", "/env"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/env"}},
 		{name: "flag config beats env", args: []string{"--config", "/flag"}, env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza", "GRE_HOOK_CONFIG", "/env"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/flag"}},
 		{name: "bad iface from env", env: envOf("IFACE", "a/b", "PHASE", "post-up"), usage: true},
+		{name: "wildcard iface from env", env: envOf("IFACE", "eth+", "PHASE", "post-up"), usage: true},
+		{name: "wildcard iface by hand", args: []string{"--iface", "eth+", "--phase", "up"}, env: envOf(), usage: true},
+		{name: "template iface by hand", args: []string{"--iface", "gre%d", "--phase", "down"}, env: envOf(), usage: true},
+		{name: "quote in iface for a stanza line", args: []string{"up"}, env: envOf("IFACE", `eth"1`), usage: true},
+		{name: "control character in iface", env: envOf("IFACE", "eth1\x1b", "PHASE", "post-up"), usage: true},
+		{name: "status wildcard iface", args: []string{"status", "--iface", "eth*"}, env: envOf(), usage: true},
 		{name: "empty env", env: envOf(), usage: true},
 		{name: "by hand", args: []string{"--iface", "eth1", "--phase", "up", "--dry-run", "-v"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, DryRun: true, Verbose: true, ByHand: true}},
 		{name: "by hand down", args: []string{"--iface=eth2", "--phase=down"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseDown, ByHand: true}},
@@ -83,7 +89,20 @@ func TestParse(t *testing.T) {
 		{name: "help command", args: []string{"help"}, env: envOf(), cmd: CmdHelp},
 		{name: "version", args: []string{"--version"}, env: envOf(), cmd: CmdVersion},
 		{name: "insecure", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "1"), cmd: CmdCheck, req: Request{AllowInsecure: true}},
+		{name: "insecure from the stanza", args: []string{"check"}, env: envOf("IF_GRE_HOOK_INSECURE_CONFIG", "yes"), cmd: CmdCheck, req: Request{AllowInsecure: true}},
+		{name: "insecure only with 1", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "yes"), cmd: CmdCheck, req: Request{}},
 		{name: "bad lock wait", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "soon"), usage: true},
+		// strconv.ParseFloat takes all of these, and NaN compares false
+		// with every bound.
+		{name: "lock wait NaN", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "NaN"), usage: true},
+		{name: "lock wait nan", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "nan"), usage: true},
+		{name: "lock wait Inf", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "Inf"), usage: true},
+		{name: "lock wait +Inf", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "+Inf"), usage: true},
+		{name: "lock wait -Inf", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "-Inf"), usage: true},
+		{name: "lock wait infinity", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "infinity"), usage: true},
+		{name: "lock wait -1", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "-1"), usage: true},
+		{name: "lock wait 1e400", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "1e400"), usage: true},
+		{name: "lock wait 3601", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "3601"), usage: true},
 		{name: "bad xtables wait", env: ifup("post-up", "GRE_HOOK_XTABLES_WAIT", "0"), usage: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 
@@ -41,6 +40,12 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	case CmdVersion:
 		fmt.Fprintf(stdout, "gre-hook %s\n", version)
 		return ExitOK
+	}
+	// Every command left reads the config.
+	if inv.Request.AllowInsecure {
+		fmt.Fprintf(stderr, "gre-hook: warning: %s: the config is read without checking who owns it or can write it; this is for tests only\n", inv.InsecureConfig)
+	}
+	switch inv.Command {
 	case CmdCheck:
 		cfg, err := LoadConfig(inv.Request)
 		if err != nil {
@@ -145,19 +150,7 @@ func NewSystem(inv *Invocation, stderr io.Writer) (*System, func(), error) {
 		LockWait:   inv.LockWait,
 		Log:        stderr,
 	}
-	limit := inv.CommandLimit
-	sys.Command = func(ctx context.Context, argv, env []string) error {
-		ctx, cancel := context.WithTimeout(ctx, limit)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		err := cmd.Run()
-		if ctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("%s: still running after %s, killed", argv[0], limit)
-		}
-		return err
-	}
+	sys.Command = commandRunner{Limit: inv.CommandLimit, Grace: commandGrace, Out: stderr}.Run
 	readOnly := inv.Request.DryRun && os.Geteuid() != 0
 	sys.Tables = func(family int) (mss.Backend, error) {
 		if readOnly {

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -149,64 +150,128 @@ func (e Errors) Error() string {
 // ErrNoConfig is returned when neither the default file nor conf.d exists.
 var ErrNoConfig = errors.New("no configuration found")
 
-// Paths returns the files to read. An explicit path may be a file or a
-// directory of *.toml; with no explicit path the default file and the
-// default conf.d directory are merged. Missing default locations are not
-// an error; a missing explicit path is.
-func Paths(explicit string) ([]string, error) {
-	if explicit != "" {
-		st, err := os.Stat(explicit)
-		if err != nil {
-			return nil, Errors{fmt.Errorf("reading config: %w", err)}
-		}
-		if !st.IsDir() {
-			return []string{explicit}, nil
-		}
-		return tomlFiles(explicit)
+// Read reads, merges and validates the configuration: the file or
+// directory of *.toml files explicit names, or, when explicit is "", the
+// default file and the default directory. Missing default locations are
+// not an error; a missing explicit path is. Each file is opened once, and
+// unless insecure, its path and what was opened are checked first (see
+// secure.go) and the file is parsed from the descriptor that was checked.
+func Read(explicit string, insecure bool) (*Config, error) {
+	if insecure {
+		return read(explicit, openAsIs)
 	}
-	var out []string
-	if _, err := os.Stat(DefaultFile); err == nil {
-		out = append(out, DefaultFile)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	more, err := tomlFiles(DefaultDir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	return append(out, more...), nil
+	return read(explicit, trust{}.open)
 }
 
-func tomlFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+// What a config path may name.
+type pathKind int
+
+const (
+	fileOrDir pathKind = iota // an explicit --config path
+	fileOnly                  // the default file, or a file in a directory
+	dirOnly                   // the default directory
+)
+
+// read is Read with the given way of opening files and directories.
+func read(explicit string, open func(string) (*os.File, error)) (*Config, error) {
+	var files []string
+	var data [][]byte
+	// add reads path: a file, or a directory whose *.toml files it reads
+	// in name order. With optional, a missing path is no error.
+	var add func(path string, kind pathKind, optional bool) error
+	add = func(path string, kind pathKind, optional bool) error {
+		f, err := open(path)
+		if optional && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return readErr(err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return readErr(err)
+		}
+		switch {
+		case !fi.IsDir() && kind == dirOnly:
+			return Errors{fmt.Errorf("reading config: %s is not a directory", path)}
+		case !fi.IsDir():
+			b, err := io.ReadAll(f)
+			if err != nil {
+				return readErr(err)
+			}
+			files, data = append(files, path), append(data, b)
+			return nil
+		case kind == fileOnly:
+			return Errors{fmt.Errorf("reading config: %s is a directory", path)}
+		}
+		entries, err := f.ReadDir(-1)
+		if err != nil {
+			return Errors{fmt.Errorf("reading config directory: %w", err)}
+		}
+		var names []string
+		for _, e := range entries {
+			if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			names = append(names, e.Name())
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if err := add(filepath.Join(path, n), fileOnly, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if explicit != "" {
+		if err := add(explicit, fileOrDir, false); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("reading config directory: %w", err)
-	}
-	var out []string
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
-			continue
+	} else {
+		if err := add(DefaultFile, fileOnly, true); err != nil {
+			return nil, err
 		}
-		out = append(out, filepath.Join(dir, e.Name()))
+		if err := add(DefaultDir, dirOnly, true); err != nil {
+			return nil, err
+		}
 	}
-	sort.Strings(out)
-	return out, nil
+	return parseAll(files, data, nil)
 }
 
-// Load reads, merges and validates the given files.
+// readErr reports a failure to open or read a config path; a refusal
+// already says all there is to say.
+func readErr(err error) error {
+	var errs Errors
+	if errors.As(err, &errs) {
+		return errs
+	}
+	return Errors{fmt.Errorf("reading config: %w", err)}
+}
+
+// Load reads, merges and validates the given files as they are, with no
+// ownership or permission checks: for tests and tools that name files.
 func Load(files []string) (*Config, error) {
-	cfg := &Config{Files: files}
+	var read []string
+	var data [][]byte
 	var errs Errors
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		b, err := os.ReadFile(f)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reading config: %w", err))
 			continue
 		}
-		ts, ferrs := Parse(f, data)
+		read, data = append(read, f), append(data, b)
+	}
+	return parseAll(read, data, errs)
+}
+
+// parseAll parses each file's data, and checks the tunnels of all files
+// against each other. errs holds problems found before.
+func parseAll(files []string, data [][]byte, errs Errors) (*Config, error) {
+	cfg := &Config{Files: files}
+	for i, f := range files {
+		ts, ferrs := Parse(f, data[i])
 		errs = append(errs, ferrs...)
 		cfg.Tunnels = append(cfg.Tunnels, ts...)
 	}

@@ -75,7 +75,7 @@ func TestParseErrors(t *testing.T) {
 		{"fallback name", "[[tunnel]]\nname = \"gre0\"\nunderlay = \"eth1\"\nremote = \"203.0.113.1\"\n",
 			`/etc/gre-hook/t.toml:2:1: tunnel "gre0": name: "gre0" is reserved by the kernel for its fallback tunnel device`},
 		{"name with slash", "[[tunnel]]\nname = \"a/b\"\nunderlay = \"eth1\"\nremote = \"203.0.113.1\"\n",
-			`/etc/gre-hook/t.toml:2:1: tunnel "a/b": name: "a/b" contains '/', ':' or white space, which Linux forbids in interface names`},
+			`/etc/gre-hook/t.toml:2:1: tunnel "a/b": name: "a/b" contains '/', which Linux forbids in interface names`},
 		{"own underlay", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"gre1\"\nremote = \"203.0.113.1\"\n",
 			`/etc/gre-hook/t.toml:3:1: tunnel "gre1": underlay: a tunnel cannot be its own underlay`},
 		{"route via not on tunnel", base + "address = [\"10.0.0.1/30\"]\n[[tunnel.route]]\nto = \"10.1.0.0/16\"\nvia = \"10.9.9.9\"\n",
@@ -321,79 +321,35 @@ func TestSeedConfigs(t *testing.T) {
 	}
 }
 
-func TestPaths(t *testing.T) {
+func TestReadPaths(t *testing.T) {
 	d := t.TempDir()
 	a := writeFile(t, filepath.Join(d, "b.toml"), base, 0o600)
-	writeFile(t, filepath.Join(d, "a.toml"), base, 0o600)
+	writeFile(t, filepath.Join(d, "a.toml"), strings.Replace(base, "gre1", "gre2", 1)+"key = 2\n", 0o600)
 	writeFile(t, filepath.Join(d, "notes.txt"), "", 0o600)
 	writeFile(t, filepath.Join(d, ".hidden.toml"), "", 0o600)
 	os.Mkdir(filepath.Join(d, "sub.toml"), 0o700)
 
-	got, err := Paths(a)
-	if err != nil || !reflect.DeepEqual(got, []string{a}) {
-		t.Errorf("Paths(file) = %v, %v", got, err)
+	cfg, err := Read(a, true)
+	if err != nil || !reflect.DeepEqual(cfg.Files, []string{a}) {
+		t.Errorf("Read(file) = %v, %v", cfg, err)
 	}
-	got, err = Paths(d)
-	if want := []string{filepath.Join(d, "a.toml"), filepath.Join(d, "b.toml")}; err != nil || !reflect.DeepEqual(got, want) {
-		t.Errorf("Paths(dir) = %v, %v; want %v", got, err, want)
+	cfg, err = Read(d, true)
+	if want := []string{filepath.Join(d, "a.toml"), filepath.Join(d, "b.toml")}; err != nil || !reflect.DeepEqual(cfg.Files, want) {
+		t.Errorf("Read(dir) = %v, %v; want files %v", cfg, err, want)
 	}
-	if _, err := Paths(filepath.Join(d, "nope")); err == nil || !strings.Contains(err.Error(), "reading config: stat ") {
-		t.Errorf("Paths(missing) = %v", err)
+	if _, err := Read(filepath.Join(d, "nope"), true); err == nil || !strings.Contains(err.Error(), "reading config: open "+filepath.Join(d, "nope")+": no such file or directory") {
+		t.Errorf("Read(missing) = %v", err)
+	}
+	if _, err := read(filepath.Join(d, "nope"), testTrust().open); err == nil || !strings.Contains(err.Error(), "reading config: lstat "+filepath.Join(d, "nope")+": no such file or directory") {
+		t.Errorf("Read(missing), checked = %v", err)
 	}
 	// The defaults are optional: where neither exists, no files and no error.
 	if _, err := os.Stat(DefaultFile); os.IsNotExist(err) {
 		if _, err := os.Stat(DefaultDir); os.IsNotExist(err) {
-			got, err := Paths("")
-			if err != nil || len(got) != 0 {
-				t.Errorf("Paths(\"\") without defaults = %v, %v", got, err)
+			cfg, err := Read("", false)
+			if err != nil || len(cfg.Files) != 0 {
+				t.Errorf("Read(\"\") without defaults = %v, %v", cfg, err)
 			}
-		}
-	}
-}
-
-func TestCheckSecure(t *testing.T) {
-	d := t.TempDir()
-	os.Chmod(d, 0o755)
-	f := writeFile(t, filepath.Join(d, "a.toml"), base, 0o644)
-	if os.Geteuid() == 0 {
-		if err := CheckSecure(f, []string{f}); err != nil {
-			t.Errorf("root-owned 0644 file refused: %v", err)
-		}
-		if err := CheckSecure(d, []string{f}); err != nil {
-			t.Errorf("root-owned 0755 dir refused: %v", err)
-		}
-	}
-
-	os.Chmod(f, 0o664)
-	err := CheckSecure(f, []string{f})
-	want := "refusing config " + f + ": it is writable by group or others (mode 0664); fix with: chmod go-w " + f + " (tests: set GRE_HOOK_INSECURE_CONFIG=1)"
-	if os.Geteuid() != 0 {
-		t.Logf("not root: the ownership check refuses first")
-		if err == nil {
-			t.Error("file not owned by root accepted")
-		}
-		return
-	}
-	if err == nil || err.Error() != want {
-		t.Errorf("group-writable file:\n got %v\nwant %s", err, want)
-	}
-
-	os.Chmod(f, 0o644)
-	os.Chmod(d, 0o777)
-	err = CheckSecure(d, []string{f})
-	if err == nil || !strings.Contains(err.Error(), "refusing config "+d+": it is writable by group or others (mode 0777); fix with: chmod go-w "+d) {
-		t.Errorf("world-writable directory: %v", err)
-	}
-	// The directory of an explicit file is checked too.
-	if err := CheckSecure(f, []string{f}); err == nil {
-		t.Error("file in a world-writable directory accepted")
-	}
-	os.Chmod(d, 0o755)
-
-	if err := os.Chown(f, 1000, 1000); err == nil {
-		err := CheckSecure(f, []string{f})
-		if want := "refusing config " + f + ": it is owned by uid 1000, not root; fix with: chown root: " + f; err == nil || !strings.HasPrefix(err.Error(), want) {
-			t.Errorf("file owned by uid 1000: %v", err)
 		}
 	}
 }

@@ -2,51 +2,202 @@ package config
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
-// CheckSecure refuses config files, and the directories that hold them,
-// that someone other than root could have written. gre-hook runs as root
-// from ifupdown, and the config names commands to run.
-func CheckSecure(explicit string, files []string) error {
-	seen := map[string]bool{}
-	var check []string
-	add := func(p string) {
-		if !seen[p] {
-			seen[p] = true
-			check = append(check, p)
-		}
+// gre-hook runs as root and the config names commands to run, so a config
+// file is read only if nobody but root could have written it, or could
+// swap it for another file. As OpenSSH's safe_path and sudo do, that means:
+//
+//   - every directory on the way from / to the file is owned by root and
+//     not writable by group or others;
+//   - every symlink on the way is owned by root, and the path it points to
+//     is checked the same way, component by component;
+//   - the file itself is a regular file owned by root and not writable by
+//     group or others, checked on the descriptor it is then read from, so
+//     it cannot be swapped between the check and the read;
+//   - a directory whose *.toml files are all read is held to the same
+//     rule as a file.
+//
+// One exception: a directory on the way may be writable by others if it
+// has the sticky bit, as /tmp (1777) has. In a sticky directory nobody but
+// an entry's owner (or root) can rename or remove that entry, and the
+// entry the path goes through must itself be owned by root, so nobody
+// else can replace it. The exception does not hold for a directory whose
+// *.toml files are read: there anyone could add a file (a hard link to
+// some root-owned file, say).
+
+// trust is who may own config files, the directories above them, and the
+// symlinks on the way to them.
+type trust struct {
+	// also is trusted besides root: 0 in a real run, the user running the
+	// tests in a unit test.
+	also uint32
+}
+
+func (tr trust) trusted(uid uint32) bool { return uid == 0 || uid == tr.also }
+
+// maxLinks bounds the symlinks followed for one path, as the kernel's
+// ELOOP limit does.
+const maxLinks = 40
+
+// testHookOpen, when set, runs between resolving a config path and
+// opening it, so a test can swap the file there.
+var testHookOpen func(path string)
+
+// refusal is the error for config path name: what (a directory, symlink,
+// or the file itself, "it") is wrong as said, and the command that fixes it.
+func refusal(name, what, wrong, fix string) error {
+	msg := fmt.Sprintf("refusing config %s: %s %s", name, what, wrong)
+	if fix != "" {
+		msg += "; fix with: " + fix
 	}
-	if explicit != "" {
-		if st, err := os.Stat(explicit); err == nil && st.IsDir() {
-			add(explicit)
-		}
-	} else if _, err := os.Stat(DefaultDir); err == nil {
-		add(DefaultDir)
+	return Errors{fmt.Errorf("%s (tests: set GRE_HOOK_INSECURE_CONFIG=1)", msg)}
+}
+
+func stat(fi fs.FileInfo) (uid uint32, mode uint32) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Uid, st.Mode & 0o7777
 	}
-	for _, f := range files {
-		add(filepath.Dir(f))
-		add(f)
+	// Not a Unix file system's answer: nobody's.
+	return ^uint32(0), 0o777
+}
+
+// checkDir checks a directory on the way to config name.
+func (tr trust) checkDir(name, dir string, fi fs.FileInfo) error {
+	uid, mode := stat(fi)
+	if !tr.trusted(uid) {
+		return refusal(name, "directory "+dir, fmt.Sprintf("is owned by uid %d, not root", uid), "chown root: "+dir)
 	}
-	for _, p := range check {
-		st, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("checking config: %w", err)
-		}
-		sys, ok := st.Sys().(*syscall.Stat_t)
-		if !ok {
-			continue
-		}
-		if sys.Uid != 0 {
-			return Errors{fmt.Errorf("refusing config %s: it is owned by uid %d, not root; fix with: chown root: %s (tests: set GRE_HOOK_INSECURE_CONFIG=1)", p, sys.Uid, p)}
-		}
-		// A sticky world-writable directory such as /tmp still lets others
-		// add files, so it is refused too.
-		if st.Mode().Perm()&0o022 != 0 {
-			return Errors{fmt.Errorf("refusing config %s: it is writable by group or others (mode %04o); fix with: chmod go-w %s (tests: set GRE_HOOK_INSECURE_CONFIG=1)", p, st.Mode().Perm(), p)}
-		}
+	if mode&0o022 != 0 && mode&0o1000 == 0 {
+		return refusal(name, "directory "+dir, fmt.Sprintf("is writable by group or others (mode %04o)", mode), "chmod go-w "+dir)
 	}
 	return nil
 }
+
+// checkOpened checks what was opened for config name at path real: the
+// file itself, or a directory of *.toml files.
+func (tr trust) checkOpened(name, real string, fi fs.FileInfo) error {
+	what := "it"
+	if abs, err := filepath.Abs(name); err != nil || abs != real {
+		what = "its target " + real
+	}
+	uid, mode := stat(fi)
+	switch {
+	case !fi.Mode().IsRegular() && !fi.IsDir():
+		return refusal(name, what, "is not a regular file", "")
+	case !tr.trusted(uid):
+		return refusal(name, what, fmt.Sprintf("is owned by uid %d, not root", uid), "chown root: "+real)
+	case mode&0o022 != 0 && fi.IsDir():
+		return refusal(name, what, fmt.Sprintf("is writable by group or others (mode %04o), so others could add files to it, sticky bit or not", mode), "chmod go-w "+real)
+	case mode&0o022 != 0:
+		return refusal(name, what, fmt.Sprintf("is writable by group or others (mode %04o)", mode), "chmod go-w "+real)
+	}
+	return nil
+}
+
+// resolve returns the real path of config name, with every symlink
+// resolved, having checked every directory it passes through and every
+// symlink it follows. What the path finally names is not checked here:
+// open checks it on the descriptor it reads.
+func (tr trust) resolve(name string) (string, error) {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return "", err
+	}
+	root, err := os.Lstat("/")
+	if err != nil {
+		return "", err
+	}
+	if err := tr.checkDir(name, "/", root); err != nil {
+		return "", err
+	}
+	cur, todo, links := "/", components(abs), 0
+	for len(todo) > 0 {
+		elem := todo[0]
+		todo = todo[1:]
+		if elem == ".." {
+			// cur holds no symlinks, so its parent is the lexical one,
+			// and was checked on the way down.
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, elem)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if uid, _ := stat(fi); !tr.trusted(uid) {
+				return "", refusal(name, "symlink "+next, fmt.Sprintf("is owned by uid %d, not root", uid), "chown -h root: "+next)
+			}
+			if links++; links > maxLinks {
+				return "", &fs.PathError{Op: "open", Path: name, Err: syscall.ELOOP}
+			}
+			target, err := os.Readlink(next)
+			if err != nil {
+				return "", err
+			}
+			if filepath.IsAbs(target) {
+				cur = "/"
+			}
+			todo = append(components(target), todo...)
+		case len(todo) == 0:
+			cur = next
+		case fi.IsDir():
+			if err := tr.checkDir(name, next, fi); err != nil {
+				return "", err
+			}
+			cur = next
+		default:
+			return "", &fs.PathError{Op: "open", Path: name, Err: syscall.ENOTDIR}
+		}
+	}
+	return cur, nil
+}
+
+func components(path string) []string {
+	var out []string
+	for _, c := range strings.Split(path, "/") {
+		if c != "" && c != "." {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// open opens config name, a file or a directory of *.toml files, once:
+// it resolves and checks the path, opens the real path without following
+// a symlink, and checks what it opened on the descriptor, which the
+// caller then reads. Nothing can be swapped in between.
+func (tr trust) open(name string) (*os.File, error) {
+	real, err := tr.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	if testHookOpen != nil {
+		testHookOpen(real)
+	}
+	// O_NONBLOCK: a FIFO must not hang the open; it is refused below.
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = tr.checkOpened(name, real, fi)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openAsIs opens config name with no checks, for GRE_HOOK_INSECURE_CONFIG.
+func openAsIs(name string) (*os.File, error) { return os.Open(name) }

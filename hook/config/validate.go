@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 type validator struct {
@@ -34,8 +35,24 @@ var fallbackNames = map[string]bool{
 	"gre0": true, "gretap0": true, "erspan0": true, "ip6gre0": true, "ip6gretap0": true, "ip6erspan0": true, "ip6tnl0": true, "tunl0": true, "sit0": true,
 }
 
-// ValidIfName reports why name cannot be a Linux interface name, or "".
-func ValidIfName(name string) string {
+// ifNameChars says why each character that has a meaning beyond the name
+// itself is refused, though the kernel allows it: iptables, nftables, the
+// kernel's name templates or gre-hook's own rule parsing would read it as
+// something else.
+var ifNameChars = map[rune]string{
+	'+': `which iptables reads as a wildcard at the end of a name ("-o gre+" matches every interface whose name starts with "gre")`,
+	'*': "which nftables reads as a wildcard in interface names",
+	'!': "which iptables reads as negation",
+	'%': `which the kernel replaces with a number when it creates the link ("gre%d" becomes gre0, gre1, ...)`,
+	'"': "which breaks reading gre-hook's rules back from iptables -S",
+}
+
+// KernelIfName reports why the kernel itself would refuse name for an
+// interface (its dev_valid_name), or "". It does not apply gre-hook's
+// stricter rules, so it suits names gre-hook must handle but did not
+// choose now: those in a record an older gre-hook wrote, or a foreign
+// route's device.
+func KernelIfName(name string) string {
 	switch {
 	case name == "":
 		return "must not be empty"
@@ -43,8 +60,41 @@ func ValidIfName(name string) string {
 		return fmt.Sprintf("%q is %d bytes; Linux allows at most 15", name, len(name))
 	case name == "." || name == "..":
 		return fmt.Sprintf("%q is not a valid interface name", name)
-	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00"):
-		return fmt.Sprintf("%q contains '/', ':' or white space, which Linux forbids in interface names", name)
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; c {
+		case ' ':
+			return fmt.Sprintf("%q contains a space, which Linux forbids in interface names", name)
+		case '/', ':':
+			return fmt.Sprintf("%q contains %q, which Linux forbids in interface names", name, c)
+		case '\t', '\n', '\v', '\f', '\r':
+			// The rest of the kernel's isspace().
+			return fmt.Sprintf("%q contains %q (%U), which Linux forbids in interface names", name, c, c)
+		}
+	}
+	return ""
+}
+
+// ValidIfName reports why name cannot be the name of a tunnel or underlay,
+// or "": what the kernel refuses (KernelIfName), and what iptables,
+// nftables, the kernel's name templates or gre-hook's logs would misread.
+// It names the first bad character only: one message per name.
+func ValidIfName(name string) string {
+	if msg := KernelIfName(name); msg != "" {
+		return msg
+	}
+	for i, r := range name {
+		_, size := utf8.DecodeRuneInString(name[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return fmt.Sprintf("%q contains the byte %#02x, which is not UTF-8; gre-hook's logs, records and status --json need UTF-8", name, name[i])
+		case ifNameChars[r] != "":
+			return fmt.Sprintf("%q contains %q, %s", name, r, ifNameChars[r])
+		case unicode.IsControl(r):
+			return fmt.Sprintf("%q contains %q (%U), a control character, which garbles logs and iptables -S output", name, r, r)
+		case unicode.IsSpace(r):
+			return fmt.Sprintf("%q contains %q (%U), white space, which reads as a space in logs and commands", name, r, r)
+		}
 	}
 	return ""
 }

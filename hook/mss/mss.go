@@ -203,15 +203,19 @@ func Join(args []string) string {
 }
 
 // Split undoes Join: it splits an iptables -S line into arguments,
-// honouring double quotes and backslash escapes.
+// honouring double quotes and backslash escapes. It works on bytes, not
+// runes: every byte it treats specially is ASCII, and ranging over runes
+// would turn bytes that are not UTF-8 (a foreign rule's comment may hold
+// any) into U+FFFD.
 func Split(line string) []string {
 	var out []string
 	var cur strings.Builder
 	in, quoted, esc := false, false, false
-	for _, r := range line {
+	for i := 0; i < len(line); i++ {
+		r := line[i]
 		switch {
 		case esc:
-			cur.WriteRune(r)
+			cur.WriteByte(r)
 			esc = false
 		case r == '\\' && quoted:
 			esc = true
@@ -225,7 +229,7 @@ func Split(line string) []string {
 				in = false
 			}
 		default:
-			cur.WriteRune(r)
+			cur.WriteByte(r)
 			in = true
 		}
 	}
