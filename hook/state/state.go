@@ -176,7 +176,7 @@ func (s Store) Exists(underlay string) bool {
 
 // Load reads the record for underlay; a missing record is (nil, nil).
 func (s Store) Load(underlay string) (*Record, error) {
-	if msg := config.ValidIfName(underlay); msg != "" {
+	if msg := config.KernelIfName(underlay); msg != "" {
 		return nil, fmt.Errorf("interface name %s", msg)
 	}
 	data, err := os.ReadFile(s.path(underlay))
@@ -232,12 +232,12 @@ func Parse(data []byte) (*Record, error) {
 	if r.Source != "" && r.Source != DefaultSource && !filepath.IsAbs(r.Source) {
 		return nil, fmt.Errorf("source %q is neither %q nor an absolute path", r.Source, DefaultSource)
 	}
-	if msg := config.ValidIfName(r.Underlay); msg != "" {
+	if msg := config.KernelIfName(r.Underlay); msg != "" {
 		return nil, fmt.Errorf("underlay: %s", msg)
 	}
 	seen := map[string]bool{}
 	for _, t := range r.Tunnels {
-		if msg := config.ValidIfName(t.Name); msg != "" {
+		if msg := config.KernelIfName(t.Name); msg != "" {
 			return nil, fmt.Errorf("tunnel name: %s", msg)
 		}
 		if seen[t.Name] {
@@ -255,7 +255,7 @@ func Parse(data []byte) (*Record, error) {
 			if rt.Gw.IsValid() && rt.Gw.Is4() != rt.Dst.Addr().Is4() {
 				return nil, fmt.Errorf("tunnel %q: route %s via %s mixes address families", t.Name, rt.Dst, rt.Gw)
 			}
-			if rt.Dev != "" && config.ValidIfName(rt.Dev) != "" {
+			if rt.Dev != "" && config.KernelIfName(rt.Dev) != "" {
 				return nil, fmt.Errorf("tunnel %q: route %s: bad device name", t.Name, rt.Dst)
 			}
 			if rt.Protocol < 0 || rt.Protocol > 255 {
