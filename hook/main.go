@@ -143,10 +143,18 @@ func NewSystem(inv *Invocation, stderr io.Writer) (*System, func(), error) {
 		return nil, nil, err
 	}
 	dir := stateDir(inv)
+	if !inv.Request.AllowInsecure && !(inv.Request.DryRun && os.Geteuid() != 0) {
+		// Records say which routes to put back and which commands to run,
+		// as root: they get the config's trust rules.
+		if err := config.TrustedDir(dir, "state directory"); err != nil {
+			h.Close()
+			return nil, nil, err
+		}
+	}
 	sys := &System{
 		Net:        h,
 		LoadModule: rtnl.LoadModule,
-		Store:      state.Store{Dir: dir},
+		Store:      state.Store{Dir: dir, Secure: !inv.Request.AllowInsecure},
 		LockWait:   inv.LockWait,
 		Log:        stderr,
 	}

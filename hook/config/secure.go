@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -37,6 +38,9 @@ type trust struct {
 	// also is trusted besides root: 0 in a real run, the user running the
 	// tests in a unit test.
 	also uint32
+	// what is checked, for messages: "" is a config, else e.g. "state
+	// directory".
+	what string
 }
 
 func (tr trust) trusted(uid uint32) bool { return uid == 0 || uid == tr.also }
@@ -51,8 +55,12 @@ var testHookOpen func(path string)
 
 // refusal is the error for config path name: what (a directory, symlink,
 // or the file itself, "it") is wrong as said, and the command that fixes it.
-func refusal(name, what, wrong, fix string) error {
-	msg := fmt.Sprintf("refusing config %s: %s %s", name, what, wrong)
+func (tr trust) refusal(name, what, wrong, fix string) error {
+	kind := tr.what
+	if kind == "" {
+		kind = "config"
+	}
+	msg := fmt.Sprintf("refusing %s %s: %s %s", kind, name, what, wrong)
 	if fix != "" {
 		msg += "; fix with: " + fix
 	}
@@ -71,10 +79,10 @@ func stat(fi fs.FileInfo) (uid uint32, mode uint32) {
 func (tr trust) checkDir(name, dir string, fi fs.FileInfo) error {
 	uid, mode := stat(fi)
 	if !tr.trusted(uid) {
-		return refusal(name, "directory "+dir, fmt.Sprintf("is owned by uid %d, not root", uid), "chown root: "+dir)
+		return tr.refusal(name, "directory "+dir, fmt.Sprintf("is owned by uid %d, not root", uid), "chown root: "+dir)
 	}
 	if mode&0o022 != 0 && mode&0o1000 == 0 {
-		return refusal(name, "directory "+dir, fmt.Sprintf("is writable by group or others (mode %04o)", mode), "chmod go-w "+dir)
+		return tr.refusal(name, "directory "+dir, fmt.Sprintf("is writable by group or others (mode %04o)", mode), "chmod go-w "+dir)
 	}
 	return nil
 }
@@ -89,13 +97,13 @@ func (tr trust) checkOpened(name, real string, fi fs.FileInfo) error {
 	uid, mode := stat(fi)
 	switch {
 	case !fi.Mode().IsRegular() && !fi.IsDir():
-		return refusal(name, what, "is not a regular file", "")
+		return tr.refusal(name, what, "is not a regular file", "")
 	case !tr.trusted(uid):
-		return refusal(name, what, fmt.Sprintf("is owned by uid %d, not root", uid), "chown root: "+real)
+		return tr.refusal(name, what, fmt.Sprintf("is owned by uid %d, not root", uid), "chown root: "+real)
 	case mode&0o022 != 0 && fi.IsDir():
-		return refusal(name, what, fmt.Sprintf("is writable by group or others (mode %04o), so others could add files to it, sticky bit or not", mode), "chmod go-w "+real)
+		return tr.refusal(name, what, fmt.Sprintf("is writable by group or others (mode %04o), so others could add files to it, sticky bit or not", mode), "chmod go-w "+real)
 	case mode&0o022 != 0:
-		return refusal(name, what, fmt.Sprintf("is writable by group or others (mode %04o)", mode), "chmod go-w "+real)
+		return tr.refusal(name, what, fmt.Sprintf("is writable by group or others (mode %04o)", mode), "chmod go-w "+real)
 	}
 	return nil
 }
@@ -134,7 +142,7 @@ func (tr trust) resolve(name string) (string, error) {
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			if uid, _ := stat(fi); !tr.trusted(uid) {
-				return "", refusal(name, "symlink "+next, fmt.Sprintf("is owned by uid %d, not root", uid), "chown -h root: "+next)
+				return "", tr.refusal(name, "symlink "+next, fmt.Sprintf("is owned by uid %d, not root", uid), "chown -h root: "+next)
 			}
 			if links++; links > maxLinks {
 				return "", &fs.PathError{Op: "open", Path: name, Err: syscall.ELOOP}
@@ -201,3 +209,30 @@ func (tr trust) open(name string) (*os.File, error) {
 
 // openAsIs opens config name with no checks, for GRE_HOOK_INSECURE_CONFIG.
 func openAsIs(name string) (*os.File, error) { return os.Open(name) }
+
+// TrustedDir checks a directory gre-hook reads and writes as root, such as
+// the state directory, as it checks config: every directory and symlink on
+// the way is root's and not writable by others (sticky ones excepted),
+// and the directory itself is root's and not writable by group or others,
+// sticky or not. A directory that does not exist yet is checked as the
+// nearest one above it that does, since gre-hook then makes the rest
+// itself, root's and private.
+func TrustedDir(dir, what string) error {
+	tr := trust{what: what}
+	for {
+		_, err := os.Lstat(dir)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || filepath.Dir(dir) == dir {
+			return err
+		}
+		dir = filepath.Dir(dir)
+	}
+	f, err := tr.open(dir)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return nil
+}

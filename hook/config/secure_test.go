@@ -262,3 +262,35 @@ func TestInsecureReadsAnything(t *testing.T) {
 		t.Errorf("insecure read: %v, %v", cfg, err)
 	}
 }
+
+// The state directory is held to the config's rules, and says it is the
+// state directory that is refused.
+func TestTrustedDir(t *testing.T) {
+	base := t.TempDir()
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	err := TrustedDir(filepath.Join(open, "run"), "state directory")
+	if err == nil || !strings.Contains(err.Error(), "refusing state directory") {
+		t.Errorf("a missing directory under a world-writable one: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		return // the rest needs directories root owns
+	}
+	if err := TrustedDir(filepath.Join(base, "run", "gre-hook"), "state directory"); err != nil {
+		t.Errorf("a missing directory under a private one of root's: %v", err)
+	}
+	if err := TrustedDir(base, "state directory"); err != nil {
+		t.Errorf("a private directory of root's: %v", err)
+	}
+	if err := os.Chmod(open, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := TrustedDir(open, "state directory"); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("a sticky world-writable state directory: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -129,6 +130,39 @@ func (r *Record) Families() map[int]bool {
 // Store reads and writes records in one directory.
 type Store struct {
 	Dir string
+	// Secure: a record is read only if root owns it and nobody else can
+	// write it, as the config is. Off for GRE_HOOK_INSECURE_CONFIG.
+	Secure bool
+}
+
+// read reads a record file. With Secure it opens the file once, without
+// following a symlink, and checks the descriptor it then reads from.
+func (s Store) read(path string) ([]byte, error) {
+	if !s.Secure {
+		return os.ReadFile(path)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, errors.New("it is a symlink; records are plain files that gre-hook writes itself")
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, errors.New("it is not a regular file")
+	case !ok || st.Uid != 0:
+		return nil, fmt.Errorf("it is owned by uid %d, not root, and gre-hook acts on it as root", st.Uid)
+	case fi.Mode().Perm()&0o022 != 0:
+		return nil, fmt.Errorf("it is writable by group or others (mode %04o), and gre-hook acts on it as root", fi.Mode().Perm())
+	}
+	return io.ReadAll(f)
 }
 
 // DirFor returns the state directory for the current thread's network
@@ -179,7 +213,7 @@ func (s Store) Load(underlay string) (*Record, error) {
 	if msg := config.KernelIfName(underlay); msg != "" {
 		return nil, fmt.Errorf("interface name %s", msg)
 	}
-	data, err := os.ReadFile(s.path(underlay))
+	data, err := s.read(s.path(underlay))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -149,3 +149,62 @@ func TestLock(t *testing.T) {
 	}
 	unlock2()
 }
+
+// A secure store reads a record only if root owns it and nobody else can
+// write it, from the descriptor it checked, and never through a symlink.
+func TestSecureStoreRefusesUntrustedRecords(t *testing.T) {
+	dir := t.TempDir()
+	s := Store{Dir: dir, Secure: true}
+	good := `{"version":1,"underlay":"eth1","tunnels":[{"name":"gre1"}]}`
+	write := func(name, text string, mode os.FileMode) string {
+		p := filepath.Join(dir, name+".json")
+		os.Remove(p)
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("eth1", good, 0o600)
+	if os.Geteuid() == 0 {
+		if r, err := s.Load("eth1"); err != nil || r == nil {
+			t.Fatalf("a root-owned 0600 record: %v", err)
+		}
+	}
+	cases := map[string]func() string{
+		"writable by others": func() string { write("eth1", good, 0o666); return "writable by group or others" },
+		"a symlink": func() string {
+			other := write("eth9", strings.ReplaceAll(good, "eth1", "eth9"), 0o600)
+			os.Remove(filepath.Join(dir, "eth1.json"))
+			if err := os.Symlink(other, filepath.Join(dir, "eth1.json")); err != nil {
+				t.Fatal(err)
+			}
+			return "is a symlink"
+		},
+	}
+	if os.Geteuid() == 0 {
+		cases["owned by another user"] = func() string {
+			p := write("eth1", good, 0o600)
+			if err := os.Chown(p, 1000, 1000); err != nil {
+				t.Fatal(err)
+			}
+			return "owned by uid 1000, not root"
+		}
+	}
+	for name, setup := range cases {
+		want := setup()
+		_, err := s.Load("eth1")
+		var ue *UnreadableError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an UnreadableError saying %q", name, err, want)
+		}
+		// The same file is read by an insecure store, as before.
+		if name == "writable by others" {
+			if _, err := (Store{Dir: dir}).Load("eth1"); err != nil {
+				t.Errorf("insecure store: %v", err)
+			}
+		}
+	}
+}
