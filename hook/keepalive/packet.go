@@ -64,10 +64,13 @@ func Packet(local, remote netip.Addr, okey uint32) []byte {
 
 // PacketKeys is Packet for a tunnel with separate keys. okey, the peer's
 // input key, goes in the outer GRE header. ikey goes in the inner one, so
-// the reply arrives carrying our input key (the peer's output key) and our
-// own tunnel takes it as its own; with another key no tunnel matches, and
-// the kernel answers the reply with an ICMP port unreachable. Zero means no
-// key.
+// the reply arrives carrying our input key, which is the peer's output key,
+// as the peer's own traffic does. Zero means no key.
+//
+// On Linux the inner key decides nothing on the way back: the GRE
+// demultiplexer drops, silently, any GRE packet shorter than 12 bytes after
+// its IPv4 header, and a reply is 4 or 8. So no tunnel ever sees a reply;
+// the raw socket gets its copy before that.
 func PacketKeys(local, remote netip.Addr, okey, ikey uint32) []byte {
 	local, remote = local.Unmap(), remote.Unmap()
 	if !local.Is4() || !remote.Is4() {
