@@ -13,8 +13,9 @@
 //
 // A Linux peer reflects only if its tunnel interface accepts packets whose
 // source is one of its own addresses (net.ipv4.conf.<tunnel>.accept_local=1),
-// its reverse-path filter does not drop them (the effective rp_filter, the
-// larger of conf.all and the interface's, is 0), and it forwards IPv4.
+// its reverse-path filter is not strict (the effective rp_filter, the
+// larger of conf.all's and the interface's, is 0 or 2, not 1), and it
+// forwards IPv4.
 //
 // Only IPv4 outer headers over plain gre tunnels are covered: no gretap,
 // ip6gre or ip6gretap.

@@ -32,27 +32,41 @@ var (
 
 // plainTwoSites is the two-site topology with both routers' underlays and
 // tunnels made by hand with the seed's own ip commands: no gre-hook at all.
-// keys are extra "ip tunnel add" arguments for r1's and r2's tunnels.
-func plainTwoSites(t *testing.T, keys1, keys2 []string) *twoSites {
+func plainTwoSites(t *testing.T) *twoSites {
 	t.Helper()
 	s := newTwoSites(t, "", "", false)
 	for _, r := range []struct {
-		ns                     *netns
-		addr, gw, tunnel       string
-		local, remote, address string
-		keys                   []string
-	}{
-		{s.r1, "198.51.100.1/24", "198.51.100.254", "gre-site2", "198.51.100.1", "203.0.113.1", "10.0.0.1/30", keys1},
-		{s.r2, "203.0.113.1/24", "203.0.113.254", "gre-site1", "203.0.113.1", "198.51.100.1", "10.0.0.2/30", keys2},
-	} {
+		ns       *netns
+		addr, gw string
+	}{{s.r1, "198.51.100.1/24", "198.51.100.254"}, {s.r2, "203.0.113.1/24", "203.0.113.254"}} {
 		r.ns.ip("addr", "add", r.addr, "dev", "eth1")
 		r.ns.ip("link", "set", "eth1", "up")
 		r.ns.ip("route", "add", "default", "via", r.gw)
-		r.ns.ip(append([]string{"tunnel", "add", r.tunnel, "mode", "gre", "remote", r.remote, "local", r.local, "ttl", "255"}, r.keys...)...)
-		r.ns.ip("link", "set", r.tunnel, "up", "multicast", "on")
-		r.ns.ip("addr", "add", r.address, "broadcast", "10.0.0.3", "dev", r.tunnel)
 	}
+	tunnelsByHand(s, "gre-site2", "gre-site1", "10.0.0")
 	return s
+}
+
+// tunnelsByHand makes a tunnel between the sites as the seed did: r1's
+// named t1, r2's t2, with the /30 net.0 between them; extra1 and extra2
+// are more "ip tunnel add" arguments for each.
+func tunnelsByHand(s *twoSites, t1, t2, net string, extra ...[]string) {
+	for i, r := range []struct {
+		ns                  *netns
+		name, local, remote string
+		address, broadcast  string
+	}{
+		{s.r1, t1, "198.51.100.1", "203.0.113.1", net + ".1/30", net + ".3"},
+		{s.r2, t2, "203.0.113.1", "198.51.100.1", net + ".2/30", net + ".3"},
+	} {
+		args := []string{"tunnel", "add", r.name, "mode", "gre", "remote", r.remote, "local", r.local, "ttl", "255"}
+		if i < len(extra) {
+			args = append(args, extra[i]...)
+		}
+		r.ns.ip(args...)
+		r.ns.ip("link", "set", r.name, "up", "multicast", "on")
+		r.ns.ip("addr", "add", r.address, "broadcast", r.broadcast, "dev", r.name)
+	}
 }
 
 func (n *netns) sysctl(key string) string {
@@ -60,10 +74,11 @@ func (n *netns) sysctl(key string) string {
 	return strings.TrimSpace(n.exec("sysctl", "-n", key))
 }
 
-// reflectKeepalives makes router n bounce the keepalives that arrive on tunnel:
-// accept packets from its own address there, no reverse-path filter there,
-// and forwarding on. The effective rp_filter of an interface is the larger
-// of conf.all's and its own, so conf.all must be 0 too.
+// reflectKeepalives makes router n bounce the keepalives that arrive on
+// tunnel: accept packets from its own address there, no reverse-path filter
+// there, and forwarding on. The effective rp_filter of an interface is the
+// larger of conf.all's and its own, so a strict conf.all would still drop
+// them: it is checked and, if set, cleared.
 func reflectKeepalives(n *netns, tunnel string) {
 	n.t.Helper()
 	n.exec("sysctl", "-qw", "net.ipv4.conf."+tunnel+".accept_local=1")
@@ -402,13 +417,32 @@ func checkKeepaliveOnWire(t *testing.T, frames [][]byte, local, remote netip.Add
 	}
 }
 
-// TestKeepalivePlainPeer sends keepalives from r1 to a peer that knows
-// nothing of them: r2's tunnel made with the seed's ip commands, and the
-// three settings a Linux router needs to reflect them. A reply must come,
-// and the packets between the sites must be exactly Cisco's format.
-func TestKeepalivePlainPeer(t *testing.T) {
+// TestKeepaliveTwoSites runs keepalives between the seed's two sites, whose
+// tunnels are made by hand with the seed's ip commands: the peer knows
+// nothing of keepalives. The parts share one topology, one after the other;
+// each sets up what it needs.
+func TestKeepaliveTwoSites(t *testing.T) {
 	t.Parallel()
-	s := plainTwoSites(t, nil, nil)
+	s := plainTwoSites(t)
+	for _, part := range []struct {
+		name string
+		run  func(*testing.T, *twoSites)
+	}{
+		{"plain peer reflects", kaPlainPeer},
+		{"no reply without reflection", kaNeedsReflection},
+		{"both ends send", kaBothEnds},
+		{"separate keys", kaKeyed},
+		{"dead path", kaDeadPath},
+	} {
+		t.Run(part.name, func(t *testing.T) { part.run(t, s) })
+	}
+}
+
+// kaPlainPeer sends keepalives from r1 to a peer that knows nothing of
+// them: r2's tunnel made with the seed's ip commands, and the three settings
+// a Linux router needs to reflect them. A reply must come, and the packets
+// between the sites must be exactly Cisco's format.
+func kaPlainPeer(t *testing.T, s *twoSites) {
 	reflectKeepalives(s.r2, "gre-site1")
 	stop := capture(t, s.inet, "to-r2")
 	c := kaOpen(t, s.r1)
@@ -426,16 +460,14 @@ func TestKeepalivePlainPeer(t *testing.T) {
 	checkKeepaliveOnWire(t, frames, kaSite1, kaSite2)
 }
 
-// TestKeepaliveNeedsReflection shows the test can fail, and what a Linux
-// peer needs: without accept_local on its tunnel it drops the inner packet
-// as a martian (its source is the peer's own address), and no reply comes
-// though the keepalives arrive. The same goes for a strict reverse-path
-// filter in conf.all, which overrides the tunnel's own 0. A loose one does
-// not stop them, and with rp_filter 0 everywhere replies come.
-func TestKeepaliveNeedsReflection(t *testing.T) {
-	t.Parallel()
+// kaNeedsReflection shows the test can fail, and what a Linux peer needs:
+// without accept_local on its tunnel it drops the inner packet as a martian
+// (its source is the peer's own address), and no reply comes though the
+// keepalives arrive. The same goes for a strict reverse-path filter in
+// conf.all, which overrides the tunnel's own 0. A loose one does not stop
+// them, and with rp_filter 0 everywhere replies come.
+func kaNeedsReflection(t *testing.T, s *twoSites) {
 	const interval, intervals = time.Second, 3
-	s := plainTwoSites(t, nil, nil)
 	s.r2.exec("sysctl", "-qw", "net.ipv4.conf.gre-site1.rp_filter=0")
 	s.r2.exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
 	s.r2.exec("sysctl", "-qw", "net.ipv4.conf.all.accept_local=0")
@@ -488,13 +520,11 @@ func TestKeepaliveNeedsReflection(t *testing.T) {
 	t.Logf("accept_local=1, rp_filter 0: reply %v after the keepalive", rtt)
 }
 
-// TestKeepaliveBothEnds runs keepalives from both routers at once. Each
-// reflects the other's and sees its own replies. r1 reads every GRE packet
-// and so also sees r2's keepalives, which prove r2 alive too; r2's socket
-// filters in the kernel for replies from r1 and must see nothing else.
-func TestKeepaliveBothEnds(t *testing.T) {
-	t.Parallel()
-	s := plainTwoSites(t, nil, nil)
+// kaBothEnds runs keepalives from both routers at once. Each reflects the
+// other's and sees its own replies. r1 reads every GRE packet and so also
+// sees r2's keepalives, which prove r2 alive too; r2's socket filters in the
+// kernel for replies from r1 and must see nothing else.
+func kaBothEnds(t *testing.T, s *twoSites) {
 	reflectKeepalives(s.r1, "gre-site2")
 	reflectKeepalives(s.r2, "gre-site1")
 	c1, c2 := kaOpen(t, s.r1), kaOpen(t, s.r2)
@@ -550,15 +580,16 @@ func (n *netns) linkRxPackets(name string) uint64 {
 	return ls[0].Stats64.Rx.Packets
 }
 
-// TestKeepaliveKeyed runs keepalives over tunnels with separate keys. The
-// outer header must carry r1's okey, which r2's tunnel takes as its ikey:
-// with another key r2 has no tunnel for it and nothing comes back. The
-// inner header carries r1's ikey, and so does the reply.
-func TestKeepaliveKeyed(t *testing.T) {
-	t.Parallel()
+// kaKeyed runs keepalives over tunnels with separate keys. The outer header
+// must carry r1's okey, which r2's tunnel takes as its ikey: with another
+// key r2 has no tunnel for it and nothing comes back. The inner header
+// carries r1's ikey, and so does the reply.
+func kaKeyed(t *testing.T, s *twoSites) {
 	const interval = 500 * time.Millisecond
-	s := plainTwoSites(t, []string{"ikey", "100", "okey", "200"}, []string{"ikey", "200", "okey", "100"})
-	reflectKeepalives(s.r2, "gre-site1")
+	// A second pair of tunnels between the same addresses; the kernel
+	// tells them from the first by their keys.
+	tunnelsByHand(s, "gre-keyed", "gre-keyed", "10.0.1", []string{"ikey", "100", "okey", "200"}, []string{"ikey", "200", "okey", "100"})
+	reflectKeepalives(s.r2, "gre-keyed")
 	c := kaOpen(t, s.r1)
 	ch := kaListen(t, c)
 
@@ -594,7 +625,7 @@ func TestKeepaliveKeyed(t *testing.T) {
 	if r, ok := await(201, 100, 6*interval); ok {
 		t.Errorf("a keepalive with output key 201, which r2 does not take, got a reply: %+v", r.Header)
 	}
-	before := s.r1.linkRxPackets("gre-site2")
+	before := s.r1.linkRxPackets("gre-keyed")
 	r, ok := await(200, 100, 20*time.Second)
 	if !ok {
 		t.Fatal("no reply in 20s with output key 200, r2's input key")
@@ -603,18 +634,16 @@ func TestKeepaliveKeyed(t *testing.T) {
 		t.Errorf("reply with key %d (present %v), want 100, r1's ikey", r.Key, r.HasKey)
 	}
 	// The reply is too short for Linux's GRE demultiplexer, which drops
-	// it before any tunnel sees it: gre-site2 does not count it.
-	t.Logf("gre-site2 received %d packets before the reply, %d after", before, s.r1.linkRxPackets("gre-site2"))
+	// it before any tunnel sees it: gre-keyed does not count it.
+	t.Logf("gre-keyed received %d packets before the reply, %d after", before, s.r1.linkRxPackets("gre-keyed"))
 }
 
-// TestKeepaliveDeadPath measures how fast keepalives every second notice a
-// cut path: the path is cut in the internet between the sites, and the
-// path counts as dead once 3 intervals in a row pass without a reply.
-// After the path is back, a reply must come within 2 intervals.
-func TestKeepaliveDeadPath(t *testing.T) {
-	t.Parallel()
+// kaDeadPath measures how fast keepalives every second notice a cut path:
+// the path is cut in the internet between the sites, and counts as dead
+// once 3 intervals in a row pass without a reply. After the path is back, a
+// reply must come within 2 intervals.
+func kaDeadPath(t *testing.T, s *twoSites) {
 	const interval, deadAfter = time.Second, 3
-	s := plainTwoSites(t, nil, nil)
 	reflectKeepalives(s.r2, "gre-site1")
 	c := kaOpen(t, s.r1)
 	ch := kaListen(t, c)
