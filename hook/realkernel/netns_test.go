@@ -5,6 +5,7 @@ package realkernel
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,19 +52,28 @@ mss = "off"
 	// Namespaces until the kernel reuses the inode. It hands out the
 	// lowest free number, so the namespaces made on the way are kept: they
 	// fill the lower holes that earlier tests left. The dead namespace is
-	// freed by a kernel worker, so allow it a moment.
-	var b *netns
-	deadline := time.Now().Add(60 * time.Second)
+	// freed by a kernel worker, and ip's own short-lived mount namespaces
+	// draw from the same numbers, so reuse usually comes within a few
+	// tries but is not certain.
+	var b, last *netns
+	deadline := time.Now().Add(30 * time.Second)
 	for made := 0; b == nil && made < 200 && time.Now().Before(deadline); made++ {
-		n := newNS(t)
-		if nsInode(t, n.name) == inode {
-			b = n
+		last = newNS(t)
+		if nsInode(t, last.name) == inode {
+			b = last
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if b == nil {
-		t.Fatalf("no new namespace got the dead one's inode %d; the premise of this test changed", inode)
+		// No reuse this time: what can still be checked is that state is
+		// not keyed by anything the kernel reuses.
+		t.Logf("no new namespace got the dead one's inode %d within 30 s; checking how state is keyed", inode)
+		dirB := last.stateDir()
+		if dirB == dirA || !strings.Contains(dirA, "netns-cookie-") || !strings.Contains(dirB, "netns-cookie-") {
+			t.Fatalf("state directories %s and %s are not keyed by namespace cookies", dirA, dirB)
+		}
+		return
 	}
 	t.Logf("namespace %s got the dead namespace's inode %d", b.name, inode)
 	if dirB := b.stateDir(); dirB == dirA {

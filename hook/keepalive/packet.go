@@ -1,0 +1,124 @@
+// Package keepalive is the wire half of GRE keepalives as Cisco routers
+// send them: a packet the peer reflects without knowing anything about
+// keepalives, and a raw socket that sends it and sees the reflection come
+// back.
+//
+// A keepalive is a GRE packet from the tunnel's local address to its remote
+// whose payload is a second, complete GRE packet addressed the other way,
+// from the remote back to the local address, with GRE protocol type 0 and
+// nothing after it. The peer's tunnel strips the outer headers as it would
+// for any packet and routes what is left, which is addressed to us, out of
+// its underlay. That inner packet, arriving here as GRE from the remote with
+// protocol type 0, is the reply.
+//
+// A Linux peer reflects only if its tunnel interface accepts packets whose
+// source is one of its own addresses (net.ipv4.conf.<tunnel>.accept_local=1),
+// its reverse-path filter is not strict (the effective rp_filter, the
+// larger of conf.all's and the interface's, is 0 or 2, not 1), and it
+// forwards IPv4.
+//
+// Only IPv4 outer headers over plain gre tunnels are covered: no gretap,
+// ip6gre or ip6gretap.
+package keepalive
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// The fields of a GRE header (RFC 2784, with the key of RFC 2890) that
+// keepalives use.
+const (
+	greFlagChecksum = 0x8000
+	greFlagRouting  = 0x4000 // RFC 1701's routing bit; Linux rejects it
+	greFlagKey      = 0x2000
+	greFlagSeq      = 0x1000
+	greVersionMask  = 0x0007
+
+	// ProtoIPv4 is the GRE protocol type of an IPv4 payload: the outer
+	// GRE header of a keepalive.
+	ProtoIPv4 = 0x0800
+	// ProtoKeepalive is the GRE protocol type of the inner header, and so
+	// of the reply.
+	ProtoKeepalive = 0
+
+	ipProtoGRE  = 47
+	ipv4HdrLen  = 20
+	greHdrLen   = 4
+	greKeyLen   = 4
+	innerTTL    = 255
+	ipv4FlagDF  = 0x4000
+	ipv4Version = 4
+)
+
+// Packet returns the keepalive to hand to a raw IPPROTO_GRE socket (the
+// kernel adds the outer IPv4 header) on a tunnel from local to remote. A
+// nonzero okey is the tunnel's output key: it goes in the outer GRE header,
+// where the peer's tunnel expects it as its input key, and also in the inner
+// GRE header, which is what comes back. That suits a tunnel with one key for
+// both directions; PacketKeys covers separate input and output keys.
+//
+// Packet returns nil unless both addresses are IPv4.
+func Packet(local, remote netip.Addr, okey uint32) []byte {
+	return PacketKeys(local, remote, okey, okey)
+}
+
+// PacketKeys is Packet for a tunnel with separate keys. okey, the peer's
+// input key, goes in the outer GRE header. ikey goes in the inner one, so
+// the reply arrives carrying our input key, which is the peer's output key,
+// as the peer's own traffic does. Zero means no key.
+//
+// On Linux the inner key decides nothing on the way back: the GRE
+// demultiplexer drops, silently, any GRE packet shorter than 12 bytes after
+// its IPv4 header, and a reply is 4 or 8. So no tunnel ever sees a reply;
+// the raw socket gets its copy before that.
+func PacketKeys(local, remote netip.Addr, okey, ikey uint32) []byte {
+	local, remote = local.Unmap(), remote.Unmap()
+	if !local.Is4() || !remote.Is4() {
+		return nil
+	}
+	innerGRE := greHeader(ProtoKeepalive, ikey)
+	inner := make([]byte, ipv4HdrLen, ipv4HdrLen+len(innerGRE))
+	inner[0] = ipv4Version<<4 | ipv4HdrLen/4
+	binary.BigEndian.PutUint16(inner[2:], uint16(ipv4HdrLen+len(innerGRE)))
+	// DF set and ID 0: a datagram that may not be fragmented needs no
+	// unique ID (RFC 6864), and this one is 24 or 28 bytes.
+	binary.BigEndian.PutUint16(inner[6:], ipv4FlagDF)
+	inner[8] = innerTTL
+	inner[9] = ipProtoGRE
+	r, l := remote.As4(), local.As4()
+	copy(inner[12:16], r[:])
+	copy(inner[16:20], l[:])
+	binary.BigEndian.PutUint16(inner[10:], ipv4Checksum(inner[:ipv4HdrLen]))
+	inner = append(inner, innerGRE...)
+
+	return append(greHeader(ProtoIPv4, okey), inner...)
+}
+
+// greHeader is a version 0 GRE header with the protocol type and, if key
+// is not zero, the key.
+func greHeader(proto uint16, key uint32) []byte {
+	if key == 0 {
+		b := make([]byte, greHdrLen)
+		binary.BigEndian.PutUint16(b[2:], proto)
+		return b
+	}
+	b := make([]byte, greHdrLen+greKeyLen)
+	binary.BigEndian.PutUint16(b[0:], greFlagKey)
+	binary.BigEndian.PutUint16(b[2:], proto)
+	binary.BigEndian.PutUint32(b[4:], key)
+	return b
+}
+
+// ipv4Checksum is the Internet checksum (RFC 1071) of an IPv4 header whose
+// checksum field is zero.
+func ipv4Checksum(hdr []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(hdr); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(hdr[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
