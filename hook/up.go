@@ -821,7 +821,7 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 		// default is not remembered here: that tunnel remembers what it
 		// replaced, and the successor rule (defaults.go) brings it back.
 		if cur != nil && cur.Protocol != plan.RouteProtocol {
-			if !hasRoute(rec.Replaced, cur.Dst, cur.Table, cur.Metric) {
+			if routeAtKey(rec.Replaced, state.FromPlan(cur.Route, 0)) == nil {
 				rec.Replaced = append(rec.Replaced, state.FromPlan(cur.Route, cur.Protocol))
 			}
 			// Tunnels whose default this route overrode are out of the
@@ -902,13 +902,4 @@ func displaced(cur *rtnl.Route, t *state.Tunnel) bool {
 	}
 	rep := routeAtKey(t.Replaced, state.FromPlan(cur.Route, 0))
 	return rep == nil || rep.Gw != cur.Gw || rep.Dev != cur.Dev
-}
-
-func hasRoute(rs []state.Route, dst netip.Prefix, table, metric uint32) bool {
-	for _, r := range rs {
-		if r.Dst == dst && r.Table == table && r.Metric == metric {
-			return true
-		}
-	}
-	return false
 }
