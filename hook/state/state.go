@@ -157,7 +157,9 @@ func (s Store) read(path string) ([]byte, error) {
 	switch {
 	case !fi.Mode().IsRegular():
 		return nil, errors.New("it is not a regular file")
-	case !ok || st.Uid != 0:
+	case !ok:
+		return nil, errors.New("its owner cannot be told")
+	case st.Uid != 0:
 		return nil, fmt.Errorf("it is owned by uid %d, not root, and gre-hook acts on it as root", st.Uid)
 	case fi.Mode().Perm()&0o022 != 0:
 		return nil, fmt.Errorf("it is writable by group or others (mode %04o), and gre-hook acts on it as root", fi.Mode().Perm())
