@@ -195,19 +195,14 @@ func (td *teardown) rules(fams map[int]bool, strict bool) []error {
 
 // kernelRoutes returns the route snapshot, reading it on first use.
 func (td *teardown) kernelRoutes() (map[int][]rtnl.Route, error) {
-	if td.routes != nil {
-		return td.routes, nil
-	}
-	routes := map[int][]rtnl.Route{}
-	for _, f := range []int{4, 6} {
-		rs, err := td.sys.Net.Routes(f)
+	if td.routes == nil {
+		routes, err := readRoutes(td.sys.Net)
 		if err != nil {
 			return nil, err
 		}
-		routes[f] = rs
+		td.routes = routes
 	}
-	td.routes = routes
-	return routes, nil
+	return td.routes, nil
 }
 
 // lostDefaults returns gre-hook's default routes through the victim's

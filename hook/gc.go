@@ -60,7 +60,7 @@ func GC(ctx context.Context, req Request, sys *System) error {
 	for _, u := range sortedKeys(broken) {
 		errs = append(errs, broken[u])
 	}
-	snap, err := takeSnapshot(sys.Net, map[int]bool{4: true, 6: true})
+	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}

@@ -30,7 +30,7 @@ func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, e
 	if err != nil {
 		return false, err
 	}
-	snap, err := takeSnapshot(sys.Net, map[int]bool{4: true, 6: true})
+	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
 		return false, err
 	}

@@ -57,8 +57,8 @@ type snapshot struct {
 	routes map[int][]rtnl.Route // by family
 }
 
-func takeSnapshot(n Net, families map[int]bool) (*snapshot, error) {
-	s := &snapshot{links: map[string]rtnl.Link{}, addrs: map[int][]rtnl.Addr{}, routes: map[int][]rtnl.Route{}}
+func takeSnapshot(n Net) (*snapshot, error) {
+	s := &snapshot{links: map[string]rtnl.Link{}, addrs: map[int][]rtnl.Addr{}}
 	links, err := n.Links()
 	if err != nil {
 		return nil, err
@@ -73,14 +73,25 @@ func takeSnapshot(n Net, families map[int]bool) (*snapshot, error) {
 	for _, a := range addrs {
 		s.addrs[a.Index] = append(s.addrs[a.Index], a)
 	}
-	for f := range families {
+	// Both families, always: a config edit may have dropped the last IPv6
+	// route, and the stale one must still be found.
+	if s.routes, err = readRoutes(n); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// readRoutes reads the routes of both families, by family.
+func readRoutes(n Net) (map[int][]rtnl.Route, error) {
+	routes := map[int][]rtnl.Route{}
+	for _, f := range []int{4, 6} {
 		rs, err := n.Routes(f)
 		if err != nil {
 			return nil, err
 		}
-		s.routes[f] = rs
+		routes[f] = rs
 	}
-	return s, nil
+	return routes, nil
 }
 
 func familyOf(a netip.Addr) int {
@@ -141,9 +152,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		return nil
 	}
 
-	// Both families, always: a config edit may have dropped the last IPv6
-	// route, and the stale one must still be found.
-	snap, err := takeSnapshot(sys.Net, map[int]bool{4: true, 6: true})
+	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
 		return err
 	}
