@@ -41,6 +41,12 @@ func newLedger(store state.Store, own string, ownRec *state.Record) *ledger {
 	return &ledger{store: store, own: own, ownRec: ownRec}
 }
 
+// ledgerOf is a ledger over records already read, which the caller saves
+// itself; dirty then says which of them a hand-over changed.
+func ledgerOf(store state.Store, recs map[string]*state.Record) *ledger {
+	return &ledger{store: store, recs: recs, dirty: map[string]bool{}}
+}
+
 // setOwn makes rec the record of the run's own underlay.
 func (lg *ledger) setOwn(rec *state.Record) {
 	lg.ownRec = rec

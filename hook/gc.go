@@ -132,9 +132,7 @@ func GC(ctx context.Context, req Request, sys *System) error {
 		}
 	}
 
-	lg := newLedger(sys.Store, "", nil)
-	lg.recs = recs
-	lg.dirty = map[string]bool{}
+	lg := ledgerOf(sys.Store, recs)
 	for _, u := range sortedKeys(victims) {
 		vs := victims[u]
 		sort.Slice(vs, func(i, j int) bool { return vs[i].Name < vs[j].Name })
