@@ -144,6 +144,9 @@ func Up(tunnels []config.Tunnel, u Underlay, paths map[netip.Addr]Path) ([]Tunne
 }
 
 func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, error) {
+	if !c.Remote.IsValid() {
+		return Tunnel{}, fmt.Errorf("remote %q has not been resolved to an address", c.RemoteName)
+	}
 	local := c.Local
 	if !local.IsValid() {
 		for _, a := range u.Addrs {
