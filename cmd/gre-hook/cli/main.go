@@ -1,17 +1,18 @@
-package hook
+// Package cli is gre-hook's command line: it turns arguments and the
+// environment into a hook.Request, reads the config once, calls package
+// hook and maps the outcome to an exit code.
+package cli
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/config"
-	"github.com/gre-hook/gre-hook/hook/mss"
-	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
@@ -26,7 +27,7 @@ const (
 // Main runs gre-hook with the given arguments and environment and returns
 // the exit code.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, version string) int {
-	inv, err := Parse(args, getenv, stderr)
+	inv, err := Parse(args, getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
 		return ExitUsage
@@ -41,15 +42,15 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 		fmt.Fprintf(stdout, "gre-hook %s\n", version)
 		return ExitOK
 	}
-	// Every command left reads the config.
+	// Every command left reads the config, once.
 	if inv.Request.AllowInsecure {
 		fmt.Fprintf(stderr, "gre-hook: warning: %s: the config is read without checking who owns it or can write it; this is for tests only\n", inv.InsecureConfig)
 	}
+	cfg, cfgErr := hook.LoadConfig(inv.Request)
 	switch inv.Command {
 	case CmdCheck:
-		cfg, err := LoadConfig(inv.Request)
-		if err != nil {
-			fmt.Fprintf(stderr, "%v\n", err)
+		if cfgErr != nil {
+			fmt.Fprintf(stderr, "%v\n", cfgErr)
 			return ExitUsage
 		}
 		if len(cfg.Files) == 0 {
@@ -62,15 +63,15 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 		return ExitOK
 	}
 
-	if inv.Command == CmdRun && nothingToDo(inv) {
-		if r := inv.Request; r.Line && r.Phase == PhaseUp {
+	if inv.Command == CmdRun && nothingToDo(inv, cfg, cfgErr) {
+		if r := inv.Request; r.Line && r.Phase == hook.PhaseUp {
 			// ifupdown2 hides the output of a line that succeeds, and its
 			// lines never see gre-hook-config: a silent no-op here is a site
 			// left unjoined with no word to the admin.
 			fmt.Fprintf(stderr, "gre-hook: up on %s: %s has no tunnels on %s, and gre-hook brought none up there; "+
 				"ifupdown2 gives post-up lines no stanza options, gre-hook-config included: name the config on the line, "+
 				"\"post-up /usr/sbin/gre-hook up --config PATH\", or leave the line out and let the if-up.d hook do it\n",
-				r.Iface, describeSource(sourceOf(r)), r.Iface)
+				r.Iface, hook.DescribeConfig(r), r.Iface)
 			return ExitUsage
 		}
 		if inv.Request.Verbose {
@@ -88,22 +89,14 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	}
 	defer closeSys()
 
-	switch inv.Command {
-	case CmdGC:
-		err = GC(ctx, inv.Request, sys)
-	case CmdStatus:
-		var drift bool
-		drift, err = Status(inv.Request, sys, stdout, inv.JSON)
-		if err == nil && drift {
-			return ExitDrift
-		}
-	default:
-		err = Run(ctx, inv.Request, sys)
+	drift, err := runCommand(ctx, inv, cfg, cfgErr, sys, stdout)
+	if err == nil && drift {
+		return ExitDrift
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
 		var cerr config.Errors
-		if errors.As(err, &cerr) || errors.Is(err, ErrUsage) {
+		if errors.As(err, &cerr) {
 			return ExitUsage
 		}
 		return ExitFailed
@@ -111,19 +104,38 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	return ExitOK
 }
 
-// nothingToDo reports, without opening netlink or taking the lock, that
-// the config has no tunnels on the interface and no record says gre-hook
-// made any there. ifupdown calls gre-hook for every interface at boot; for
-// most of them this is the whole run. Any doubt (a config that does not
-// load) means there may be work, and the full run decides; it keeps the
-// config it read for that run.
-func nothingToDo(inv *Invocation) bool {
-	cfg, err := LoadConfig(inv.Request)
-	if err != nil {
-		return false
+// runCommand calls package hook for a run, gc or status, with the config
+// Main read (cfgErr if it could not be read).
+func runCommand(ctx context.Context, inv *Invocation, cfg *config.Config, cfgErr error, sys *hook.System, stdout io.Writer) (drift bool, err error) {
+	req := inv.Request
+	if inv.Command == CmdRun && req.Phase == hook.PhaseDown {
+		// Down goes on without a config: the record and the kernel's
+		// marks say what is gre-hook's.
+		return false, hook.Down(ctx, req, cfg, cfgErr, sys)
 	}
-	inv.Request.loaded = cfg
-	if len(cfg.For(inv.Request.Iface)) > 0 {
+	if cfgErr != nil {
+		if inv.Command == CmdGC {
+			// What no config explains would be everything.
+			return false, fmt.Errorf("gc: refusing to run with a broken config: %w", cfgErr)
+		}
+		return false, cfgErr
+	}
+	switch inv.Command {
+	case CmdGC:
+		return false, hook.GC(ctx, req, cfg, sys)
+	case CmdStatus:
+		return hook.Status(req, cfg, sys, stdout, inv.JSON)
+	}
+	return false, hook.Up(ctx, req, cfg, sys)
+}
+
+// nothingToDo reports, without opening netlink or taking the lock, that
+// cfg has no tunnels on the interface and no record says gre-hook made
+// any there. ifupdown calls gre-hook for every interface at boot; for
+// most of them this is the whole run. Any doubt (a config that does not
+// load) means there may be work, and the full run decides.
+func nothingToDo(inv *Invocation, cfg *config.Config, cfgErr error) bool {
+	if cfgErr != nil || len(cfg.For(inv.Request.Iface)) > 0 {
 		return false
 	}
 	return !state.Store{Dir: stateDir(inv)}.Exists(inv.Request.Iface)
@@ -135,50 +147,3 @@ func stateDir(inv *Invocation) string {
 	}
 	return state.DirFor(state.DefaultDir)
 }
-
-// NewSystem connects a run to the real kernel, iptables and filesystem.
-func NewSystem(inv *Invocation, stderr io.Writer) (*System, func(), error) {
-	h, err := rtnl.Open()
-	if err != nil {
-		return nil, nil, err
-	}
-	dir := stateDir(inv)
-	if !inv.Request.AllowInsecure && !(inv.Request.DryRun && os.Geteuid() != 0) {
-		// Records say which routes to put back and which commands to run,
-		// as root: they get the config's trust rules.
-		if err := config.TrustedDir(dir, "state directory"); err != nil {
-			h.Close()
-			return nil, nil, err
-		}
-	}
-	sys := &System{
-		Net:        h,
-		LoadModule: rtnl.LoadModule,
-		Store:      state.Store{Dir: dir, Secure: !inv.Request.AllowInsecure},
-		LockWait:   inv.LockWait,
-		Log:        stderr,
-	}
-	sys.Command = commandRunner{Limit: inv.CommandLimit, Grace: commandGrace, Out: stderr}.Run
-	readOnly := inv.Request.DryRun && os.Geteuid() != 0
-	sys.Tables = func(family int) (mss.Backend, error) {
-		if readOnly {
-			return emptyTables{family}, nil
-		}
-		return mss.Open(family, inv.XtablesWait)
-	}
-	if readOnly {
-		// Without root neither the rules nor the records can be read; the
-		// plan then assumes there are none.
-		fmt.Fprintln(stderr, "gre-hook: not root: the plan assumes no existing gre-hook rules or records")
-		sys.Store = state.Store{Dir: "/nonexistent/gre-hook"}
-	}
-	return sys, h.Close, nil
-}
-
-// emptyTables stands in for iptables in an unprivileged dry run.
-type emptyTables struct{ family int }
-
-func (e emptyTables) Family() int                               { return e.family }
-func (emptyTables) List(string, string) ([]string, bool, error) { return nil, false, nil }
-func (emptyTables) JumpExists() (bool, error)                   { return false, nil }
-func (emptyTables) Restore(string) error                        { return nil }
