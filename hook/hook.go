@@ -54,11 +54,6 @@ type Request struct {
 	// IFACE but no PHASE, as ifupdown2 runs a post-up or pre-down line.
 	// Such a line sees no stanza options, gre-hook-config included.
 	Line bool
-
-	// loaded is the config already read for this request, so that a run
-	// does not parse it twice (with a thousand tunnels that is most of
-	// the CPU a run spends).
-	loaded *config.Config
 }
 
 // Net is the rtnetlink operations gre-hook uses. *rtnl.Handle implements
@@ -167,22 +162,31 @@ func distrust(rec *state.Record, req Request, l *logger) {
 	}
 }
 
-// LoadConfig reads the configuration a request names.
+// LoadConfig reads the configuration a request names. A run reads it
+// once and hands it to Up, Down, GC or Status: with a thousand tunnels,
+// parsing it is most of the CPU a run spends.
 func LoadConfig(req Request) (*config.Config, error) {
-	if req.loaded != nil {
-		return req.loaded, nil
-	}
 	return config.Read(req.Config, req.AllowInsecure)
 }
 
-// Run carries out req.
-func Run(ctx context.Context, req Request, sys *System) error {
-	l := &logger{w: sys.Log, verbose: req.Verbose, dry: req.DryRun}
-	switch req.Phase {
-	case PhaseUp:
-		return up(ctx, req, sys, l)
-	case PhaseDown:
-		return down(ctx, req, sys, l)
-	}
-	return fmt.Errorf("unknown phase %q", req.Phase)
+// DescribeConfig names the config req reads, for messages.
+func DescribeConfig(req Request) string {
+	return describeSource(sourceOf(req))
+}
+
+// Up brings up the tunnels that cfg, the config req names, has on
+// req.Iface.
+func Up(ctx context.Context, req Request, cfg *config.Config, sys *System) error {
+	return up(ctx, req, cfg, sys, newLogger(req, sys))
+}
+
+// Down takes down the tunnels on req.Iface. cfg is the config req names,
+// or nil when it could not be read, and cfgErr says why: down then goes
+// by the record and the kernel's marks.
+func Down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sys *System) error {
+	return down(ctx, req, cfg, cfgErr, sys, newLogger(req, sys))
+}
+
+func newLogger(req Request, sys *System) *logger {
+	return &logger{w: sys.Log, verbose: req.Verbose, dry: req.DryRun}
 }

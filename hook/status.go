@@ -24,12 +24,9 @@ type TunnelStatus struct {
 
 // Status compares the kernel with the config for each configured tunnel
 // (on iface, if set) and reports whether anything differs. A tunnel whose
-// underlay is missing or down is expected to be absent.
-func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return false, err
-	}
+// underlay is missing or down is expected to be absent. cfg is the config
+// req names.
+func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
 	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
 		return false, err

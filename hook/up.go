@@ -116,11 +116,7 @@ func underlayOf(s *snapshot, name string) (plan.Underlay, error) {
 	return u, nil
 }
 
-func up(ctx context.Context, req Request, sys *System, l *logger) error {
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return err
-	}
+func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *logger) error {
 	tunnels := cfg.For(req.Iface)
 	if len(tunnels) == 0 && !sys.Store.Exists(req.Iface) {
 		l.note("no tunnels on %s", req.Iface)

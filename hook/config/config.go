@@ -170,9 +170,6 @@ func (e Errors) Error() string {
 	return strings.Join(msgs, "\n")
 }
 
-// ErrNoConfig is returned when neither the default file nor conf.d exists.
-var ErrNoConfig = errors.New("no configuration found")
-
 // Read reads, merges and validates the configuration: the file or
 // directory of *.toml files explicit names, or, when explicit is "", the
 // default file and the default directory. Missing default locations are

@@ -1,4 +1,4 @@
-package hook
+package cli
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/config"
 )
 
@@ -28,7 +29,7 @@ const (
 // Invocation is a parsed command line and environment.
 type Invocation struct {
 	Command Command
-	Request Request
+	Request hook.Request
 	JSON    bool
 	// Settings from the environment.
 	StateDir     string
@@ -97,7 +98,7 @@ func skipIface(iface string, getenv func(string) string) bool {
 
 // Parse turns arguments (without the program name) and the environment
 // into an Invocation. It never touches the system.
-func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invocation, error) {
+func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	inv := &Invocation{Command: CmdRun, LockWait: 30 * time.Second, XtablesWait: 10, CommandLimit: 30 * time.Second}
 	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
 	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
@@ -266,9 +267,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	}
 	switch phase {
 	case "up", "post-up":
-		req.Phase = PhaseUp
+		req.Phase = hook.PhaseUp
 	case "down", "pre-down":
-		req.Phase = PhaseDown
+		req.Phase = hook.PhaseDown
 	default:
 		if fromEnv {
 			inv.Command = CmdNothing
