@@ -55,6 +55,8 @@ type Request struct {
 	// Such a line sees no stanza options, gre-hook-config included.
 	Line bool
 
+	// locked: the caller holds the run lock (SetLiveness).
+	locked bool
 	// loaded is the config already read for this request, so that a run
 	// does not parse it twice (with a thousand tunnels that is most of
 	// the CPU a run spends).

@@ -126,7 +126,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		l.note("no tunnels on %s", req.Iface)
 		return nil
 	}
-	if !req.DryRun {
+	if !req.DryRun && !req.locked {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 		if err != nil {
 			return err
@@ -196,6 +196,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	if err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
+	want = withdrawDead(want, rec)
 	if err := precheck(req.Iface, want, snap, rec); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
@@ -229,6 +230,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	}
 
 	newRec := merged(req.Iface, rec, want)
+	keepLiveness(newRec, rec)
 	newRec.Source = src
 	newRec.Insecure = req.AllowInsecure
 	lg.setOwn(newRec)
@@ -822,6 +824,10 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 			// tunnel took it over or the admin set one by hand. A re-run of
 			// up (ifreload) must not take it back: that is for a new up.
 			r.l.note("tunnel %q: the default route is %s now, set after this tunnel's; leaving it", t.Link.Name, describeRoute(cur.Route, cur.Protocol))
+			continue
+		}
+		if r.ledger.setByAdmin(old, d, cur) {
+			r.l.note("tunnel %q: the default route is %s now, set while the peer was dead; leaving it", t.Link.Name, describeRoute(cur.Route, cur.Protocol))
 			continue
 		}
 		rec.Seq = r.ledger.nextSeq()
