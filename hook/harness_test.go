@@ -26,6 +26,9 @@ type env struct {
 	cfg      string
 	commands []string
 	modules  []string
+	// before is the kernel as a test set it up, for tests that compare
+	// with it after a full down.
+	before string
 }
 
 func newEnv(t *testing.T) *env {
