@@ -26,10 +26,21 @@ import (
 // withdrawDead drops the routes and default routes of the tunnels the
 // record says are dead. The link, its addresses, MSS rules and pin stay:
 // the pin keeps the keepalives on the underlay whatever holds the default
-// route meanwhile, so the watcher sees the peer come back.
-func withdrawDead(want []plan.Tunnel, rec *state.Record) []plan.Tunnel {
+// route meanwhile, so the watcher sees the peer come back. A tunnel whose
+// config (in tunnels) no longer has keepalive is alive again: no watcher
+// would ever say so.
+func withdrawDead(want []plan.Tunnel, tunnels []config.Tunnel, rec *state.Record) []plan.Tunnel {
+	watched := map[string]bool{}
+	for _, c := range tunnels {
+		watched[c.Name] = c.Keepalive != nil
+	}
 	for i := range want {
-		if t := rec.Find(want[i].Link.Name); t != nil && t.Dead {
+		t := rec.Find(want[i].Link.Name)
+		switch {
+		case t == nil || !t.Dead:
+		case !watched[t.Name]:
+			t.Dead, t.DeadSince = false, nil
+		default:
 			want[i].Routes, want[i].Defaults = nil, nil
 		}
 	}

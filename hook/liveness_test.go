@@ -349,6 +349,18 @@ func TestUpWithdrawsRoutesOfDeadTunnel(t *testing.T) {
 	diff(t, "kernel after up", e.dump(), deadDump)
 }
 
+// A dead tunnel whose keepalive is taken out of the config comes back with
+// the next up: no watcher would ever find it alive.
+func TestKeepaliveRemovedWhileDead(t *testing.T) {
+	e := newWatched(t)
+	e.play([]step{{"up eth1", aDefault, "a"}, {"dead eth1", origDefault, ""}})
+	e.write(strings.Replace(watchedTwo, "keepalive = { interval = 2, retries = 3 }\n", "", 1))
+	e.play([]step{{"up eth1", aDefault, "a"}, {"status eth1", aDefault, "a"}})
+	if en := e.entry("eth1", "gre-a"); en.Dead {
+		t.Errorf("still dead: %+v", en)
+	}
+}
+
 // Watched lists the tunnels with keepalive that records list, as the
 // kernel has them, with the record's liveness.
 func TestWatched(t *testing.T) {

@@ -175,7 +175,7 @@ func statusOne(sys *System, snap *snapshot, rec *state.Record, c config.Tunnel, 
 		problem("%v", err)
 		return
 	}
-	w := withdrawDead(ws, rec)[0]
+	w := withdrawDead(ws, []config.Tunnel{c}, rec)[0]
 	have := snap.links[c.Name]
 	if !linkMatches(have, w.Link) {
 		problem("link attributes differ: have %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d; want %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d",

@@ -196,7 +196,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	if err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
-	want = withdrawDead(want, rec)
+	want = withdrawDead(want, tunnels, rec)
 	if err := precheck(req.Iface, want, snap, rec); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
