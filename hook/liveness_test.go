@@ -82,7 +82,7 @@ func (e *env) entry(underlay, tunnel string) *state.Tunnel {
 	return rec.Find(tunnel)
 }
 
-// withoutLines is dump with the given lines removed and others added.
+// edit is dump, sorted, with the lines in drop removed and add added.
 func edit(dump string, drop []string, add ...string) string {
 	gone := map[string]bool{}
 	for _, d := range drop {
