@@ -28,6 +28,9 @@ type env struct {
 	cfg      string
 	commands []string
 	modules  []string
+	// before is the kernel as a test set it up, for tests that compare
+	// with it after a full down.
+	before string
 }
 
 func newEnv(t *testing.T) *env {
@@ -183,3 +186,9 @@ func golden(t *testing.T, text string) string {
 }
 
 func bg() context.Context { return context.Background() }
+
+// jsonStatusOf runs Status as JSON, with the config req names.
+func jsonStatusOf(t *testing.T, req Request, sys *System, out io.Writer) (bool, error) {
+	t.Helper()
+	return Status(req, mustLoad(t, req), sys, out, true)
+}

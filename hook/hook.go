@@ -54,6 +54,9 @@ type Request struct {
 	// IFACE but no PHASE, as ifupdown2 runs a post-up or pre-down line.
 	// Such a line sees no stanza options, gre-hook-config included.
 	Line bool
+
+	// locked: the caller holds the run lock (SetLiveness).
+	locked bool
 }
 
 // Net is the rtnetlink operations gre-hook uses. *rtnl.Handle implements

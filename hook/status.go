@@ -20,6 +20,8 @@ type TunnelStatus struct {
 	Underlay string   `json:"underlay"`
 	State    string   `json:"state"` // "up", "down" (underlay down or absent), "drift"
 	Problems []string `json:"problems,omitempty"`
+	// Keepalive is set for tunnels gre-hook watch follows.
+	Keepalive *KeepaliveStatus `json:"keepalive,omitempty"`
 }
 
 // Status compares the kernel with the config for each configured tunnel
@@ -87,6 +89,7 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		}
 	}
 
+	live, _ := state.ReadLiveness(sys.Store.Dir)
 	configured := map[string]bool{}
 	for _, c := range tunnels {
 		configured[c.Name] = true
@@ -112,6 +115,7 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		default:
 			statusOne(sys, snap, recs[c.Underlay], c, u, have.Index, rules, jumps, problem)
 		}
+		st.Keepalive = keepaliveStatus(c, recs[c.Underlay], live)
 		if len(st.Problems) > 0 {
 			st.State = "drift"
 			drift = true
@@ -143,6 +147,9 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 	}
 	for _, st := range report {
 		fmt.Fprintf(out, "%s on %s: %s\n", st.Tunnel, st.Underlay, st.State)
+		if st.Keepalive != nil {
+			fmt.Fprintf(out, "  keepalive: %s\n", st.Keepalive)
+		}
 		for _, p := range st.Problems {
 			fmt.Fprintf(out, "  - %s\n", p)
 		}
@@ -165,7 +172,7 @@ func statusOne(sys *System, snap *snapshot, rec *state.Record, c config.Tunnel, 
 		problem("%v", err)
 		return
 	}
-	w := ws[0]
+	w := withdrawDead(ws, []config.Tunnel{c}, rec)[0]
 	have := snap.links[c.Name]
 	if !linkMatches(have, w.Link) {
 		problem("link attributes differ: have %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d; want %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d",

@@ -122,7 +122,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		l.note("no tunnels on %s", req.Iface)
 		return nil
 	}
-	if !req.DryRun {
+	if !req.DryRun && !req.locked {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 		if err != nil {
 			return err
@@ -192,6 +192,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	if err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
+	want = withdrawDead(want, tunnels, rec)
 	if err := precheck(req.Iface, want, snap, rec); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
@@ -225,6 +226,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	}
 
 	newRec := merged(req.Iface, rec, want)
+	keepLiveness(newRec, rec)
 	newRec.Source = src
 	newRec.Insecure = req.AllowInsecure
 	lg.setOwn(newRec)
@@ -818,6 +820,10 @@ func (r *runner) ensureRoutes(t *plan.Tunnel, rec, old *state.Tunnel) error {
 			// tunnel took it over or the admin set one by hand. A re-run of
 			// up (ifreload) must not take it back: that is for a new up.
 			r.l.note("tunnel %q: the default route is %s now, set after this tunnel's; leaving it", t.Link.Name, describeRoute(cur.Route, cur.Protocol))
+			continue
+		}
+		if r.ledger.setByAdmin(old, d, cur) {
+			r.l.note("tunnel %q: the default route is %s now, set while the peer was dead; leaving it", t.Link.Name, describeRoute(cur.Route, cur.Protocol))
 			continue
 		}
 		rec.Seq = r.ledger.nextSeq()

@@ -79,6 +79,25 @@ type Tunnel struct {
 	// no longer gets the default route back, and the route it replaced
 	// is no longer the one to restore.
 	Displaced bool `json:"displaced,omitempty"`
+
+	// Dead: gre-hook watch found the peer silent. While it is, up plans
+	// the tunnel without its routes and default route (the link, its
+	// addresses, MSS rules and pin stay), so the routes are withdrawn and
+	// the default route it had replaced comes back. Written only on a
+	// transition, by hook.SetLiveness.
+	Dead bool `json:"dead,omitempty"`
+	// DeadSince is when the peer was found dead.
+	DeadSince *time.Time `json:"dead_since,omitempty"`
+	// LastReply is the peer's last reply as the watcher knew it at the
+	// latest transition (status reads fresher ones from the liveness file).
+	LastReply *time.Time `json:"last_reply,omitempty"`
+	// Withdrawn are the default routes the tunnel let go of when it died,
+	// and Fallbacks the routes at their keys that were there before
+	// gre-hook's (the replaced ones). On recovery the tunnel takes a
+	// default route back only from a fallback or from another of
+	// gre-hook's tunnels: any other route the admin set meanwhile.
+	Withdrawn []Route `json:"withdrawn_defaults,omitempty"`
+	Fallbacks []Route `json:"fallback_defaults,omitempty"`
 }
 
 // Record is everything gre-hook created for one underlay.
@@ -280,7 +299,7 @@ func Parse(data []byte) (*Record, error) {
 			return nil, fmt.Errorf("tunnel %q listed twice", t.Name)
 		}
 		seen[t.Name] = true
-		routes := append(append([]Route{}, t.Defaults...), t.Replaced...)
+		routes := append(append(append(append([]Route{}, t.Defaults...), t.Replaced...), t.Withdrawn...), t.Fallbacks...)
 		if t.Pin != nil {
 			routes = append(routes, *t.Pin)
 		}
