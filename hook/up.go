@@ -126,6 +126,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 		l.note("no tunnels on %s", req.Iface)
 		return nil
 	}
+	resolved := resolveRemotes(ctx, sys, tunnels)
 	if !req.DryRun {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 		if err != nil {
@@ -151,6 +152,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 			req.Iface, describeSource(rec.Source), describeSource(src))
 		return nil
 	}
+	tunnels, unresolved := withRemotes(tunnels, resolved, rec, l)
 
 	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
@@ -229,6 +231,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	}
 
 	newRec := merged(req.Iface, rec, want)
+	newRec.Tunnels = append(newRec.Tunnels, unresolved...)
 	newRec.Source = src
 	newRec.Insecure = req.AllowInsecure
 	lg.setOwn(newRec)
@@ -362,7 +365,7 @@ func findRoute(routes map[int][]rtnl.Route, r plan.Route, ours bool) *rtnl.Route
 func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Record {
 	rec := &state.Record{Version: state.Version, Underlay: underlay}
 	for _, t := range want {
-		e := state.Tunnel{Name: t.Link.Name, Down: t.Down}
+		e := state.Tunnel{Name: t.Link.Name, Down: t.Down, Local: t.Link.Local, Remote: t.Link.Remote, RemoteName: t.RemoteName}
 		if t.Pin != nil {
 			p := state.FromPlan(*t.Pin, 0)
 			e.Pin = &p

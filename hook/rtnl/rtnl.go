@@ -622,3 +622,40 @@ func LoadModule(name string) error {
 	}
 	return nil
 }
+
+// SetEndpoints changes a GRE link's local and remote in place, as
+// `ip link set NAME type gre local L remote R` does: one RTM_NEWLINK
+// without NLM_F_CREATE, so the link keeps its index, and with it its
+// addresses, routes and the MSS rule that names it.
+//
+// The kernel's changelink resets every tunnel parameter the request leaves
+// out (ipgre_netlink_parms starts from zero), so the request carries all
+// of them as the kernel reports them now, with only the endpoints new. It
+// carries no MTU: the kernel then keeps the MTU, since the lower device
+// does not change.
+func (h *Handle) SetEndpoints(name string, local, remote netip.Addr) error {
+	l, err := h.h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("looking up link %s: %w", name, err)
+	}
+	attrs := netlink.LinkAttrs{Index: l.Attrs().Index, Name: name, TxQLen: -1}
+	lo, re := net.IP(local.AsSlice()), net.IP(remote.AsSlice())
+	var change netlink.Link
+	switch t := l.(type) {
+	case *netlink.Gretun:
+		c := *t
+		c.LinkAttrs, c.Local, c.Remote = attrs, lo, re
+		change = &c
+	case *netlink.Gretap:
+		c := *t
+		c.LinkAttrs, c.Local, c.Remote = attrs, lo, re
+		change = &c
+	default:
+		return fmt.Errorf("link %s is a %s, not a GRE tunnel", name, l.Type())
+	}
+	if err := h.h.LinkModify(change); err != nil {
+		return err
+	}
+	h.remember(attrs.Index, name)
+	return nil
+}
