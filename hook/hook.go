@@ -20,6 +20,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
@@ -92,7 +93,11 @@ type System struct {
 	Store   state.Store
 	// LockWait bounds the wait for another run's lock.
 	LockWait time.Duration
-	Log      io.Writer
+	// Resolve looks up remotes given as names (nil: Go's own resolver),
+	// all of a run's names within ResolveWait (0: resolve.DefaultWait).
+	Resolve     resolve.LookupFunc
+	ResolveWait time.Duration
+	Log         io.Writer
 }
 
 // Logger prints changes and notes for one run.

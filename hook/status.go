@@ -16,10 +16,14 @@ import (
 
 // TunnelStatus is one line of `gre-hook status`.
 type TunnelStatus struct {
-	Tunnel   string   `json:"tunnel"`
-	Underlay string   `json:"underlay"`
-	State    string   `json:"state"` // "up", "down" (underlay down or absent), "drift"
-	Problems []string `json:"problems,omitempty"`
+	Tunnel   string `json:"tunnel"`
+	Underlay string `json:"underlay"`
+	State    string `json:"state"` // "up", "down" (underlay down or absent), "drift", "unresolved" (remote's name)
+	// RemoteName is the DNS name the config gives as remote, and Remote
+	// the address the tunnel was brought up with.
+	RemoteName string   `json:"remote_name,omitempty"`
+	Remote     string   `json:"remote,omitempty"`
+	Problems   []string `json:"problems,omitempty"`
 	// Keepalive is set for tunnels gre-hook watch follows.
 	Keepalive *KeepaliveStatus `json:"keepalive,omitempty"`
 }
@@ -108,6 +112,9 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 			if exists && have.Alias == plan.Alias(c.Underlay) {
 				problem("underlay %s is down or absent but the tunnel exists", c.Underlay)
 			}
+		case c.RemoteName != "" && !remoteFromRecord(&c, recs[c.Underlay], &st):
+			st.State = "unresolved"
+			problem("remote %s has not been resolved; gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, c.Underlay)
 		case !exists:
 			problem("link %s does not exist", c.Name)
 		case have.Alias != plan.Alias(c.Underlay):
@@ -117,7 +124,9 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		}
 		st.Keepalive = keepaliveStatus(c, recs[c.Underlay], live)
 		if len(st.Problems) > 0 {
-			st.State = "drift"
+			if st.State != "unresolved" {
+				st.State = "drift"
+			}
 			drift = true
 		}
 		report = append(report, st)
@@ -146,7 +155,7 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		return drift, enc.Encode(report)
 	}
 	for _, st := range report {
-		fmt.Fprintf(out, "%s on %s: %s\n", st.Tunnel, st.Underlay, st.State)
+		fmt.Fprintf(out, "%s on %s: %s%s\n", st.Tunnel, st.Underlay, st.State, describeRemote(st))
 		if st.Keepalive != nil {
 			fmt.Fprintf(out, "  keepalive: %s\n", st.Keepalive)
 		}

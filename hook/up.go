@@ -122,6 +122,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		l.note("no tunnels on %s", req.Iface)
 		return nil
 	}
+	resolved := resolveRemotes(ctx, sys, tunnels)
 	if !req.DryRun && !req.locked {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 		if err != nil {
@@ -147,6 +148,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 			req.Iface, describeSource(rec.Source), describeSource(src))
 		return nil
 	}
+	tunnels, unresolved := withRemotes(tunnels, resolved, rec, l)
 
 	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
@@ -227,6 +229,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 
 	newRec := merged(req.Iface, rec, want)
 	keepLiveness(newRec, rec)
+	newRec.Tunnels = append(newRec.Tunnels, unresolved...)
 	newRec.Source = src
 	newRec.Insecure = req.AllowInsecure
 	lg.setOwn(newRec)
@@ -360,7 +363,7 @@ func findRoute(routes map[int][]rtnl.Route, r plan.Route, ours bool) *rtnl.Route
 func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Record {
 	rec := &state.Record{Version: state.Version, Underlay: underlay}
 	for _, t := range want {
-		e := state.Tunnel{Name: t.Link.Name, Down: t.Down}
+		e := state.Tunnel{Name: t.Link.Name, Down: t.Down, Local: t.Link.Local, Remote: t.Link.Remote, RemoteName: t.RemoteName}
 		if t.Pin != nil {
 			p := state.FromPlan(*t.Pin, 0)
 			e.Pin = &p

@@ -90,6 +90,8 @@ type Tunnel struct {
 	MSS      []MSSRule
 	Up       []string
 	Down     []string
+	// RemoteName is the DNS name Link.Remote was resolved from, if any.
+	RemoteName string
 }
 
 // MSSRule is one TCPMSS rule in gre-hook's mangle chain.
@@ -176,8 +178,9 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 			TTL: c.TTL, TOS: c.TOS, PMTUDisc: c.PMTUDisc, IKey: c.IKey, OKey: c.OKey,
 			MTU: mtu, Multicast: c.Multicast, Alias: Alias(u.Name),
 		},
-		Up:   c.UpCommand,
-		Down: c.DownCommand,
+		Up:         c.UpCommand,
+		Down:       c.DownCommand,
+		RemoteName: c.RemoteName,
 	}
 	for _, p := range c.Addresses {
 		a := Addr{Prefix: p}

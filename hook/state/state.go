@@ -58,6 +58,19 @@ func FromPlan(r plan.Route, proto int) Route {
 // Tunnel is what gre-hook created for one tunnel.
 type Tunnel struct {
 	Name string `json:"name"`
+	// Local and Remote are the tunnel's endpoints as the link was given
+	// them: the underlay's address for local = "auto", and the address
+	// RemoteName resolved to. gre-hook watch moves them in place
+	// (hook.Retarget). Zero in records of older versions.
+	Local  netip.Addr `json:"local,omitempty"`
+	Remote netip.Addr `json:"remote,omitempty"`
+	// RemoteName is the DNS name the config gives as remote, if any.
+	RemoteName string `json:"remote_name,omitempty"`
+	// Unresolved: the config has this tunnel, but up could not resolve
+	// RemoteName and knew no earlier address, so nothing of it exists.
+	// gre-hook watch brings it up (by running up on the underlay) once
+	// the name resolves.
+	Unresolved bool `json:"unresolved,omitempty"`
 	// Pin is the host route to the remote endpoint, if one was added.
 	Pin *Route `json:"pin,omitempty"`
 	// Defaults are the default routes gre-hook installed via the tunnel.
