@@ -154,6 +154,7 @@ func NewSystem(inv *Invocation, stderr io.Writer) (*System, func(), error) {
 	sys := &System{
 		Net:        h,
 		LoadModule: rtnl.LoadModule,
+		Sysctl:     procSys{},
 		Store:      state.Store{Dir: dir, Secure: !inv.Request.AllowInsecure},
 		LockWait:   inv.LockWait,
 		Log:        stderr,

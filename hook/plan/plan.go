@@ -90,6 +90,9 @@ type Tunnel struct {
 	MSS      []MSSRule
 	Up       []string
 	Down     []string
+	// Reflect: the tunnel's interface must bounce the peer's keepalives
+	// back (config.Tunnel.Reflects), which takes per-interface sysctls.
+	Reflect bool
 }
 
 // MSSRule is one TCPMSS rule in gre-hook's mangle chain.
@@ -176,8 +179,9 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 			TTL: c.TTL, TOS: c.TOS, PMTUDisc: c.PMTUDisc, IKey: c.IKey, OKey: c.OKey,
 			MTU: mtu, Multicast: c.Multicast, Alias: Alias(u.Name),
 		},
-		Up:   c.UpCommand,
-		Down: c.DownCommand,
+		Up:      c.UpCommand,
+		Down:    c.DownCommand,
+		Reflect: c.Reflects(),
 	}
 	for _, p := range c.Addresses {
 		a := Addr{Prefix: p}
