@@ -54,6 +54,7 @@ func newEnv(t *testing.T) *env {
 			e.commands = append(e.commands, strings.Join(argv, " ")+" ["+strings.Join(env[1:], " ")+"]")
 			return nil
 		},
+		Sysctl:   e.fk.Sysctl,
 		Store:    state.Store{Dir: filepath.Join(dir, "run")},
 		LockWait: 200 * time.Millisecond,
 		Log:      &e.log,

@@ -90,7 +90,10 @@ type System struct {
 	LoadModule func(name string) error
 	// Command runs an up_command or down_command.
 	Command func(ctx context.Context, argv, env []string) error
-	Store   state.Store
+	// Sysctl reads and sets kernel parameters; nil in tests that do not
+	// model them, which then neither read nor set any.
+	Sysctl Sysctl
+	Store  state.Store
 	// LockWait bounds the wait for another run's lock.
 	LockWait time.Duration
 	// Resolve looks up remotes given as names (nil: Go's own resolver),

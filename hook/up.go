@@ -452,6 +452,9 @@ func (r *runner) apply(want []plan.Tunnel, newRec *state.Record, tables map[int]
 		}
 		touched[t.Link.Name] = r.changes > before
 	}
+	if err := r.reflect(want); err != nil {
+		return err
+	}
 
 	// MSS rules for every tunnel of this underlay, in one write per family.
 	prefix := plan.Comment(r.req.Iface, "")

@@ -92,6 +92,9 @@ type Tunnel struct {
 	Down     []string
 	// RemoteName is the DNS name Link.Remote was resolved from, if any.
 	RemoteName string
+	// Reflect: the tunnel's interface must bounce the peer's keepalives
+	// back (config.Tunnel.Reflects), which takes per-interface sysctls.
+	Reflect bool
 }
 
 // MSSRule is one TCPMSS rule in gre-hook's mangle chain.
@@ -181,6 +184,7 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 		Up:         c.UpCommand,
 		Down:       c.DownCommand,
 		RemoteName: c.RemoteName,
+		Reflect:    c.Reflects(),
 	}
 	for _, p := range c.Addresses {
 		a := Addr{Prefix: p}

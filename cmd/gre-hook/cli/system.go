@@ -33,6 +33,7 @@ func NewSystem(inv *Invocation, stderr io.Writer) (*hook.System, func(), error) 
 		Store:      state.Store{Dir: dir, Secure: !inv.Request.AllowInsecure},
 		LockWait:   inv.LockWait,
 		Log:        stderr,
+		Sysctl:     hook.ProcSys{},
 	}
 	sys.Command = hook.CommandRunner{Limit: inv.CommandLimit, Grace: hook.CommandGrace, Out: stderr}.Run
 	readOnly := inv.Request.DryRun && os.Geteuid() != 0
