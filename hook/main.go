@@ -40,6 +40,10 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	case CmdVersion:
 		fmt.Fprintf(stdout, "gre-hook %s\n", version)
 		return ExitOK
+	case CmdWatch:
+		// hook/watch imports hook: cmd/gre-hook runs it before Main.
+		fmt.Fprintln(stderr, "gre-hook: watch is not available in this build")
+		return ExitUsage
 	}
 	// Every command left reads the config.
 	if inv.Request.AllowInsecure {
