@@ -98,6 +98,9 @@ type Watcher struct {
 	queue []change // SetLiveness calls waiting their turn
 	busy  bool     // one in progress
 
+	watching int  // tunnels at the last reload, for -v
+	reloaded bool // a reload has been done
+
 	dirty     bool // the liveness file is behind
 	lastFlush time.Time
 }
@@ -206,6 +209,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case r := <-packets:
 			w.heard(r)
 		case <-timerC:
+			// Packets already read count for the interval that
+			// ends now, whichever case select picked first.
+			for n := len(packets); n > 0; n-- {
+				w.heard(<-packets)
+			}
 			w.tick(time.Now())
 		case <-w.Reload:
 			w.reload(time.Now())
@@ -407,9 +415,10 @@ func (w *Watcher) reload(now time.Time) {
 		w.byPair[p] = append(w.byPair[p], t)
 		peers[t.Remote] = true
 	}
-	if w.Verbose {
+	if w.Verbose && (len(w.tunnels) != w.watching || !w.reloaded) {
 		w.logf("watching %d tunnel(s)", len(w.tunnels))
 	}
+	w.watching, w.reloaded = len(w.tunnels), true
 	w.setFilter(peers)
 }
 
