@@ -21,6 +21,7 @@ const (
 	CmdCheck   Command = "check"   // validate the config
 	CmdGC      Command = "gc"      // remove what no config explains
 	CmdStatus  Command = "status"  // compare the kernel with the config
+	CmdWatch   Command = "watch"   // send keepalives, fail over (hook/watch)
 	CmdVersion Command = "version" // print the version
 	CmdHelp    Command = "help"    // print usage
 	CmdNothing Command = "nothing" // an ifupdown call gre-hook has no work for
@@ -59,6 +60,9 @@ const Usage = `Usage:
   gre-hook gc [--dry-run]                    remove tunnels, routes and rules of
                                              gre-hook's that no configuration explains
   gre-hook status [--iface IFACE] [--json]   compare the kernel with the configuration
+  gre-hook watch [--config PATH] [-v]        send keepalives on the tunnels that are up
+                                             and withdraw a dead peer's routes (runs in
+                                             the foreground; SIGHUP re-reads the config)
   gre-hook --version
 
 Options:
@@ -135,7 +139,7 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 		case "up", "down":
 			argPhase = args[0]
 			args = args[1:]
-		case CmdCheck, CmdGC, CmdStatus:
+		case CmdCheck, CmdGC, CmdStatus, CmdWatch:
 			inv.Command = Command(args[0])
 			args = args[1:]
 		case CmdHelp:
@@ -206,7 +210,7 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	inv.JSON = jsonOut
 
 	switch inv.Command {
-	case CmdCheck:
+	case CmdCheck, CmdWatch:
 		return inv, only()
 	case CmdGC:
 		return inv, only("dry-run")

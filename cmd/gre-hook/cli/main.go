@@ -14,6 +14,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/state"
+	"github.com/gre-hook/gre-hook/hook/watch"
 )
 
 // Exit codes.
@@ -48,6 +49,20 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	}
 	cfg, cfgErr := hook.LoadConfig(inv.Request)
 	switch inv.Command {
+	case CmdWatch:
+		if cfgErr != nil {
+			// Refused at start, where systemd shows it, rather than
+			// watching nothing in silence.
+			fmt.Fprintf(stderr, "gre-hook: watch: %v\n", cfgErr)
+			return ExitUsage
+		}
+		return watch.Main(watch.Options{
+			Config:  inv.Request.Config,
+			Verbose: inv.Request.Verbose,
+			NewSystem: func() (*hook.System, func(), error) {
+				return NewSystem(inv, stderr)
+			},
+		}, stderr)
 	case CmdCheck:
 		if cfgErr != nil {
 			fmt.Fprintf(stderr, "%v\n", cfgErr)
