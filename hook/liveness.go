@@ -240,61 +240,22 @@ type WatchedTunnel struct {
 // cannot be read leaves its tunnels out and is reported in err, with the
 // others listed all the same.
 func Watched(sys *System, cfgPath string) ([]WatchedTunnel, error) {
-	req := Request{Config: cfgPath, AllowInsecure: !sys.Store.Secure}
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return nil, err
-	}
-	recs, broken, err := sys.Store.All()
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	for _, u := range sortedKeys(broken) {
-		errs = append(errs, broken[u])
-	}
-	srcs := newSources(req, cfg)
-	list, err := sys.Net.Links()
-	if err != nil {
-		return nil, err
-	}
-	links := map[string]rtnl.Link{}
-	for _, l := range list {
-		links[l.Name] = l
-	}
 	var out []WatchedTunnel
-	for _, u := range sortedKeys(recs) {
-		rec := recs[u]
-		c, err := srcs.forRecord(rec)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	err := eachRecordTunnel(sys, cfgPath, func(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) {
+		if ct.Keepalive == nil || lk == nil {
+			return
 		}
-		conf := map[string]config.Tunnel{}
-		for _, t := range c.For(u) {
-			conf[t.Name] = t
+		w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey,
+			Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Dead: t.Dead}
+		if t.DeadSince != nil {
+			w.DeadSince = *t.DeadSince
 		}
-		for _, t := range rec.Tunnels {
-			ct, ok := conf[t.Name]
-			if !ok || ct.Keepalive == nil {
-				continue
-			}
-			lk, ok := links[t.Name]
-			if !ok || !lk.GRE || lk.Alias != plan.Alias(u) {
-				continue // not (or no longer) gre-hook's tunnel
-			}
-			w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey,
-				Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Dead: t.Dead}
-			if t.DeadSince != nil {
-				w.DeadSince = *t.DeadSince
-			}
-			if t.LastReply != nil {
-				w.LastReply = *t.LastReply
-			}
-			out = append(out, w)
+		if t.LastReply != nil {
+			w.LastReply = *t.LastReply
 		}
-	}
-	return out, join(errs)
+		out = append(out, w)
+	})
+	return out, err
 }
 
 // KeepaliveStatus is a watched tunnel's liveness, as status shows it.

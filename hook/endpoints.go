@@ -1,0 +1,154 @@
+package hook
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// DynamicTunnel is a tunnel whose endpoints gre-hook watch follows (issue
+// 14): its remote is a DNS name, or its local is "auto", or both.
+type DynamicTunnel struct {
+	Underlay string
+	Tunnel   string
+	// Local and Remote are the kernel link's; zero while Unresolved.
+	Local, Remote netip.Addr
+	// RemoteName is the config's name for the remote, "" for an address,
+	// and Family the family (4 or 6) the tunnel's mode needs of it.
+	RemoteName      string
+	Family          int
+	ResolveInterval time.Duration
+	// LocalAuto: the config gives no local, so the tunnel takes the
+	// underlay's address, and follows it.
+	LocalAuto bool
+	// Unresolved: up found no address for RemoteName, and brought
+	// nothing of the tunnel up.
+	Unresolved bool
+}
+
+// Dynamic lists what gre-hook watch follows besides keepalives: every
+// tunnel in a record whose config gives its remote as a name or its local
+// as "auto". A tunnel with an address for its remote and a fixed local is
+// not listed. Records are read as Watched reads them.
+func Dynamic(sys *System, cfgPath string) ([]DynamicTunnel, error) {
+	var out []DynamicTunnel
+	err := eachRecordTunnel(sys, cfgPath, func(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) {
+		auto := !ct.Local.IsValid()
+		if ct.RemoteName == "" && !auto {
+			return
+		}
+		d := DynamicTunnel{Underlay: u, Tunnel: t.Name, RemoteName: ct.RemoteName, Family: 4,
+			ResolveInterval: time.Duration(ct.ResolveInterval) * time.Second, LocalAuto: auto}
+		if ct.Mode.Outer6() {
+			d.Family = 6
+		}
+		switch {
+		case t.Unresolved && ct.RemoteName != "":
+			d.Unresolved = true
+		case lk == nil:
+			return // not (or no longer) gre-hook's tunnel
+		default:
+			d.Local, d.Remote = lk.Local, lk.Remote
+		}
+		out = append(out, d)
+	})
+	return out, err
+}
+
+// eachRecordTunnel calls fn for every tunnel of every record that the
+// config explaining the record still has, with the kernel's link if it is
+// gre-hook's GRE tunnel on that underlay (else nil). Each record is judged
+// by the config it names, else by cfgPath ("" for the defaults). A record
+// or config that cannot be read leaves its tunnels out and is reported in
+// the error, the others listed all the same.
+func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link)) error {
+	req := Request{Config: cfgPath, AllowInsecure: !sys.Store.Secure}
+	cfg, err := LoadConfig(req)
+	if err != nil {
+		return err
+	}
+	recs, broken, err := sys.Store.All()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, u := range sortedKeys(broken) {
+		errs = append(errs, broken[u])
+	}
+	srcs := newSources(req, cfg)
+	list, err := sys.Net.Links()
+	if err != nil {
+		return err
+	}
+	links := map[string]rtnl.Link{}
+	for _, l := range list {
+		links[l.Name] = l
+	}
+	for _, u := range sortedKeys(recs) {
+		rec := recs[u]
+		c, err := srcs.forRecord(rec)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		conf := map[string]config.Tunnel{}
+		for _, t := range c.For(u) {
+			conf[t.Name] = t
+		}
+		for i := range rec.Tunnels {
+			t := &rec.Tunnels[i]
+			ct, ok := conf[t.Name]
+			if !ok {
+				continue
+			}
+			var lk *rtnl.Link
+			if l, ok := links[t.Name]; ok && l.GRE && l.Alias == plan.Alias(u) {
+				lk = &l
+			}
+			fn(u, t, ct, lk)
+		}
+	}
+	return join(errs)
+}
+
+// Reconcile brings up a tunnel that up recorded as unresolved, now that
+// gre-hook watch found its name resolves: it runs up for the underlay,
+// with the config its record names, under the run lock, as SetLiveness
+// does. A no-op when the record no longer lists the tunnel as unresolved
+// (an ifdown, or an up, came first). Changes are logged as up logs them,
+// to log (sys.Log if nil).
+func Reconcile(ctx context.Context, sys *System, underlay, tunnel string, log io.Writer) error {
+	if log == nil {
+		log = sys.Log
+	}
+	s := *sys
+	s.Log = log
+	unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, err := sys.Store.Load(underlay)
+	if err != nil {
+		return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
+	}
+	if t := rec.Find(tunnel); t == nil || !t.Unresolved {
+		return nil
+	}
+	req := Request{Iface: underlay, Phase: PhaseUp, AllowInsecure: !sys.Store.Secure, locked: true}
+	if rec.Source != "" && rec.Source != state.DefaultSource {
+		req.Config = rec.Source
+	}
+	cfg, err := LoadConfig(req)
+	if err != nil {
+		return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
+	}
+	return up(ctx, req, cfg, &s, &logger{w: log})
+}
