@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook"
@@ -59,4 +60,23 @@ func (e *engine) WriteLiveness(entries []Liveness) error {
 		out = append(out, en)
 	}
 	return state.WriteLiveness(e.watchSys.Store.Dir, out)
+}
+
+// Endpoints lists the tunnels hook.Dynamic reports. A record or config
+// that cannot be read is logged, and the others are followed all the same.
+func (e *engine) Endpoints() ([]Endpoint, error) {
+	ds, err := hook.Dynamic(e.watchSys, e.config)
+	if err != nil && len(ds) > 0 {
+		fmt.Fprintf(e.log, "gre-hook: watch: %v\n", err)
+		err = nil
+	}
+	return ds, err
+}
+
+func (e *engine) Retarget(ctx context.Context, underlay, tunnel string, local, remote netip.Addr) error {
+	return hook.Retarget(ctx, e.setSys, underlay, tunnel, local, remote, e.log)
+}
+
+func (e *engine) Reconcile(ctx context.Context, underlay, tunnel string) error {
+	return hook.Reconcile(ctx, e.setSys, underlay, tunnel, e.log)
 }

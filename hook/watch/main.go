@@ -10,6 +10,7 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/keepalive"
+	"github.com/gre-hook/gre-hook/hook/localaddr"
 )
 
 // Options are what the command line gives `gre-hook watch`.
@@ -70,12 +71,15 @@ func Main(opts Options, stderr io.Writer) int {
 	if err := FollowDir(ctx, watchSys.Store.Dir, reload, stderr); err != nil {
 		return fail(err)
 	}
+	eng := &engine{watchSys: watchSys, setSys: setSys, config: opts.Config, log: stderr}
 	w := &Watcher{
-		Engine:  &engine{watchSys: watchSys, setSys: setSys, config: opts.Config, log: stderr},
+		Engine:  eng,
 		Conn:    conn,
 		Log:     stderr,
 		Verbose: opts.Verbose,
 		Reload:  reload,
+		Mover:   eng,
+		Addrs:   localaddr.New(),
 	}
 	if err := w.Run(ctx); err != nil {
 		return fail(err)

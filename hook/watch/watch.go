@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook/keepalive"
+	"github.com/gre-hook/gre-hook/hook/resolve"
 )
 
 // Key names a tunnel: its underlay and its name.
@@ -89,13 +90,25 @@ type Watcher struct {
 	// changed: a record written or removed, a SIGHUP.
 	Reload <-chan struct{}
 
+	// Mover, when set, has the watcher follow the tunnels whose remote
+	// is a DNS name or whose local is "auto" (dynamic.go).
+	Mover Mover
+	// Lookup resolves names (nil: resolve.System), each lookup within
+	// LookupWait (0: resolve.DefaultWait).
+	Lookup     resolve.LookupFunc
+	LookupWait time.Duration
+	// Addrs follows underlay addresses; nil: local = "auto" is not
+	// followed.
+	Addrs AddrFollower
+	dyn   dynamic
+
 	tunnels map[Key]*tunnel
 	// byPair finds the tunnels a packet from Src to Dst belongs to.
 	byPair  map[[2]netip.Addr][]*tunnel
 	peers   []netip.Addr // the filter last set, sorted
 	filtSet bool
 
-	queue []change // SetLiveness calls waiting their turn
+	queue []change // SetLiveness, Retarget and Reconcile calls waiting their turn
 	busy  bool     // one in progress
 
 	watching int  // tunnels at the last reload, for -v
@@ -122,10 +135,22 @@ type tunnel struct {
 }
 
 type change struct {
+	kind      changeKind
 	key       Key
 	alive     bool
 	lastReply time.Time
+	// local and remote are a Retarget's (zero: keep that endpoint).
+	local, remote netip.Addr
 }
+
+type changeKind int
+
+const (
+	setLiveness changeKind = iota
+	moveLocal
+	moveRemote
+	bringUp
+)
 
 type result struct {
 	change
@@ -142,6 +167,8 @@ func (w *Watcher) logf(format string, args ...interface{}) {
 func (w *Watcher) Run(ctx context.Context) error {
 	w.tunnels = map[Key]*tunnel{}
 	w.byPair = map[[2]netip.Addr][]*tunnel{}
+	w.initDynamic()
+	defer w.stopDynamic()
 
 	recvCtx, stopRecv := context.WithCancel(context.Background())
 	defer stopRecv()
@@ -164,15 +191,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}()
 
-	// SetLiveness does not get ctx: a SIGTERM must not cut a route
-	// change short halfway. Run waits for it instead.
 	work := make(chan change)
 	results := make(chan result, 1)
 	defer close(work)
 	go func() {
 		for c := range work {
-			err := w.Engine.SetLiveness(context.Background(), c.key.Underlay, c.key.Tunnel, c.alive, c.lastReply)
-			results <- result{c, err}
+			results <- result{c, w.apply(c)}
 		}
 	}()
 
@@ -214,7 +238,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			for n := len(packets); n > 0; n-- {
 				w.heard(<-packets)
 			}
-			w.tick(time.Now())
+			now := time.Now()
+			w.tick(now)
+			w.resolveDue(now)
+		case r := <-w.dyn.resolved:
+			w.lookedUp(r, time.Now())
+		case c := <-w.dyn.addrCh:
+			w.addrChanged(c)
+		case err := <-w.dyn.addrErr:
+			w.addrsFailed(err)
 		case <-w.Reload:
 			w.reload(time.Now())
 		case workC <- next:
@@ -232,10 +264,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-// nextDue is when the loop must next wake: the earliest keepalive due, or
-// the liveness file's next write. None when there is nothing to watch.
+// nextDue is when the loop must next wake: the earliest keepalive due,
+// name to resolve again, or the liveness file's next write. None when
+// there is nothing to watch.
 func (w *Watcher) nextDue() (time.Time, bool) {
-	var due time.Time
+	due, _ := w.nextResolve()
 	for _, t := range w.tunnels {
 		if due.IsZero() || t.next.Before(due) {
 			due = t.next
@@ -340,12 +373,16 @@ func (w *Watcher) heard(r keepalive.Received) {
 
 func (w *Watcher) enqueue(t *tunnel) {
 	t.pending = true
-	w.queue = append(w.queue, change{key: t.Key(), alive: t.alive, lastReply: t.lastReply})
+	w.queue = append(w.queue, change{kind: setLiveness, key: t.Key(), alive: t.alive, lastReply: t.lastReply})
 }
 
 // done takes the result of a SetLiveness. If the tunnel's liveness changed
 // again meanwhile, or the call failed, the next tick queues another.
 func (w *Watcher) done(r result) {
+	if r.kind != setLiveness {
+		w.moved(r, time.Now())
+		return
+	}
 	w.busy = false
 	t := w.tunnels[r.key]
 	if t == nil {
@@ -365,8 +402,10 @@ func (w *Watcher) done(r result) {
 
 // reload asks the engine for the tunnels to watch and merges them with
 // what is watched: new ones start at once, gone ones are forgotten, and
-// those that stay keep their counts.
+// those that stay keep their counts. The tunnels whose endpoints move are
+// read again too.
 func (w *Watcher) reload(now time.Time) {
+	w.reloadEndpoints(now)
 	targets, err := w.Engine.Watched()
 	if err != nil {
 		w.logf("reading what to watch: %v; keeping the %d tunnel(s) watched so far", err, len(w.tunnels))

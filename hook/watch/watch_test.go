@@ -30,17 +30,19 @@ type fakeConn struct {
 	unanswerd map[netip.Addr]int // keepalives not answered since the last cut/restore
 	in        chan keepalive.Received
 	filters   [][]netip.Addr
+	from      map[netip.Addr]netip.Addr // the local of the last keepalive to each remote
 }
 
 func newFakeConn() *fakeConn {
 	return &fakeConn{cut: map[netip.Addr]bool{}, sent: map[netip.Addr]int{}, answered: map[netip.Addr]int{},
-		unanswerd: map[netip.Addr]int{}, in: make(chan keepalive.Received, 1024)}
+		unanswerd: map[netip.Addr]int{}, in: make(chan keepalive.Received, 1024), from: map[netip.Addr]netip.Addr{}}
 }
 
 func (c *fakeConn) SendKeys(local, remote netip.Addr, okey, ikey uint32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sent[remote]++
+	c.from[remote] = local
 	if c.cut[remote] {
 		c.unanswerd[remote]++
 		return nil
@@ -184,9 +186,18 @@ func start(t *testing.T, targets ...Target) *rig {
 
 func startWith(t *testing.T, conn *fakeConn, targets ...Target) *rig {
 	t.Helper()
+	return startRig(t, conn, nil, targets...)
+}
+
+// startRig starts a watcher that configure (if not nil) may add to.
+func startRig(t *testing.T, conn *fakeConn, configure func(*Watcher), targets ...Target) *rig {
+	t.Helper()
 	r := &rig{t: t, conn: conn, eng: &fakeEngine{conn: conn, calls: make(chan call, 100)}, log: &syncBuf{}, reload: make(chan struct{}, 1), done: make(chan error, 1)}
 	r.eng.setTargets(targets...)
 	w := &Watcher{Engine: r.eng, Conn: conn, Log: r.log, Reload: r.reload}
+	if configure != nil {
+		configure(w)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { r.done <- w.Run(ctx) }()
 	stopped := false
@@ -211,20 +222,33 @@ func startWith(t *testing.T, conn *fakeConn, targets ...Target) *rig {
 
 func (r *rig) nextCall(within time.Duration) call {
 	r.t.Helper()
-	select {
-	case c := <-r.eng.calls:
-		return c
-	case <-time.After(within):
-		r.t.Fatalf("no SetLiveness within %v; log:\n%s", within, r.log.String())
-	}
-	return call{}
+	return receive(r, r.eng.calls, "SetLiveness", within)
 }
 
 func (r *rig) noCall(within time.Duration) {
 	r.t.Helper()
+	nothing(r, r.eng.calls, "SetLiveness", within)
+}
+
+// receive takes the next value from ch, or fails the test after within.
+func receive[T any](r *rig, ch <-chan T, what string, within time.Duration) T {
+	r.t.Helper()
 	select {
-	case c := <-r.eng.calls:
-		r.t.Fatalf("unexpected SetLiveness %+v; log:\n%s", c, r.log.String())
+	case v := <-ch:
+		return v
+	case <-time.After(within):
+		r.t.Fatalf("no %s within %v; log:\n%s", what, within, r.log.String())
+	}
+	var zero T
+	return zero
+}
+
+// nothing fails the test if ch yields a value within the time.
+func nothing[T any](r *rig, ch <-chan T, what string, within time.Duration) {
+	r.t.Helper()
+	select {
+	case v := <-ch:
+		r.t.Fatalf("unexpected %s %+v; log:\n%s", what, v, r.log.String())
 	case <-time.After(within):
 	}
 }
