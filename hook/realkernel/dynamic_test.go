@@ -78,6 +78,14 @@ func (n *netns) linkIndex(name string) int {
 	return ls[0].Ifindex
 }
 
+// silentDNS gives site1 a DNS server that never answers: the internet
+// drops what is sent to it, without an ICMP error that would end the wait
+// early. A name site1's hosts file lacks then times out.
+func silentDNS(t *testing.T, s *twoSites) {
+	s.inet.ip("route", "add", "blackhole", "192.0.2.53/32")
+	etcNetns(t, s.r1, "resolv.conf", "nameserver 192.0.2.53\n")
+}
+
 func pingLANs(t *testing.T, s *twoSites, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -107,10 +115,7 @@ func TestDynamicRemote(t *testing.T) {
 		r.ns.ip("link", "set", "eth1", "up")
 		r.ns.ip("route", "add", "default", "via", r.gw)
 	}
-	// A DNS server that never answers: the internet drops what is sent to
-	// it, without an ICMP error that would end the wait early.
-	s.inet.ip("route", "add", "blackhole", "192.0.2.53/32")
-	etcNetns(t, s.r1, "resolv.conf", "nameserver 192.0.2.53\n")
+	silentDNS(t, s)
 	etcNetns(t, s.r1, "hosts", "127.0.0.1 localhost\n203.0.113.1 site2.test\n2001:db8::9 v6only.test\n")
 
 	r1body := `
@@ -286,6 +291,160 @@ to = "192.168.1.0/24"
 		}
 		if st := s.r2.gh(r2env, "status", "--config", r2cfg, "--iface", "eth1"); st.code != 0 {
 			t.Errorf("r2 status exit %d:\n%s", st.code, st.stdout)
+		}
+	})
+	s.r1.down(r1cfg, "eth1")
+	s.r2.down(r2cfg, "eth1")
+}
+
+// TestWatchDynamicEndpoints is issue 14's scenario with gre-hook watch at
+// both ends: site1 names its peer site2.test (its namespace's hosts file,
+// resolve_interval = 1) and site2's local is "auto". site2 is renumbered
+// and site2.test pointed at the new address; with no other action the
+// watchers move both tunnels in place and LAN-to-LAN ping works again.
+// Also: a name that resolves only 3s after up (the watcher brings its
+// tunnel up), and one of the wrong family. site1 sends keepalives (with
+// retries enough never to call the peer dead here), which must follow the
+// move.
+func TestWatchDynamicEndpoints(t *testing.T) {
+	t.Parallel()
+	s := newTwoSites(t, "", "", false)
+	underlaysByHand(s)
+	silentDNS(t, s)
+	hosts := "127.0.0.1 localhost\n2001:db8::9 v6only.test\n"
+	etcNetns(t, s.r1, "hosts", hosts+"203.0.113.1 site2.test\n")
+	r1cfg := writeConfig(t, `
+[[tunnel]]
+name = "gre-site2"
+underlay = "eth1"
+remote = "site2.test"
+resolve_interval = 1
+address = ["10.0.0.1/30"]
+keepalive = { interval = 1, retries = 30 }
+[[tunnel.route]]
+to = "192.168.2.0/24"
+
+[[tunnel]]
+name = "gre-late"
+underlay = "eth1"
+remote = "late.test"
+resolve_interval = 1
+address = ["10.0.9.1/30"]
+
+[[tunnel]]
+name = "gre-v6only"
+underlay = "eth1"
+remote = "v6only.test"
+resolve_interval = 1
+address = ["10.0.8.1/30"]
+`)
+	r2cfg := writeConfig(t, `
+[[tunnel]]
+name = "gre-site1"
+underlay = "eth1"
+remote = "198.51.100.1"
+address = ["10.0.0.2/30"]
+keepalive_reflect = true
+[[tunnel.route]]
+to = "192.168.1.0/24"
+`)
+	withCleanState(s.r1).up(r1cfg, "eth1")
+	withCleanState(s.r2).up(r2cfg, "eth1")
+	reflectKeepalives(s.r2, "gre-site1")
+	w1, w2 := startWatch(t, s.r1, r1cfg), startWatch(t, s.r2, r2cfg)
+	w1.waitLog("gre-site2: watching peer 203.0.113.1", 1, 10*time.Second)
+	pingLANs(t, s, 10*time.Second)
+
+	t.Run("a name that resolves 3s after up: the watcher brings the tunnel up", func(t *testing.T) {
+		if _, ok := s.r1.link("gre-late"); ok {
+			t.Fatal("gre-late exists before late.test resolves")
+		}
+		time.Sleep(3 * time.Second)
+		at := time.Now()
+		etcNetns(t, s.r1, "hosts", hosts+"203.0.113.1 site2.test\n203.0.113.50 late.test\n")
+		var l linkInfo
+		for ok := false; !ok; time.Sleep(100 * time.Millisecond) {
+			if l, ok = s.r1.link("gre-late"); !ok && time.Since(at) > 30*time.Second {
+				t.Fatalf("gre-late is not up 30s after late.test resolves; watcher log:\n%s", w1.log.String())
+			}
+		}
+		t.Logf("gre-late up %.1fs after late.test was added to the hosts file", time.Since(at).Seconds())
+		if l.data("remote") != "203.0.113.50" || !l.has("UP") {
+			t.Errorf("gre-late: %+v", l)
+		}
+		w1.waitLog("gre-late: remote late.test resolves now (203.0.113.50); bringing the tunnel up", 1, 10*time.Second)
+		if a := s.r1.ip("-4", "-o", "addr", "show", "dev", "gre-late"); !strings.Contains(a, "10.0.9.1/30") {
+			t.Errorf("gre-late's address: %s", a)
+		}
+		st := s.r1.gh(nil, "status", "--config", r1cfg, "--iface", "eth1")
+		if !strings.Contains(st.stdout, "gre-late on eth1: up, remote late.test (203.0.113.50)") {
+			t.Errorf("status:\n%s%s", st.stdout, st.stderr)
+		}
+	})
+	t.Run("a name of the wrong family: a clear error, once, and no tunnel", func(t *testing.T) {
+		line := "gre-v6only: remote v6only.test: v6only.test has no IPv4 address (it resolves to 2001:db8::9 only); the tunnel stays down"
+		w1.waitLog(line, 1, 10*time.Second)
+		if n := strings.Count(w1.log.String(), line); n != 1 {
+			t.Errorf("logged %d times", n)
+		}
+		if _, ok := s.r1.link("gre-v6only"); ok {
+			t.Error("gre-v6only exists")
+		}
+	})
+
+	t.Run("site2 renumbered: both tunnels move in place, LAN-to-LAN ping works again", func(t *testing.T) {
+		idx1, idx2 := s.r1.linkIndex("gre-site2"), s.r2.linkIndex("gre-site1")
+		start := time.Now()
+		s.r2.ip("addr", "del", "203.0.113.1/24", "dev", "eth1")
+		s.r2.ip("addr", "add", "203.0.113.9/24", "dev", "eth1")
+		s.r2.ip("route", "replace", "default", "via", "203.0.113.254", "dev", "eth1", "proto", "static")
+		s.inet.ip("route", "replace", "203.0.113.9/32", "dev", "to-r2")
+		etcNetns(t, s.r1, "hosts", hosts+"203.0.113.9 site2.test\n203.0.113.50 late.test\n")
+		took := pingLANs(t, s, 10*time.Second)
+		t.Logf("LAN-to-LAN ping works again %.2fs after the renumbering began (%.2fs after its last step)",
+			time.Since(start).Seconds(), took.Seconds())
+		if i := s.r1.linkIndex("gre-site2"); i != idx1 {
+			t.Errorf("gre-site2 was re-created: index %d -> %d", idx1, i)
+		}
+		if i := s.r2.linkIndex("gre-site1"); i != idx2 {
+			t.Errorf("gre-site1 was re-created: index %d -> %d", idx2, i)
+		}
+		l1, _ := s.r1.link("gre-site2")
+		l2, _ := s.r2.link("gre-site1")
+		if l1.data("remote") != "203.0.113.9" || l2.data("local") != "203.0.113.9" || l2.data("remote") != "198.51.100.1" {
+			t.Errorf("links: r1 %+v\nr2 %+v", l1, l2)
+		}
+		// One line each: the move, from Retarget.
+		for _, c := range []struct {
+			w    *watchProc
+			line string
+		}{
+			{w1, "# gre-site2 on eth1, in place, was remote 203.0.113.1 (site2.test)"},
+			{w2, "# gre-site1 on eth1, in place, was local 203.0.113.1 remote 198.51.100.1"},
+		} {
+			if n := strings.Count(c.w.log.String(), c.line); n != 1 {
+				t.Errorf("%s's watcher logged %q %d times:\n%s", c.w.ns.name, c.line, n, c.w.log.String())
+			}
+		}
+		// The routes and addresses stayed: an up finds nothing to do.
+		for _, r := range []struct {
+			ns  *netns
+			cfg string
+		}{{s.r1, r1cfg}, {s.r2, r2cfg}} {
+			if res := r.ns.gh(nil, "--config", r.cfg, "--iface", "eth1", "--phase", "up"); res.code != 0 || strings.Contains(res.stderr, "+ ") {
+				t.Errorf("%s: up after the move changed things (exit %d):\n%s", r.ns.name, res.code, res.stderr)
+			}
+		}
+		// The keepalives followed: replies from the new address.
+		moved := time.Now()
+		var ok bool
+		for end := moved.Add(10 * time.Second); time.Now().Before(end) && !ok; time.Sleep(200 * time.Millisecond) {
+			for _, e := range s.r1.liveness() {
+				ok = ok || e.Tunnel == "gre-site2" && e.Remote == "203.0.113.9" && e.Alive && e.LastReply != nil && e.LastReply.After(moved)
+			}
+		}
+		if !ok {
+			t.Errorf("no keepalive reply from 203.0.113.9 in the liveness file: %+v\n%s", s.r1.liveness(), w1.log.String())
 		}
 	})
 	s.r1.down(r1cfg, "eth1")
