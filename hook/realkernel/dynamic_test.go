@@ -354,6 +354,10 @@ to = "192.168.1.0/24"
 	w1, w2 := startWatch(t, s.r1, r1cfg), startWatch(t, s.r2, r2cfg)
 	w1.waitLog("gre-site2: watching peer 203.0.113.1", 1, 10*time.Second)
 	pingLANs(t, s, 10*time.Second)
+	// The hosts file is rewritten in place, never removed while the
+	// watchers run: ip netns exec bind-mounted that file, and a new one
+	// at the path would go unseen.
+	setHosts := func(extra string) { etcNetns(t, s.r1, "hosts", hosts+extra) }
 
 	t.Run("a name that resolves 3s after up: the watcher brings the tunnel up", func(t *testing.T) {
 		if _, ok := s.r1.link("gre-late"); ok {
@@ -361,7 +365,7 @@ to = "192.168.1.0/24"
 		}
 		time.Sleep(3 * time.Second)
 		at := time.Now()
-		etcNetns(t, s.r1, "hosts", hosts+"203.0.113.1 site2.test\n203.0.113.50 late.test\n")
+		setHosts("203.0.113.1 site2.test\n203.0.113.50 late.test\n")
 		var l linkInfo
 		for ok := false; !ok; time.Sleep(100 * time.Millisecond) {
 			if l, ok = s.r1.link("gre-late"); !ok && time.Since(at) > 30*time.Second {
@@ -399,7 +403,7 @@ to = "192.168.1.0/24"
 		s.r2.ip("addr", "add", "203.0.113.9/24", "dev", "eth1")
 		s.r2.ip("route", "replace", "default", "via", "203.0.113.254", "dev", "eth1", "proto", "static")
 		s.inet.ip("route", "replace", "203.0.113.9/32", "dev", "to-r2")
-		etcNetns(t, s.r1, "hosts", hosts+"203.0.113.9 site2.test\n203.0.113.50 late.test\n")
+		setHosts("203.0.113.9 site2.test\n203.0.113.50 late.test\n")
 		took := pingLANs(t, s, 10*time.Second)
 		t.Logf("LAN-to-LAN ping works again %.2fs after the renumbering began (%.2fs after its last step)",
 			time.Since(start).Seconds(), took.Seconds())
