@@ -65,8 +65,11 @@ func (x *executor) apply(st *step) error {
 		return nil
 	}
 	if err := x.ctx.Err(); err != nil {
-		if len(st.cmds) == 0 || st.tunnel == "" {
+		switch {
+		case st.tunnel == "":
 			return fmt.Errorf("interrupted before the MSS rules: %w", err)
+		case len(st.cmds) == 0:
+			return fmt.Errorf("interrupted: %w", err)
 		}
 		return fmt.Errorf("interrupted before %q: %w", st.cmds[0], err)
 	}

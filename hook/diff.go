@@ -81,8 +81,11 @@ func diffSteps(underlay string, want []plan.Tunnel, s *snapshot, rec *state.Reco
 // tunnel by tunnel.
 func diffTunnels(want []plan.Tunnel, s *snapshot, rec *state.Record) []step {
 	var out []step
+	routes := s.routes
 	for i := range want {
-		out = append(out, diffTunnel(&want[i], s, rec.Find(want[i].Link.Name))...)
+		var steps []step
+		steps, routes = diffTunnel(&want[i], s, routes, rec.Find(want[i].Link.Name))
+		out = append(out, steps...)
 	}
 	return out
 }
@@ -105,8 +108,9 @@ func linkMatches(have rtnl.Link, want plan.Link) bool {
 }
 
 // diffTunnel is the steps for one tunnel; old is its entry in the
-// underlay's record, nil if none.
-func diffTunnel(t *plan.Tunnel, s *snapshot, old *state.Tunnel) []step {
+// underlay's record, nil if none. routes is the kernel's routes as the
+// steps before leave them, and the result has them as these steps do.
+func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *state.Tunnel) ([]step, map[int][]rtnl.Route) {
 	want := t.Link
 	name := want.Name
 	var out []step
@@ -120,7 +124,6 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, old *state.Tunnel) []step {
 		}
 		out = append(out, st)
 	}
-	routes := s.routes
 	have, exists := s.links[name]
 	fresh = !exists || !linkMatches(have, want)
 	if exists && !linkMatches(have, want) {
@@ -270,7 +273,7 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, old *state.Tunnel) []step {
 	for _, st := range staleRoutes(t, routes, old) {
 		add(st)
 	}
-	return out
+	return out, routes
 }
 
 func missingRoute(tunnel string, r plan.Route) []reason {

@@ -179,14 +179,16 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 		chains := map[int]mss.State{}
 		need := ruleFamilies(want, nil)
 		for f := range ruleFamilies(want, rec) {
+			// Families only the record names are read if they can be.
 			b, err := sys.Tables(f)
-			if err != nil {
-				if need[f] {
-					return nil, nil, err
-				}
-				continue
+			var c mss.State
+			if err == nil {
+				c, err = mss.Read(b)
 			}
-			if chains[f], err = mss.Read(b); err != nil {
+			switch {
+			case err == nil:
+				chains[f] = c
+			case need[f]:
 				return nil, nil, err
 			}
 		}
