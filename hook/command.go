@@ -9,16 +9,17 @@ import (
 	"time"
 )
 
-// commandGrace is how long a command that is being killed, and what it
+// CommandGrace is how long a command that is being killed, and what it
 // started, get between SIGTERM and SIGKILL.
-const commandGrace = 2 * time.Second
+const CommandGrace = 2 * time.Second
 
-// commandRunner runs up_command and down_command.
-type commandRunner struct {
+// CommandRunner runs up_command and down_command: its Run is
+// System.Command in a real run.
+type CommandRunner struct {
 	// Limit is how long a command may run before it is killed.
 	Limit time.Duration
 	// Grace is the time between SIGTERM and SIGKILL when a command is
-	// killed (commandGrace in a real run).
+	// killed (CommandGrace in a real run).
 	Grace time.Duration
 	// Out gets the command's standard output and error.
 	Out io.Writer
@@ -35,7 +36,7 @@ type commandRunner struct {
 // time keeps what it started: restarting a daemon is what up_command is
 // for. A process that leaves the group on its own (setsid, as daemons do)
 // is not killed either.
-func (r commandRunner) Run(ctx context.Context, argv, env []string) error {
+func (r CommandRunner) Run(ctx context.Context, argv, env []string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: not run: gre-hook is stopping: %w", argv[0], err)
 	}
@@ -65,7 +66,7 @@ func (r commandRunner) Run(ctx context.Context, argv, env []string) error {
 
 // killGroup ends process group pgid: SIGTERM, and SIGKILL to whatever is
 // left after r.Grace. done receives when the group's leader is reaped.
-func (r commandRunner) killGroup(pgid int, done <-chan error) {
+func (r CommandRunner) killGroup(pgid int, done <-chan error) {
 	syscall.Kill(-pgid, syscall.SIGTERM)
 	// Kill(-pgid, 0) fails with ESRCH once the group is empty; until then
 	// the group's ID cannot be given to a new process, so the SIGKILL

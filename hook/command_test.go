@@ -21,11 +21,11 @@ const forker = `/bin/sleep 300 & echo $! > "$1"; wait`
 // shell to start its sleeper on a busy machine.
 const limit = time.Second
 
-// runForker runs script through commandRunner r with ctx and returns the
+// runForker runs script through CommandRunner r with ctx and returns the
 // error and the sleeper's PID. The sleeper is killed when the test ends,
 // whatever happened. running, if not nil, is called once the sleeper's
 // PID has been written.
-func runForker(t *testing.T, ctx context.Context, r commandRunner, script string, running func()) (pid int, err error) {
+func runForker(t *testing.T, ctx context.Context, r CommandRunner, script string, running func()) (pid int, err error) {
 	t.Helper()
 	dir := t.TempDir()
 	pidfile := filepath.Join(dir, "pid")
@@ -96,7 +96,7 @@ func assertGone(t *testing.T, pid int, what string) {
 
 // A command that times out is killed together with what it started.
 func TestCommandTimeoutKillsItsChildren(t *testing.T) {
-	r := commandRunner{Limit: limit}
+	r := CommandRunner{Limit: limit}
 	start := time.Now()
 	pid, err := runForker(t, context.Background(), r, forker, nil)
 	if want := "/bin/sh: still running after 1s, killed with the processes it started"; err == nil || err.Error() != want {
@@ -111,7 +111,7 @@ func TestCommandTimeoutKillsItsChildren(t *testing.T) {
 // A command running when gre-hook is told to stop (SIGTERM or SIGINT
 // cancel the run's context) is killed together with what it started.
 func TestCommandCancelKillsItsChildren(t *testing.T) {
-	r := commandRunner{Limit: time.Minute}
+	r := CommandRunner{Limit: time.Minute}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
@@ -131,7 +131,7 @@ func TestCommandCancelKillsItsChildren(t *testing.T) {
 
 // What ignores SIGTERM gets SIGKILL after the grace period.
 func TestCommandKillEscalatesAfterGrace(t *testing.T) {
-	r := commandRunner{Limit: limit, Grace: 300 * time.Millisecond}
+	r := CommandRunner{Limit: limit, Grace: 300 * time.Millisecond}
 	start := time.Now()
 	// The trap is inherited: the sleeper ignores SIGTERM too.
 	pid, err := runForker(t, context.Background(), r, `trap "" TERM; `+forker, nil)
@@ -147,7 +147,7 @@ func TestCommandKillEscalatesAfterGrace(t *testing.T) {
 // A command that finishes in time keeps what it started: restarting a
 // daemon is what up_command is for.
 func TestCommandThatFinishesKeepsWhatItStarted(t *testing.T) {
-	r := commandRunner{Limit: 5 * time.Second, Grace: 100 * time.Millisecond}
+	r := CommandRunner{Limit: 5 * time.Second, Grace: 100 * time.Millisecond}
 	pid, err := runForker(t, context.Background(), r, `/bin/sleep 300 & echo $! > "$1"`, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +163,7 @@ func TestCommandThatFinishesKeepsWhatItStarted(t *testing.T) {
 // waiting.
 func TestCommandTimeoutDoesNotWaitForAnEscapedProcess(t *testing.T) {
 	var out strings.Builder
-	r := commandRunner{Limit: limit, Grace: 100 * time.Millisecond, Out: &out}
+	r := CommandRunner{Limit: limit, Grace: 100 * time.Millisecond, Out: &out}
 	start := time.Now()
 	pid, err := runForker(t, context.Background(), r, `/usr/bin/setsid /bin/sleep 300 & echo $! > "$1"; wait`, nil)
 	if err == nil || !strings.Contains(err.Error(), "still running after 1s") {

@@ -137,7 +137,7 @@ func (lg *ledger) successor(d state.Route, t *state.Tunnel, links map[string]rtn
 	for u, rec := range lg.load() {
 		for i := range rec.Tunnels {
 			o := &rec.Tunnels[i]
-			if o.Name == t.Name || gone[o.Name] || o.Displaced {
+			if o.Name == t.Name || gone[o.Name] || o.Displaced || o.Dead {
 				continue
 			}
 			r := routeAtKey(o.Defaults, d)

@@ -73,6 +73,7 @@ func (st *step) drifts() bool { return len(st.cmds) > 0 || len(st.why) > 0 }
 // up_commands of the tunnels those steps touch.
 func diffSteps(underlay string, want []plan.Tunnel, s *snapshot, rec *state.Record, chains map[int]mss.State) []step {
 	steps := diffTunnels(want, s, rec)
+	steps = append(steps, diffSysctls(want, s)...)
 	steps = append(steps, diffRules(underlay, want, chains)...)
 	return append(steps, diffCommands(underlay, want, touched(steps))...)
 }
@@ -238,6 +239,10 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 			// tunnel took it over or the admin set one by hand. A re-run of
 			// up (ifreload) must not take it back: that is for a new up.
 			add(step{note: fmt.Sprintf("tunnel %q: the default route is %s now, set after this tunnel's; leaving it", name, describeRoute(planRoute(*cur), cur.Protocol))})
+			continue
+		}
+		if s.adminDefaults[adminKey(name, d)] {
+			add(step{note: fmt.Sprintf("tunnel %q: the default route is %s now, set while the peer was dead; leaving it", name, describeRoute(planRoute(*cur), cur.Protocol))})
 			continue
 		}
 		if cur == nil || cur.Protocol == plan.RouteProtocol {

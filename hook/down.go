@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
@@ -33,9 +34,8 @@ func join(errs []error) error {
 	return joinErrors(errs)
 }
 
-func down(ctx context.Context, req Request, sys *System, l *logger) error {
+func down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sys *System, l *logger) error {
 	var names []string
-	cfg, cfgErr := LoadConfig(req)
 	if cfgErr == nil {
 		for _, t := range cfg.For(req.Iface) {
 			names = append(names, t.Name)

@@ -35,13 +35,10 @@ func splitComment(c string) (underlay, tunnel string, ok bool) {
 // stanza that brought it up), else the one this run reads. GC finds
 // objects by the marks the kernel keeps (link alias, route protocol, rule
 // comment), so it works without records too. An underlay whose record or
-// recorded config cannot be read is left alone and reported.
-func GC(ctx context.Context, req Request, sys *System) error {
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return fmt.Errorf("gc: refusing to run with a broken config: %w", err)
-	}
-	l := &logger{w: sys.Log, verbose: req.Verbose, dry: req.DryRun}
+// recorded config cannot be read is left alone and reported. cfg is the
+// config req names.
+func GC(ctx context.Context, req Request, cfg *config.Config, sys *System) error {
+	l := newLogger(req, sys)
 	if !req.DryRun {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 		if err != nil {

@@ -3,6 +3,7 @@ package hook
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -26,6 +28,9 @@ type env struct {
 	cfg      string
 	commands []string
 	modules  []string
+	// before is the kernel as a test set it up, for tests that compare
+	// with it after a full down.
+	before string
 }
 
 func newEnv(t *testing.T) *env {
@@ -49,6 +54,7 @@ func newEnv(t *testing.T) *env {
 			e.commands = append(e.commands, strings.Join(argv, " ")+" ["+strings.Join(env[1:], " ")+"]")
 			return nil
 		},
+		Sysctl:   e.fk.Sysctl,
 		Store:    state.Store{Dir: filepath.Join(dir, "run")},
 		LockWait: 200 * time.Millisecond,
 		Log:      &e.log,
@@ -72,8 +78,42 @@ func (e *env) req(phase Phase) Request {
 func (e *env) run(phase Phase) (string, error) {
 	e.t.Helper()
 	e.log.Reset()
-	err := Run(context.Background(), e.req(phase), e.sys)
+	err := run(e.req(phase), e.sys)
 	return e.log.String(), err
+}
+
+// run carries out req as gre-hook's command line does: the config read
+// once, then up, or down (which goes on when the config does not load).
+func run(req Request, sys *System) error {
+	cfg, err := LoadConfig(req)
+	if req.Phase == PhaseDown {
+		return Down(bg(), req, cfg, err, sys)
+	}
+	if err != nil {
+		return err
+	}
+	return Up(bg(), req, cfg, sys)
+}
+
+// gc runs GC with the config req names.
+func gc(t *testing.T, req Request, sys *System) error {
+	t.Helper()
+	return GC(bg(), req, mustLoad(t, req), sys)
+}
+
+// statusOf runs Status, not as JSON, with the config req names.
+func statusOf(t *testing.T, req Request, sys *System, out io.Writer) (bool, error) {
+	t.Helper()
+	return Status(req, mustLoad(t, req), sys, out, false)
+}
+
+func mustLoad(t *testing.T, req Request) *config.Config {
+	t.Helper()
+	cfg, err := LoadConfig(req)
+	if err != nil {
+		t.Fatalf("reading the config: %v", err)
+	}
+	return cfg
 }
 
 // mustRun runs a phase that must succeed and returns its log.
@@ -147,3 +187,9 @@ func golden(t *testing.T, text string) string {
 }
 
 func bg() context.Context { return context.Background() }
+
+// jsonStatusOf runs Status as JSON, with the config req names.
+func jsonStatusOf(t *testing.T, req Request, sys *System, out io.Writer) (bool, error) {
+	t.Helper()
+	return Status(req, mustLoad(t, req), sys, out, true)
+}

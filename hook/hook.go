@@ -19,6 +19,7 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
@@ -54,10 +55,8 @@ type Request struct {
 	// Such a line sees no stanza options, gre-hook-config included.
 	Line bool
 
-	// loaded is the config already read for this request, so that a run
-	// does not parse it twice (with a thousand tunnels that is most of
-	// the CPU a run spends).
-	loaded *config.Config
+	// locked: the caller holds the run lock (SetLiveness).
+	locked bool
 }
 
 // Net is the rtnetlink operations gre-hook uses, in package rtnl's terms
@@ -91,10 +90,17 @@ type System struct {
 	LoadModule func(name string) error
 	// Command runs an up_command or down_command.
 	Command func(ctx context.Context, argv, env []string) error
-	Store   state.Store
+	// Sysctl reads and sets kernel parameters; nil in tests that do not
+	// model them, which then neither read nor set any.
+	Sysctl Sysctl
+	Store  state.Store
 	// LockWait bounds the wait for another run's lock.
 	LockWait time.Duration
-	Log      io.Writer
+	// Resolve looks up remotes given as names (nil: Go's own resolver),
+	// all of a run's names within ResolveWait (0: resolve.DefaultWait).
+	Resolve     resolve.LookupFunc
+	ResolveWait time.Duration
+	Log         io.Writer
 }
 
 // Logger prints changes and notes for one run.
@@ -167,22 +173,31 @@ func distrust(rec *state.Record, req Request, l *logger) {
 	}
 }
 
-// LoadConfig reads the configuration a request names.
+// LoadConfig reads the configuration a request names. A run reads it
+// once and hands it to Up, Down, GC or Status: with a thousand tunnels,
+// parsing it is most of the CPU a run spends.
 func LoadConfig(req Request) (*config.Config, error) {
-	if req.loaded != nil {
-		return req.loaded, nil
-	}
 	return config.Read(req.Config, req.AllowInsecure)
 }
 
-// Run carries out req.
-func Run(ctx context.Context, req Request, sys *System) error {
-	l := &logger{w: sys.Log, verbose: req.Verbose, dry: req.DryRun}
-	switch req.Phase {
-	case PhaseUp:
-		return up(ctx, req, sys, l)
-	case PhaseDown:
-		return down(ctx, req, sys, l)
-	}
-	return fmt.Errorf("unknown phase %q", req.Phase)
+// DescribeConfig names the config req reads, for messages.
+func DescribeConfig(req Request) string {
+	return describeSource(sourceOf(req))
+}
+
+// Up brings up the tunnels that cfg, the config req names, has on
+// req.Iface.
+func Up(ctx context.Context, req Request, cfg *config.Config, sys *System) error {
+	return up(ctx, req, cfg, sys, newLogger(req, sys))
+}
+
+// Down takes down the tunnels on req.Iface. cfg is the config req names,
+// or nil when it could not be read, and cfgErr says why: down then goes
+// by the record and the kernel's marks.
+func Down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sys *System) error {
+	return down(ctx, req, cfg, cfgErr, sys, newLogger(req, sys))
+}
+
+func newLogger(req Request, sys *System) *logger {
+	return &logger{w: sys.Log, verbose: req.Verbose, dry: req.DryRun}
 }

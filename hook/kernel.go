@@ -32,3 +32,18 @@ func planPath(p rtnl.Path) plan.Path { return plan.Path{Gateway: p.Gateway, Dev:
 
 // module is the kernel module that provides mode's links.
 func module(m config.Mode) string { return rtnl.Module(string(m)) }
+
+// linkNamed is the link called name, or nil if there is none. It reads
+// every link: it serves the watcher's rare changes, not a run's loop.
+func linkNamed(n Net, name string) (*rtnl.Link, error) {
+	links, err := n.Links()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if l.Name == name {
+			return &l, nil
+		}
+	}
+	return nil, nil
+}

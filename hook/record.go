@@ -11,7 +11,7 @@ import (
 func merged(underlay string, old *state.Record, want []plan.Tunnel, s *snapshot) *state.Record {
 	rec := &state.Record{Version: state.Version, Underlay: underlay}
 	for _, t := range want {
-		e := state.Tunnel{Name: t.Link.Name, Down: t.Down}
+		e := state.Tunnel{Name: t.Link.Name, Down: t.Down, Local: t.Link.Local, Remote: t.Link.Remote, RemoteName: t.RemoteName}
 		if t.Pin != nil && findRoute(s.routes, *t.Pin, false) == nil {
 			p := state.FromPlan(*t.Pin, 0)
 			e.Pin = &p

@@ -17,6 +17,13 @@ type snapshot struct {
 	links  map[string]rtnl.Link
 	addrs  map[int][]rtnl.Addr
 	routes map[int][]rtnl.Route // by family
+	// sysctls holds the /proc/sys values readSysctls read for the
+	// tunnels that reflect keepalives, and conf.default's.
+	sysctls map[string]string
+	// adminDefaults names the default routes (adminKey) that the admin
+	// set while the tunnel that held them had a dead peer: the records
+	// of every underlay tell, and adminDefaultsOf reads them.
+	adminDefaults map[string]bool
 }
 
 func takeSnapshot(n Net) (*snapshot, error) {

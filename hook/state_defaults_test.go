@@ -51,7 +51,7 @@ func (e *env) on(iface string, phase Phase, edit ...func(*Request)) (string, err
 	for _, f := range edit {
 		f(&req)
 	}
-	err := Run(context.Background(), req, e.sys)
+	err := run(req, e.sys)
 	return e.log.String(), err
 }
 
@@ -124,7 +124,7 @@ func TestGCHandsDefaultOn(t *testing.T) {
 	e.mustOn("eth2", PhaseUp)
 	e.write(strings.SplitN(twoDefaults, "[[tunnel]]\nname = \"gre-b\"", 2)[0])
 	e.log.Reset()
-	if err := GC(bg(), Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
+	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
 		t.Fatalf("gc: %v\n%s", err, e.log.String())
 	}
 	if got := e.defaultRoute(); got != aDefault {
@@ -149,7 +149,7 @@ func TestDownKeepsAdminDefault(t *testing.T) {
 		t.Fatalf("after up again: %q", got)
 	}
 	var buf strings.Builder
-	if drift, err := Status(Request{Iface: "eth1", Config: e.cfg, AllowInsecure: true}, e.sys, &buf, false); err != nil || drift {
+	if drift, err := statusOf(t, Request{Iface: "eth1", Config: e.cfg, AllowInsecure: true}, e.sys, &buf); err != nil || drift {
 		t.Errorf("status calls the admin's default route drift (%v):\n%s", err, buf.String())
 	}
 	e.mustOn("eth1", PhaseDown)
@@ -177,12 +177,12 @@ func TestOtherConfigLeavesTunnels(t *testing.T) {
 		t.Errorf("-v does not say why:\n%s", out)
 	}
 	e.log.Reset()
-	if err := GC(bg(), Request{Config: other, AllowInsecure: true}, e.sys); err != nil {
+	if err := gc(t, Request{Config: other, AllowInsecure: true}, e.sys); err != nil {
 		t.Fatalf("gc with another config: %v\n%s", err, e.log.String())
 	}
 	diff(t, "state after gc with another config", e.dump(), want)
 	var buf strings.Builder
-	drift, err := Status(Request{Config: other, AllowInsecure: true}, e.sys, &buf, false)
+	drift, err := statusOf(t, Request{Config: other, AllowInsecure: true}, e.sys, &buf)
 	if err != nil || drift || !strings.Contains(buf.String(), "gre-site2 on eth1: up") {
 		t.Errorf("status with another config: drift %v, %v:\n%s", drift, err, buf.String())
 	}
@@ -213,7 +213,7 @@ func TestUnreadableRecordChangesNothing(t *testing.T) {
 		}
 	}
 	e.log.Reset()
-	err := GC(bg(), Request{Config: e.cfg, AllowInsecure: true}, e.sys)
+	err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys)
 	if err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("gc with a corrupt record: %v", err)
 	}

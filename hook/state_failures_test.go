@@ -180,7 +180,7 @@ func TestUnderlayMissingOrDown(t *testing.T) {
 	e.fk.Net.Mutate("eth2", func(l *rtnl.Link) { l.Up = false })
 	before := e.dump()
 	e.sys.Store.Dir = filepath.Join(t.TempDir(), "run")
-	err := Run(bg(), Request{Iface: "eth2", Phase: PhaseUp, Config: e.cfg, AllowInsecure: true}, e.sys)
+	err := run(Request{Iface: "eth2", Phase: PhaseUp, Config: e.cfg, AllowInsecure: true}, e.sys)
 	if err == nil || !strings.Contains(err.Error(), "the underlay is down") {
 		t.Errorf("got %v, want the underlay is down", err)
 	}
@@ -352,7 +352,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	req := e.req(PhaseUp)
 	req.DryRun = true
 	e.log.Reset()
-	if err := Run(bg(), req, e.sys); err != nil {
+	if err := run(req, e.sys); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(e.log.String(), "ip tunnel add gre-site2 mode gre remote 203.0.113.1 local 198.51.100.1 ttl 255\n") {

@@ -20,7 +20,7 @@ func TestGCRemovesUnexplained(t *testing.T) {
 	e.mustRun(PhaseUp)
 	e.write(site1)
 	e.log.Reset()
-	if err := GC(bg(), Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
+	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
 		t.Fatalf("gc: %v\n%s", err, e.log.String())
 	}
 	diff(t, "state after gc", e.dump(), site1State)
@@ -29,7 +29,7 @@ func TestGCRemovesUnexplained(t *testing.T) {
 	}
 	// Nothing left to do: gc is quiet and up agrees.
 	e.log.Reset()
-	if err := GC(bg(), Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil || e.log.Len() != 0 {
+	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil || e.log.Len() != 0 {
 		t.Errorf("second gc: %v\n%s", err, e.log.String())
 	}
 	if out := e.mustRun(PhaseUp); out != "" {
@@ -44,7 +44,7 @@ func TestGCWithoutConfigRemovesAll(t *testing.T) {
 			e.write(c.text)
 			e.mustRun(PhaseUp)
 			e.write("")
-			if err := GC(bg(), Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
+			if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
 				t.Fatalf("gc: %v", err)
 			}
 			diff(t, "state after gc", e.dump(), baseline)
@@ -58,27 +58,16 @@ func TestGCWithoutRecordFindsByMarks(t *testing.T) {
 	e.mustRun(PhaseUp)
 	os.RemoveAll(e.sys.Store.Dir)
 	e.write("")
-	if err := GC(bg(), Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
+	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
 		t.Fatalf("gc: %v", err)
 	}
 	diff(t, "state after gc", e.dump(), baseline)
 }
 
-func TestGCRefusesBrokenConfig(t *testing.T) {
-	e := newEnv(t)
-	e.write(site1)
-	e.mustRun(PhaseUp)
-	e.write("[[tunnel]]\nname = 1\n")
-	if err := GC(bg(), Request{Config: e.cfg, AllowInsecure: true}, e.sys); err == nil || !strings.Contains(err.Error(), "refusing to run with a broken config") {
-		t.Fatalf("gc with a broken config: %v", err)
-	}
-	diff(t, "state", e.dump(), site1State)
-}
-
 func status(t *testing.T, e *env) (bool, string) {
 	t.Helper()
 	var out bytes.Buffer
-	drift, err := Status(Request{Config: e.cfg, AllowInsecure: true}, e.sys, &out, false)
+	drift, err := statusOf(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys, &out)
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
@@ -207,7 +196,7 @@ func TestStatusPrintsFix(t *testing.T) {
 		t.Errorf("status:\n%s\nwant:\n%s", out, want)
 	}
 	var buf bytes.Buffer
-	if _, err := Status(Request{Config: e.cfg, AllowInsecure: true}, e.sys, &buf, true); err != nil {
+	if _, err := jsonStatusOf(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys, &buf); err != nil {
 		t.Fatal(err)
 	}
 	var es []TunnelStatus

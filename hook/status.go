@@ -15,24 +15,26 @@ import (
 
 // TunnelStatus is one line of `gre-hook status`.
 type TunnelStatus struct {
-	Tunnel   string   `json:"tunnel"`
-	Underlay string   `json:"underlay"`
-	State    string   `json:"state"` // "up", "down" (underlay down or absent), "drift"
-	Problems []string `json:"problems,omitempty"`
+	Tunnel   string `json:"tunnel"`
+	Underlay string `json:"underlay"`
+	State    string `json:"state"` // "up", "down" (underlay down or absent), "drift", "unresolved" (remote's name)
+	// RemoteName is the DNS name the config gives as remote, and Remote
+	// the address the tunnel was brought up with.
+	RemoteName string   `json:"remote_name,omitempty"`
+	Remote     string   `json:"remote,omitempty"`
+	Problems   []string `json:"problems,omitempty"`
 	// Fix is the commands up would run for this tunnel, in order.
 	Fix []string `json:"fix,omitempty"`
+	// Keepalive is set for tunnels gre-hook watch follows.
+	Keepalive *KeepaliveStatus `json:"keepalive,omitempty"`
 }
 
 // Status compares the kernel with the config for each configured tunnel
 // (on iface, if set) and reports whether anything differs: whether the
 // diff up would run is empty. On drift it prints the commands up would
 // run to fix it. A tunnel whose underlay is missing or down is expected
-// to be absent.
-func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return false, err
-	}
+// to be absent. cfg is the config req names.
+func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
 	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
 		return false, err
@@ -75,14 +77,15 @@ func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, e
 		}
 		groups[c.Underlay] = append(groups[c.Underlay], c)
 	}
+	live, _ := state.ReadLiveness(sys.Store.Dir)
 	fixes := map[string][]string{}
 	for _, u := range order {
-		sts, fix, err := statusUnderlay(sys, snap, recs, u, groups[u])
+		sts, fix, err := statusUnderlay(sys, snap, recs, u, groups[u], live)
 		if err != nil {
 			return false, err
 		}
 		for _, st := range sts {
-			if st.State == "drift" {
+			if st.State == "drift" || st.State == "unresolved" {
 				drift = true
 			}
 		}
@@ -117,7 +120,10 @@ func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, e
 	}
 	var b strings.Builder
 	for _, st := range report {
-		fmt.Fprintf(&b, "%s on %s: %s\n", st.Tunnel, st.Underlay, st.State)
+		fmt.Fprintf(&b, "%s on %s: %s%s\n", st.Tunnel, st.Underlay, st.State, describeRemote(st))
+		if st.Keepalive != nil {
+			fmt.Fprintf(&b, "  keepalive: %s\n", st.Keepalive)
+		}
 		for _, p := range st.Problems {
 			fmt.Fprintf(&b, "  - %s\n", p)
 		}
@@ -137,7 +143,8 @@ func Status(req Request, sys *System, out io.Writer, asJSON bool) (drift bool, e
 
 // statusUnderlay is the status of the configured tunnels cs of underlay
 // u, in their order, and the commands up would run on u, in its order.
-func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel) ([]TunnelStatus, []string, error) {
+// live is what gre-hook watch last wrote of its peers.
+func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry) ([]TunnelStatus, []string, error) {
 	rec := recs[u]
 	sts := make([]TunnelStatus, len(cs))
 	ul, uerr := underlayOf(snap, u)
@@ -146,6 +153,7 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 	for i, c := range cs {
 		st := &sts[i]
 		*st = TunnelStatus{Tunnel: c.Name, Underlay: u, State: "up"}
+		st.Keepalive = keepaliveStatus(c, rec, live)
 		have, exists := snap.links[c.Name]
 		switch {
 		case !upNow:
@@ -157,6 +165,10 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 		case exists && have.Alias != plan.Alias(u):
 			st.Problems = append(st.Problems, fmt.Sprintf("link %s exists but is not gre-hook's (alias %q)", c.Name, have.Alias))
 			continue
+		case c.RemoteName != "" && !remoteFromRecord(&c, rec, st):
+			st.State = "unresolved"
+			st.Problems = append(st.Problems, fmt.Sprintf("remote %s has not been resolved; gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, u))
+			continue
 		}
 		one := []config.Tunnel{c}
 		paths, err := remotePaths(sys, snap, ledgerOf(sys.Store, recs), rec, one)
@@ -166,6 +178,7 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 		}
 		w, err := plan.Up(one, ul, paths)
 		if err == nil {
+			w = withdrawDead(w, one, rec)
 			err = precheck(w, snap)
 		}
 		if err != nil {
@@ -191,6 +204,10 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 			case need[f]:
 				return nil, nil, err
 			}
+		}
+		snap.adminDefaults = adminDefaultsOf(ledgerOf(sys.Store, recs), want, rec, snap)
+		if err := readSysctls(sys.Sysctl, want, snap); err != nil {
+			return nil, nil, err
 		}
 		steps := diffSteps(u, want, snap, rec, chains)
 		index := map[string]int{}
@@ -220,7 +237,7 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 		}
 	}
 	for i := range sts {
-		if len(sts[i].Problems) > 0 {
+		if len(sts[i].Problems) > 0 && sts[i].State != "unresolved" {
 			sts[i].State = "drift"
 		}
 	}

@@ -18,17 +18,14 @@ import (
 // diff the steps from the kernel as it is to the plan (diff.go), apply
 // runs them or undoes them all (apply.go), and the record remembers what
 // the run made (record.go).
-func up(ctx context.Context, req Request, sys *System, l *logger) error {
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return err
-	}
+func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *logger) error {
 	tunnels := cfg.For(req.Iface)
 	if len(tunnels) == 0 && !sys.Store.Exists(req.Iface) {
 		l.note("no tunnels on %s", req.Iface)
 		return nil
 	}
-	if !req.DryRun {
+	resolved := resolveRemotes(ctx, sys, tunnels)
+	if !req.DryRun && !req.locked {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 		if err != nil {
 			return err
@@ -53,6 +50,7 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 			req.Iface, describeSource(rec.Source), describeSource(src))
 		return nil
 	}
+	tunnels, unresolved := withRemotes(tunnels, resolved, rec, l)
 
 	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
@@ -78,7 +76,12 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	if err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
+	want = withdrawDead(want, tunnels, rec)
 	if err := precheck(want, snap); err != nil {
+		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
+	}
+	snap.adminDefaults = adminDefaultsOf(lg, want, rec, snap)
+	if err := readSysctls(sys.Sysctl, want, snap); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
 
@@ -102,6 +105,8 @@ func up(ctx context.Context, req Request, sys *System, l *logger) error {
 	}
 
 	newRec := merged(req.Iface, rec, want, snap)
+	keepLiveness(newRec, rec)
+	newRec.Tunnels = append(newRec.Tunnels, unresolved...)
 	newRec.Source = src
 	newRec.Insecure = req.AllowInsecure
 	lg.setOwn(newRec)
@@ -164,6 +169,10 @@ func apply(x *executor, want []plan.Tunnel, rec *state.Record) error {
 	if err := x.run(steps); err != nil {
 		return err
 	}
+	if err := x.run(diffSysctls(want, x.snap)); err != nil {
+		return err
+	}
+	warnReflection(x.sys.Sysctl, want, x.l)
 	chains, err := readChains(x.tables, x.dry, x.l)
 	if err != nil {
 		return err

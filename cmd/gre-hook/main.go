@@ -5,12 +5,12 @@ package main
 import (
 	"os"
 
-	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/cmd/gre-hook/cli"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
-	os.Exit(hook.Main(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, version))
+	os.Exit(cli.Main(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, version))
 }

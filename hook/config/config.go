@@ -85,12 +85,35 @@ type Tunnel struct {
 	MSSValue     int
 	UpCommand    []string
 	DownCommand  []string
+	// Keepalive is nil when gre-hook watch sends no keepalives on the
+	// tunnel.
+	Keepalive *Keepalive
+	// KeepaliveReflect makes the kernel answer the peer's keepalives
+	// even when we send none (Keepalive implies it).
+	KeepaliveReflect bool
+	// RemoteName is the DNS name remote was given as, or "". Remote is
+	// then the zero Addr until the name is resolved (package resolve).
+	RemoteName string
+	// ResolveInterval is how often, in seconds, gre-hook watch resolves
+	// RemoteName again.
+	ResolveInterval int
 
 	// Where the tunnel was defined, for messages.
 	File string
 	Line int
 	Col  int
 }
+
+// Keepalive is how often gre-hook watch sends a GRE keepalive on a
+// tunnel, and how many may go unanswered before the peer counts as dead.
+type Keepalive struct {
+	Interval int // seconds, 1-3600
+	Retries  int // 1-255
+}
+
+// Reflects reports whether the tunnel's interface must be set up to answer
+// the peer's keepalives.
+func (t *Tunnel) Reflects() bool { return t.Keepalive != nil || t.KeepaliveReflect }
 
 // Peer returns the tunnel peer of the given family (4 or 6).
 func (t *Tunnel) Peer(family int) (netip.Addr, bool) {
@@ -146,9 +169,6 @@ func (e Errors) Error() string {
 	}
 	return strings.Join(msgs, "\n")
 }
-
-// ErrNoConfig is returned when neither the default file nor conf.d exists.
-var ErrNoConfig = errors.New("no configuration found")
 
 // Read reads, merges and validates the configuration: the file or
 // directory of *.toml files explicit names, or, when explicit is "", the
@@ -288,26 +308,34 @@ type rawFile struct {
 }
 
 type rawTunnel struct {
-	Name         string      `toml:"name"`
-	Underlay     string      `toml:"underlay"`
-	Mode         string      `toml:"mode"`
-	Local        string      `toml:"local"`
-	Remote       string      `toml:"remote"`
-	TTL          *int64      `toml:"ttl"`
-	TOS          *int64      `toml:"tos"`
-	PMTUDisc     *bool       `toml:"pmtudisc"`
-	Key          *int64      `toml:"key"`
-	IKey         *int64      `toml:"ikey"`
-	OKey         *int64      `toml:"okey"`
-	MTU          *int64      `toml:"mtu"`
-	Multicast    *bool       `toml:"multicast"`
-	Address      []string    `toml:"address"`
-	Peer         []string    `toml:"peer"`
-	Route        []rawRoute  `toml:"route"`
-	DefaultRoute bool        `toml:"default_route"`
-	MSS          interface{} `toml:"mss"`
-	UpCommand    []string    `toml:"up_command"`
-	DownCommand  []string    `toml:"down_command"`
+	Name             string        `toml:"name"`
+	Underlay         string        `toml:"underlay"`
+	Mode             string        `toml:"mode"`
+	Local            string        `toml:"local"`
+	Remote           string        `toml:"remote"`
+	TTL              *int64        `toml:"ttl"`
+	TOS              *int64        `toml:"tos"`
+	PMTUDisc         *bool         `toml:"pmtudisc"`
+	Key              *int64        `toml:"key"`
+	IKey             *int64        `toml:"ikey"`
+	OKey             *int64        `toml:"okey"`
+	MTU              *int64        `toml:"mtu"`
+	Multicast        *bool         `toml:"multicast"`
+	Address          []string      `toml:"address"`
+	Peer             []string      `toml:"peer"`
+	Route            []rawRoute    `toml:"route"`
+	DefaultRoute     bool          `toml:"default_route"`
+	MSS              interface{}   `toml:"mss"`
+	UpCommand        []string      `toml:"up_command"`
+	DownCommand      []string      `toml:"down_command"`
+	Keepalive        *rawKeepalive `toml:"keepalive"`
+	KeepaliveReflect bool          `toml:"keepalive_reflect"`
+	ResolveInterval  *int64        `toml:"resolve_interval"`
+}
+
+type rawKeepalive struct {
+	Interval *int64 `toml:"interval"`
+	Retries  *int64 `toml:"retries"`
 }
 
 type rawRoute struct {
@@ -381,6 +409,8 @@ func unknownKey(file string, loc *locator, k toml.Key) error {
 		pos, found = loc.findAny(false, path[1])
 	case len(path) == 3 && path[0] == "tunnel" && path[1] == "route":
 		pos, found = loc.findAny(true, path[2])
+	case len(path) == 3 && path[0] == "tunnel" && path[1] == "keepalive":
+		pos, found = loc.findAny(false, path[1])
 	}
 	if !found && len(path) > 0 {
 		pos, found = loc.top[path[0]]

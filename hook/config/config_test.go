@@ -52,8 +52,30 @@ func TestParseErrors(t *testing.T) {
 			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": address: at most one IPv4 and one IPv6 address`},
 		{"bad local", base + "local = \"198.51.100.300\"\n",
 			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": local: "198.51.100.300" is not an IP address`},
-		{"bad remote", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nremote = \"example.org\"\n",
-			`/etc/gre-hook/t.toml:4:1: tunnel "gre1": remote: "example.org" is not an IP address`},
+		{"bad remote", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nremote = \"203.0.113.300\"\n",
+			`/etc/gre-hook/t.toml:4:1: tunnel "gre1": remote: "203.0.113.300" is not an IP address`},
+		{"bad remote name", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nremote = \"site2..example.org\"\n",
+			`/etc/gre-hook/t.toml:4:1: tunnel "gre1": remote: "site2..example.org" is not a DNS name: each label between dots must be 1 to 63 characters`},
+		{"remote name with a space", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nremote = \"site2 example.org\"\n",
+			`/etc/gre-hook/t.toml:4:1: tunnel "gre1": remote: "site2 example.org" is neither an IP address nor a DNS name (' ' is not allowed in a name)`},
+		{"remote name label with a dash", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nremote = \"-site2.example.org\"\n",
+			`/etc/gre-hook/t.toml:4:1: tunnel "gre1": remote: "-site2.example.org" is not a DNS name: a label may not start or end with '-'`},
+		{"resolve_interval zero", base + "resolve_interval = 0\n",
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": resolve_interval: 0 is out of range 1-86400 seconds`},
+		{"keepalive interval zero", base + "keepalive = { interval = 0, retries = 3 }\n",
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": keepalive: interval 0 is out of range 1-3600 seconds`},
+		{"keepalive interval too long", base + "keepalive = { interval = 3601 }\n",
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": keepalive: interval 3601 is out of range 1-3600 seconds`},
+		{"keepalive retries", base + "keepalive = { interval = 1, retries = 256 }\n",
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": keepalive: retries 256 is out of range 1-255`},
+		{"keepalive float", base + "keepalive = { interval = 0.5 }\n",
+			`/etc/gre-hook/t.toml:5:1: (last key "tunnel.keepalive.interval"): incompatible types: TOML value has type float64; destination has type integer`},
+		{"keepalive unknown key", base + "keepalive = { interval = 1, timeout = 3 }\n",
+			`/etc/gre-hook/t.toml:5:1: unknown key "tunnel.keepalive.timeout"`},
+		{"keepalive on gretap", base + "mode = \"gretap\"\nkeepalive = { interval = 1 }\n",
+			`/etc/gre-hook/t.toml:6:1: tunnel "gre1": keepalive: works only in mode gre (IPv4 outer header, GRE protocol 0x0800); a gretap peer does not answer Cisco keepalives`},
+		{"keepalive_reflect on ip6gre", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nmode = \"ip6gre\"\nremote = \"2001:db8::2\"\nkeepalive_reflect = true\n",
+			`/etc/gre-hook/t.toml:6:1: tunnel "gre1": keepalive_reflect: works only in mode gre (IPv4 outer header, GRE protocol 0x0800); a ip6gre peer does not answer Cisco keepalives`},
 		{"missing remote", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\n",
 			`/etc/gre-hook/t.toml:1:1: tunnel "gre1": remote: is required`},
 		{"local and remote of different families", base + "local = \"2001:db8::1\"\n",
@@ -141,7 +163,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Tunnel{
 		Name: "gre1", Underlay: "eth1", Mode: ModeGRE, Remote: netip.MustParseAddr("203.0.113.1"),
-		TTL: 255, PMTUDisc: true, Multicast: true, MSS: MSSPMTU, File: file, Line: 1, Col: 1,
+		TTL: 255, PMTUDisc: true, Multicast: true, MSS: MSSPMTU, ResolveInterval: 300, File: file, Line: 1, Col: 1,
 	}
 	if len(ts) != 1 || !reflect.DeepEqual(ts[0], want) {
 		t.Errorf("got  %+v\nwant %+v", ts, want)
@@ -200,7 +222,7 @@ via = "fd00::1"
 			{To: netip.MustParsePrefix("fd10::/48"), Via: netip.MustParseAddr("fd00::1")},
 		},
 		MSS: MSSFixed, MSSValue: 1300, UpCommand: []string{"/bin/true", "a b"},
-		File: file, Line: 2, Col: 1,
+		ResolveInterval: 300, File: file, Line: 2, Col: 1,
 	}
 	if !reflect.DeepEqual(ts[0], want) {
 		t.Errorf("got  %+v\nwant %+v", ts[0], want)
@@ -212,6 +234,57 @@ via = "fd00::1"
 		ts, errs := Parse(file, []byte(base+"mss = \""+m+"\"\n"))
 		if len(errs) > 0 || string(ts[0].MSS) != m {
 			t.Errorf("mss %q: %v %v", m, ts, errs)
+		}
+	}
+}
+
+func TestKeepaliveAndNames(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       func(*Tunnel) bool
+	}{
+		{"keepalive given", "keepalive = { interval = 1, retries = 3 }\n",
+			func(t *Tunnel) bool { return *t.Keepalive == Keepalive{1, 3} && t.Reflects() && !t.KeepaliveReflect }},
+		{"keepalive defaults", "keepalive = {}\n",
+			func(t *Tunnel) bool { return *t.Keepalive == Keepalive{10, 3} }},
+		{"keepalive as a table", "[tunnel.keepalive]\ninterval = 5\n",
+			func(t *Tunnel) bool { return *t.Keepalive == Keepalive{5, 3} }},
+		{"reflect only", "keepalive_reflect = true\n",
+			func(t *Tunnel) bool { return t.Keepalive == nil && t.KeepaliveReflect && t.Reflects() }},
+		{"neither", "",
+			func(t *Tunnel) bool { return t.Keepalive == nil && !t.Reflects() }},
+		{"resolve_interval", "resolve_interval = 1\n",
+			func(t *Tunnel) bool { return t.ResolveInterval == 1 && t.RemoteName == "" }},
+	} {
+		ts, errs := Parse(file, []byte(base+tc.text))
+		if len(errs) > 0 || len(ts) != 1 || !tc.want(&ts[0]) {
+			t.Errorf("%s: %+v %v", tc.name, ts, errs)
+		}
+	}
+	for _, name := range []string{"site2.test", "site2.example.net.", "gw-2.example.net", "localhost", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.example"} {
+		ts, errs := Parse(file, []byte("[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nremote = \""+name+"\"\n"))
+		if len(errs) > 0 || ts[0].RemoteName != name || ts[0].Remote.IsValid() {
+			t.Errorf("remote %q: %+v %v", name, ts, errs)
+		}
+	}
+	// Two tunnels naming different hosts do not overlap; the same host
+	// twice, in another spelling, does.
+	two := func(a, b string) string {
+		return "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nremote = \"" + a + "\"\n" +
+			"[[tunnel]]\nname = \"gre2\"\nunderlay = \"eth1\"\nremote = \"" + b + "\"\n"
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		a, b    string
+		overlap bool
+	}{{"site2.test", "site3.test", false}, {"site2.test", "Site2.Test.", true}} {
+		f := filepath.Join(dir, "t.toml")
+		if err := os.WriteFile(f, []byte(two(tc.a, tc.b)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load([]string{f})
+		if (err != nil) != tc.overlap || (err != nil && !strings.Contains(err.Error(), "overlaps")) {
+			t.Errorf("%s and %s: %v", tc.a, tc.b, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -137,6 +138,12 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 	}
 	if r.Remote == "" {
 		v.fail(-1, "remote", "is required")
+	} else if isName(r.Remote) {
+		if msg := ValidHostName(r.Remote); msg != "" {
+			v.fail(-1, "remote", "%s", msg)
+		} else {
+			t.RemoteName = r.Remote
+		}
 	} else if a, ok := v.addr(-1, "remote", r.Remote); ok {
 		t.Remote = a
 		if a.Is6() != t.Mode.Outer6() {
@@ -282,7 +289,103 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 
 	t.UpCommand = v.command("up_command", r.UpCommand)
 	t.DownCommand = v.command("down_command", r.DownCommand)
+	v.keepalive(&t, r)
+	t.ResolveInterval = DefaultResolveInterval
+	if r.ResolveInterval != nil {
+		if *r.ResolveInterval < 1 || *r.ResolveInterval > 86400 {
+			v.fail(-1, "resolve_interval", "%d is out of range 1-86400 seconds", *r.ResolveInterval)
+		} else {
+			t.ResolveInterval = int(*r.ResolveInterval)
+		}
+	}
 	return t
+}
+
+// DefaultResolveInterval is how often, in seconds, gre-hook watch resolves
+// a remote given as a name, unless resolve_interval says otherwise.
+const DefaultResolveInterval = 300
+
+// Keepalive defaults, those of Cisco IOS.
+const (
+	DefaultKeepaliveInterval = 10
+	DefaultKeepaliveRetries  = 3
+)
+
+func (v *validator) keepalive(t *Tunnel, r rawTunnel) {
+	if r.Keepalive == nil && !r.KeepaliveReflect {
+		return
+	}
+	key := "keepalive"
+	if r.Keepalive == nil {
+		key = "keepalive_reflect"
+	}
+	if t.Mode != ModeGRE {
+		// A keepalive's inner packet is IPv4 with GRE protocol type
+		// 0x0800 outside: a peer files it under its gre tunnel, never
+		// a gretap one, and the ip6 modes have no IPv4 outer header.
+		v.fail(-1, key, "works only in mode gre (IPv4 outer header, GRE protocol 0x0800); a %s peer does not answer Cisco keepalives", t.Mode)
+		return
+	}
+	t.KeepaliveReflect = r.KeepaliveReflect
+	if r.Keepalive == nil {
+		return
+	}
+	k := &Keepalive{Interval: DefaultKeepaliveInterval, Retries: DefaultKeepaliveRetries}
+	if i := r.Keepalive.Interval; i != nil {
+		if *i < 1 || *i > 3600 {
+			v.fail(-1, key, "interval %d is out of range 1-3600 seconds", *i)
+		}
+		k.Interval = int(*i)
+	}
+	if n := r.Keepalive.Retries; n != nil {
+		if *n < 1 || *n > 255 {
+			v.fail(-1, key, "retries %d is out of range 1-255", *n)
+		}
+		k.Retries = int(*n)
+	}
+	t.Keepalive = k
+}
+
+// isName tells a remote written as a DNS name from one meant as an
+// address: a name has a letter in its last label (RFC 1123 section 2.1:
+// top-level names are not all-numeric), while "198.51.100.300" and
+// "2001:db8::x" are addresses with a typo, reported as such.
+func isName(s string) bool {
+	if strings.ContainsAny(s, ":") {
+		return false
+	}
+	last := strings.TrimSuffix(s, ".")
+	if i := strings.LastIndexByte(last, '.'); i >= 0 {
+		last = last[i+1:]
+	}
+	for _, c := range last {
+		if (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidHostName reports why s cannot be looked up as a host name, or "".
+func ValidHostName(s string) string {
+	name := strings.TrimSuffix(s, ".")
+	if len(name) > 253 {
+		return fmt.Sprintf("%q is longer than the 253 characters a DNS name may have", s)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Sprintf("%q is not a DNS name: each label between dots must be 1 to 63 characters", s)
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Sprintf("%q is not a DNS name: a label may not start or end with '-'", s)
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return fmt.Sprintf("%q is neither an IP address nor a DNS name (%q is not allowed in a name)", s, c)
+			}
+		}
+	}
+	return ""
 }
 
 func otherFamilyMode(m Mode) Mode {
@@ -470,6 +573,7 @@ func crossCheck(ts []Tunnel) Errors {
 		tap           bool
 		underlay      string
 		local, remote netip.Addr
+		remoteName    string
 		ikey          uint32
 	}
 	byEnd := map[endpoint]*Tunnel{}
@@ -482,7 +586,7 @@ func crossCheck(ts []Tunnel) Errors {
 		byName[t.Name] = t
 		// The kernel keys GRE tunnels by local, remote and key; two of ours
 		// with the same triple would collide with EEXIST at bring-up.
-		e := endpoint{tap: t.Mode.Tap(), local: t.Local, remote: t.Remote, ikey: t.IKey}
+		e := endpoint{tap: t.Mode.Tap(), local: t.Local, remote: t.Remote, remoteName: strings.ToLower(strings.TrimSuffix(t.RemoteName, ".")), ikey: t.IKey}
 		if !t.Local.IsValid() {
 			e.underlay = t.Underlay
 		}
@@ -492,10 +596,18 @@ func crossCheck(ts []Tunnel) Errors {
 				local = "auto on " + t.Underlay
 			}
 			errs = append(errs, fmt.Errorf("%s:%d:%d: tunnel %q: overlaps tunnel %q (%s:%d): same local (%s), remote %s and key %d; give one of them a key",
-				t.File, t.Line, t.Col, t.Name, prev.Name, prev.File, prev.Line, local, t.Remote, t.IKey))
+				t.File, t.Line, t.Col, t.Name, prev.Name, prev.File, prev.Line, local, remoteText(t), t.IKey))
 			continue
 		}
 		byEnd[e] = t
 	}
 	return errs
+}
+
+// remoteText is the remote as the config gave it.
+func remoteText(t *Tunnel) string {
+	if t.RemoteName != "" {
+		return t.RemoteName
+	}
+	return t.Remote.String()
 }

@@ -591,3 +591,29 @@ func (n *Net) Dump() string {
 	sort.Strings(lines)
 	return strings.Join(lines, "\n") + "\n"
 }
+
+// SetEndpoints implements hook.EndpointSetter: it changes a GRE link's
+// local and remote in place, as `ip link set NAME type gre local L remote
+// R` does. The link keeps its index, addresses and routes; the kernel
+// refuses with EEXIST a change that would make it another tunnel's twin.
+func (n *Net) SetEndpoints(name string, local, remote netip.Addr) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("SetEndpoints"); err != nil {
+		return err
+	}
+	l, err := n.link(name)
+	if err != nil {
+		return err
+	}
+	if !l.GRE {
+		return unix.EOPNOTSUPP
+	}
+	for _, o := range n.links {
+		if o != l && o.GRE && o.Kind == l.Kind && o.Local == local && o.Remote == remote && o.IKey == l.IKey {
+			return unix.EEXIST
+		}
+	}
+	l.Local, l.Remote = local, remote
+	return nil
+}

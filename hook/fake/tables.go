@@ -235,16 +235,19 @@ func (t *Tables) Dump() string {
 	return b.String()
 }
 
-// System is a fake kernel with one mangle table per family.
+// System is a fake kernel with its sysctls and one mangle table per
+// family.
 type System struct {
-	Net *Net
-	V4  *Tables
-	V6  *Tables
+	Net    *Net
+	Sysctl *Sysctl
+	V4     *Tables
+	V6     *Tables
 }
 
 // New returns an empty fake system.
 func New() *System {
-	return &System{Net: NewNet(), V4: NewTables(4), V6: NewTables(6)}
+	n := NewNet()
+	return &System{Net: n, Sysctl: NewSysctl(n), V4: NewTables(4), V6: NewTables(6)}
 }
 
 // Tables returns the backend of a family, for hook.System.Tables.
@@ -255,7 +258,8 @@ func (s *System) Tables(family int) (mss.Backend, error) {
 	return s.V4, nil
 }
 
-// Dump prints the whole state: kernel, then iptables, then ip6tables.
+// Dump prints the whole state: kernel, its links' sysctls, then iptables,
+// then ip6tables.
 func (s *System) Dump() string {
-	return s.Net.Dump() + s.V4.Dump() + s.V6.Dump()
+	return s.Net.Dump() + s.Sysctl.Dump() + s.V4.Dump() + s.V6.Dump()
 }

@@ -90,6 +90,11 @@ type Tunnel struct {
 	MSS      []MSSRule
 	Up       []string
 	Down     []string
+	// RemoteName is the DNS name Link.Remote was resolved from, if any.
+	RemoteName string
+	// Reflect: the tunnel's interface must bounce the peer's keepalives
+	// back (config.Tunnel.Reflects), which takes per-interface sysctls.
+	Reflect bool
 }
 
 // MSSRule is one TCPMSS rule in gre-hook's mangle chain.
@@ -144,6 +149,9 @@ func Up(tunnels []config.Tunnel, u Underlay, paths map[netip.Addr]Path) ([]Tunne
 }
 
 func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, error) {
+	if !c.Remote.IsValid() {
+		return Tunnel{}, fmt.Errorf("remote %q has not been resolved to an address", c.RemoteName)
+	}
 	local := c.Local
 	if !local.IsValid() {
 		for _, a := range u.Addrs {
@@ -173,8 +181,10 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 			TTL: c.TTL, TOS: c.TOS, PMTUDisc: c.PMTUDisc, IKey: c.IKey, OKey: c.OKey,
 			MTU: mtu, Multicast: c.Multicast, Alias: Alias(u.Name),
 		},
-		Up:   c.UpCommand,
-		Down: c.DownCommand,
+		Up:         c.UpCommand,
+		Down:       c.DownCommand,
+		RemoteName: c.RemoteName,
+		Reflect:    c.Reflects(),
 	}
 	for _, p := range c.Addresses {
 		a := Addr{Prefix: p}

@@ -45,6 +45,8 @@ func TestPackage(t *testing.T) {
 		}
 	}
 
+	checkUnitInstalled(t)
+
 	root := repoRoot(t)
 	// Both routers share this filesystem; `ip netns exec` mounts
 	// /etc/netns/NAME/gre-hook over /etc/gre-hook, so each router sees its
@@ -78,14 +80,75 @@ func TestPackage(t *testing.T) {
 	os.RemoveAll(filepath.Join("/etc/netns", s.r1.name))
 	os.RemoveAll(filepath.Join("/etc/netns", s.r2.name))
 
+	// Remove, then purge, as an admin would: the maintainer scripts run
+	// here with no systemd and must not fail for it.
+	if out, err := exec.Command("dpkg", "--remove", "gre-hook").CombinedOutput(); err != nil {
+		t.Fatalf("dpkg --remove: %v\n%s", err, out)
+	}
+	for _, p := range unitDirs {
+		if _, err := os.Lstat(filepath.Join(p, watchUnit)); err == nil {
+			t.Errorf("%s is still there after remove", filepath.Join(p, watchUnit))
+		}
+	}
 	if out, err := exec.Command("dpkg", "--purge", "gre-hook").CombinedOutput(); err != nil {
 		t.Fatalf("dpkg --purge: %v\n%s", err, out)
 	}
-	for _, p := range []string{"/usr/sbin/gre-hook", "/etc/gre-hook", "/etc/network/if-up.d/gre-hook", "/etc/network/if-down.d/gre-hook", "/etc/modules-load.d/gre-hook.conf"} {
+	for _, p := range []string{"/usr/sbin/gre-hook", "/etc/gre-hook", "/etc/network/if-up.d/gre-hook", "/etc/network/if-down.d/gre-hook", "/etc/modules-load.d/gre-hook.conf",
+		unitWants, "/etc/systemd/system/" + watchUnit} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is still there after purge", p)
 		}
 	}
 	s.r1.assertClean()
 	s.r2.assertClean()
+}
+
+// The systemd unit that runs gre-hook watch, where systemd looks for
+// units that packages ship (on a merged-/usr system /lib is /usr/lib), and
+// the link that enables it at boot.
+const (
+	watchUnit = "gre-hook-watch.service"
+	unitWants = "/etc/systemd/system/multi-user.target.wants/" + watchUnit
+)
+
+var unitDirs = []string{"/lib/systemd/system", "/usr/lib/systemd/system"}
+
+// checkUnitInstalled checks, after dpkg -i, that the package put the
+// watcher's unit where systemd looks and enabled it as deb-systemd-helper
+// does even where systemd is not running (this VM), so that the first
+// boot under systemd starts the watcher with no manual step.
+func checkUnitInstalled(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		t.Log("systemd runs here: the install was not the no-systemd case")
+	}
+	out, err := exec.Command("dpkg", "-L", "gre-hook").Output()
+	if err != nil {
+		t.Fatalf("dpkg -L gre-hook: %v", err)
+	}
+	var unit string
+	for _, f := range strings.Fields(string(out)) {
+		if filepath.Base(f) == watchUnit {
+			unit = f
+		}
+	}
+	if dir := filepath.Dir(unit); unit == "" || (dir != unitDirs[0] && dir != unitDirs[1]) {
+		t.Fatalf("the package ships %s as %q, not in %v:\n%s", watchUnit, unit, unitDirs, out)
+	}
+	data, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"ExecStart=/usr/sbin/gre-hook watch", "Restart=on-failure", "WantedBy=multi-user.target"} {
+		if !strings.Contains(string(data), "\n"+line+"\n") {
+			t.Errorf("%s has no line %q:\n%s", unit, line, data)
+		}
+	}
+	// Enabled: multi-user.target wants it.
+	if dst, err := os.Readlink(unitWants); err != nil || filepath.Base(dst) != watchUnit {
+		t.Errorf("%s -> %q (%v): the package did not enable the unit", unitWants, dst, err)
+	} else if _, err := os.Stat(unitWants); err != nil {
+		t.Errorf("%s -> %s, which does not resolve: %v", unitWants, dst, err)
+	}
+	t.Logf("unit %s, enabled through %s", unit, unitWants)
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -643,4 +644,97 @@ func LoadModule(name string) error {
 		return fmt.Errorf("this kernel has no GRE support: modprobe %s failed: %s", name, msg)
 	}
 	return nil
+}
+
+// SetEndpoints changes a GRE link's local and remote in place, as
+// `ip link set NAME type gre local L remote R` does: one RTM_NEWLINK
+// without NLM_F_CREATE, so the link keeps its index, and with it its
+// addresses, routes and the MSS rule that names it.
+//
+// The kernel's changelink resets every tunnel parameter the request leaves
+// out (ipgre_netlink_parms and ip6gre_netlink_parms start from zero), so,
+// as iproute2 does, the request carries back every IFLA_INFO_DATA
+// attribute the kernel reports now, with only the endpoints new. It has no
+// IFLA_IFNAME: naming a link that is up, even by its own name, fails with
+// EBUSY after the tunnel has already changed. And no IFLA_MTU: the kernel
+// then keeps the MTU, since the lower device does not change.
+func (h *Handle) SetEndpoints(name string, local, remote netip.Addr) error {
+	l, err := h.byName(name)
+	if err != nil {
+		return fmt.Errorf("looking up link %s: %w", name, err)
+	}
+	index := l.Attrs().Index
+	get := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	get.Sockets = h.route
+	gm := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	gm.Index = int32(index)
+	get.AddData(gm)
+	msgs, err := get.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return fmt.Errorf("reading link %s: %w", name, err)
+	}
+	if len(msgs) != 1 || len(msgs[0]) < unix.SizeofIfInfomsg {
+		return fmt.Errorf("reading link %s: unexpected answer", name)
+	}
+	kind, data, err := linkInfo(msgs[0][unix.SizeofIfInfomsg:])
+	if err != nil {
+		return fmt.Errorf("reading link %s: %w", name, err)
+	}
+	switch kind {
+	case "gre", "gretap", "ip6gre", "ip6gretap":
+	default:
+		return fmt.Errorf("link %s is a %q, not a GRE tunnel", name, kind)
+	}
+
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	req.Sockets = h.route
+	m := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	m.Index = int32(index)
+	req.AddData(m)
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated(kind))
+	d := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	d.AddRtAttr(nl.IFLA_GRE_LOCAL, local.AsSlice())
+	d.AddRtAttr(nl.IFLA_GRE_REMOTE, remote.AsSlice())
+	for _, a := range data {
+		if t := a.Attr.Type & nl.NLA_TYPE_MASK; t != nl.IFLA_GRE_LOCAL && t != nl.IFLA_GRE_REMOTE {
+			d.AddRtAttr(int(t), a.Value)
+		}
+	}
+	req.AddData(info)
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return err
+	}
+	return nil
+}
+
+// linkInfo returns the kind and the IFLA_INFO_DATA attributes of a link
+// message's attributes.
+func linkInfo(b []byte) (string, []syscall.NetlinkRouteAttr, error) {
+	attrs, err := nl.ParseRouteAttr(b)
+	if err != nil {
+		return "", nil, err
+	}
+	var kind string
+	var data []syscall.NetlinkRouteAttr
+	for _, a := range attrs {
+		if a.Attr.Type&nl.NLA_TYPE_MASK != unix.IFLA_LINKINFO {
+			continue
+		}
+		infos, err := nl.ParseRouteAttr(a.Value)
+		if err != nil {
+			return "", nil, err
+		}
+		for _, i := range infos {
+			switch i.Attr.Type & nl.NLA_TYPE_MASK {
+			case nl.IFLA_INFO_KIND:
+				kind = strings.TrimRight(string(i.Value), "\x00")
+			case nl.IFLA_INFO_DATA:
+				if data, err = nl.ParseRouteAttr(i.Value); err != nil {
+					return "", nil, err
+				}
+			}
+		}
+	}
+	return kind, data, nil
 }

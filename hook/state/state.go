@@ -58,6 +58,19 @@ func FromPlan(r plan.Route, proto int) Route {
 // Tunnel is what gre-hook created for one tunnel.
 type Tunnel struct {
 	Name string `json:"name"`
+	// Local and Remote are the tunnel's endpoints as the link was given
+	// them: the underlay's address for local = "auto", and the address
+	// RemoteName resolved to. gre-hook watch moves them in place
+	// (hook.Retarget). Zero in records of older versions.
+	Local  netip.Addr `json:"local,omitempty"`
+	Remote netip.Addr `json:"remote,omitempty"`
+	// RemoteName is the DNS name the config gives as remote, if any.
+	RemoteName string `json:"remote_name,omitempty"`
+	// Unresolved: the config has this tunnel, but up could not resolve
+	// RemoteName and knew no earlier address, so nothing of it exists.
+	// gre-hook watch brings it up (by running up on the underlay) once
+	// the name resolves.
+	Unresolved bool `json:"unresolved,omitempty"`
 	// Pin is the host route to the remote endpoint, if one was added.
 	Pin *Route `json:"pin,omitempty"`
 	// Defaults are the default routes gre-hook installed via the tunnel.
@@ -79,6 +92,25 @@ type Tunnel struct {
 	// no longer gets the default route back, and the route it replaced
 	// is no longer the one to restore.
 	Displaced bool `json:"displaced,omitempty"`
+
+	// Dead: gre-hook watch found the peer silent. While it is, up plans
+	// the tunnel without its routes and default route (the link, its
+	// addresses, MSS rules and pin stay), so the routes are withdrawn and
+	// the default route it had replaced comes back. Written only on a
+	// transition, by hook.SetLiveness.
+	Dead bool `json:"dead,omitempty"`
+	// DeadSince is when the peer was found dead.
+	DeadSince *time.Time `json:"dead_since,omitempty"`
+	// LastReply is the peer's last reply as the watcher knew it at the
+	// latest transition (status reads fresher ones from the liveness file).
+	LastReply *time.Time `json:"last_reply,omitempty"`
+	// Withdrawn are the default routes the tunnel let go of when it died,
+	// and Fallbacks the routes at their keys that were there before
+	// gre-hook's (the replaced ones). On recovery the tunnel takes a
+	// default route back only from a fallback or from another of
+	// gre-hook's tunnels: any other route the admin set meanwhile.
+	Withdrawn []Route `json:"withdrawn_defaults,omitempty"`
+	Fallbacks []Route `json:"fallback_defaults,omitempty"`
 }
 
 // Record is everything gre-hook created for one underlay.
@@ -280,7 +312,7 @@ func Parse(data []byte) (*Record, error) {
 			return nil, fmt.Errorf("tunnel %q listed twice", t.Name)
 		}
 		seen[t.Name] = true
-		routes := append(append([]Route{}, t.Defaults...), t.Replaced...)
+		routes := append(append(append(append([]Route{}, t.Defaults...), t.Replaced...), t.Withdrawn...), t.Fallbacks...)
 		if t.Pin != nil {
 			routes = append(routes, *t.Pin)
 		}

@@ -208,3 +208,67 @@ func TestSecureStoreRefusesUntrustedRecords(t *testing.T) {
 		}
 	}
 }
+
+func TestLivenessFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	if got, err := ReadLiveness(dir); got != nil || err != nil {
+		t.Fatalf("no file: %v %v", got, err)
+	}
+	reply := time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.UTC)
+	want := []LivenessEntry{
+		{Underlay: "eth1", Tunnel: "gre-a", Remote: netip.MustParseAddr("203.0.113.5"), Alive: true, LastReply: reply},
+		{Underlay: "eth2", Tunnel: "gre-b", Remote: netip.MustParseAddr("192.0.2.9"), DeadSince: reply.Add(time.Second)},
+	}
+	if err := WriteLiveness(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadLiveness(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if !got[i].LastReply.Equal(want[i].LastReply) || !got[i].DeadSince.Equal(want[i].DeadSince) {
+			t.Errorf("entry %d times: got %v %v, want %v %v", i, got[i].LastReply, got[i].DeadSince, want[i].LastReply, want[i].DeadSince)
+		}
+		got[i].LastReply, got[i].DeadSince = want[i].LastReply, want[i].DeadSince
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, LivenessFile))
+	if !strings.Contains(string(data), `"last_reply": "2024-05-01T12:00:00.123456789Z"`) || strings.Count(string(data), "dead_since") != 1 {
+		t.Errorf("file format:\n%s", data)
+	}
+	// The file sits beside the records and is not one of them.
+	s := Store{Dir: dir}
+	recs, broken, err := s.All()
+	if err != nil || len(recs) != 0 || len(broken) != 0 {
+		t.Errorf("All with a liveness file: %v %v %v", recs, broken, err)
+	}
+}
+
+func TestDeadTunnelRoundTrip(t *testing.T) {
+	s := Store{Dir: filepath.Join(t.TempDir(), "run")}
+	r := sample()
+	since := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	r.Tunnels[0].Dead = true
+	r.Tunnels[0].DeadSince = &since
+	r.Tunnels[0].Withdrawn = r.Tunnels[0].Defaults
+	r.Tunnels[0].Fallbacks = r.Tunnels[0].Replaced
+	if err := s.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load("eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := got.Tunnels[0]; !g.Dead || !g.DeadSince.Equal(since) || !reflect.DeepEqual(g.Withdrawn, r.Tunnels[0].Withdrawn) || !reflect.DeepEqual(g.Fallbacks, r.Tunnels[0].Fallbacks) {
+		t.Fatalf("got %+v", g)
+	}
+	// A record of this version read by one that knows no liveness: the
+	// fields are extra, and an older reader ignores them as this one
+	// ignores unknown fields.
+	if _, err := Parse([]byte(`{"version":1,"underlay":"eth1","tunnels":[{"name":"gre1","dead":true,"some_future_field":3}]}`)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,12 +1,12 @@
-package hook
+package cli
 
 import (
 	"errors"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/config"
 )
 
@@ -28,7 +28,7 @@ func FuzzParseInvocation(f *testing.F) {
 			argv = strings.Split(args, "\x00")
 		}
 		env := map[string]string{"IFACE": iface, "PHASE": phase, "ADDRFAM": addrfam, "GRE_HOOK_LOCK_WAIT": wait}
-		inv, err := Parse(argv, func(k string) string { return env[k] }, io.Discard)
+		inv, err := Parse(argv, func(k string) string { return env[k] })
 		if err != nil {
 			if !errors.Is(err, ErrUsage) || err.Error() == "" {
 				t.Fatalf("rejection is not a usage error: %v", err)
@@ -39,7 +39,7 @@ func FuzzParseInvocation(f *testing.F) {
 			t.Fatalf("GRE_HOOK_LOCK_WAIT=%q accepted as %v", wait, inv.LockWait)
 		}
 		if inv.Command == CmdRun {
-			if inv.Request.Phase != PhaseUp && inv.Request.Phase != PhaseDown {
+			if inv.Request.Phase != hook.PhaseUp && inv.Request.Phase != hook.PhaseDown {
 				t.Fatalf("run with phase %q", inv.Request.Phase)
 			}
 			if config.ValidIfName(inv.Request.Iface) != "" {

@@ -1,4 +1,4 @@
-package hook
+package cli
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/config"
 )
 
@@ -20,6 +21,7 @@ const (
 	CmdCheck   Command = "check"   // validate the config
 	CmdGC      Command = "gc"      // remove what no config explains
 	CmdStatus  Command = "status"  // compare the kernel with the config
+	CmdWatch   Command = "watch"   // send keepalives, fail over (hook/watch)
 	CmdVersion Command = "version" // print the version
 	CmdHelp    Command = "help"    // print usage
 	CmdNothing Command = "nothing" // an ifupdown call gre-hook has no work for
@@ -28,7 +30,7 @@ const (
 // Invocation is a parsed command line and environment.
 type Invocation struct {
 	Command Command
-	Request Request
+	Request hook.Request
 	JSON    bool
 	// Settings from the environment.
 	StateDir     string
@@ -58,6 +60,9 @@ const Usage = `Usage:
   gre-hook gc [--dry-run]                    remove tunnels, routes and rules of
                                              gre-hook's that no configuration explains
   gre-hook status [--iface IFACE] [--json]   compare the kernel with the configuration
+  gre-hook watch [--config PATH] [-v]        send keepalives on the tunnels that are up
+                                             and withdraw a dead peer's routes (runs in
+                                             the foreground; SIGHUP re-reads the config)
   gre-hook --version
 
 Options:
@@ -97,7 +102,7 @@ func skipIface(iface string, getenv func(string) string) bool {
 
 // Parse turns arguments (without the program name) and the environment
 // into an Invocation. It never touches the system.
-func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invocation, error) {
+func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	inv := &Invocation{Command: CmdRun, LockWait: 30 * time.Second, XtablesWait: 10, CommandLimit: 30 * time.Second}
 	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
 	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
@@ -134,7 +139,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 		case "up", "down":
 			argPhase = args[0]
 			args = args[1:]
-		case CmdCheck, CmdGC, CmdStatus:
+		case CmdCheck, CmdGC, CmdStatus, CmdWatch:
 			inv.Command = Command(args[0])
 			args = args[1:]
 		case CmdHelp:
@@ -205,7 +210,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	inv.JSON = jsonOut
 
 	switch inv.Command {
-	case CmdCheck:
+	case CmdCheck, CmdWatch:
 		return inv, only()
 	case CmdGC:
 		return inv, only("dry-run")
@@ -266,9 +271,9 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (*Invoca
 	}
 	switch phase {
 	case "up", "post-up":
-		req.Phase = PhaseUp
+		req.Phase = hook.PhaseUp
 	case "down", "pre-down":
-		req.Phase = PhaseDown
+		req.Phase = hook.PhaseDown
 	default:
 		if fromEnv {
 			inv.Command = CmdNothing

@@ -1,4 +1,4 @@
-package hook
+package cli
 
 import (
 	"io"
@@ -40,6 +40,13 @@ underlay = "eth1"
 remote = "203.0.113.6"
 `
 
+// oneTunnel is a valid config with a tunnel on eth1.
+const oneTunnel = `[[tunnel]]
+name = "gre-site2"
+underlay = "eth1"
+remote = "203.0.113.1"
+`
+
 // gre-hook check prints one error per bad name, each naming the file,
 // line, tunnel, key, character and reason, and exits 2.
 func TestCheckReportsEveryBadName(t *testing.T) {
@@ -73,7 +80,7 @@ func TestCheckReportsEveryBadName(t *testing.T) {
 // Every run that reads the config unchecked says so, check included.
 func TestInsecureConfigWarns(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "gre-hook.toml")
-	if err := os.WriteFile(cfg, []byte(site1), 0o666); err != nil {
+	if err := os.WriteFile(cfg, []byte(oneTunnel), 0o666); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(cfg, 0o666); err != nil {

@@ -1,4 +1,4 @@
-package hook
+package cli
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook"
 )
 
 func envOf(kv ...string) func(string) string {
@@ -28,24 +30,24 @@ func TestParse(t *testing.T) {
 		args  []string
 		env   func(string) string
 		cmd   Command
-		req   Request
+		req   hook.Request
 		usage bool
 		json  bool
 	}{
-		{name: "ifupdown post-up", env: ifup("post-up"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
-		{name: "ifupdown pre-down", env: ifup("pre-down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
-		{name: "ifupdown2 up", env: ifup("up"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
-		{name: "ifupdown2 down", env: ifup("down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
-		{name: "stanza line up", args: []string{"up"}, env: ifup("post-up"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp}},
-		{name: "stanza line down", args: []string{"down"}, env: ifup("pre-down"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown}},
-		{name: "ifupdown2 stanza line up", args: []string{"up"}, env: envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Line: true}},
-		{name: "ifupdown2 stanza line down", args: []string{"down"}, env: envOf("IFACE", "eth1", "ADDRFAM", "inet"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown, Line: true}},
-		{name: "stanza line with config after", args: []string{"down", "--config", "/c"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseDown, Config: "/c", Line: true}},
-		{name: "stanza line with config before", args: []string{"--config", "/c", "up"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/c", Line: true}},
-		{name: "positional phase by hand", args: []string{"up", "--iface", "eth2", "--dry-run"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseUp, DryRun: true, ByHand: true}},
+		{name: "ifupdown post-up", env: ifup("post-up"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp}},
+		{name: "ifupdown pre-down", env: ifup("pre-down"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseDown}},
+		{name: "ifupdown2 up", env: ifup("up"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp}},
+		{name: "ifupdown2 down", env: ifup("down"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseDown}},
+		{name: "stanza line up", args: []string{"up"}, env: ifup("post-up"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp}},
+		{name: "stanza line down", args: []string{"down"}, env: ifup("pre-down"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseDown}},
+		{name: "ifupdown2 stanza line up", args: []string{"up"}, env: envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp, Line: true}},
+		{name: "ifupdown2 stanza line down", args: []string{"down"}, env: envOf("IFACE", "eth1", "ADDRFAM", "inet"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseDown, Line: true}},
+		{name: "stanza line with config after", args: []string{"down", "--config", "/c"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseDown, Config: "/c", Line: true}},
+		{name: "stanza line with config before", args: []string{"--config", "/c", "up"}, env: envOf("IFACE", "eth1"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp, Config: "/c", Line: true}},
+		{name: "positional phase by hand", args: []string{"up", "--iface", "eth2", "--dry-run"}, env: envOf(), cmd: CmdRun, req: hook.Request{Iface: "eth2", Phase: hook.PhaseUp, DryRun: true, ByHand: true}},
 		{name: "positional phase on lo", args: []string{"up"}, env: envOf("IFACE", "lo"), cmd: CmdNothing},
 		{name: "positional phase without IFACE", args: []string{"up"}, env: envOf(), usage: true},
-		{name: "switch config", args: []string{"up", "--iface", "eth1", "--config", "/new", "--switch-config"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/new", SwitchConfig: true, ByHand: true}},
+		{name: "switch config", args: []string{"up", "--iface", "eth1", "--config", "/new", "--switch-config"}, env: envOf(), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp, Config: "/new", SwitchConfig: true, ByHand: true}},
 		{name: "switch config with gc", args: []string{"gc", "--switch-config"}, env: envOf(), usage: true},
 		{name: "phase twice", args: []string{"up", "--iface", "eth1", "--phase", "down"}, env: envOf(), usage: true},
 		{name: "ifupdown2 bare stanza line", env: envOf("IFACE", "eth1", "LOGICAL", "eth1", "METHOD", "static", "ADDRFAM", "inet"), usage: true},
@@ -54,10 +56,10 @@ func TestParse(t *testing.T) {
 		{name: "lo", env: envOf("IFACE", "lo", "PHASE", "post-up"), cmd: CmdNothing},
 		{name: "--all", env: envOf("IFACE", "--all", "PHASE", "post-up"), cmd: CmdNothing},
 		{name: "meta", env: ifup("post-up", "ADDRFAM", "meta"), cmd: CmdNothing},
-		{name: "verbosity", env: ifup("post-up", "VERBOSITY", "1"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Verbose: true}},
-		{name: "stanza config", env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/stanza"}},
-		{name: "env config beats stanza", env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza", "GRE_HOOK_CONFIG", "/env"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/env"}},
-		{name: "flag config beats env", args: []string{"--config", "/flag"}, env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza", "GRE_HOOK_CONFIG", "/env"), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, Config: "/flag"}},
+		{name: "verbosity", env: ifup("post-up", "VERBOSITY", "1"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp, Verbose: true}},
+		{name: "stanza config", env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp, Config: "/stanza"}},
+		{name: "env config beats stanza", env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza", "GRE_HOOK_CONFIG", "/env"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp, Config: "/env"}},
+		{name: "flag config beats env", args: []string{"--config", "/flag"}, env: ifup("post-up", "IF_GRE_HOOK_CONFIG", "/stanza", "GRE_HOOK_CONFIG", "/env"), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp, Config: "/flag"}},
 		{name: "bad iface from env", env: envOf("IFACE", "a/b", "PHASE", "post-up"), usage: true},
 		{name: "wildcard iface from env", env: envOf("IFACE", "eth+", "PHASE", "post-up"), usage: true},
 		{name: "wildcard iface by hand", args: []string{"--iface", "eth+", "--phase", "up"}, env: envOf(), usage: true},
@@ -66,9 +68,9 @@ func TestParse(t *testing.T) {
 		{name: "control character in iface", env: envOf("IFACE", "eth1\x1b", "PHASE", "post-up"), usage: true},
 		{name: "status wildcard iface", args: []string{"status", "--iface", "eth*"}, env: envOf(), usage: true},
 		{name: "empty env", env: envOf(), usage: true},
-		{name: "by hand", args: []string{"--iface", "eth1", "--phase", "up", "--dry-run", "-v"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth1", Phase: PhaseUp, DryRun: true, Verbose: true, ByHand: true}},
-		{name: "by hand down", args: []string{"--iface=eth2", "--phase=down"}, env: envOf(), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseDown, ByHand: true}},
-		{name: "by hand flags beat env", args: []string{"--iface", "eth2", "--phase", "down"}, env: ifup("post-up"), cmd: CmdRun, req: Request{Iface: "eth2", Phase: PhaseDown, ByHand: true}},
+		{name: "by hand", args: []string{"--iface", "eth1", "--phase", "up", "--dry-run", "-v"}, env: envOf(), cmd: CmdRun, req: hook.Request{Iface: "eth1", Phase: hook.PhaseUp, DryRun: true, Verbose: true, ByHand: true}},
+		{name: "by hand down", args: []string{"--iface=eth2", "--phase=down"}, env: envOf(), cmd: CmdRun, req: hook.Request{Iface: "eth2", Phase: hook.PhaseDown, ByHand: true}},
+		{name: "by hand flags beat env", args: []string{"--iface", "eth2", "--phase", "down"}, env: ifup("post-up"), cmd: CmdRun, req: hook.Request{Iface: "eth2", Phase: hook.PhaseDown, ByHand: true}},
 		{name: "iface without phase", args: []string{"--iface", "eth1"}, env: envOf(), usage: true},
 		{name: "phase without iface", args: []string{"--phase", "up"}, env: envOf(), usage: true},
 		{name: "bad phase by hand", args: []string{"--iface", "eth1", "--phase", "post-up-ish"}, env: envOf(), usage: true},
@@ -77,20 +79,20 @@ func TestParse(t *testing.T) {
 		{name: "stray argument", args: []string{"--iface", "eth1", "--phase", "up", "extra"}, env: envOf(), usage: true},
 		{name: "unknown command", args: []string{"frob"}, env: envOf(), usage: true},
 		{name: "json without status", args: []string{"--iface", "eth1", "--phase", "up", "--json"}, env: envOf(), usage: true},
-		{name: "check", args: []string{"check", "--config", "/c"}, env: envOf(), cmd: CmdCheck, req: Request{Config: "/c"}},
+		{name: "check", args: []string{"check", "--config", "/c"}, env: envOf(), cmd: CmdCheck, req: hook.Request{Config: "/c"}},
 		{name: "check with iface", args: []string{"check", "--iface", "eth1"}, env: envOf(), usage: true},
 		{name: "check with dry-run", args: []string{"check", "--dry-run"}, env: envOf(), usage: true},
-		{name: "gc", args: []string{"gc", "--dry-run"}, env: envOf(), cmd: CmdGC, req: Request{DryRun: true}},
+		{name: "gc", args: []string{"gc", "--dry-run"}, env: envOf(), cmd: CmdGC, req: hook.Request{DryRun: true}},
 		{name: "gc with phase", args: []string{"gc", "--phase", "up"}, env: envOf(), usage: true},
-		{name: "status", args: []string{"status", "--iface", "eth1", "--json"}, env: envOf(), cmd: CmdStatus, req: Request{Iface: "eth1"}, json: true},
+		{name: "status", args: []string{"status", "--iface", "eth1", "--json"}, env: envOf(), cmd: CmdStatus, req: hook.Request{Iface: "eth1"}, json: true},
 		{name: "status bad iface", args: []string{"status", "--iface", "a b"}, env: envOf(), usage: true},
 		{name: "status with dry-run", args: []string{"status", "--dry-run"}, env: envOf(), usage: true},
 		{name: "help", args: []string{"--help"}, env: envOf(), cmd: CmdHelp},
 		{name: "help command", args: []string{"help"}, env: envOf(), cmd: CmdHelp},
 		{name: "version", args: []string{"--version"}, env: envOf(), cmd: CmdVersion},
-		{name: "insecure", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "1"), cmd: CmdCheck, req: Request{AllowInsecure: true}},
-		{name: "insecure from the stanza", args: []string{"check"}, env: envOf("IF_GRE_HOOK_INSECURE_CONFIG", "yes"), cmd: CmdCheck, req: Request{AllowInsecure: true}},
-		{name: "insecure only with 1", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "yes"), cmd: CmdCheck, req: Request{}},
+		{name: "insecure", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "1"), cmd: CmdCheck, req: hook.Request{AllowInsecure: true}},
+		{name: "insecure from the stanza", args: []string{"check"}, env: envOf("IF_GRE_HOOK_INSECURE_CONFIG", "yes"), cmd: CmdCheck, req: hook.Request{AllowInsecure: true}},
+		{name: "insecure only with 1", args: []string{"check"}, env: envOf("GRE_HOOK_INSECURE_CONFIG", "yes"), cmd: CmdCheck, req: hook.Request{}},
 		{name: "bad lock wait", env: ifup("post-up", "GRE_HOOK_LOCK_WAIT", "soon"), usage: true},
 		// strconv.ParseFloat takes all of these, and NaN compares false
 		// with every bound.
@@ -106,7 +108,7 @@ func TestParse(t *testing.T) {
 		{name: "bad xtables wait", env: ifup("post-up", "GRE_HOOK_XTABLES_WAIT", "0"), usage: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inv, err := Parse(tc.args, tc.env, io.Discard)
+			inv, err := Parse(tc.args, tc.env)
 			if tc.usage {
 				if !errors.Is(err, ErrUsage) {
 					t.Fatalf("got %+v, %v; want an error wrapping ErrUsage", inv, err)
@@ -133,14 +135,14 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseSettings(t *testing.T) {
-	inv, err := Parse(nil, envOf("IFACE", "eth1", "PHASE", "post-up", "GRE_HOOK_STATE_DIR", "/tmp/s", "GRE_HOOK_LOCK_WAIT", "1.5", "GRE_HOOK_XTABLES_WAIT", "3"), io.Discard)
+	inv, err := Parse(nil, envOf("IFACE", "eth1", "PHASE", "post-up", "GRE_HOOK_STATE_DIR", "/tmp/s", "GRE_HOOK_LOCK_WAIT", "1.5", "GRE_HOOK_XTABLES_WAIT", "3"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if inv.StateDir != "/tmp/s" || inv.LockWait != 1500*time.Millisecond || inv.XtablesWait != 3 {
 		t.Errorf("settings: %+v", inv)
 	}
-	inv, _ = Parse(nil, envOf("IFACE", "eth1", "PHASE", "post-up"), io.Discard)
+	inv, _ = Parse(nil, envOf("IFACE", "eth1", "PHASE", "post-up"))
 	if inv.LockWait != 30*time.Second || inv.XtablesWait != 10 || inv.StateDir != "" {
 		t.Errorf("defaults: %+v", inv)
 	}
@@ -209,5 +211,27 @@ func TestMainExitCodes(t *testing.T) {
 	}
 	if code := Main([]string{"check", "--config", "/nonexistent/gre-hook.toml"}, envOf(), io.Discard, io.Discard, "t"); code != ExitUsage {
 		t.Errorf("check of a missing config: exit %d", code)
+	}
+}
+
+// gc with a config that does not load stops before it changes anything:
+// what no config explains would be everything. It does not even take the
+// lock. Should it ever go on, the state directory, under a regular file,
+// makes it fail at that lock, before it touches the kernel.
+func TestGCRefusesBrokenConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gre-hook.toml")
+	if err := os.WriteFile(cfg, []byte("[[tunnel]]\nname = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := envOf("GRE_HOOK_INSECURE_CONFIG", "1", "GRE_HOOK_STATE_DIR", filepath.Join(notDir, "run"))
+	var stderr strings.Builder
+	code := Main([]string{"gc", "--config", cfg}, env, io.Discard, &stderr, "t")
+	if want := "gre-hook: gc: refusing to run with a broken config: " + cfg + ":2:"; code != ExitUsage || !strings.Contains(stderr.String(), want) {
+		t.Errorf("exit %d, want %d and %q in\n%s", code, ExitUsage, want, stderr.String())
 	}
 }

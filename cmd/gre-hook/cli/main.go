@@ -1,0 +1,164 @@
+// Package cli is gre-hook's command line: it turns arguments and the
+// environment into a hook.Request, reads the config once, calls package
+// hook and maps the outcome to an exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+
+	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/state"
+	"github.com/gre-hook/gre-hook/hook/watch"
+)
+
+// Exit codes.
+const (
+	ExitOK     = 0
+	ExitFailed = 1
+	ExitUsage  = 2
+	ExitDrift  = 3
+)
+
+// Main runs gre-hook with the given arguments and environment and returns
+// the exit code.
+func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, version string) int {
+	inv, err := Parse(args, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
+		return ExitUsage
+	}
+	switch inv.Command {
+	case CmdNothing:
+		return ExitOK
+	case CmdHelp:
+		fmt.Fprint(stdout, Usage)
+		return ExitOK
+	case CmdVersion:
+		fmt.Fprintf(stdout, "gre-hook %s\n", version)
+		return ExitOK
+	}
+	// Every command left reads the config, once.
+	if inv.Request.AllowInsecure {
+		fmt.Fprintf(stderr, "gre-hook: warning: %s: the config is read without checking who owns it or can write it; this is for tests only\n", inv.InsecureConfig)
+	}
+	cfg, cfgErr := hook.LoadConfig(inv.Request)
+	switch inv.Command {
+	case CmdWatch:
+		if cfgErr != nil {
+			// Refused at start, where systemd shows it, rather than
+			// watching nothing in silence.
+			fmt.Fprintf(stderr, "gre-hook: watch: %v\n", cfgErr)
+			return ExitUsage
+		}
+		return watch.Main(watch.Options{
+			Config:  inv.Request.Config,
+			Verbose: inv.Request.Verbose,
+			NewSystem: func() (*hook.System, func(), error) {
+				return NewSystem(inv, stderr)
+			},
+		}, stderr)
+	case CmdCheck:
+		if cfgErr != nil {
+			fmt.Fprintf(stderr, "%v\n", cfgErr)
+			return ExitUsage
+		}
+		if len(cfg.Files) == 0 {
+			fmt.Fprintf(stderr, "gre-hook: no config files found (looked for %s and %s/*.toml)\n", config.DefaultFile, config.DefaultDir)
+			return ExitOK
+		}
+		if inv.Request.Verbose {
+			fmt.Fprintf(stdout, "%d tunnel(s) in %d file(s): ok\n", len(cfg.Tunnels), len(cfg.Files))
+		}
+		return ExitOK
+	}
+
+	if inv.Command == CmdRun && nothingToDo(inv, cfg, cfgErr) {
+		if r := inv.Request; r.Line && r.Phase == hook.PhaseUp {
+			// ifupdown2 hides the output of a line that succeeds, and its
+			// lines never see gre-hook-config: a silent no-op here is a site
+			// left unjoined with no word to the admin.
+			fmt.Fprintf(stderr, "gre-hook: up on %s: %s has no tunnels on %s, and gre-hook brought none up there; "+
+				"ifupdown2 gives post-up lines no stanza options, gre-hook-config included: name the config on the line, "+
+				"\"post-up /usr/sbin/gre-hook up --config PATH\", or leave the line out and let the if-up.d hook do it\n",
+				r.Iface, hook.DescribeConfig(r), r.Iface)
+			return ExitUsage
+		}
+		if inv.Request.Verbose {
+			fmt.Fprintf(stderr, "gre-hook: no tunnels on %s\n", inv.Request.Iface)
+		}
+		return ExitOK
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	sys, closeSys, err := NewSystem(inv, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
+		return ExitFailed
+	}
+	defer closeSys()
+
+	drift, err := runCommand(ctx, inv, cfg, cfgErr, sys, stdout)
+	if err == nil && drift {
+		return ExitDrift
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
+		var cerr config.Errors
+		if errors.As(err, &cerr) {
+			return ExitUsage
+		}
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// runCommand calls package hook for a run, gc or status, with the config
+// Main read (cfgErr if it could not be read).
+func runCommand(ctx context.Context, inv *Invocation, cfg *config.Config, cfgErr error, sys *hook.System, stdout io.Writer) (drift bool, err error) {
+	req := inv.Request
+	if inv.Command == CmdRun && req.Phase == hook.PhaseDown {
+		// Down goes on without a config: the record and the kernel's
+		// marks say what is gre-hook's.
+		return false, hook.Down(ctx, req, cfg, cfgErr, sys)
+	}
+	if cfgErr != nil {
+		if inv.Command == CmdGC {
+			// What no config explains would be everything.
+			return false, fmt.Errorf("gc: refusing to run with a broken config: %w", cfgErr)
+		}
+		return false, cfgErr
+	}
+	switch inv.Command {
+	case CmdGC:
+		return false, hook.GC(ctx, req, cfg, sys)
+	case CmdStatus:
+		return hook.Status(req, cfg, sys, stdout, inv.JSON)
+	}
+	return false, hook.Up(ctx, req, cfg, sys)
+}
+
+// nothingToDo reports, without opening netlink or taking the lock, that
+// cfg has no tunnels on the interface and no record says gre-hook made
+// any there. ifupdown calls gre-hook for every interface at boot; for
+// most of them this is the whole run. Any doubt (a config that does not
+// load) means there may be work, and the full run decides.
+func nothingToDo(inv *Invocation, cfg *config.Config, cfgErr error) bool {
+	if cfgErr != nil || len(cfg.For(inv.Request.Iface)) > 0 {
+		return false
+	}
+	return !state.Store{Dir: stateDir(inv)}.Exists(inv.Request.Iface)
+}
+
+func stateDir(inv *Invocation) string {
+	if inv.StateDir != "" {
+		return inv.StateDir
+	}
+	return state.DirFor(state.DefaultDir)
+}

@@ -1,0 +1,317 @@
+// Package localaddr follows the underlay addresses that tunnels with
+// local = "auto" use, from the kernel's address events (RTM_NEWADDR and
+// RTM_DELADDR on a netlink socket): no polling. It reports when the
+// address in use on an underlay goes away and another global address of
+// the same family takes its place, so that gre-hook watch can move the
+// tunnels over with hook.Retarget.
+//
+// The decisions are in Follower.Handle, which takes plain Updates and can
+// be tested without a kernel; Run feeds it from netlink.
+package localaddr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Update is one address event.
+type Update struct {
+	Index int // the link's index
+	Addr  netip.Addr
+	// Added: the address was added or changed (RTM_NEWADDR); else it was
+	// removed.
+	Added bool
+	// Usable: global scope, and neither tentative (IPv6 duplicate address
+	// detection still running), failed nor deprecated. A tentative address
+	// comes again, usable, when detection ends.
+	Usable bool
+}
+
+// Change says that the tunnels on Underlay using Old as their local
+// address should use New.
+type Change struct {
+	Underlay string
+	Family   int // 4 or 6
+	Old, New netip.Addr
+}
+
+type key struct {
+	underlay string
+	family   int
+}
+
+// Follower keeps, per underlay and family, the address in use.
+type Follower struct {
+	mu    sync.Mutex
+	inUse map[key]netip.Addr
+	// lost holds the address that went away while no other was there to
+	// take its place: the next usable one that appears does.
+	lost map[key]netip.Addr
+	// names caches link names by index: an address is removed with its
+	// link, and the index then no longer leads to the name.
+	names map[int]string
+
+	// LinkName returns the name of the link with an index.
+	LinkName func(index int) (string, error)
+	// Usable lists an underlay's usable addresses of a family, primary
+	// first, as hook plans local = "auto" (it takes the first).
+	Usable func(underlay string, family int) ([]netip.Addr, error)
+}
+
+// New returns a Follower that asks the kernel of the current network
+// namespace.
+func New() *Follower {
+	return &Follower{LinkName: linkName, Usable: usable}
+}
+
+func familyOf(a netip.Addr) int {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+func (f *Follower) init() {
+	if f.inUse == nil {
+		f.inUse, f.lost, f.names = map[key]netip.Addr{}, map[key]netip.Addr{}, map[int]string{}
+	}
+}
+
+// Follow starts following addr, the address tunnels on underlay use now,
+// or replaces the address followed there for its family.
+func (f *Follower) Follow(underlay string, addr netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	k := key{underlay, familyOf(addr)}
+	f.inUse[k] = addr.Unmap()
+	delete(f.lost, k)
+}
+
+// Forget stops following an underlay's address of a family.
+func (f *Follower) Forget(underlay string, family int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	delete(f.inUse, key{underlay, family})
+	delete(f.lost, key{underlay, family})
+}
+
+func (f *Follower) name(index int) string {
+	if n, ok := f.names[index]; ok {
+		return n
+	}
+	if f.LinkName == nil {
+		return ""
+	}
+	n, err := f.LinkName(index)
+	if err != nil {
+		return ""
+	}
+	f.names[index] = n
+	return n
+}
+
+// Handle takes one address event and returns the changes it makes.
+func (f *Follower) Handle(u Update) []Change {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	name := f.name(u.Index)
+	if name == "" {
+		return nil
+	}
+	a := u.Addr.Unmap()
+	k := key{name, familyOf(a)}
+	if !u.Added {
+		if cur, ok := f.inUse[k]; ok && cur == a {
+			return f.replace(k, cur, a)
+		}
+		return nil
+	}
+	if !u.Usable || a.IsLinkLocalUnicast() {
+		return nil
+	}
+	if old, ok := f.lost[k]; ok {
+		delete(f.lost, k)
+		f.inUse[k] = a
+		return []Change{{Underlay: name, Family: k.family, Old: old, New: a}}
+	}
+	return nil
+}
+
+// replace finds the address to take over from cur, which went away: one
+// the underlay has already, else the next to appear.
+func (f *Follower) replace(k key, cur, gone netip.Addr) []Change {
+	if f.Usable != nil {
+		if as, err := f.Usable(k.underlay, k.family); err == nil {
+			for _, n := range as {
+				if n != gone && n != cur {
+					f.inUse[k] = n
+					return []Change{{Underlay: k.underlay, Family: k.family, Old: cur, New: n}}
+				}
+			}
+		}
+	}
+	delete(f.inUse, k)
+	f.lost[k] = cur
+	return nil
+}
+
+// recheck compares every followed address with the kernel's, for events
+// that may have been missed (before the subscription, or when the socket
+// overflowed).
+func (f *Follower) recheck() []Change {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	var out []Change
+	keys := make([]key, 0, len(f.inUse)+len(f.lost))
+	for k := range f.inUse {
+		keys = append(keys, k)
+	}
+	for k := range f.lost {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i].underlay < keys[j].underlay || (keys[i].underlay == keys[j].underlay && keys[i].family < keys[j].family)
+	})
+	for _, k := range keys {
+		if f.Usable == nil {
+			break
+		}
+		as, err := f.Usable(k.underlay, k.family)
+		if err != nil {
+			continue
+		}
+		if old, ok := f.lost[k]; ok {
+			if len(as) > 0 {
+				delete(f.lost, k)
+				f.inUse[k] = as[0]
+				out = append(out, Change{Underlay: k.underlay, Family: k.family, Old: old, New: as[0]})
+			}
+			continue
+		}
+		cur := f.inUse[k]
+		still := false
+		for _, a := range as {
+			still = still || a == cur
+		}
+		if !still {
+			out = append(out, f.replace(k, cur, cur)...)
+		}
+	}
+	return out
+}
+
+// Run follows the kernel's address events until ctx ends, sending each
+// change to out. After subscribing, and again whenever the subscription
+// had to be renewed (the socket overflowed, and events were lost), it
+// compares the followed addresses with the kernel's.
+func (f *Follower) Run(ctx context.Context, out chan<- Change) error {
+	for {
+		ch := make(chan netlink.AddrUpdate, 64)
+		done := make(chan struct{})
+		var subErr error
+		var errMu sync.Mutex
+		err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{
+			ErrorCallback: func(err error) {
+				errMu.Lock()
+				subErr = err
+				errMu.Unlock()
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("following address changes: %w", err)
+		}
+		if !f.send(ctx, out, f.recheck()) {
+			close(done)
+			return ctx.Err()
+		}
+	events:
+		for {
+			select {
+			case <-ctx.Done():
+				close(done)
+				return ctx.Err()
+			case u, ok := <-ch:
+				if !ok {
+					break events
+				}
+				if !f.send(ctx, out, f.Handle(fromNetlink(u))) {
+					close(done)
+					return ctx.Err()
+				}
+			}
+		}
+		close(done)
+		errMu.Lock()
+		e := subErr
+		errMu.Unlock()
+		if e != nil && !errors.Is(e, unix.ENOBUFS) {
+			return fmt.Errorf("following address changes: %w", e)
+		}
+	}
+}
+
+func (f *Follower) send(ctx context.Context, out chan<- Change, cs []Change) bool {
+	for _, c := range cs {
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+func fromNetlink(u netlink.AddrUpdate) Update {
+	a, _ := netip.AddrFromSlice(u.LinkAddress.IP)
+	return Update{Index: u.LinkIndex, Addr: a.Unmap(), Added: u.NewAddr, Usable: usableFlags(u.Scope, u.Flags)}
+}
+
+func usableFlags(scope, flags int) bool {
+	return scope == unix.RT_SCOPE_UNIVERSE && flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED|unix.IFA_F_DEPRECATED) == 0
+}
+
+func linkName(index int) (string, error) {
+	l, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return "", err
+	}
+	return l.Attrs().Name, nil
+}
+
+// usable lists the underlay's usable addresses of a family in the order
+// the kernel keeps them, the primary first.
+func usable(underlay string, family int) ([]netip.Addr, error) {
+	l, err := netlink.LinkByName(underlay)
+	if err != nil {
+		return nil, err
+	}
+	fam := netlink.FAMILY_V4
+	if family == 6 {
+		fam = netlink.FAMILY_V6
+	}
+	as, err := netlink.AddrList(l, fam)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		ip = ip.Unmap()
+		if usableFlags(a.Scope, a.Flags) && !ip.IsLinkLocalUnicast() && a.IP != nil && !net.IP(a.IP).IsLoopback() {
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}

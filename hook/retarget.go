@@ -1,0 +1,152 @@
+package hook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// EndpointSetter is a Net that can change a GRE link's local and remote
+// in place. *rtnl.Handle and the fake kernel implement it.
+type EndpointSetter interface {
+	SetEndpoints(name string, local, remote netip.Addr) error
+}
+
+// Retarget moves a tunnel gre-hook brought up to new endpoints without
+// deleting and re-creating it: its index, addresses, routes and MSS rule
+// stay. A zero local or remote keeps the current one. With default_route,
+// the pinned host route to the remote moves along: the new pin goes in
+// before the link changes, so the tunnel's own packets never route into
+// it, and the old one goes after. The record follows, and one line is
+// logged (to log, or sys.Log if nil). It runs under the run lock, like up
+// and down, and is a no-op when the link already has these endpoints.
+//
+// gre-hook watch calls it when a remote's name resolves to a new address,
+// and when the underlay address a local = "auto" tunnel uses goes away.
+func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, remote netip.Addr, log io.Writer) error {
+	if log == nil {
+		log = sys.Log
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("moving tunnel %q on %s: %w", tunnel, underlay, err)
+	}
+	es, ok := sys.Net.(EndpointSetter)
+	if !ok {
+		return fail(errors.New("this kernel access cannot change a tunnel in place"))
+	}
+	unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+	rec, err := sys.Store.Load(underlay)
+	if err != nil {
+		return fail(err)
+	}
+	e := rec.Find(tunnel)
+	if e == nil || e.Unresolved {
+		return fail(errors.New("gre-hook's record does not list it as up"))
+	}
+	link, err := linkNamed(sys.Net, tunnel)
+	switch {
+	case err != nil:
+		return fail(err)
+	case link == nil:
+		return fail(fmt.Errorf("link %s does not exist", tunnel))
+	case link.Alias != plan.Alias(underlay) || !link.GRE:
+		return fail(fmt.Errorf("link %s is not gre-hook's GRE tunnel on %s (kind %s, alias %q)", tunnel, underlay, kindOf(*link), link.Alias))
+	}
+	if !local.IsValid() {
+		local = link.Local
+	}
+	if !remote.IsValid() {
+		remote = link.Remote
+	}
+	local, remote = local.Unmap(), remote.Unmap()
+	if local.Is6() != link.Local.Is6() || remote.Is6() != link.Remote.Is6() {
+		return fail(fmt.Errorf("local %s remote %s: a %s tunnel's endpoints are of the family it was made with (local %s remote %s)",
+			local, remote, link.Kind, link.Local, link.Remote))
+	}
+	if local == link.Local && remote == link.Remote {
+		if e.Local != local || e.Remote != remote {
+			e.Local, e.Remote = local, remote
+			return sys.Store.Save(rec)
+		}
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+
+	// The pin follows the remote, through the same gateway: the underlay
+	// did not change. A route to the new remote someone else made is
+	// theirs, and takes the pin's place, as at up.
+	var newPin *state.Route
+	movePin := e.Pin != nil && e.Pin.Dst.Addr() != remote
+	if movePin {
+		p := *e.Pin
+		p.Dst = netip.PrefixFrom(remote, remote.BitLen())
+		routes, err := sys.Net.Routes(familyOf(remote))
+		if err != nil {
+			return fail(err)
+		}
+		if findRoute(map[int][]rtnl.Route{familyOf(remote): routes}, p.Plan(), false) == nil {
+			if err := sys.Net.ReplaceRoute(kernelRoute(p.Plan(), plan.RouteProtocol)); err != nil {
+				return fail(fmt.Errorf("%s: %w", plan.ReplaceRouteCmd(p.Plan()), err))
+			}
+			newPin = &p
+		}
+	}
+	if err := es.SetEndpoints(tunnel, local, remote); err != nil {
+		if newPin != nil {
+			sys.Net.DelRoute(kernelRoute(newPin.Plan(), plan.RouteProtocol))
+		}
+		return fail(fmt.Errorf("%s: %w", endpointsCmd(link.Name, link.Kind, local, remote), err))
+	}
+	var warn string
+	if movePin {
+		if err := sys.Net.DelRoute(kernelRoute(e.Pin.Plan(), plan.RouteProtocol)); err != nil {
+			warn = fmt.Sprintf("; removing the old pin: %v", err)
+		}
+	}
+
+	was := fmt.Sprintf("remote %s", link.Remote)
+	if local != link.Local {
+		was = fmt.Sprintf("local %s remote %s", link.Local, link.Remote)
+	}
+	name := ""
+	if e.RemoteName != "" {
+		name = " (" + e.RemoteName + ")"
+	}
+	pin := ""
+	switch {
+	case newPin != nil:
+		pin = fmt.Sprintf("; pin %s", plan.ReplaceRouteCmd(newPin.Plan()))
+	case movePin:
+		pin = "; pin dropped: another route to the remote exists"
+	}
+	fmt.Fprintf(log, "gre-hook: + %s  # %s on %s, in place, was %s%s%s%s\n",
+		endpointsCmd(tunnel, link.Kind, local, remote), tunnel, underlay, was, name, pin, warn)
+
+	e.Local, e.Remote = local, remote
+	if movePin {
+		e.Pin = newPin
+	}
+	if err := sys.Store.Save(rec); err != nil {
+		return fail(fmt.Errorf("the tunnel moved, but %w", err))
+	}
+	return nil
+}
+
+// endpointsCmd is the ip command that changes a tunnel's endpoints.
+func endpointsCmd(name, kind string, local, remote netip.Addr) string {
+	return fmt.Sprintf("ip link set %s type %s local %s remote %s", name, kind, local, remote)
+}
+
+var _ EndpointSetter = (*rtnl.Handle)(nil)

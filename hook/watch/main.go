@@ -1,0 +1,84 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/hook/keepalive"
+)
+
+// Options are what the command line gives `gre-hook watch`.
+type Options struct {
+	// Config is --config: the config of records that name none, and of
+	// what hook.Watched lists. "" for the defaults.
+	Config  string
+	Verbose bool
+	// NewSystem opens the kernel, iptables and state directory a run
+	// uses. The watcher opens two, so that the loop and route changes
+	// never share a netlink handle.
+	NewSystem func() (*hook.System, func(), error)
+}
+
+// Main runs `gre-hook watch` in the foreground until SIGTERM or SIGINT,
+// logging to stderr, and returns 0 when it stopped cleanly, 1 otherwise.
+func Main(opts Options, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "gre-hook: watch: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				fmt.Fprintln(stderr, "gre-hook: watch: SIGHUP: reading the config again")
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	watchSys, closeWatch, err := opts.NewSystem()
+	if err != nil {
+		return fail(err)
+	}
+	defer closeWatch()
+	setSys, closeSet, err := opts.NewSystem()
+	if err != nil {
+		return fail(err)
+	}
+	defer closeSet()
+	conn, err := keepalive.Open()
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	if err := FollowDir(ctx, watchSys.Store.Dir, reload, stderr); err != nil {
+		return fail(err)
+	}
+	w := &Watcher{
+		Engine:  &engine{watchSys: watchSys, setSys: setSys, config: opts.Config, log: stderr},
+		Conn:    conn,
+		Log:     stderr,
+		Verbose: opts.Verbose,
+		Reload:  reload,
+	}
+	if err := w.Run(ctx); err != nil {
+		return fail(err)
+	}
+	return 0
+}

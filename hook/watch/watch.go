@@ -1,0 +1,506 @@
+// Package watch is `gre-hook watch`: it sends GRE keepalives on every
+// tunnel whose config asks for them, tells from the replies whether each
+// peer is alive, and on a change has the tunnel's routes withdrawn or put
+// back (Engine.SetLiveness).
+//
+// One goroutine owns all the state. It sleeps in a select on: the packets
+// the raw socket reads, one timer set to the next keepalive due, a reload
+// signal (a record written or removed, a SIGHUP), and the result of the one
+// SetLiveness in progress. SetLiveness runs on a goroutine of its own,
+// because it takes the run lock and may wait for an ifup; keepalives go on
+// meanwhile. With nothing to watch there is no timer at all.
+package watch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/gre-hook/gre-hook/hook/keepalive"
+)
+
+// Key names a tunnel: its underlay and its name.
+type Key struct{ Underlay, Tunnel string }
+
+func (k Key) String() string { return k.Tunnel + " on " + k.Underlay }
+
+// Target is one tunnel to watch, as Engine.Watched reports it.
+type Target struct {
+	Underlay, Tunnel string
+	// Local and Remote are the outer addresses, and IKey and OKey the
+	// keys, as the kernel's link has them (0: none).
+	Local, Remote netip.Addr
+	IKey, OKey    uint32
+	Interval      time.Duration
+	Retries       int
+	// Alive is the liveness the record holds, so that a watcher started
+	// while a peer is dead carries on from there.
+	Alive bool
+}
+
+// Key returns the tunnel's key.
+func (t Target) Key() Key { return Key{t.Underlay, t.Tunnel} }
+
+// Engine is the hook side the watcher drives.
+type Engine interface {
+	// Watched lists the tunnels to watch: those in a record whose config
+	// has keepalive.
+	Watched() ([]Target, error)
+	// SetLiveness records a peer dead or alive and brings the kernel in
+	// line: routes withdrawn, or put back.
+	SetLiveness(ctx context.Context, underlay, tunnel string, alive bool, lastReply time.Time) error
+	// WriteLiveness replaces the file that status reads.
+	WriteLiveness(entries []Liveness) error
+}
+
+// Conn is the keepalive socket; *keepalive.Conn implements it.
+type Conn interface {
+	SendKeys(local, remote netip.Addr, okey, ikey uint32) error
+	Receive(ctx context.Context) (keepalive.Received, error)
+}
+
+// filterer is a Conn that can have the kernel drop packets from sources
+// that are not peers, as *keepalive.Conn can.
+type filterer interface {
+	SetFilter(peers []netip.Addr, repliesOnly bool) error
+}
+
+// Liveness is one tunnel's entry in the liveness file.
+type Liveness struct {
+	Underlay  string     `json:"underlay"`
+	Tunnel    string     `json:"tunnel"`
+	Remote    netip.Addr `json:"remote"`
+	Alive     bool       `json:"alive"`
+	LastReply *time.Time `json:"last_reply,omitempty"`
+	DeadSince *time.Time `json:"dead_since,omitempty"`
+}
+
+// Watcher is the loop. Set the fields, then call Run once.
+type Watcher struct {
+	Engine Engine
+	Conn   Conn
+	Log    io.Writer
+	// Verbose also logs each reload.
+	Verbose bool
+	// Reload receives a value whenever the set of tunnels may have
+	// changed: a record written or removed, a SIGHUP.
+	Reload <-chan struct{}
+
+	tunnels map[Key]*tunnel
+	// byPair finds the tunnels a packet from Src to Dst belongs to.
+	byPair  map[[2]netip.Addr][]*tunnel
+	peers   []netip.Addr // the filter last set, sorted
+	filtSet bool
+
+	queue []change // SetLiveness calls waiting their turn
+	busy  bool     // one in progress
+
+	watching int  // tunnels at the last reload, for -v
+	reloaded bool // a reload has been done
+
+	dirty     bool // the liveness file is behind
+	lastFlush time.Time
+}
+
+// tunnel is a watched tunnel's state.
+type tunnel struct {
+	Target
+	sent   bool // a keepalive went out and its interval is not over
+	heard  bool // a packet came from the peer in this interval
+	missed int  // intervals in a row that ended with nothing heard
+	alive  bool // what the watcher believes
+	// applied is the liveness the engine last accepted (the record's);
+	// pending, that a SetLiveness for this tunnel is queued or running.
+	applied, pending bool
+	lastReply        time.Time
+	silentSince      time.Time // the last packet heard, or when watching began
+	deadSince        time.Time
+	next             time.Time // next keepalive due
+}
+
+type change struct {
+	key       Key
+	alive     bool
+	lastReply time.Time
+}
+
+type result struct {
+	change
+	err error
+}
+
+func (w *Watcher) logf(format string, args ...interface{}) {
+	fmt.Fprintf(w.Log, "gre-hook: watch: "+format+"\n", args...)
+}
+
+// Run watches until ctx is done, then lets a SetLiveness in progress
+// finish, writes the liveness file a last time and returns nil. It
+// returns an error only if the socket fails.
+func (w *Watcher) Run(ctx context.Context) error {
+	w.tunnels = map[Key]*tunnel{}
+	w.byPair = map[[2]netip.Addr][]*tunnel{}
+
+	recvCtx, stopRecv := context.WithCancel(context.Background())
+	defer stopRecv()
+	packets := make(chan keepalive.Received, 256)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			r, err := w.Conn.Receive(recvCtx)
+			if err != nil {
+				if recvCtx.Err() == nil {
+					recvErr <- err
+				}
+				return
+			}
+			select {
+			case packets <- r:
+			case <-recvCtx.Done():
+				return
+			}
+		}
+	}()
+
+	// SetLiveness does not get ctx: a SIGTERM must not cut a route
+	// change short halfway. Run waits for it instead.
+	work := make(chan change)
+	results := make(chan result, 1)
+	defer close(work)
+	go func() {
+		for c := range work {
+			err := w.Engine.SetLiveness(context.Background(), c.key.Underlay, c.key.Tunnel, c.alive, c.lastReply)
+			results <- result{c, err}
+		}
+	}()
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	// The file a watcher before this one left is stale: replace it.
+	w.dirty = true
+	w.reload(time.Now())
+	for {
+		var timerC <-chan time.Time
+		if due, ok := w.nextDue(); ok {
+			timer.Reset(time.Until(due))
+			timerC = timer.C
+		}
+		var workC chan<- change
+		var next change
+		if len(w.queue) > 0 && !w.busy {
+			workC, next = work, w.queue[0]
+		}
+		select {
+		case <-ctx.Done():
+			if w.busy {
+				w.done(<-results)
+			}
+			w.flush(time.Now())
+			return nil
+		case err := <-recvErr:
+			if w.busy {
+				w.done(<-results)
+			}
+			w.flush(time.Now())
+			return err
+		case r := <-packets:
+			w.heard(r)
+		case <-timerC:
+			// Packets already read count for the interval that
+			// ends now, whichever case select picked first.
+			for n := len(packets); n > 0; n-- {
+				w.heard(<-packets)
+			}
+			w.tick(time.Now())
+		case <-w.Reload:
+			w.reload(time.Now())
+		case workC <- next:
+			w.queue = w.queue[1:]
+			w.busy = true
+		case r := <-results:
+			w.done(r)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// nextDue is when the loop must next wake: the earliest keepalive due, or
+// the liveness file's next write. None when there is nothing to watch.
+func (w *Watcher) nextDue() (time.Time, bool) {
+	var due time.Time
+	for _, t := range w.tunnels {
+		if due.IsZero() || t.next.Before(due) {
+			due = t.next
+		}
+	}
+	if w.dirty {
+		f := w.lastFlush.Add(w.flushGap())
+		if due.IsZero() || f.Before(due) {
+			due = f
+		}
+	}
+	return due, !due.IsZero()
+}
+
+// flushGap is the least time between two writes of the liveness file: the
+// shortest interval watched, so that status is never more than an
+// interval behind and a busy peer does not cost a write per packet.
+func (w *Watcher) flushGap() time.Duration {
+	gap := time.Duration(0)
+	for _, t := range w.tunnels {
+		if gap == 0 || t.Interval < gap {
+			gap = t.Interval
+		}
+	}
+	if gap == 0 {
+		gap = time.Second
+	}
+	return gap
+}
+
+// tick ends the interval of every tunnel whose keepalive is due, declares
+// dead those that have now gone retries intervals unheard, and sends the
+// next keepalives.
+func (w *Watcher) tick(now time.Time) {
+	for _, t := range w.tunnelsSorted() {
+		if now.Before(t.next) {
+			continue
+		}
+		if t.sent {
+			if t.heard {
+				t.missed = 0
+			} else {
+				t.missed++
+			}
+		}
+		t.heard = false
+		if t.alive && t.missed >= t.Retries {
+			t.alive = false
+			t.deadSince = now
+			w.logf("%s: peer %s dead: no reply for %s (%d keepalives every %s unanswered); withdrawing its routes",
+				t.Tunnel, t.Remote, now.Sub(t.silentSince).Round(time.Millisecond), t.missed, t.Interval)
+			w.dirty = true
+			w.lastFlush = time.Time{}
+		}
+		if t.alive != t.applied && !t.pending {
+			w.enqueue(t)
+		}
+		if err := w.Conn.SendKeys(t.Local, t.Remote, t.OKey, t.IKey); err != nil {
+			// A missing route or address: the underlay is going
+			// away, or the kernel refuses the local address. The
+			// interval still counts as unanswered.
+			w.logf("%s: %v", t.Tunnel, err)
+		}
+		t.sent = true
+		t.next = t.next.Add(t.Interval)
+		if !t.next.After(now) {
+			// The loop was held up: start again from now rather
+			// than send a burst.
+			t.next = now.Add(t.Interval)
+		}
+	}
+	if w.dirty && !now.Before(w.lastFlush.Add(w.flushGap())) {
+		w.flush(now)
+	}
+}
+
+// heard counts a packet from a peer as a sign of life of every tunnel it
+// could belong to: same outer addresses, and the key the peer's side of
+// that tunnel puts on its packets (our input key), if any.
+func (w *Watcher) heard(r keepalive.Received) {
+	for _, t := range w.byPair[[2]netip.Addr{r.Src, r.Dst}] {
+		if t.IKey != 0 && (!r.HasKey || r.Key != t.IKey) || t.IKey == 0 && r.HasKey {
+			continue
+		}
+		t.heard = true
+		t.lastReply = r.At
+		t.silentSince = r.At
+		t.missed = 0
+		w.dirty = true
+		if !t.alive {
+			w.logf("%s: peer %s alive again after %s dead; putting its routes back",
+				t.Tunnel, t.Remote, r.At.Sub(t.deadSince).Round(time.Millisecond))
+			t.alive = true
+			t.deadSince = time.Time{}
+			w.lastFlush = time.Time{}
+			if !t.pending {
+				w.enqueue(t)
+			}
+		}
+	}
+}
+
+func (w *Watcher) enqueue(t *tunnel) {
+	t.pending = true
+	w.queue = append(w.queue, change{key: t.Key(), alive: t.alive, lastReply: t.lastReply})
+}
+
+// done takes the result of a SetLiveness. If the tunnel's liveness changed
+// again meanwhile, or the call failed, the next tick queues another.
+func (w *Watcher) done(r result) {
+	w.busy = false
+	t := w.tunnels[r.key]
+	if t == nil {
+		return
+	}
+	t.pending = false
+	if r.err != nil {
+		what := "dead"
+		if r.alive {
+			what = "alive"
+		}
+		w.logf("%s: marking peer %s %s: %v; trying again in %s", t.Tunnel, t.Remote, what, r.err, t.Interval)
+		return
+	}
+	t.applied = r.alive
+}
+
+// reload asks the engine for the tunnels to watch and merges them with
+// what is watched: new ones start at once, gone ones are forgotten, and
+// those that stay keep their counts.
+func (w *Watcher) reload(now time.Time) {
+	targets, err := w.Engine.Watched()
+	if err != nil {
+		w.logf("reading what to watch: %v; keeping the %d tunnel(s) watched so far", err, len(w.tunnels))
+		return
+	}
+	seen := map[Key]bool{}
+	for _, tg := range targets {
+		k := tg.Key()
+		seen[k] = true
+		t := w.tunnels[k]
+		if t == nil {
+			t = &tunnel{Target: tg, alive: tg.Alive, applied: tg.Alive, silentSince: now, next: now}
+			if !tg.Alive {
+				t.deadSince = now
+			}
+			w.tunnels[k] = t
+			w.logf("%s: watching peer %s from %s, a keepalive every %s, dead after %d unanswered",
+				tg.Tunnel, tg.Remote, tg.Local, tg.Interval, tg.Retries)
+			w.dirty = true
+			continue
+		}
+		if t.Interval != tg.Interval && t.next.After(now.Add(tg.Interval)) {
+			t.next = now.Add(tg.Interval)
+		}
+		alive := t.alive
+		t.Target = tg
+		if !t.pending {
+			t.applied = tg.Alive
+		}
+		t.alive = alive
+	}
+	for k, t := range w.tunnels {
+		if !seen[k] {
+			w.logf("%s: no longer watching peer %s", t.Tunnel, t.Remote)
+			delete(w.tunnels, k)
+			w.dirty = true
+		}
+	}
+	if w.dirty {
+		w.lastFlush = time.Time{}
+	}
+	w.byPair = map[[2]netip.Addr][]*tunnel{}
+	peers := map[netip.Addr]bool{}
+	for _, t := range w.tunnelsSorted() {
+		p := [2]netip.Addr{t.Remote, t.Local}
+		w.byPair[p] = append(w.byPair[p], t)
+		peers[t.Remote] = true
+	}
+	if w.Verbose && (len(w.tunnels) != w.watching || !w.reloaded) {
+		w.logf("watching %d tunnel(s)", len(w.tunnels))
+	}
+	w.watching, w.reloaded = len(w.tunnels), true
+	w.setFilter(peers)
+}
+
+// setFilter has the kernel pass only packets from peers, so that the
+// tunnels' own traffic and other GRE do not wake the watcher. With no
+// peers it passes nothing: 0.0.0.0 is never a source. Setting it discards
+// what the socket holds, at worst one reply: it is set only when the peers
+// change.
+func (w *Watcher) setFilter(set map[netip.Addr]bool) {
+	f, ok := w.Conn.(filterer)
+	if !ok {
+		return
+	}
+	peers := make([]netip.Addr, 0, len(set))
+	for p := range set {
+		peers = append(peers, p)
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Less(peers[j]) })
+	if len(peers) == 0 {
+		peers = []netip.Addr{netip.IPv4Unspecified()}
+	}
+	if len(peers) > maxFilterPeers {
+		peers = nil // any source: the filter cannot hold them all
+	}
+	if w.filtSet && equalAddrs(peers, w.peers) {
+		return
+	}
+	if err := f.SetFilter(peers, false); err != nil {
+		w.logf("%v; every GRE packet the host receives will wake the watcher", err)
+		return
+	}
+	w.peers, w.filtSet = peers, true
+}
+
+// maxFilterPeers is what keepalive.SetFilter accepts.
+const maxFilterPeers = 250
+
+func equalAddrs(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *Watcher) tunnelsSorted() []*tunnel {
+	out := make([]*tunnel, 0, len(w.tunnels))
+	for _, t := range w.tunnels {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Key(), out[j].Key()
+		if a.Underlay != b.Underlay {
+			return a.Underlay < b.Underlay
+		}
+		return a.Tunnel < b.Tunnel
+	})
+	return out
+}
+
+// flush writes the liveness file.
+func (w *Watcher) flush(now time.Time) {
+	w.lastFlush = now
+	w.dirty = false
+	var entries []Liveness
+	for _, t := range w.tunnelsSorted() {
+		e := Liveness{Underlay: t.Underlay, Tunnel: t.Tunnel, Remote: t.Remote, Alive: t.alive}
+		if !t.lastReply.IsZero() {
+			lr := t.lastReply
+			e.LastReply = &lr
+		}
+		if !t.alive {
+			ds := t.deadSince
+			e.DeadSince = &ds
+		}
+		entries = append(entries, e)
+	}
+	if err := w.Engine.WriteLiveness(entries); err != nil {
+		w.logf("%v", err)
+	}
+}
