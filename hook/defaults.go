@@ -257,7 +257,7 @@ func (lg *ledger) decide(t *state.Tunnel, d state.Route, cur *rtnl.Route, links 
 			return letGo{note: fmt.Sprintf("tunnel %q: the default route is another gre-hook tunnel's now (dev %s); leaving it", t.Name, cur.Dev)}
 		}
 		return letGo{note: fmt.Sprintf("tunnel %q: the default route was changed since up (now %s); leaving it",
-			t.Name, describeRoute(cur.Route, cur.Protocol))}
+			t.Name, describeRoute(planRoute(*cur), cur.Protocol))}
 	}
 	if h := lg.successor(d, t, links, gone); h != nil {
 		lg.give(h, rep)

@@ -220,7 +220,7 @@ func (td *teardown) lostDefaults(t state.Tunnel) ([]state.Route, error) {
 	for _, f := range []int{4, 6} {
 		for _, r := range routes[f] {
 			if r.Protocol == plan.RouteProtocol && r.IsDefault() && r.Dev == t.Name {
-				out = append(out, state.FromPlan(r.Route, 0))
+				out = append(out, state.FromPlan(planRoute(r), 0))
 			}
 		}
 	}
@@ -254,12 +254,12 @@ func (td *teardown) releaseDefaults(t *state.Tunnel, defaults []state.Route, gon
 			cmd := plan.RestoreRouteCmd(p, dec.put.Protocol)
 			td.l.change(cmd)
 			if !td.dry {
-				if err := td.sys.Net.ReplaceRoute(p, dec.put.Protocol); err != nil {
+				if err := td.sys.Net.ReplaceRoute(kernelRoute(p, dec.put.Protocol)); err != nil {
 					errs = append(errs, fmt.Errorf("tunnel %q: %s: %w", t.Name, cmd, err))
 					continue
 				}
 			}
-			setRouteAt(routes, p, &rtnl.Route{Route: p, Protocol: dec.put.Protocol})
+			setRouteAt(routes, p, &rtnl.Route{Dst: p.Dst, Gw: p.Gw, Dev: p.Dev, Table: p.Table, Metric: p.Metric, Protocol: dec.put.Protocol})
 		case dec.del:
 			if lost {
 				td.l.warn("tunnel %q: its %s goes with it, and no record says which route it replaced: the router has no %s now; add one back with `ip route add default via GATEWAY`",
@@ -348,7 +348,7 @@ func (td *teardown) delRoute(r state.Route) error {
 		return nil
 	}
 	td.l.change(cmd)
-	if err := td.sys.Net.DelRoute(p, plan.RouteProtocol); err != nil {
+	if err := td.sys.Net.DelRoute(kernelRoute(p, plan.RouteProtocol)); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	return nil
@@ -401,7 +401,7 @@ func findPins(sys *System, rec *state.Record, victims []state.Tunnel, links map[
 		pin := netip.PrefixFrom(lk.Remote, lk.Remote.BitLen())
 		for _, r := range routes[f] {
 			if r.Protocol == plan.RouteProtocol && r.Dst == pin && r.Table == 0 && r.Dev != t.Name {
-				p := state.FromPlan(r.Route, 0)
+				p := state.FromPlan(planRoute(r), 0)
 				t.Pin = &p
 				break
 			}

@@ -163,7 +163,7 @@ func GC(ctx context.Context, req Request, cfg *config.Config, sys *System) error
 			if lk, ok := snap.links[r.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
 				continue // goes with its tunnel, or stays with it
 			}
-			if err := pins.delRoute(state.FromPlan(r.Route, 0)); err != nil {
+			if err := pins.delRoute(state.FromPlan(planRoute(r), 0)); err != nil {
 				errs = append(errs, err)
 			}
 		}

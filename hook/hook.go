@@ -19,7 +19,6 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
-	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -60,25 +59,26 @@ type Request struct {
 	locked bool
 }
 
-// Net is the rtnetlink operations gre-hook uses. *rtnl.Handle implements
-// it; tests use a fake.
+// Net is the rtnetlink operations gre-hook uses, in package rtnl's terms
+// (kernel.go converts). *rtnl.Handle implements it; tests use a fake.
 type Net interface {
-	Link(name string) (*rtnl.Link, error)
 	Links() ([]rtnl.Link, error)
 	Addrs() ([]rtnl.Addr, error)
 	Routes(family int) ([]rtnl.Route, error)
-	PathTo(dst netip.Addr) (plan.Path, error)
-	AddLink(l plan.Link) error
+	PathTo(dst netip.Addr) (rtnl.Path, error)
+	AddLink(l rtnl.Link) error
 	SetMTU(name string, mtu int) error
 	SetMulticast(name string, on bool) error
 	SetUp(name string) error
 	DelLink(name string) error
 	// DelLinks deletes several links, with one error (or nil) per name.
 	DelLinks(names []string) []error
-	AddAddr(dev string, a plan.Addr) error
+	AddAddr(dev string, a rtnl.Addr) error
 	DelAddr(dev string, p netip.Prefix) error
-	ReplaceRoute(r plan.Route, proto int) error
-	DelRoute(r plan.Route, proto int) error
+	// ReplaceRoute installs r with r.Protocol.
+	ReplaceRoute(r rtnl.Route) error
+	// DelRoute deletes r if its protocol is r.Protocol (any, for 0).
+	DelRoute(r rtnl.Route) error
 }
 
 // System is everything outside the process that a run touches.

@@ -172,7 +172,7 @@ func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 	}
 
 	peer := "?"
-	if lk, err := sys.Net.Link(tunnel); err == nil && lk != nil && lk.Remote.IsValid() {
+	if lk, err := linkNamed(sys.Net, tunnel); err == nil && lk != nil && lk.Remote.IsValid() {
 		peer = lk.Remote.String()
 	}
 	now := time.Now()
@@ -314,4 +314,28 @@ func keepaliveStatus(c config.Tunnel, rec *state.Record, live []state.LivenessEn
 func isDead(rec *state.Record, name string) bool {
 	t := rec.Find(name)
 	return t != nil && t.Dead
+}
+
+// adminKey names default route d of tunnel for snapshot.adminDefaults.
+func adminKey(tunnel string, d plan.Route) string {
+	return fmt.Sprintf("%s %s %d %d", tunnel, d.Dst, d.Table, d.Metric)
+}
+
+// adminDefaultsOf finds, for the diff, the default routes of want that
+// the admin set by hand while the tunnel's peer was dead (setByAdmin):
+// the tunnel does not take those back when its peer answers again.
+func adminDefaultsOf(lg *ledger, want []plan.Tunnel, rec *state.Record, s *snapshot) map[string]bool {
+	out := map[string]bool{}
+	for _, t := range want {
+		old := rec.Find(t.Link.Name)
+		if old == nil || len(old.Withdrawn) == 0 {
+			continue
+		}
+		for _, d := range t.Defaults {
+			if lg.setByAdmin(old, d, routeAt(s.routes, d)) {
+				out[adminKey(t.Link.Name, d)] = true
+			}
+		}
+	}
+	return out
 }

@@ -184,14 +184,14 @@ func TestDownAndGCWhileDead(t *testing.T) {
 
 const adminDefault = "route 0.0.0.0/0 via 198.51.100.253 dev eth1 proto 4"
 
-// step is one event of a failover scenario, and what the kernel must
+// event is one step of a failover scenario, and what the kernel must
 // hold after it: the default route, and which tunnels' routes ("a", "b").
-type step struct{ do, dflt, routes string }
+type event struct{ do, dflt, routes string }
 
 // play runs steps: "up eth1", "down eth2", "dead eth1", "alive eth2",
 // "gc", "admin" (the admin sets a default route by hand), "status eth1"
 // (which must see no drift there).
-func (e *env) play(steps []step) {
+func (e *env) play(steps []event) {
 	e.t.Helper()
 	tunnel := map[string]string{"eth1": "gre-a", "eth2": "gre-b"}
 	for i, s := range steps {
@@ -233,36 +233,36 @@ func (e *env) play(steps []step) {
 func TestFailoverScenarios(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		steps []step
+		steps []event
 	}{
-		{"newer dies and returns", []step{
+		{"newer dies and returns", []event{
 			{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"},
 			{"dead eth2", aDefault, "a"}, {"up eth2", aDefault, "a"}, {"status eth2", aDefault, "a"},
 			{"alive eth2", bDefault, "ab"},
 			// An ifreload of the older one does not take the default back.
 			{"up eth1", bDefault, "ab"},
 			{"down eth2", aDefault, "a"}, {"down eth1", origDefault, ""}}},
-		{"newer dead, older down, newer returns", []step{
+		{"newer dead, older down, newer returns", []event{
 			{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"},
 			{"dead eth2", aDefault, "a"}, {"down eth1", origDefault, ""},
 			// The original default is one gre-hook replaced, not the admin's.
 			{"alive eth2", bDefault, "b"}, {"down eth2", origDefault, ""}}},
-		{"older dies while newer holds the default", []step{
+		{"older dies while newer holds the default", []event{
 			{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"},
 			{"dead eth1", bDefault, "b"}, {"down eth2", origDefault, ""},
 			{"alive eth1", aDefault, "a"}, {"down eth1", origDefault, ""}}},
-		{"both die", []step{
+		{"both die", []event{
 			{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"},
 			{"dead eth2", aDefault, "a"}, {"dead eth1", origDefault, ""}, {"gc", origDefault, ""},
 			{"alive eth1", aDefault, "a"}, {"alive eth2", bDefault, "ab"},
 			{"down eth1", bDefault, "b"}, {"down eth2", origDefault, ""}}},
-		{"down while dead", []step{
+		{"down while dead", []event{
 			{"up eth1", aDefault, "a"}, {"dead eth1", origDefault, ""}, {"down eth1", origDefault, ""}}},
-		{"admin default while dead is kept", []step{
+		{"admin default while dead is kept", []event{
 			{"up eth1", aDefault, "a"}, {"dead eth1", origDefault, ""}, {"admin", adminDefault, ""},
 			{"alive eth1", adminDefault, "a"}, {"up eth1", adminDefault, "a"}, {"status eth1", adminDefault, "a"},
 			{"down eth1", adminDefault, ""}}},
-		{"admin default, then the peer dies", []step{
+		{"admin default, then the peer dies", []event{
 			{"up eth1", aDefault, "a"}, {"admin", adminDefault, "a"}, {"dead eth1", adminDefault, ""},
 			{"alive eth1", adminDefault, "a"}, {"down eth1", adminDefault, ""}}},
 	} {
@@ -277,7 +277,7 @@ func TestFailoverScenarios(t *testing.T) {
 // highest Seq, and nobody is displaced.
 func TestAliveTakesNewSeq(t *testing.T) {
 	e := newWatched(t)
-	e.play([]step{{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"}, {"dead eth2", aDefault, "a"}, {"alive eth2", bDefault, "ab"}})
+	e.play([]event{{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"}, {"dead eth2", aDefault, "a"}, {"alive eth2", bDefault, "ab"}})
 	if a, b := e.entry("eth1", "gre-a"), e.entry("eth2", "gre-b"); b.Seq <= a.Seq || a.Displaced || b.Displaced {
 		t.Errorf("seq %d (displaced %v), older gre-a's %d (displaced %v)", b.Seq, b.Displaced, a.Seq, a.Displaced)
 	}
@@ -353,9 +353,9 @@ func TestUpWithdrawsRoutesOfDeadTunnel(t *testing.T) {
 // the next up: no watcher would ever find it alive.
 func TestKeepaliveRemovedWhileDead(t *testing.T) {
 	e := newWatched(t)
-	e.play([]step{{"up eth1", aDefault, "a"}, {"dead eth1", origDefault, ""}})
+	e.play([]event{{"up eth1", aDefault, "a"}, {"dead eth1", origDefault, ""}})
 	e.write(strings.Replace(watchedTwo, "keepalive = { interval = 2, retries = 3 }\n", "", 1))
-	e.play([]step{{"up eth1", aDefault, "a"}, {"status eth1", aDefault, "a"}})
+	e.play([]event{{"up eth1", aDefault, "a"}, {"status eth1", aDefault, "a"}})
 	if en := e.entry("eth1", "gre-a"); en.Dead {
 		t.Errorf("still dead: %+v", en)
 	}

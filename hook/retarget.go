@@ -53,7 +53,7 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	if e == nil || e.Unresolved {
 		return fail(errors.New("gre-hook's record does not list it as up"))
 	}
-	link, err := sys.Net.Link(tunnel)
+	link, err := linkNamed(sys.Net, tunnel)
 	switch {
 	case err != nil:
 		return fail(err)
@@ -97,7 +97,7 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 			return fail(err)
 		}
 		if findRoute(map[int][]rtnl.Route{familyOf(remote): routes}, p.Plan(), false) == nil {
-			if err := sys.Net.ReplaceRoute(p.Plan(), plan.RouteProtocol); err != nil {
+			if err := sys.Net.ReplaceRoute(kernelRoute(p.Plan(), plan.RouteProtocol)); err != nil {
 				return fail(fmt.Errorf("%s: %w", plan.ReplaceRouteCmd(p.Plan()), err))
 			}
 			newPin = &p
@@ -105,13 +105,13 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	}
 	if err := es.SetEndpoints(tunnel, local, remote); err != nil {
 		if newPin != nil {
-			sys.Net.DelRoute(newPin.Plan(), plan.RouteProtocol)
+			sys.Net.DelRoute(kernelRoute(newPin.Plan(), plan.RouteProtocol))
 		}
 		return fail(fmt.Errorf("%s: %w", endpointsCmd(link.Name, link.Kind, local, remote), err))
 	}
 	var warn string
 	if movePin {
-		if err := sys.Net.DelRoute(e.Pin.Plan(), plan.RouteProtocol); err != nil {
+		if err := sys.Net.DelRoute(kernelRoute(e.Pin.Plan(), plan.RouteProtocol)); err != nil {
 			warn = fmt.Sprintf("; removing the old pin: %v", err)
 		}
 	}

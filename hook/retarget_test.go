@@ -26,7 +26,7 @@ func TestRetargetRemote(t *testing.T) {
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(pinnedConfig)
 	e.mustRun(PhaseUp)
-	before, _ := e.fk.Net.Link("gre-site2")
+	before, _ := linkNamed(e.fk.Net, "gre-site2")
 	adds, dels := e.fk.Net.Calls("AddLink"), e.fk.Net.Calls("DelLink")+e.fk.Net.Calls("DelLinks")
 	dumpBefore := e.dump()
 
@@ -39,7 +39,7 @@ func TestRetargetRemote(t *testing.T) {
 	if log.String() != want {
 		t.Errorf("log:\n%s\nwant:\n%s", log.String(), want)
 	}
-	after, _ := e.fk.Net.Link("gre-site2")
+	after, _ := linkNamed(e.fk.Net, "gre-site2")
 	if after.Index != before.Index || e.fk.Net.Calls("AddLink") != adds || e.fk.Net.Calls("DelLink")+e.fk.Net.Calls("DelLinks") != dels {
 		t.Errorf("the link was re-created: index %d -> %d", before.Index, after.Index)
 	}
@@ -84,7 +84,7 @@ func TestRetargetLocal(t *testing.T) {
 		strings.Contains(log.String(), "pin") || strings.Count(log.String(), "\n") != 1 {
 		t.Errorf("log: %s", log.String())
 	}
-	l, _ := e.fk.Net.Link("gre-site2")
+	l, _ := linkNamed(e.fk.Net, "gre-site2")
 	if l.Local != netip.MustParseAddr("198.51.100.7") || !strings.Contains(e.dump(), "route 203.0.113.1/32 via 198.51.100.254 dev eth1 proto 176") {
 		t.Errorf("link %+v\n%s", l, e.dump())
 	}

@@ -2,6 +2,7 @@ package hook
 
 import (
 	"bytes"
+	"encoding/json"
 	"math/rand"
 	"net/netip"
 	"os"
@@ -178,3 +179,34 @@ func TestRandomTransitions(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestStatusPrintsFix: on drift, status prints the commands up would run,
+// in text and JSON, and they are what up then prints as it runs them.
+func TestStatusPrintsFix(t *testing.T) {
+	e := newEnv(t)
+	e.write(site1)
+	e.mustRun(PhaseUp)
+	e.fk.Net.Mutate("gre-site2", func(l *rtnl.Link) { l.MTU = 1400 })
+	e.fk.V4.SetChain()
+	_, out := status(t, e)
+	rule := "iptables -t mangle -A GRE-HOOK -o gre-site2 -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment gre-hook:eth1:gre-site2 -j TCPMSS --clamp-mss-to-pmtu"
+	want := "gre-site2 on eth1: drift\n  - mtu is 1400, want 1476\n  - iptables MSS rule is missing: " + strings.TrimPrefix(rule, "iptables -t mangle -A GRE-HOOK ") +
+		"\neth1: up would run:\n  ip link set gre-site2 mtu 1476\n  " + rule + "\n"
+	if out != want {
+		t.Errorf("status:\n%s\nwant:\n%s", out, want)
+	}
+	var buf bytes.Buffer
+	if _, err := jsonStatusOf(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys, &buf); err != nil {
+		t.Fatal(err)
+	}
+	var es []TunnelStatus
+	if err := json.Unmarshal(buf.Bytes(), &es); err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 1 || strings.Join(es[0].Fix, "\n") != "ip link set gre-site2 mtu 1476\n"+rule {
+		t.Errorf("status --json: %+v", es)
+	}
+	if got := e.mustRun(PhaseUp); got != "gre-hook: + ip link set gre-site2 mtu 1476\ngre-hook: + "+rule+"\n" {
+		t.Errorf("up printed:\n%s", got)
+	}
+}

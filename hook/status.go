@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 	"sort"
 	"strings"
 
@@ -24,14 +23,17 @@ type TunnelStatus struct {
 	RemoteName string   `json:"remote_name,omitempty"`
 	Remote     string   `json:"remote,omitempty"`
 	Problems   []string `json:"problems,omitempty"`
+	// Fix is the commands up would run for this tunnel, in order.
+	Fix []string `json:"fix,omitempty"`
 	// Keepalive is set for tunnels gre-hook watch follows.
 	Keepalive *KeepaliveStatus `json:"keepalive,omitempty"`
 }
 
 // Status compares the kernel with the config for each configured tunnel
-// (on iface, if set) and reports whether anything differs. A tunnel whose
-// underlay is missing or down is expected to be absent. cfg is the config
-// req names.
+// (on iface, if set) and reports whether anything differs: whether the
+// diff up would run is empty. On drift it prints the commands up would
+// run to fix it. A tunnel whose underlay is missing or down is expected
+// to be absent. cfg is the config req names.
 func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
 	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
@@ -60,76 +62,38 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		}
 		tunnels = append(tunnels, c.For(u)...)
 	}
-	rules := map[int]map[string]bool{}
-	jumps := map[int]bool{}
-	need := map[int]bool{}
-	for _, t := range tunnels {
-		if t.MSS != config.MSSOff {
-			need[4] = true
-			if t.Carries6() {
-				need[6] = true
-			}
-		}
-	}
-	for f := range need {
-		b, err := sys.Tables(f)
-		if err != nil {
-			return false, err
-		}
-		lines, exists, err := b.List("mangle", mss.Chain)
-		if err != nil {
-			return false, err
-		}
-		rules[f] = map[string]bool{}
-		for _, l := range lines {
-			if args := mss.Split(l); len(args) > 2 && args[0] == "-A" {
-				rules[f][mss.Join(args[2:])] = true
-			}
-		}
-		if exists {
-			if jumps[f], err = b.JumpExists(); err != nil {
-				return false, err
-			}
-		}
-	}
-
-	live, _ := state.ReadLiveness(sys.Store.Dir)
+	// Each underlay is judged as a whole, as up works on it: the diff of
+	// its tunnels against the kernel is what up would do.
+	var order []string
+	groups := map[string][]config.Tunnel{}
 	configured := map[string]bool{}
 	for _, c := range tunnels {
 		configured[c.Name] = true
 		if req.Iface != "" && c.Underlay != req.Iface {
 			continue
 		}
-		st := TunnelStatus{Tunnel: c.Name, Underlay: c.Underlay, State: "up"}
-		problem := func(format string, args ...interface{}) {
-			st.Problems = append(st.Problems, fmt.Sprintf(format, args...))
+		if groups[c.Underlay] == nil {
+			order = append(order, c.Underlay)
 		}
-		have, exists := snap.links[c.Name]
-		u, uerr := underlayOf(snap, c.Underlay)
-		switch {
-		case uerr != nil || !u.Up:
-			st.State = "down"
-			if exists && have.Alias == plan.Alias(c.Underlay) {
-				problem("underlay %s is down or absent but the tunnel exists", c.Underlay)
-			}
-		case c.RemoteName != "" && !remoteFromRecord(&c, recs[c.Underlay], &st):
-			st.State = "unresolved"
-			problem("remote %s has not been resolved; gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, c.Underlay)
-		case !exists:
-			problem("link %s does not exist", c.Name)
-		case have.Alias != plan.Alias(c.Underlay):
-			problem("link %s exists but is not gre-hook's (alias %q)", c.Name, have.Alias)
-		default:
-			statusOne(sys, snap, recs[c.Underlay], c, u, have.Index, rules, jumps, problem)
+		groups[c.Underlay] = append(groups[c.Underlay], c)
+	}
+	live, _ := state.ReadLiveness(sys.Store.Dir)
+	fixes := map[string][]string{}
+	for _, u := range order {
+		sts, fix, err := statusUnderlay(sys, snap, recs, u, groups[u], live)
+		if err != nil {
+			return false, err
 		}
-		st.Keepalive = keepaliveStatus(c, recs[c.Underlay], live)
-		if len(st.Problems) > 0 {
-			if st.State != "unresolved" {
-				st.State = "drift"
+		for _, st := range sts {
+			if st.State == "drift" || st.State == "unresolved" {
+				drift = true
 			}
+		}
+		if len(fix) > 0 {
 			drift = true
+			fixes[u] = fix
 		}
-		report = append(report, st)
+		report = append(report, sts...)
 	}
 	// Links of gre-hook's that no config has.
 	var extra []string
@@ -154,90 +118,128 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		enc.SetIndent("", "  ")
 		return drift, enc.Encode(report)
 	}
+	var b strings.Builder
 	for _, st := range report {
-		fmt.Fprintf(out, "%s on %s: %s%s\n", st.Tunnel, st.Underlay, st.State, describeRemote(st))
+		fmt.Fprintf(&b, "%s on %s: %s%s\n", st.Tunnel, st.Underlay, st.State, describeRemote(st))
 		if st.Keepalive != nil {
-			fmt.Fprintf(out, "  keepalive: %s\n", st.Keepalive)
+			fmt.Fprintf(&b, "  keepalive: %s\n", st.Keepalive)
 		}
 		for _, p := range st.Problems {
-			fmt.Fprintf(out, "  - %s\n", p)
+			fmt.Fprintf(&b, "  - %s\n", p)
 		}
 	}
-	return drift, nil
+	for _, u := range order {
+		if len(fixes[u]) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "%s: up would run:\n", u)
+		for _, c := range fixes[u] {
+			fmt.Fprintf(&b, "  %s\n", c)
+		}
+	}
+	_, err = io.WriteString(out, b.String())
+	return drift, err
 }
 
-func statusOne(sys *System, snap *snapshot, rec *state.Record, c config.Tunnel, u plan.Underlay, index int,
-	rules map[int]map[string]bool, jumps map[int]bool, problem func(string, ...interface{})) {
-	paths := map[netip.Addr]plan.Path{}
-	if c.DefaultRoute {
-		if t := rec.Find(c.Name); t != nil && t.Pin != nil {
-			paths[c.Remote] = plan.Path{Gateway: t.Pin.Gw, Dev: t.Pin.Dev}
-		} else if p, err := sys.Net.PathTo(c.Remote); err == nil {
-			paths[c.Remote] = p
+// statusUnderlay is the status of the configured tunnels cs of underlay
+// u, in their order, and the commands up would run on u, in its order.
+// live is what gre-hook watch last wrote of its peers.
+func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry) ([]TunnelStatus, []string, error) {
+	rec := recs[u]
+	sts := make([]TunnelStatus, len(cs))
+	ul, uerr := underlayOf(snap, u)
+	upNow := uerr == nil && ul.Up
+	var want []plan.Tunnel
+	for i, c := range cs {
+		st := &sts[i]
+		*st = TunnelStatus{Tunnel: c.Name, Underlay: u, State: "up"}
+		st.Keepalive = keepaliveStatus(c, rec, live)
+		have, exists := snap.links[c.Name]
+		switch {
+		case !upNow:
+			st.State = "down"
+			if exists && have.Alias == plan.Alias(u) {
+				st.Problems = append(st.Problems, fmt.Sprintf("underlay %s is down or absent but the tunnel exists", u))
+			}
+			continue
+		case exists && have.Alias != plan.Alias(u):
+			st.Problems = append(st.Problems, fmt.Sprintf("link %s exists but is not gre-hook's (alias %q)", c.Name, have.Alias))
+			continue
+		case c.RemoteName != "" && !remoteFromRecord(&c, rec, st):
+			st.State = "unresolved"
+			st.Problems = append(st.Problems, fmt.Sprintf("remote %s has not been resolved; gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, u))
+			continue
 		}
-	}
-	ws, err := plan.Up([]config.Tunnel{c}, u, paths)
-	if err != nil {
-		problem("%v", err)
-		return
-	}
-	w := withdrawDead(ws, []config.Tunnel{c}, rec)[0]
-	have := snap.links[c.Name]
-	if !linkMatches(have, w.Link) {
-		problem("link attributes differ: have %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d; want %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d",
-			have.Kind, have.Local, have.Remote, have.TTL, have.TOS, have.PMTUDisc, have.IKey, have.OKey,
-			w.Link.Mode, w.Link.Local, w.Link.Remote, w.Link.TTL, w.Link.TOS, w.Link.PMTUDisc, w.Link.IKey, w.Link.OKey)
-	}
-	if have.MTU != w.Link.MTU {
-		problem("mtu is %d, want %d", have.MTU, w.Link.MTU)
-	}
-	if have.Multicast != w.Link.Multicast {
-		problem("multicast is %v, want %v", have.Multicast, w.Link.Multicast)
-	}
-	if !have.Up {
-		problem("link is down")
-	}
-	for _, a := range w.Addrs {
-		if !hasAddr(snap.addrs[index], a.Prefix) {
-			problem("address %s is missing", a.Prefix)
+		one := []config.Tunnel{c}
+		paths, err := remotePaths(sys, snap, ledgerOf(sys.Store, recs), rec, one)
+		if err != nil {
+			st.Problems = append(st.Problems, err.Error())
+			continue
 		}
-	}
-	for _, a := range snap.addrs[index] {
-		if !a.Prefix.Addr().IsLinkLocalUnicast() && !wantsAddr(w.Addrs, a.Prefix) {
-			problem("address %s is not in the config", a.Prefix)
+		w, err := plan.Up(one, ul, paths)
+		if err == nil {
+			w = withdrawDead(w, one, rec)
+			err = precheck(w, snap)
 		}
+		if err != nil {
+			st.Problems = append(st.Problems, err.Error())
+			continue
+		}
+		want = append(want, w[0])
 	}
-	routes := append(append([]plan.Route{}, w.Routes...), w.Defaults...)
-	if w.Pin != nil {
-		routes = append(routes, *w.Pin)
-	}
-	for _, r := range routes {
-		found := false
-		for _, h := range snap.routes[familyOf(r.Dst.Addr())] {
-			if h.Dst == r.Dst && h.Table == r.Table && h.Metric == r.Metric && h.Gw == r.Gw && h.Dev == r.Dev {
-				found = true
-				break
+	var fix []string
+	if upNow {
+		chains := map[int]mss.State{}
+		need := ruleFamilies(want, nil)
+		for f := range ruleFamilies(want, rec) {
+			// Families only the record names are read if they can be.
+			b, err := sys.Tables(f)
+			var c mss.State
+			if err == nil {
+				c, err = mss.Read(b)
+			}
+			switch {
+			case err == nil:
+				chains[f] = c
+			case need[f]:
+				return nil, nil, err
 			}
 		}
-		if !found && r.IsDefault() {
-			// A default route taken over since by another tunnel, or set
-			// by the admin, is the rule working (see defaults.go).
-			if e := rec.Find(c.Name); e != nil && routeAtKey(e.Defaults, state.FromPlan(r, 0)) != nil {
-				if cur := routeAt(snap.routes, r); cur != nil && displaced(cur, e) {
-					found = true
+		snap.adminDefaults = adminDefaultsOf(ledgerOf(sys.Store, recs), want, rec, snap)
+		if err := readSysctls(sys.Sysctl, want, snap); err != nil {
+			return nil, nil, err
+		}
+		steps := diffSteps(u, want, snap, rec, chains)
+		index := map[string]int{}
+		for i, c := range cs {
+			index[c.Name] = i
+		}
+		for _, st := range steps {
+			if !st.drifts() {
+				continue
+			}
+			fix = append(fix, st.cmds...)
+			about := map[string]bool{}
+			if st.tunnel != "" {
+				about[st.tunnel] = true
+			}
+			for _, r := range st.why {
+				about[r.tunnel] = true
+				if i, ok := index[r.tunnel]; ok {
+					sts[i].Problems = append(sts[i].Problems, r.text)
+				}
+			}
+			for name := range about {
+				if i, ok := index[name]; ok {
+					sts[i].Fix = append(sts[i].Fix, st.cmds...)
 				}
 			}
 		}
-		if !found {
-			problem("route %s is missing", strings.TrimPrefix(plan.ReplaceRouteCmd(r), "ip "))
+	}
+	for i := range sts {
+		if len(sts[i].Problems) > 0 && sts[i].State != "unresolved" {
+			sts[i].State = "drift"
 		}
 	}
-	for _, m := range w.MSS {
-		spec := mss.Join(plan.RuleSpec(m))
-		if !rules[m.Family][spec] {
-			problem("%s MSS rule is missing: %s", plan.IptablesCmd(m.Family), spec)
-		} else if !jumps[m.Family] {
-			problem("%s mangle POSTROUTING does not jump to %s", plan.IptablesCmd(m.Family), mss.Chain)
-		}
-	}
+	return sts, fix, nil
 }

@@ -70,47 +70,95 @@ var reflectSysctls = []struct{ name, value string }{
 
 func confKey(iface, name string) string { return "net/ipv4/conf/" + iface + "/" + name }
 
-// reflect sets up the interface of every tunnel in want that reflects
-// keepalives, and warns when a global setting, which gre-hook never
-// changes, defeats it. The kernel gives a new link conf.default's values,
-// so this runs on every up and changes what differs.
-func (r *runner) reflect(want []plan.Tunnel) error {
-	sc := r.sys.Sysctl
+// readSysctls reads, into the snapshot, what diffSysctls compares: the
+// reflection settings of every tunnel in want that reflects keepalives,
+// and conf.default's, which a link gets when it is made. A link that is
+// not there yet has no values to read.
+func readSysctls(sc Sysctl, want []plan.Tunnel, s *snapshot) error {
 	if sc == nil {
 		return nil
 	}
-	var names []string
 	for i := range want {
 		t := &want[i]
 		if !t.Reflect {
 			continue
 		}
-		names = append(names, t.Link.Name)
-		for _, s := range reflectSysctls {
-			key, value := confKey(t.Link.Name, s.name), s.value
-			have, err := sc.Get(key)
-			if err != nil && r.req.DryRun && errors.Is(err, fs.ErrNotExist) {
-				// The link is not there yet: it will start with conf.default's value.
-				have, err = sc.Get(confKey("default", s.name))
-			}
-			if err != nil {
-				return fmt.Errorf("tunnel %q: reading %s: %w", t.Link.Name, dotted(key), err)
-			}
-			if have == value {
-				continue
-			}
-			if err := r.do(sysctlCmd(key, value), func() error { return sc.Set(key, value) },
-				sysctlCmd(key, have), func() error { return sc.Set(key, have) }); err != nil {
-				return fmt.Errorf("tunnel %q: %w", t.Link.Name, err)
-			}
+		if s.sysctls == nil {
+			s.sysctls = map[string]string{}
 		}
-	}
-	if len(names) > 0 {
-		for _, w := range reflectionWarnings(sc, names) {
-			r.l.warn("%s", w)
+		for _, set := range reflectSysctls {
+			for _, iface := range []string{"default", t.Link.Name} {
+				key := confKey(iface, set.name)
+				if _, done := s.sysctls[key]; done {
+					continue
+				}
+				v, err := sc.Get(key)
+				switch {
+				case err == nil:
+					s.sysctls[key] = v
+				case iface == t.Link.Name && errors.Is(err, fs.ErrNotExist):
+				default:
+					return fmt.Errorf("tunnel %q: reading %s: %w", t.Link.Name, dotted(key), err)
+				}
+			}
 		}
 	}
 	return nil
+}
+
+// diffSysctls is the steps that set up the interface of every tunnel in
+// want that reflects keepalives. A link the diff makes, or makes again,
+// starts with conf.default's values.
+func diffSysctls(want []plan.Tunnel, s *snapshot) []step {
+	var out []step
+	for i := range want {
+		t := &want[i]
+		if !t.Reflect || s.sysctls == nil {
+			continue
+		}
+		name := t.Link.Name
+		have, exists := s.links[name]
+		fresh := !exists || !linkMatches(have, t.Link)
+		for _, set := range reflectSysctls {
+			key, value := confKey(name, set.name), set.value
+			cur, known := s.sysctls[key]
+			if fresh || !known {
+				cur, known = s.sysctls[confKey("default", set.name)]
+			}
+			if known && cur == value {
+				continue
+			}
+			st := step{tunnel: name, cmds: []string{sysctlCmd(key, value)},
+				why:    because(name, "%s is %s, want %s", dotted(key), cur, value),
+				change: func(x *executor) error { return x.sys.Sysctl.Set(key, value) }}
+			if known {
+				st.undoCmd = sysctlCmd(key, cur)
+				st.undo = func(x *executor) error { return x.sys.Sysctl.Set(key, cur) }
+			}
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// warnReflection warns when a global setting, which gre-hook never
+// changes, stops the tunnels in want from reflecting keepalives.
+func warnReflection(sc Sysctl, want []plan.Tunnel, l *logger) {
+	if sc == nil {
+		return
+	}
+	var names []string
+	for _, t := range want {
+		if t.Reflect {
+			names = append(names, t.Link.Name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	for _, w := range reflectionWarnings(sc, names) {
+		l.warn("%s", w)
+	}
 }
 
 // reflectionWarnings names the global settings that stop the tunnels

@@ -111,7 +111,7 @@ func (n *Net) AddDevice(name string, mtu int) {
 func (n *Net) AddDeviceAddr(dev string, p netip.Prefix) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.addAddr(dev, plan.Addr{Prefix: p}); err != nil {
+	if err := n.addAddr(dev, rtnl.Addr{Prefix: p}); err != nil {
 		panic(err)
 	}
 }
@@ -120,7 +120,7 @@ func (n *Net) AddDeviceAddr(dev string, p netip.Prefix) {
 func (n *Net) AddForeignRoute(r plan.Route, proto int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.replaceRoute(r, proto, false); err != nil {
+	if err := n.replaceRoute(rtnl.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: r.Metric, Protocol: proto}, false); err != nil {
 		panic(err)
 	}
 }
@@ -156,21 +156,6 @@ func (n *Net) RemoveRoute(dst netip.Prefix) {
 		}
 	}
 	n.routes = keep
-}
-
-// Link implements hook.Net.
-func (n *Net) Link(name string) (*rtnl.Link, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if err := n.f.hit("Link"); err != nil {
-		return nil, err
-	}
-	l, ok := n.links[name]
-	if !ok {
-		return nil, nil
-	}
-	c := *l
-	return &c, nil
 }
 
 // Links implements hook.Net.
@@ -216,11 +201,11 @@ func (n *Net) Routes(family int) ([]rtnl.Route, error) {
 
 // PathTo implements hook.Net: the longest matching route in the main
 // table, lowest metric first.
-func (n *Net) PathTo(dst netip.Addr) (plan.Path, error) {
+func (n *Net) PathTo(dst netip.Addr) (rtnl.Path, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.f.hit("PathTo"); err != nil {
-		return plan.Path{}, err
+		return rtnl.Path{}, err
 	}
 	var best *rtnl.Route
 	for i := range n.routes {
@@ -233,13 +218,13 @@ func (n *Net) PathTo(dst netip.Addr) (plan.Path, error) {
 		}
 	}
 	if best == nil {
-		return plan.Path{}, fmt.Errorf("looking up the route to %s: %w", dst, unix.ENETUNREACH)
+		return rtnl.Path{}, fmt.Errorf("looking up the route to %s: %w", dst, unix.ENETUNREACH)
 	}
-	return plan.Path{Gateway: best.Gw, Dev: best.Dev}, nil
+	return rtnl.Path{Gateway: best.Gw, Dev: best.Dev}, nil
 }
 
 // AddLink implements hook.Net. The link is created down.
-func (n *Net) AddLink(l plan.Link) error {
+func (n *Net) AddLink(l rtnl.Link) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.f.hit("AddLink"); err != nil {
@@ -250,7 +235,7 @@ func (n *Net) AddLink(l plan.Link) error {
 	}
 	// The kernel keys GRE tunnels by kind, local, remote and key.
 	for _, o := range n.links {
-		if o.GRE && o.Kind == string(l.Mode) && o.Local == l.Local && o.Remote == l.Remote && o.IKey == l.IKey {
+		if o.GRE && o.Kind == l.Kind && o.Local == l.Local && o.Remote == l.Remote && o.IKey == l.IKey {
 			return unix.EEXIST
 		}
 	}
@@ -258,7 +243,7 @@ func (n *Net) AddLink(l plan.Link) error {
 		return unix.EINVAL
 	}
 	n.links[l.Name] = &rtnl.Link{
-		Index: n.next, Name: l.Name, Kind: string(l.Mode), Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast,
+		Index: n.next, Name: l.Name, Kind: l.Kind, Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast,
 		GRE: true, Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: l.PMTUDisc, IKey: l.IKey, OKey: l.OKey,
 	}
 	n.next++
@@ -355,7 +340,7 @@ func (n *Net) connect(l *rtnl.Link, p netip.Prefix) {
 			return
 		}
 	}
-	n.routes = append(n.routes, rtnl.Route{Route: plan.Route{Dst: dst, Dev: l.Name, Metric: metric}, Index: l.Index, Protocol: ProtoKernel, Type: unix.RTN_UNICAST})
+	n.routes = append(n.routes, rtnl.Route{Dst: dst, Dev: l.Name, Metric: metric, Index: l.Index, Protocol: ProtoKernel, Type: unix.RTN_UNICAST})
 }
 
 // DelLink implements hook.Net; a missing link is not an error, as in
@@ -400,7 +385,7 @@ func (n *Net) DelLinks(names []string) []error {
 
 // AddAddr implements hook.Net; an existing address is not an error, as in
 // rtnl.Handle.
-func (n *Net) AddAddr(dev string, a plan.Addr) error {
+func (n *Net) AddAddr(dev string, a rtnl.Addr) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.f.hit("AddAddr"); err != nil {
@@ -409,7 +394,7 @@ func (n *Net) AddAddr(dev string, a plan.Addr) error {
 	return n.addAddr(dev, a)
 }
 
-func (n *Net) addAddr(dev string, a plan.Addr) error {
+func (n *Net) addAddr(dev string, a rtnl.Addr) error {
 	l, err := n.link(dev)
 	if err != nil {
 		return err
@@ -454,7 +439,7 @@ func (n *Net) DelAddr(dev string, p netip.Prefix) error {
 }
 
 // kernelMetric is the metric the kernel stores: IPv6 turns 0 into 1024.
-func kernelMetric(r plan.Route) uint32 {
+func kernelMetric(r rtnl.Route) uint32 {
 	if r.Metric == 0 && r.Dst.Addr().Is6() {
 		return 1024
 	}
@@ -462,16 +447,16 @@ func kernelMetric(r plan.Route) uint32 {
 }
 
 // ReplaceRoute implements hook.Net.
-func (n *Net) ReplaceRoute(r plan.Route, proto int) error {
+func (n *Net) ReplaceRoute(r rtnl.Route) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.f.hit("ReplaceRoute"); err != nil {
 		return err
 	}
-	return n.replaceRoute(r, proto, true)
+	return n.replaceRoute(r, true)
 }
 
-func (n *Net) replaceRoute(r plan.Route, proto int, check bool) error {
+func (n *Net) replaceRoute(r rtnl.Route, check bool) error {
 	if !r.Dst.IsValid() {
 		return unix.EINVAL
 	}
@@ -493,7 +478,7 @@ func (n *Net) replaceRoute(r plan.Route, proto int, check bool) error {
 		return unix.EINVAL
 	}
 	m := kernelMetric(r)
-	nr := rtnl.Route{Route: plan.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: m}, Index: idx, Protocol: proto, Type: unix.RTN_UNICAST}
+	nr := rtnl.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: m, Index: idx, Protocol: r.Protocol, Type: unix.RTN_UNICAST}
 	for i, have := range n.routes {
 		if have.Dst == r.Dst && have.Table == r.Table && have.Metric == m {
 			n.routes[i] = nr
@@ -517,7 +502,7 @@ func (n *Net) onLink(dev string, gw netip.Addr) bool {
 // DelRoute implements hook.Net. Like the kernel it matches the protocol
 // and, where given, the gateway and device; a missing route is not an
 // error, as in rtnl.Handle.
-func (n *Net) DelRoute(r plan.Route, proto int) error {
+func (n *Net) DelRoute(r rtnl.Route) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.f.hit("DelRoute"); err != nil {
@@ -528,7 +513,7 @@ func (n *Net) DelRoute(r plan.Route, proto int) error {
 		if have.Dst != r.Dst || have.Table != r.Table || have.Metric != m {
 			continue
 		}
-		if proto != 0 && have.Protocol != proto {
+		if r.Protocol != 0 && have.Protocol != r.Protocol {
 			continue
 		}
 		if r.Gw.IsValid() && have.Gw != r.Gw {

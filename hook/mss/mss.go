@@ -38,81 +38,108 @@ type Backend interface {
 // Logger prints changes before they are made.
 type Logger func(cmds ...string)
 
-// Sync makes the rules of Chain for which mine(comment) holds equal to
-// want, keeping every other rule as it is. It returns the rules it found for
-// mine, so that a failed run can put them back with another Sync.
-func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger) (prev [][]string, err error) {
-	bin := "iptables"
-	if b.Family() == 6 {
-		bin = "ip6tables"
-	}
-	// The commands a write stands for, printed together just before it.
-	var cmds []string
-	lines, exists, err := b.List("mangle", Chain)
+// State is gre-hook's chain in one family's mangle table, as read.
+type State struct {
+	Family int
+	// Lines are the chain's rules as `iptables -S` prints them.
+	Lines []string
+	// Exists: the chain exists. Jump: POSTROUTING jumps to it.
+	Exists, Jump bool
+}
+
+// Read reads b's chain and, if the chain exists, the jump to it.
+func Read(b Backend) (State, error) {
+	s := State{Family: b.Family()}
+	bin := binary(s.Family)
+	var err error
+	s.Lines, s.Exists, err = b.List("mangle", Chain)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s mangle chain %s: %w", bin, Chain, err)
+		return State{}, fmt.Errorf("reading %s mangle chain %s: %w", bin, Chain, err)
 	}
+	if s.Exists {
+		if s.Jump, err = b.JumpExists(); err != nil {
+			return State{}, fmt.Errorf("reading %s mangle POSTROUTING: %w", bin, err)
+		}
+	}
+	return s, nil
+}
+
+// Change is the one write that makes a chain hold the rules wanted.
+type Change struct {
+	Family int
+	// Cmds are the iptables commands the write stands for, one a line.
+	Cmds []string
+	// Input is for `iptables-restore --noflush`; "" when there is
+	// nothing to change.
+	Input string
+	// Remove: the write removes the chain.
+	Remove bool
+	// Prev are the rules mine held before, to put back with Sync.
+	Prev [][]string
+	// Missing are the wanted rules the chain lacks.
+	Missing [][]string
+}
+
+// Diff works out the write that makes the rules of s for which
+// mine(comment) holds equal to want, keeping every other rule as it is.
+// It reads and changes nothing.
+func Diff(s State, mine func(comment string) bool, want [][]string) Change {
+	bin := binary(s.Family)
+	c := Change{Family: s.Family}
 	var others []string
-	for _, l := range lines {
+	for _, l := range s.Lines {
 		args, ok := ruleArgs(l)
 		if !ok {
 			continue
 		}
 		if mine(commentOf(args)) {
-			prev = append(prev, args)
+			c.Prev = append(c.Prev, args)
 		} else {
 			others = append(others, l)
 		}
 	}
-	jump := false
-	if exists {
-		if jump, err = b.JumpExists(); err != nil {
-			return nil, fmt.Errorf("reading %s mangle POSTROUTING: %w", bin, err)
-		}
-	}
+	jump := s.Exists && s.Jump
 
 	if len(others) == 0 && len(want) == 0 {
-		if !exists && !jump {
-			return prev, nil
+		if !s.Exists && !jump {
+			return c
 		}
-		for _, r := range prev {
-			cmds = append(cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
+		for _, r := range c.Prev {
+			c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
 		}
 		// The jump, the rules and the chain go in one atomic write, like
 		// every other change: one process, and all or nothing.
 		var in strings.Builder
 		in.WriteString("*mangle\n")
 		if jump {
-			cmds = append(cmds, fmt.Sprintf("%s -t mangle -D POSTROUTING %s", bin, Join(JumpSpec)))
+			c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -D POSTROUTING %s", bin, Join(JumpSpec)))
 			fmt.Fprintf(&in, "-D POSTROUTING %s\n", Join(JumpSpec))
 		}
-		cmds = append(cmds, fmt.Sprintf("%s -t mangle -X %s", bin, Chain))
+		c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -X %s", bin, Chain))
 		fmt.Fprintf(&in, "-F %s\n-X %s\nCOMMIT\n", Chain, Chain)
-		log(cmds...)
-		if err := b.Restore(in.String()); err != nil {
-			return prev, fmt.Errorf("removing %s mangle chain %s: %w", bin, Chain, err)
-		}
-		return prev, nil
+		c.Input, c.Remove = in.String(), true
+		return c
 	}
 
-	if exists && jump && equal(prev, want) {
-		return prev, nil
+	if s.Exists && jump && equal(c.Prev, want) {
+		return c
 	}
-	if !exists {
-		cmds = append(cmds, fmt.Sprintf("%s -t mangle -N %s", bin, Chain))
+	if !s.Exists {
+		c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -N %s", bin, Chain))
 	}
 	if !jump {
-		cmds = append(cmds, fmt.Sprintf("%s -t mangle -A POSTROUTING %s", bin, Join(JumpSpec)))
+		c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -A POSTROUTING %s", bin, Join(JumpSpec)))
 	}
-	wantSet, prevSet := set(want), set(prev)
-	for _, r := range prev {
+	wantSet, prevSet := set(want), set(c.Prev)
+	for _, r := range c.Prev {
 		if !wantSet[Join(r)] {
-			cmds = append(cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
+			c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
 		}
 	}
 	for _, r := range want {
 		if !prevSet[Join(r)] {
-			cmds = append(cmds, fmt.Sprintf("%s -t mangle -A %s %s", bin, Chain, Join(r)))
+			c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -A %s %s", bin, Chain, Join(r)))
+			c.Missing = append(c.Missing, r)
 		}
 	}
 
@@ -131,11 +158,46 @@ func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger
 		fmt.Fprintf(&in, "-A POSTROUTING %s\n", Join(JumpSpec))
 	}
 	in.WriteString("COMMIT\n")
-	log(cmds...)
-	if err := b.Restore(in.String()); err != nil {
-		return prev, fmt.Errorf("writing %s mangle chain %s: %w", bin, Chain, err)
+	c.Input = in.String()
+	return c
+}
+
+// Apply writes c to b.
+func (c Change) Apply(b Backend) error {
+	if c.Input == "" {
+		return nil
 	}
-	return prev, nil
+	if err := b.Restore(c.Input); err != nil {
+		if c.Remove {
+			return fmt.Errorf("removing %s mangle chain %s: %w", binary(c.Family), Chain, err)
+		}
+		return fmt.Errorf("writing %s mangle chain %s: %w", binary(c.Family), Chain, err)
+	}
+	return nil
+}
+
+// Sync makes the rules of Chain for which mine(comment) holds equal to
+// want, keeping every other rule as it is: Read, Diff, log and Apply. It
+// returns the rules it found for mine, so that a failed run can put them
+// back with another Sync.
+func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger) (prev [][]string, err error) {
+	s, err := Read(b)
+	if err != nil {
+		return nil, err
+	}
+	c := Diff(s, mine, want)
+	if c.Input == "" {
+		return c.Prev, nil
+	}
+	log(c.Cmds...)
+	return c.Prev, c.Apply(b)
+}
+
+func binary(family int) string {
+	if family == 6 {
+		return "ip6tables"
+	}
+	return "iptables"
 }
 
 // ruleArgs splits an `-A CHAIN ...` line into the rule's arguments.
@@ -154,17 +216,6 @@ func commentOf(args []string) string {
 		}
 	}
 	return ""
-}
-
-// Comments returns the comments of the rules in a chain listing.
-func Comments(lines []string) []string {
-	var out []string
-	for _, l := range lines {
-		if args, ok := ruleArgs(l); ok {
-			out = append(out, commentOf(args))
-		}
-	}
-	return out
 }
 
 func equal(a, b [][]string) bool {

@@ -13,7 +13,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
@@ -82,8 +81,8 @@ func names(m map[string]uint32, without ...string) string {
 func TestDelLinksInOneBatch(t *testing.T) {
 	h, nh := inNewNetns(t)
 	gre := func(name string, i int) {
-		l := plan.Link{
-			Name: name, Mode: config.ModeGRE, Multicast: true, Alias: plan.Alias("eth1"),
+		l := rtnl.Link{
+			Name: name, Kind: "gre", Multicast: true, Alias: plan.Alias("eth1"),
 			Local:  netip.MustParseAddr("192.0.2.1"),
 			Remote: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}),
 		}

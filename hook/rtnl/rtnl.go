@@ -1,5 +1,7 @@
 // Package rtnl is gre-hook's access to the kernel's links, addresses and
-// routes, over rtnetlink through github.com/vishvananda/netlink.
+// routes, over rtnetlink through github.com/vishvananda/netlink. It is an
+// adapter and nothing more: its types say what the kernel holds, in the
+// kernel's terms, and it knows nothing of gre-hook's config or plan.
 package rtnl
 
 import (
@@ -17,15 +19,15 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-
-	"github.com/gre-hook/gre-hook/hook/config"
-	"github.com/gre-hook/gre-hook/hook/plan"
 )
 
-// Link is what gre-hook reads back about a link.
+// Link is what gre-hook reads back about a link, and what AddLink
+// creates.
 type Link struct {
-	Index     int
-	Name      string
+	Index int
+	Name  string
+	// Kind is the kernel's link kind: "gre", "gretap", "ip6gre",
+	// "ip6gretap" for tunnels.
 	Kind      string
 	Alias     string
 	MTU       int
@@ -51,12 +53,33 @@ type Addr struct {
 	Global    bool
 }
 
-// Route is a route read back from the kernel.
+// Route is a unicast route, as read back from the kernel or to be
+// installed.
 type Route struct {
-	plan.Route
-	Index    int
+	Dst netip.Prefix
+	// Gw is invalid for a route without a gateway.
+	Gw  netip.Addr
+	Dev string
+	// Table is the kernel's 32-bit table number, except that the main
+	// table (254, which the kernel may also report as 0) is 0.
+	Table  uint32
+	Metric uint32
+	// Index is Dev's ifindex, as read back.
+	Index int
+	// Protocol is the route's origin (RTPROT_*); on a delete, 0 matches
+	// any.
 	Protocol int
 	Type     int
+}
+
+// IsDefault reports whether r is a default route.
+func (r Route) IsDefault() bool { return r.Dst.Bits() == 0 }
+
+// Path is how an address is routed now: the gateway (invalid if none)
+// and the device.
+type Path struct {
+	Gateway netip.Addr
+	Dev     string
 }
 
 // Handle talks to the kernel of the current network namespace.
@@ -174,20 +197,6 @@ func prefix(n *net.IPNet) netip.Prefix {
 	return netip.PrefixFrom(ip(n.IP), ones)
 }
 
-// Link returns the named link, or nil if there is none.
-func (h *Handle) Link(name string) (*Link, error) {
-	l, err := h.h.LinkByName(name)
-	if err != nil {
-		if IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("looking up link %s: %w", name, err)
-	}
-	out := fromNetlink(l)
-	h.remember(out.Index, out.Name)
-	return &out, nil
-}
-
 // Links returns every link.
 func (h *Handle) Links() ([]Link, error) {
 	ls, err := retry("links", h.h.LinkList)
@@ -230,19 +239,26 @@ func (h *Handle) Routes(family int) ([]Route, error) {
 	}
 	out := make([]Route, 0, len(rs))
 	for _, r := range rs {
-		if r.Table == unix.RT_TABLE_LOCAL || r.Type != unix.RTN_UNICAST {
-			continue
+		if rt, ok := fromNetlinkRoute(r, family, h.name); ok {
+			out = append(out, rt)
 		}
-		dst := prefix(r.Dst)
-		if !dst.IsValid() {
-			dst = netip.PrefixFrom(zeroAddr(family), 0)
-		}
-		out = append(out, Route{
-			Route: plan.Route{Dst: dst, Gw: ip(r.Gw), Dev: h.name(r.LinkIndex), Table: FromKernelTable(r.Table), Metric: uint32(r.Priority)},
-			Index: r.LinkIndex, Protocol: int(r.Protocol), Type: r.Type,
-		})
 	}
 	return out, nil
+}
+
+// fromNetlinkRoute converts a route of a dump of family 4 or 6; ok is
+// false for the routes gre-hook does not deal in (the local table, and
+// every type but unicast). name gives a device's name from its index.
+func fromNetlinkRoute(r netlink.Route, family int, name func(int) string) (Route, bool) {
+	if r.Table == unix.RT_TABLE_LOCAL || r.Type != unix.RTN_UNICAST {
+		return Route{}, false
+	}
+	dst := prefix(r.Dst)
+	if !dst.IsValid() {
+		dst = netip.PrefixFrom(zeroAddr(family), 0)
+	}
+	return Route{Dst: dst, Gw: ip(r.Gw), Dev: name(r.LinkIndex), Table: FromKernelTable(r.Table), Metric: uint32(r.Priority),
+		Index: r.LinkIndex, Protocol: int(r.Protocol), Type: r.Type}, true
 }
 
 // FromKernelTable turns a table number read through netlink (an int,
@@ -288,15 +304,15 @@ func (h *Handle) forget(name string) {
 }
 
 // PathTo returns how dst is routed now.
-func (h *Handle) PathTo(dst netip.Addr) (plan.Path, error) {
+func (h *Handle) PathTo(dst netip.Addr) (Path, error) {
 	rs, err := h.h.RouteGet(net.IP(dst.AsSlice()))
 	if err != nil {
-		return plan.Path{}, fmt.Errorf("looking up the route to %s: %w", dst, err)
+		return Path{}, fmt.Errorf("looking up the route to %s: %w", dst, err)
 	}
 	if len(rs) == 0 {
-		return plan.Path{}, fmt.Errorf("no route to %s", dst)
+		return Path{}, fmt.Errorf("no route to %s", dst)
 	}
-	return plan.Path{Gateway: ip(rs[0].Gw), Dev: h.name(rs[0].LinkIndex)}, nil
+	return Path{Gateway: ip(rs[0].Gw), Dev: h.name(rs[0].LinkIndex)}, nil
 }
 
 func (h *Handle) byName(name string) (netlink.Link, error) {
@@ -313,30 +329,10 @@ func (h *Handle) byName(name string) (netlink.Link, error) {
 	return l, nil
 }
 
-// AddLink creates l. The link is created down; multicast, MTU and alias
-// are part of the same request.
-func (h *Handle) AddLink(l plan.Link) error {
-	attrs := netlink.NewLinkAttrs() // a bare LinkAttrs would send txqueuelen 0
-	attrs.Name = l.Name
-	attrs.MTU = l.MTU
-	attrs.Alias = l.Alias
-	if l.Multicast {
-		attrs.Flags |= net.FlagMulticast
-	}
-	local, remote := net.IP(l.Local.AsSlice()), net.IP(l.Remote.AsSlice())
-	// netlink's zero value for PMtuDisc means "off", unlike ip tunnel's
-	// default; say what we mean every time.
-	var pmtu uint8
-	if l.PMTUDisc {
-		pmtu = 1
-	}
-	var link netlink.Link
-	if l.Mode.Tap() {
-		link = &netlink.Gretap{LinkAttrs: attrs, Local: local, Remote: remote, Ttl: l.TTL, Tos: l.TOS, PMtuDisc: pmtu, IKey: l.IKey, OKey: l.OKey}
-	} else {
-		// Local is always set: a nil Local makes netlink pick ip6gre.
-		link = &netlink.Gretun{LinkAttrs: attrs, Local: local, Remote: remote, Ttl: l.TTL, Tos: l.TOS, PMtuDisc: pmtu, IKey: l.IKey, OKey: l.OKey}
-	}
+// AddLink creates l, a GRE link of l.Kind. The link is created down;
+// multicast, MTU and alias are part of the same request.
+func (h *Handle) AddLink(l Link) error {
+	link := toNetlinkLink(l)
 	if err := h.h.LinkAdd(link); err != nil {
 		return err
 	}
@@ -351,6 +347,32 @@ func (h *Handle) AddLink(l plan.Link) error {
 	}
 	h.remember(link.Attrs().Index, l.Name)
 	return nil
+}
+
+// Tap reports whether a link kind carries Ethernet frames.
+func Tap(kind string) bool { return strings.HasSuffix(kind, "tap") }
+
+// toNetlinkLink is the netlink request for creating l.
+func toNetlinkLink(l Link) netlink.Link {
+	attrs := netlink.NewLinkAttrs() // a bare LinkAttrs would send txqueuelen 0
+	attrs.Name = l.Name
+	attrs.MTU = l.MTU
+	attrs.Alias = l.Alias
+	if l.Multicast {
+		attrs.Flags |= net.FlagMulticast
+	}
+	local, remote := net.IP(l.Local.AsSlice()), net.IP(l.Remote.AsSlice())
+	// netlink's zero value for PMtuDisc means "off", unlike ip tunnel's
+	// default; say what we mean every time.
+	var pmtu uint8
+	if l.PMTUDisc {
+		pmtu = 1
+	}
+	if Tap(l.Kind) {
+		return &netlink.Gretap{LinkAttrs: attrs, Local: local, Remote: remote, Ttl: l.TTL, Tos: l.TOS, PMtuDisc: pmtu, IKey: l.IKey, OKey: l.OKey}
+	}
+	// Local is always set: a nil Local makes netlink pick ip6gre.
+	return &netlink.Gretun{LinkAttrs: attrs, Local: local, Remote: remote, Ttl: l.TTL, Tos: l.TOS, PMtuDisc: pmtu, IKey: l.IKey, OKey: l.OKey}
 }
 
 // SetMTU sets a link's MTU.
@@ -483,8 +505,8 @@ func (h *Handle) DelGroup(names []string, g uint32) error {
 	return nil
 }
 
-// AddAddr adds an address to dev.
-func (h *Handle) AddAddr(dev string, a plan.Addr) error {
+// AddAddr adds a.Prefix to dev, with a.Broadcast if it is valid.
+func (h *Handle) AddAddr(dev string, a Addr) error {
 	l, err := h.byName(dev)
 	if err != nil {
 		return err
@@ -521,7 +543,7 @@ func (h *Handle) DelAddr(dev string, p netip.Prefix) error {
 // netlink.Route, which keeps the table and metric in an int: on 32-bit
 // targets (armhf, i386) values from 2^31 up turn negative there, and
 // netlink then drops them, so the route would land in main with metric 0.
-func (h *Handle) routeRequest(cmd int, flags int, r plan.Route, proto int) (*nl.NetlinkRequest, error) {
+func (h *Handle) routeRequest(cmd int, flags int, r Route) (*nl.NetlinkRequest, error) {
 	req := nl.NewNetlinkRequest(cmd, flags|unix.NLM_F_ACK)
 	req.Sockets = h.route
 	msg := nl.NewRtMsg()
@@ -533,7 +555,7 @@ func (h *Handle) routeRequest(cmd int, flags int, r plan.Route, proto int) (*nl.
 		msg.Family = unix.AF_INET6
 	}
 	msg.Dst_len = uint8(r.Dst.Bits())
-	msg.Protocol = uint8(proto)
+	msg.Protocol = uint8(r.Protocol)
 	msg.Type = unix.RTN_UNICAST
 	attrs := []*nl.RtAttr{nl.NewRtAttr(unix.RTA_DST, r.Dst.Addr().AsSlice())}
 	table := KernelTable(r.Table)
@@ -572,10 +594,10 @@ func KernelTable(t uint32) uint32 {
 	return t
 }
 
-// ReplaceRoute installs r with the given protocol, replacing any route
-// with the same destination, table and metric.
-func (h *Handle) ReplaceRoute(r plan.Route, proto int) error {
-	req, err := h.routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, r, proto)
+// ReplaceRoute installs r with its protocol, replacing any route with the
+// same destination, table and metric.
+func (h *Handle) ReplaceRoute(r Route) error {
+	req, err := h.routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, r)
 	if err != nil {
 		return err
 	}
@@ -584,10 +606,10 @@ func (h *Handle) ReplaceRoute(r plan.Route, proto int) error {
 }
 
 // DelRoute deletes r; a route that is already gone is not an error. The
-// kernel matches the protocol, so a route someone else put at the same
-// destination stays.
-func (h *Handle) DelRoute(r plan.Route, proto int) error {
-	req, err := h.routeRequest(unix.RTM_DELROUTE, 0, r, proto)
+// kernel matches the protocol (unless it is 0), so a route someone else
+// put at the same destination stays.
+func (h *Handle) DelRoute(r Route) error {
+	req, err := h.routeRequest(unix.RTM_DELROUTE, 0, r)
 	if err != nil {
 		if IsNotFound(err) {
 			return nil
@@ -600,9 +622,9 @@ func (h *Handle) DelRoute(r plan.Route, proto int) error {
 	return nil
 }
 
-// Module returns the kernel module that provides mode.
-func Module(m config.Mode) string {
-	if m.Outer6() {
+// Module returns the kernel module that provides links of kind.
+func Module(kind string) string {
+	if strings.HasPrefix(kind, "ip6") {
 		return "ip6_gre"
 	}
 	return "ip_gre"

@@ -1,13 +1,13 @@
 package rtnl
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
-
-	"github.com/gre-hook/gre-hook/hook/plan"
 )
 
 // attrs parses the route attributes of a serialized RTM_*ROUTE request.
@@ -36,8 +36,8 @@ func u32(b []byte) uint32 { return nl.NativeEndian().Uint32(b) }
 // 32-bit targets.
 func TestRouteRequestCarriesWideTableAndMetric(t *testing.T) {
 	h := &Handle{names: map[int]string{7: "gre1"}, index: map[string]int{"gre1": 7}}
-	r := plan.Route{Dst: netip.MustParsePrefix("192.168.2.0/24"), Gw: netip.MustParseAddr("10.0.0.2"), Dev: "gre1", Table: 3000000000, Metric: 4000000000}
-	req, err := h.routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, r, 176)
+	r := Route{Dst: netip.MustParsePrefix("192.168.2.0/24"), Gw: netip.MustParseAddr("10.0.0.2"), Dev: "gre1", Table: 3000000000, Metric: 4000000000, Protocol: 176}
+	req, err := h.routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +60,8 @@ func TestRouteRequestCarriesWideTableAndMetric(t *testing.T) {
 
 	// Table 0 is main, carried in the header; metric 0 is left out; a
 	// delete is scoped nowhere, as ip route del sends it.
-	r = plan.Route{Dst: netip.MustParsePrefix("::/0"), Gw: netip.MustParseAddr("fd00::1")}
-	req, err = h.routeRequest(unix.RTM_DELROUTE, 0, r, 176)
+	r = Route{Dst: netip.MustParsePrefix("::/0"), Gw: netip.MustParseAddr("fd00::1"), Protocol: 176}
+	req, err = h.routeRequest(unix.RTM_DELROUTE, 0, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,5 +95,66 @@ func TestTableNumbers(t *testing.T) {
 	}
 	if KernelTable(0) != unix.RT_TABLE_MAIN || KernelTable(7) != 7 {
 		t.Error("KernelTable")
+	}
+}
+
+// Routes read back name the main table 0 whichever way the kernel says
+// it (254 in the header, or 0 with RTA_TABLE 254 read as 0), keep wide
+// tables, and leave out what gre-hook does not deal in.
+func TestFromNetlinkRoute(t *testing.T) {
+	names := func(i int) string { return map[int]string{3: "eth1", 7: "gre1"}[i] }
+	_, dst, _ := net.ParseCIDR("192.168.2.0/24")
+	for _, tc := range []struct {
+		name   string
+		in     netlink.Route
+		family int
+		want   Route
+		ok     bool
+	}{
+		{"main as 254", netlink.Route{Dst: dst, Gw: net.ParseIP("10.0.0.2"), LinkIndex: 7, Table: 254, Priority: 5, Protocol: 176, Type: unix.RTN_UNICAST}, 4,
+			Route{Dst: netip.MustParsePrefix("192.168.2.0/24"), Gw: netip.MustParseAddr("10.0.0.2"), Dev: "gre1", Table: 0, Metric: 5, Index: 7, Protocol: 176, Type: unix.RTN_UNICAST}, true},
+		{"main as 0", netlink.Route{Dst: dst, LinkIndex: 3, Table: 0, Protocol: 2, Type: unix.RTN_UNICAST}, 4,
+			Route{Dst: netip.MustParsePrefix("192.168.2.0/24"), Dev: "eth1", Index: 3, Protocol: 2, Type: unix.RTN_UNICAST}, true},
+		{"other table", netlink.Route{Dst: dst, LinkIndex: 3, Table: 100, Type: unix.RTN_UNICAST}, 4,
+			Route{Dst: netip.MustParsePrefix("192.168.2.0/24"), Dev: "eth1", Table: 100, Index: 3, Type: unix.RTN_UNICAST}, true},
+		{"wide table on a 32-bit build", netlink.Route{Dst: dst, LinkIndex: 3, Table: int(int32(-1294967296)), Priority: int(int32(-294967296)), Type: unix.RTN_UNICAST}, 4,
+			Route{Dst: netip.MustParsePrefix("192.168.2.0/24"), Dev: "eth1", Table: 3000000000, Metric: 4000000000, Index: 3, Type: unix.RTN_UNICAST}, true},
+		{"default v4", netlink.Route{Gw: net.ParseIP("198.51.100.254"), LinkIndex: 3, Table: 254, Type: unix.RTN_UNICAST}, 4,
+			Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.254"), Dev: "eth1", Index: 3, Type: unix.RTN_UNICAST}, true},
+		{"default v6", netlink.Route{Gw: net.ParseIP("fd00::1"), LinkIndex: 3, Table: 254, Priority: 1024, Type: unix.RTN_UNICAST}, 6,
+			Route{Dst: netip.MustParsePrefix("::/0"), Gw: netip.MustParseAddr("fd00::1"), Dev: "eth1", Metric: 1024, Index: 3, Type: unix.RTN_UNICAST}, true},
+		{"local table", netlink.Route{Dst: dst, LinkIndex: 3, Table: unix.RT_TABLE_LOCAL, Type: unix.RTN_UNICAST}, 4, Route{}, false},
+		{"blackhole", netlink.Route{Dst: dst, Table: 254, Type: unix.RTN_BLACKHOLE}, 4, Route{}, false},
+	} {
+		got, ok := fromNetlinkRoute(tc.in, tc.family, names)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("%s: got %+v, %v; want %+v, %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// A link read back says its kind by the family of its endpoints (netlink
+// calls ip6gre "gre" too), and what AddLink sends is what reads back.
+func TestLinkConversions(t *testing.T) {
+	for _, want := range []Link{
+		{Name: "g4", Kind: "gre", Alias: "gre-hook:eth1", MTU: 1476, Multicast: true, GRE: true,
+			Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2"), TTL: 64, TOS: 1, PMTUDisc: true, IKey: 5, OKey: 6},
+		{Name: "t4", Kind: "gretap", MTU: 1462, GRE: true, Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2")},
+		{Name: "g6", Kind: "ip6gre", MTU: 1448, GRE: true, Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 255},
+		{Name: "t6", Kind: "ip6gretap", MTU: 1434, GRE: true, Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2")},
+	} {
+		got := fromNetlink(toNetlinkLink(want))
+		if got != want {
+			t.Errorf("%s: round trip gives %+v, want %+v", want.Name, got, want)
+		}
+	}
+	up := fromNetlink(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: 3, Name: "eth1", MTU: 1500, Flags: net.FlagUp}})
+	if want := (Link{Index: 3, Name: "eth1", Kind: "dummy", MTU: 1500, Up: true}); up != want {
+		t.Errorf("dummy: %+v, want %+v", up, want)
+	}
+	for kind, mod := range map[string]string{"gre": "ip_gre", "gretap": "ip_gre", "ip6gre": "ip6_gre", "ip6gretap": "ip6_gre"} {
+		if Module(kind) != mod {
+			t.Errorf("Module(%s) = %s, want %s", kind, Module(kind), mod)
+		}
 	}
 }

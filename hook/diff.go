@@ -1,0 +1,492 @@
+package hook
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// The diff compares what the plan wants on one underlay with the kernel
+// snapshot and the underlay's record, and returns the steps that make the
+// kernel hold the plan. It reads and changes nothing: up runs its steps
+// (apply.go), --dry-run prints them, and status reports them as drift.
+
+// step is one change the diff asks for.
+type step struct {
+	// tunnel is the tunnel the step is for; "" for the underlay's MSS
+	// rules, which go in one write.
+	tunnel string
+	// cmds are the commands a person would type for the change, as up
+	// prints them: the first is the change, the rest say what the same
+	// call also does (a new link gets its alias and MTU with it).
+	cmds []string
+	// why says what differs, for status.
+	why []reason
+	// change makes the change.
+	change func(x *executor) error
+	// undoCmd and undo put back what change did; undo is nil when
+	// nothing needs putting back (a rollback deletes the link anyway).
+	undoCmd string
+	undo    func(x *executor) error
+	// saveFirst: only the record can undo the change (it replaces the
+	// default route), so the record is saved before it.
+	saveFirst bool
+	// prepare writes in the new record what it must remember of the
+	// change, before that record is saved.
+	prepare func(x *executor)
+	// self: change prints its own commands and honours a dry run itself.
+	// Handing on a default route follows defaults.go's rule as it goes,
+	// and what it does is known only then.
+	self bool
+	// bare: an error of change already says what failed.
+	bare bool
+	// note is printed with -v when the step is reached; a step with a
+	// note and no change only says why nothing is done.
+	note string
+	// dropsRoutesVia names a link the change deletes: the kernel deletes
+	// its routes with it.
+	dropsRoutesVia string
+}
+
+// reason is one difference, and the tunnel it is about.
+type reason struct {
+	tunnel string
+	text   string
+}
+
+func because(tunnel, format string, args ...interface{}) []reason {
+	return []reason{{tunnel: tunnel, text: fmt.Sprintf(format, args...)}}
+}
+
+// drifts reports whether st is a difference: something to do, or to say.
+func (st *step) drifts() bool { return len(st.cmds) > 0 || len(st.why) > 0 }
+
+// diffSteps is every step for the tunnels want on underlay: their links,
+// addresses and routes, the MSS rules of the underlay (chains holds
+// gre-hook's chain of each family that has or had rules), and the
+// up_commands of the tunnels those steps touch.
+func diffSteps(underlay string, want []plan.Tunnel, s *snapshot, rec *state.Record, chains map[int]mss.State) []step {
+	steps := diffTunnels(want, s, rec)
+	steps = append(steps, diffSysctls(want, s)...)
+	steps = append(steps, diffRules(underlay, want, chains)...)
+	return append(steps, diffCommands(underlay, want, touched(steps))...)
+}
+
+// diffTunnels is the steps for the tunnels' links, addresses and routes,
+// tunnel by tunnel.
+func diffTunnels(want []plan.Tunnel, s *snapshot, rec *state.Record) []step {
+	var out []step
+	routes := s.routes
+	for i := range want {
+		var steps []step
+		steps, routes = diffTunnel(&want[i], s, routes, rec.Find(want[i].Link.Name))
+		out = append(out, steps...)
+	}
+	return out
+}
+
+// touched names the tunnels that steps change.
+func touched(steps []step) map[string]bool {
+	out := map[string]bool{}
+	for _, st := range steps {
+		if st.tunnel != "" && len(st.cmds) > 0 {
+			out[st.tunnel] = true
+		}
+	}
+	return out
+}
+
+func linkMatches(have rtnl.Link, want plan.Link) bool {
+	return have.GRE && have.Kind == string(want.Mode) && have.Local == want.Local && have.Remote == want.Remote &&
+		have.TTL == want.TTL && have.TOS == want.TOS && have.PMTUDisc == want.PMTUDisc &&
+		have.IKey == want.IKey && have.OKey == want.OKey
+}
+
+// diffTunnel is the steps for one tunnel; old is its entry in the
+// underlay's record, nil if none. routes is the kernel's routes as the
+// steps before leave them, and the result has them as these steps do.
+func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *state.Tunnel) ([]step, map[int][]rtnl.Route) {
+	want := t.Link
+	name := want.Name
+	var out []step
+	// fresh: the link is (re)made, and the first step says why; the rest
+	// follow from it.
+	fresh := false
+	add := func(st step) {
+		st.tunnel = name
+		if fresh && len(out) > 0 {
+			st.why = nil
+		}
+		out = append(out, st)
+	}
+	have, exists := s.links[name]
+	fresh = !exists || !linkMatches(have, want)
+	if exists && !linkMatches(have, want) {
+		// Ours (precheck saw to that) but with other tunnel attributes:
+		// the config changed since it was made. Recreate it.
+		prev, prevAddrs, prevRoutes := have, s.addrs[have.Index], routesVia(routes, name)
+		add(step{
+			cmds: []string{plan.DelLinkCmd(name)},
+			why: because(name, "link attributes differ: have %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d; want %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d",
+				have.Kind, have.Local, have.Remote, have.TTL, have.TOS, have.PMTUDisc, have.IKey, have.OKey,
+				want.Mode, want.Local, want.Remote, want.TTL, want.TOS, want.PMTUDisc, want.IKey, want.OKey),
+			change:  func(x *executor) error { return x.sys.Net.DelLink(name) },
+			undoCmd: "recreate " + name + " as it was",
+			undo:    func(x *executor) error { return recreate(x.sys.Net, prev, prevAddrs, prevRoutes) },
+			// The kernel deletes the link's routes with it: they must not
+			// be deleted (and put back, on a link whose addresses no
+			// longer reach their gateways) again.
+			dropsRoutesVia: name,
+		})
+		routes = withoutRoutesVia(routes, name)
+		exists = false
+		have = rtnl.Link{}
+	}
+	if !exists {
+		// AddLink sets these too; they are printed for the reader.
+		cmds := []string{plan.AddLinkCmd(want), plan.AliasCmd(want)}
+		if want.Multicast {
+			cmds = append(cmds, plan.MulticastCmd(want))
+		}
+		cmds = append(cmds, plan.MTUCmd(want))
+		add(step{cmds: cmds, why: because(name, "link %s does not exist", name),
+			change:  func(x *executor) error { return x.addLink(want) },
+			undoCmd: plan.DelLinkCmd(name), undo: func(x *executor) error { return x.sys.Net.DelLink(name) }})
+	} else {
+		if have.Multicast != want.Multicast {
+			prev := have.Multicast
+			add(step{cmds: []string{plan.MulticastCmd(want)}, why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast),
+				change: func(x *executor) error { return x.sys.Net.SetMulticast(name, want.Multicast) },
+				undo:   func(x *executor) error { return x.sys.Net.SetMulticast(name, prev) }})
+		}
+		if have.MTU != want.MTU {
+			prev := have.MTU
+			add(step{cmds: []string{plan.MTUCmd(want)}, why: because(name, "mtu is %d, want %d", have.MTU, want.MTU),
+				change: func(x *executor) error { return x.sys.Net.SetMTU(name, want.MTU) },
+				undo:   func(x *executor) error { return x.sys.Net.SetMTU(name, prev) }})
+		}
+	}
+
+	// Addresses: exactly the configured ones, on a link that is ours.
+	var present []rtnl.Addr
+	if exists {
+		present = s.addrs[have.Index]
+	}
+	for _, a := range t.Addrs {
+		a := a
+		if hasAddr(present, a.Prefix) {
+			continue
+		}
+		add(step{cmds: []string{plan.AddAddrCmd(name, a)}, why: because(name, "address %s is missing", a.Prefix),
+			change:  func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(a)) },
+			undoCmd: plan.DelAddrCmd(name, a), undo: func(x *executor) error { return x.sys.Net.DelAddr(name, a.Prefix) }})
+	}
+	for _, p := range present {
+		if p.Prefix.Addr().IsLinkLocalUnicast() || wantsAddr(t.Addrs, p.Prefix) {
+			continue
+		}
+		pa := planAddr(p)
+		add(step{cmds: []string{plan.DelAddrCmd(name, pa)}, why: because(name, "address %s is not in the config", p.Prefix),
+			change:  func(x *executor) error { return x.sys.Net.DelAddr(name, pa.Prefix) },
+			undoCmd: plan.AddAddrCmd(name, pa), undo: func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(pa)) }})
+	}
+	if !exists || !have.Up {
+		add(step{cmds: []string{plan.UpCmd(name)}, why: because(name, "link is down"), change: func(x *executor) error { return x.sys.Net.SetUp(name) }})
+	}
+
+	// Routes. A replace needs no undo for a route that was not there: a
+	// rollback deletes it, or the link that takes it along.
+	replace := func(r plan.Route) *step {
+		prev := findRoute(routes, r, true)
+		if prev != nil && prev.Gw == r.Gw && prev.Dev == r.Dev {
+			return nil
+		}
+		st := step{cmds: []string{plan.ReplaceRouteCmd(r)}, why: missingRoute(name, r),
+			change:  func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(r, plan.RouteProtocol)) },
+			undoCmd: plan.DelRouteCmd(r), undo: func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(r, plan.RouteProtocol)) }}
+		if prev != nil {
+			p := planRoute(*prev)
+			st.undoCmd = plan.RestoreRouteCmd(p, plan.RouteProtocol)
+			st.undo = func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }
+		}
+		return &st
+	}
+	for _, r := range t.Routes {
+		if st := replace(r); st != nil {
+			add(*st)
+		}
+	}
+	// Someone who already routes the remote explicitly keeps doing so.
+	if t.Pin != nil && findRoute(routes, *t.Pin, false) == nil {
+		if st := replace(*t.Pin); st != nil {
+			add(*st)
+		}
+	}
+	for _, d := range t.Defaults {
+		d := d
+		if have := findRoute(routes, d, true); have != nil && have.Gw == d.Gw && have.Dev == d.Dev {
+			continue
+		}
+		cur := routeAt(routes, d)
+		if cur != nil && old != nil && routeAtKey(old.Defaults, state.FromPlan(d, 0)) != nil && displaced(cur, old) {
+			// This tunnel held the default route, and since then another
+			// tunnel took it over or the admin set one by hand. A re-run of
+			// up (ifreload) must not take it back: that is for a new up.
+			add(step{note: fmt.Sprintf("tunnel %q: the default route is %s now, set after this tunnel's; leaving it", name, describeRoute(planRoute(*cur), cur.Protocol))})
+			continue
+		}
+		if s.adminDefaults[adminKey(name, d)] {
+			add(step{note: fmt.Sprintf("tunnel %q: the default route is %s now, set while the peer was dead; leaving it", name, describeRoute(planRoute(*cur), cur.Protocol))})
+			continue
+		}
+		if cur == nil || cur.Protocol == plan.RouteProtocol {
+			st := replace(d)
+			st.saveFirst = true
+			st.prepare = func(x *executor) { x.newRec.Find(name).Seq = x.ledger.nextSeq() }
+			add(*st)
+			continue
+		}
+		// Remember the default route that is there now, to put it back at
+		// teardown, unless an earlier run already did. Another tunnel's
+		// default is not remembered here: that tunnel remembers what it
+		// replaced, and the successor rule (defaults.go) brings it back.
+		prev, proto := planRoute(*cur), cur.Protocol
+		add(step{cmds: []string{plan.ReplaceRouteCmd(d)}, why: missingRoute(name, d),
+			prepare: func(x *executor) {
+				e := x.newRec.Find(name)
+				e.Seq = x.ledger.nextSeq()
+				if routeAtKey(e.Replaced, state.FromPlan(prev, 0)) == nil {
+					e.Replaced = append(e.Replaced, state.FromPlan(prev, proto))
+				}
+				// Tunnels whose default this route overrode are out of the
+				// running: this one's teardown puts back this route, not
+				// theirs.
+				x.ledger.displaceOthers(state.FromPlan(d, 0), name)
+			},
+			// Only the record remembers the route about to be replaced.
+			saveFirst: true,
+			change:    func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(d, plan.RouteProtocol)) },
+			undoCmd:   plan.RestoreRouteCmd(prev, proto),
+			undo:      func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(prev, proto)) }})
+	}
+	for _, st := range staleRoutes(t, routes, old) {
+		add(st)
+	}
+	return out, routes
+}
+
+func missingRoute(tunnel string, r plan.Route) []reason {
+	return because(tunnel, "route %s is missing", strings.TrimPrefix(plan.ReplaceRouteCmd(r), "ip "))
+}
+
+// staleRoutes is the steps that remove routes an earlier run installed
+// for t that the config no longer asks for, and put back a default route
+// it no longer replaces.
+func staleRoutes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel) []step {
+	name := t.Link.Name
+	var out []step
+	if old != nil && len(t.Defaults) == 0 && len(old.Defaults) > 0 {
+		// default_route was turned off: hand the default route on as a
+		// teardown would, while the tunnel itself stays.
+		out = append(out, step{tunnel: name, self: true, bare: true,
+			why: because(name, "default_route is off, but the record says the tunnel holds a default route"),
+			change: func(x *executor) error {
+				return join(x.teardown().releaseDefaults(old, old.Defaults, map[string]bool{name: true}, false))
+			}})
+	}
+	del := func(p plan.Route) step {
+		return step{tunnel: name, cmds: []string{plan.DelRouteCmd(p)}, why: because(name, "route %s is not in the config", strings.TrimPrefix(plan.DelRouteCmd(p), "ip ")),
+			change:  func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(p, plan.RouteProtocol)) },
+			undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }}
+	}
+	if old != nil && old.Pin != nil && (t.Pin == nil || t.Pin.Dst != old.Pin.Dst) {
+		out = append(out, del(old.Pin.Plan()))
+	}
+	wanted := func(have rtnl.Route) bool {
+		for _, w := range append(append([]plan.Route{}, t.Routes...), t.Defaults...) {
+			if w.Dst == have.Dst && w.Table == have.Table && w.Metric == have.Metric {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range []int{4, 6} {
+		for _, have := range routes[f] {
+			if have.Protocol == plan.RouteProtocol && have.Dev == name && !wanted(have) {
+				out = append(out, del(planRoute(have)))
+			}
+		}
+	}
+	return out
+}
+
+// diffRules is the MSS rules of every tunnel of underlay, one write per
+// family of chains, in family order.
+func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []step {
+	prefix := plan.Comment(underlay, "")
+	mine := func(c string) bool { return strings.HasPrefix(c, prefix) }
+	fams := make([]int, 0, len(chains))
+	for f := range chains {
+		fams = append(fams, f)
+	}
+	sort.Ints(fams)
+	var out []step
+	for _, f := range fams {
+		var rules [][]string
+		var owners []string
+		for _, t := range want {
+			for _, m := range t.MSS {
+				if m.Family == f {
+					rules = append(rules, plan.RuleSpec(m))
+					owners = append(owners, t.Link.Name)
+				}
+			}
+		}
+		c := mss.Diff(chains[f], mine, rules)
+		if c.Input == "" {
+			continue
+		}
+		missing := map[string]bool{}
+		for _, r := range c.Missing {
+			missing[mss.Join(r)] = true
+		}
+		var why []reason
+		jump := chains[f].Exists && chains[f].Jump
+		for i, r := range rules {
+			spec := mss.Join(r)
+			switch {
+			case missing[spec]:
+				why = append(why, reason{owners[i], fmt.Sprintf("%s MSS rule is missing: %s", plan.IptablesCmd(f), spec)})
+			case !jump:
+				why = append(why, reason{owners[i], fmt.Sprintf("%s mangle POSTROUTING does not jump to %s", plan.IptablesCmd(f), mss.Chain)})
+			}
+		}
+		f := f
+		out = append(out, step{cmds: c.Cmds, why: why, bare: true,
+			change: func(x *executor) error { return c.Apply(x.tables[f]) },
+			undo: func(x *executor) error {
+				_, err := mss.Sync(x.tables[f], mine, c.Prev, x.l.change)
+				return err
+			}})
+	}
+	return out
+}
+
+// diffCommands is the up_commands of the tunnels in touched. An
+// up_command tells a daemon about a new or changed interface; a tunnel
+// the run did not touch needs no news.
+func diffCommands(underlay string, want []plan.Tunnel, touched map[string]bool) []step {
+	var out []step
+	for _, t := range want {
+		if len(t.Up) == 0 || !touched[t.Link.Name] {
+			continue
+		}
+		argv, name := t.Up, t.Link.Name
+		out = append(out, step{tunnel: name, cmds: []string{strings.Join(argv, " ")}, bare: true,
+			change: func(x *executor) error {
+				if err := x.sys.Command(x.ctx, argv, commandEnv(name, underlay, PhaseUp)); err != nil {
+					return fmt.Errorf("up_command: %s: %w", strings.Join(argv, " "), err)
+				}
+				return nil
+			}})
+	}
+	return out
+}
+
+// staleTunnels is the tunnels gre-hook made earlier on underlay that want
+// no longer has: those the record lists, and links marked as gre-hook's
+// for underlay that no record lists (unlisted).
+func staleTunnels(underlay string, want []plan.Tunnel, s *snapshot, rec *state.Record) (stale []state.Tunnel, unlisted map[string]bool) {
+	keep := map[string]bool{}
+	for _, t := range want {
+		keep[t.Link.Name] = true
+	}
+	unlisted = map[string]bool{}
+	if rec != nil {
+		for _, t := range rec.Tunnels {
+			if !keep[t.Name] {
+				stale = append(stale, t)
+			}
+		}
+	}
+	for _, l := range s.links {
+		if l.Alias == plan.Alias(underlay) && !keep[l.Name] && rec.Find(l.Name) == nil {
+			stale = append(stale, state.Tunnel{Name: l.Name})
+			unlisted[l.Name] = true
+		}
+	}
+	sort.Slice(stale, func(i, j int) bool { return stale[i].Name < stale[j].Name })
+	return stale, unlisted
+}
+
+// precheck refuses, before any change, plans that would touch something
+// gre-hook does not own.
+func precheck(want []plan.Tunnel, s *snapshot) error {
+	for _, t := range want {
+		if l, ok := s.links[t.Link.Name]; ok && l.Alias != t.Link.Alias {
+			if strings.HasPrefix(l.Alias, plan.AliasPrefix) {
+				return fmt.Errorf("tunnel %q: link %s belongs to gre-hook's tunnels on %s; run `gre-hook --iface %s --phase down` first",
+					t.Link.Name, l.Name, strings.TrimPrefix(l.Alias, plan.AliasPrefix), strings.TrimPrefix(l.Alias, plan.AliasPrefix))
+			}
+			return fmt.Errorf("tunnel %q: a link named %s already exists (kind %s, index %d) and gre-hook did not create it; rename the tunnel or remove that link",
+				t.Link.Name, l.Name, kindOf(l), l.Index)
+		}
+		for _, r := range t.Routes {
+			if f := findRoute(s.routes, r, false); f != nil {
+				return fmt.Errorf("tunnel %q: route %s%s: another route with that destination, table and metric exists (via %s dev %s, proto %d) and gre-hook did not create it",
+					t.Link.Name, r.Dst, tableSuffix(r.Table), f.Gw, f.Dev, f.Protocol)
+			}
+		}
+	}
+	return nil
+}
+
+func kindOf(l rtnl.Link) string {
+	if l.Kind == "" {
+		return "unknown"
+	}
+	return l.Kind
+}
+
+func tableSuffix(t uint32) string {
+	if t == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" table %d", t)
+}
+
+func hasAddr(as []rtnl.Addr, p netip.Prefix) bool {
+	for _, a := range as {
+		if a.Prefix == p {
+			return true
+		}
+	}
+	return false
+}
+
+func wantsAddr(as []plan.Addr, p netip.Prefix) bool {
+	for _, a := range as {
+		if a.Prefix == p {
+			return true
+		}
+	}
+	return false
+}
+
+// displaced reports whether cur, the default route in force where tunnel
+// t held one, was set by someone else since: another tunnel's, or one
+// that is not the route t replaced (the admin's). The route t replaced
+// is there when an earlier run stopped before its replace.
+func displaced(cur *rtnl.Route, t *state.Tunnel) bool {
+	if cur.Protocol == plan.RouteProtocol {
+		return true
+	}
+	rep := routeAtKey(t.Replaced, state.FromPlan(planRoute(*cur), 0))
+	return rep == nil || rep.Gw != cur.Gw || rep.Dev != cur.Dev
+}

@@ -1,0 +1,230 @@
+package hook
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// The diff alone: (want, kernel snapshot, record) -> the commands of its
+// steps. No kernel, fake or real, is involved.
+
+var (
+	pfx  = netip.MustParsePrefix
+	addr = netip.MustParseAddr
+)
+
+// wantGRE is one tunnel on eth1 as plan.Up makes it: an address, a
+// route through the peer, an MSS rule.
+func wantGRE() plan.Tunnel {
+	return plan.Tunnel{
+		Link: plan.Link{Name: "gre1", Mode: config.ModeGRE, Local: addr("198.51.100.1"), Remote: addr("203.0.113.2"),
+			TTL: 64, PMTUDisc: true, MTU: 1476, Multicast: true, Alias: plan.Alias("eth1")},
+		Addrs:  []plan.Addr{{Prefix: pfx("10.0.0.1/30"), Broadcast: addr("10.0.0.3")}},
+		Routes: []plan.Route{{Dst: pfx("192.168.2.0/24"), Gw: addr("10.0.0.2"), Dev: "gre1"}},
+		MSS:    []plan.MSSRule{{Family: 4, Out: "gre1", Comment: plan.Comment("eth1", "gre1"), Mode: config.MSSPMTU}},
+	}
+}
+
+// kernelWith is the kernel holding w exactly as up leaves it, changed by
+// edits.
+func kernelWith(w plan.Tunnel, edits ...func(*snapshot)) *snapshot {
+	s := &snapshot{
+		links: map[string]rtnl.Link{
+			"eth1": {Index: 2, Name: "eth1", MTU: 1500, Up: true},
+			"gre1": {Index: 5, Name: "gre1", Kind: "gre", Alias: w.Link.Alias, MTU: w.Link.MTU, Up: true, Multicast: w.Link.Multicast, GRE: true,
+				Local: w.Link.Local, Remote: w.Link.Remote, TTL: w.Link.TTL, PMTUDisc: w.Link.PMTUDisc},
+		},
+		addrs: map[int][]rtnl.Addr{
+			2: {{Index: 2, Prefix: pfx("198.51.100.1/24"), Global: true}},
+			5: {{Index: 5, Prefix: pfx("10.0.0.1/30"), Broadcast: addr("10.0.0.3"), Global: true}},
+		},
+		routes: map[int][]rtnl.Route{
+			4: {
+				{Dst: pfx("0.0.0.0/0"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: 4},
+				{Dst: pfx("198.51.100.0/24"), Dev: "eth1", Protocol: 2},
+				{Dst: pfx("10.0.0.0/30"), Dev: "gre1", Protocol: 2},
+				{Dst: pfx("192.168.2.0/24"), Gw: addr("10.0.0.2"), Dev: "gre1", Protocol: plan.RouteProtocol},
+			},
+		},
+	}
+	for _, e := range edits {
+		e(s)
+	}
+	return s
+}
+
+func noGRE(s *snapshot) {
+	delete(s.links, "gre1")
+	delete(s.addrs, 5)
+	s.routes = withoutRoutesVia(s.routes, "gre1")
+}
+
+func chainWith(rules ...plan.MSSRule) map[int]mss.State {
+	st := mss.State{Family: 4, Exists: true, Jump: true, Lines: []string{"-N GRE-HOOK"}}
+	for _, r := range rules {
+		st.Lines = append(st.Lines, "-A GRE-HOOK "+mss.Join(plan.RuleSpec(r)))
+	}
+	return map[int]mss.State{4: st}
+}
+
+func commands(steps []step) []string {
+	var out []string
+	for _, st := range steps {
+		out = append(out, st.cmds...)
+	}
+	return out
+}
+
+const rule = "-o gre1 -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment gre-hook:eth1:gre1 -j TCPMSS --clamp-mss-to-pmtu"
+
+func TestDiff(t *testing.T) {
+	w := wantGRE()
+	withUp := w
+	withUp.Up = []string{"/usr/local/bin/notify", "gre1"}
+	def := w
+	def.Pin = &plan.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1"}
+	def.Defaults = []plan.Route{{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1"}}
+	foreignDefault := state.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: 4}
+	ourDefault := state.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1"}
+	pin := state.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1"}
+
+	for _, tc := range []struct {
+		name   string
+		want   []plan.Tunnel
+		kernel *snapshot
+		rec    *state.Record
+		chains map[int]mss.State
+		cmds   []string
+	}{
+		{name: "in place", want: []plan.Tunnel{w}, kernel: kernelWith(w), chains: chainWith(w.MSS...)},
+		{name: "nothing yet", want: []plan.Tunnel{w}, kernel: kernelWith(w, noGRE), chains: map[int]mss.State{4: {Family: 4}}, cmds: []string{
+			"ip tunnel add gre1 mode gre remote 203.0.113.2 local 198.51.100.1 ttl 64",
+			"ip link set gre1 alias gre-hook:eth1",
+			"ip link set gre1 multicast on",
+			"ip link set gre1 mtu 1476",
+			"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1",
+			"ip link set gre1 up",
+			"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176",
+			"iptables -t mangle -N GRE-HOOK",
+			"iptables -t mangle -A POSTROUTING -m comment --comment gre-hook -j GRE-HOOK",
+			"iptables -t mangle -A GRE-HOOK " + rule,
+		}},
+		{name: "mtu changed", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }),
+			cmds:   []string{"ip link set gre1 mtu 1476"}},
+		{name: "multicast off", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Multicast = false; s.links["gre1"] = l }),
+			cmds:   []string{"ip link set gre1 multicast on"}},
+		{name: "link down", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Up = false; s.links["gre1"] = l }),
+			cmds:   []string{"ip link set gre1 up"}},
+		{name: "address missing", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { s.addrs[5] = nil }),
+			cmds:   []string{"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1"}},
+		{name: "address not configured", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) {
+				s.addrs[5] = append(s.addrs[5], rtnl.Addr{Index: 5, Prefix: pfx("10.9.9.9/32")}, rtnl.Addr{Index: 5, Prefix: pfx("fe80::1/64")})
+			}),
+			cmds: []string{"ip addr del 10.9.9.9/32 dev gre1"}},
+		{name: "route deleted", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { s.routes[4] = s.routes[4][:3] }),
+			cmds:   []string{"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176"}},
+		{name: "route changed by someone", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { s.routes[4][3].Gw = addr("10.0.0.3") }),
+			cmds:   []string{"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176"}},
+		{name: "route no longer configured", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) {
+				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("192.168.3.0/24"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: 7, Protocol: plan.RouteProtocol})
+			}),
+			cmds: []string{"ip route del 192.168.3.0/24 via 10.0.0.2 dev gre1 table 7"}},
+		{name: "attributes changed: recreate, routes anew", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.TTL = 10; s.links["gre1"] = l }),
+			cmds: []string{
+				"ip link del gre1",
+				"ip tunnel add gre1 mode gre remote 203.0.113.2 local 198.51.100.1 ttl 64",
+				"ip link set gre1 alias gre-hook:eth1",
+				"ip link set gre1 multicast on",
+				"ip link set gre1 mtu 1476",
+				"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1",
+				"ip link set gre1 up",
+				"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176",
+			}},
+		{name: "MSS rule deleted", want: []plan.Tunnel{w}, kernel: kernelWith(w), chains: chainWith(),
+			cmds: []string{"iptables -t mangle -A GRE-HOOK " + rule}},
+		{name: "MSS jump deleted", want: []plan.Tunnel{w}, kernel: kernelWith(w),
+			chains: func() map[int]mss.State { c := chainWith(w.MSS...); s := c[4]; s.Jump = false; c[4] = s; return c }(),
+			cmds:   []string{"iptables -t mangle -A POSTROUTING -m comment --comment gre-hook -j GRE-HOOK"}},
+		{name: "MSS off now: chain goes", want: []plan.Tunnel{func() plan.Tunnel { t := w; t.MSS = nil; return t }()}, kernel: kernelWith(w),
+			chains: chainWith(w.MSS...),
+			cmds: []string{"iptables -t mangle -D GRE-HOOK " + rule, "iptables -t mangle -D POSTROUTING -m comment --comment gre-hook -j GRE-HOOK",
+				"iptables -t mangle -X GRE-HOOK"}},
+		{name: "up_command only for a touched tunnel", want: []plan.Tunnel{withUp}, kernel: kernelWith(w), chains: chainWith(w.MSS...)},
+		{name: "up_command after a change", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }),
+			cmds:   []string{"ip link set gre1 mtu 1476", "/usr/local/bin/notify gre1"}},
+		{name: "default route taken over", want: []plan.Tunnel{def}, kernel: kernelWith(w), chains: chainWith(w.MSS...),
+			cmds: []string{"ip route replace 203.0.113.2/32 via 198.51.100.254 dev eth1 proto 176", "ip route replace default via 10.0.0.2 dev gre1 proto 176"}},
+		{name: "default route held, pin held by the admin", want: []plan.Tunnel{def}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) {
+				s.routes[4][0] = rtnl.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Protocol: plan.RouteProtocol}
+				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: 4})
+			})},
+		{name: "default route since set by the admin", want: []plan.Tunnel{def}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) {
+				s.routes[4][0].Gw = addr("198.51.100.253")
+				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: plan.RouteProtocol})
+			}),
+			rec: &state.Record{Underlay: "eth1", Tunnels: []state.Tunnel{{Name: "gre1", Pin: &pin, Defaults: []state.Route{ourDefault}, Replaced: []state.Route{foreignDefault}}}}},
+		{name: "default_route turned off: pin goes", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) {
+				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: plan.RouteProtocol})
+			}),
+			rec:  &state.Record{Underlay: "eth1", Tunnels: []state.Tunnel{{Name: "gre1", Pin: &pin}}},
+			cmds: []string{"ip route del 203.0.113.2/32 via 198.51.100.254 dev eth1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := commands(diffSteps("eth1", tc.want, tc.kernel, tc.rec, tc.chains))
+			if strings.Join(got, "\n") != strings.Join(tc.cmds, "\n") {
+				t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.cmds, "\n"))
+			}
+		})
+	}
+}
+
+// The steps say what status needs: why each differs, and which change
+// needs the record saved first and what undoes it.
+func TestDiffStepFields(t *testing.T) {
+	w := wantGRE()
+	def := w
+	def.Defaults = []plan.Route{{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1"}}
+	steps := diffSteps("eth1", []plan.Tunnel{def}, kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }), nil, chainWith(w.MSS...))
+	if len(steps) != 2 {
+		t.Fatalf("steps: %q", commands(steps))
+	}
+	mtu, dflt := steps[0], steps[1]
+	if len(mtu.why) != 1 || mtu.why[0] != (reason{"gre1", "mtu is 1400, want 1476"}) || mtu.saveFirst || mtu.undo == nil {
+		t.Errorf("mtu step: %+v", mtu)
+	}
+	if !dflt.saveFirst || dflt.prepare == nil || dflt.undoCmd != "ip route replace default via 198.51.100.254 dev eth1 proto 4" ||
+		len(dflt.why) != 1 || dflt.why[0].text != "route route replace default via 10.0.0.2 dev gre1 proto 176 is missing" {
+		t.Errorf("default route step: %+v", dflt)
+	}
+	// A missing link is one difference, however many steps it takes.
+	steps = diffSteps("eth1", []plan.Tunnel{w}, kernelWith(w, noGRE), nil, chainWith(w.MSS...))
+	var why []string
+	for _, st := range steps {
+		for _, r := range st.why {
+			why = append(why, r.text)
+		}
+	}
+	if strings.Join(why, "; ") != "link gre1 does not exist" {
+		t.Errorf("why for a missing link: %q", why)
+	}
+}

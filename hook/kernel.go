@@ -1,0 +1,49 @@
+package hook
+
+import (
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+)
+
+// The one place where gre-hook's plan meets package rtnl's kernel types.
+
+// kernelLink is the link AddLink creates for l.
+func kernelLink(l plan.Link) rtnl.Link {
+	return rtnl.Link{Name: l.Name, Kind: string(l.Mode), Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast, GRE: true,
+		Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: l.PMTUDisc, IKey: l.IKey, OKey: l.OKey}
+}
+
+// kernelRoute is r installed (or deleted) with protocol proto.
+func kernelRoute(r plan.Route, proto int) rtnl.Route {
+	return rtnl.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: r.Metric, Protocol: proto}
+}
+
+// planRoute is the route r read back, as plans and records keep it.
+func planRoute(r rtnl.Route) plan.Route {
+	return plan.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: r.Metric}
+}
+
+func kernelAddr(a plan.Addr) rtnl.Addr { return rtnl.Addr{Prefix: a.Prefix, Broadcast: a.Broadcast} }
+
+func planAddr(a rtnl.Addr) plan.Addr { return plan.Addr{Prefix: a.Prefix, Broadcast: a.Broadcast} }
+
+func planPath(p rtnl.Path) plan.Path { return plan.Path{Gateway: p.Gateway, Dev: p.Dev} }
+
+// module is the kernel module that provides mode's links.
+func module(m config.Mode) string { return rtnl.Module(string(m)) }
+
+// linkNamed is the link called name, or nil if there is none. It reads
+// every link: it serves the watcher's rare changes, not a run's loop.
+func linkNamed(n Net, name string) (*rtnl.Link, error) {
+	links, err := n.Links()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if l.Name == name {
+			return &l, nil
+		}
+	}
+	return nil, nil
+}
