@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,6 +22,31 @@ import (
 type Conn struct {
 	f  *os.File
 	rc syscall.RawConn
+
+	// Send's buffers, reused under sendMu, and its callback, made once,
+	// so that a keepalive costs no allocation.
+	sendMu sync.Mutex
+	pkt    [maxPacketLen]byte
+	pktLen int
+	oob    []byte // an IP_PKTINFO message; its source is set per packet
+	to     unix.SockaddrInet4
+	sendFn func(fd uintptr) bool
+	sendE  error
+
+	// Receive's buffer and callback. Receive is called from one goroutine
+	// at a time, so they need no lock.
+	buf    [readSize]byte
+	n      int
+	readE  error
+	readFn func(fd uintptr) bool
+
+	// wakeMu guards what wakes a read when its context is done: the
+	// context's Done channel being watched, the channel that stops the
+	// goroutine watching it, and the read deadline last set.
+	wakeMu   sync.Mutex
+	waking   <-chan struct{}
+	stopWake chan struct{}
+	deadline time.Time
 }
 
 // outerTTL is the outer header's TTL, that of the tunnels gre-hook makes.
@@ -50,11 +77,31 @@ func Open() (*Conn, error) {
 		f.Close()
 		return nil, fmt.Errorf("raw GRE socket: %w", err)
 	}
-	return &Conn{f: f, rc: rc}, nil
+	c := &Conn{f: f, rc: rc, oob: unix.PktInfo4(&unix.Inet4Pktinfo{})}
+	c.sendFn = func(fd uintptr) bool {
+		c.sendE = unix.Sendmsg(int(fd), c.pkt[:c.pktLen], c.oob, &c.to, 0)
+		return c.sendE != unix.EAGAIN
+	}
+	// read(2) on a raw socket returns the IPv4 packet, whose header names
+	// the source: recvmsg(2)'s source address would cost, in x/sys, an
+	// allocation and a getsockopt(2) per packet.
+	c.readFn = func(fd uintptr) bool {
+		c.n, c.readE = unix.Read(int(fd), c.buf[:])
+		return c.readE != unix.EAGAIN
+	}
+	return c, nil
 }
 
 // Close closes the socket; a Receive in progress returns an error.
-func (c *Conn) Close() error { return c.f.Close() }
+func (c *Conn) Close() error {
+	c.wakeMu.Lock()
+	if c.stopWake != nil {
+		close(c.stopWake)
+		c.stopWake, c.waking = nil, nil
+	}
+	c.wakeMu.Unlock()
+	return c.f.Close()
+}
 
 // Send sends one keepalive on the tunnel from local to remote with output
 // key okey (0 for none), built by Packet.
@@ -75,20 +122,21 @@ func (c *Conn) Send(local, remote netip.Addr, okey uint32) error {
 // the host route gre-hook pins for default_route. If remote were routed
 // into the tunnel itself, the tunnel would be broken too.
 func (c *Conn) SendKeys(local, remote netip.Addr, okey, ikey uint32) error {
-	pkt := PacketKeys(local, remote, okey, ikey)
-	if pkt == nil {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	pkt, ok := appendPacket(c.pkt[:0], local, remote, okey, ikey)
+	if !ok {
 		return fmt.Errorf("sending a keepalive from %s to %s: only IPv4 tunnels are supported", local, remote)
 	}
-	info := unix.Inet4Pktinfo{Spec_dst: local.Unmap().As4()}
-	oob := unix.PktInfo4(&info)
-	to := &unix.SockaddrInet4{Addr: remote.Unmap().As4()}
-	var serr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendmsg(int(fd), pkt, oob, to, 0)
-		return serr != unix.EAGAIN
-	})
+	c.pktLen = len(pkt)
+	// The IP_PKTINFO message's data follows its header.
+	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&c.oob[unix.CmsgLen(0)]))
+	info.Spec_dst = local.Unmap().As4()
+	c.to.Addr = remote.Unmap().As4()
+	c.sendE = nil
+	err := c.rc.Write(c.sendFn)
 	if err == nil {
-		err = serr
+		err = c.sendE
 	}
 	if err != nil {
 		return fmt.Errorf("sending a keepalive from %s to %s: %w", local, remote, err)
@@ -106,41 +154,30 @@ type Received struct {
 // Receive waits for the next GRE packet until ctx is done. It skips what
 // Parse refuses. Without a filter (SetFilter) it returns every GRE packet
 // the host receives, tunnel traffic included, from any source: the caller
-// picks by Src. It sleeps in the kernel while nothing arrives.
+// picks by Src. It sleeps in the kernel while nothing arrives. The
+// packet's Payload is a copy of its own (nil when empty, as on a reply).
 //
-// Receive is safe to call from one goroutine while others Send.
+// Receive is safe to call from one goroutine while others Send, not from
+// two goroutines at once.
+//
+// A packet costs one read(2) and no allocation when it has no payload, and
+// no goroutine: the goroutine that wakes a read when ctx is done (context
+// cancellation cannot reach the poller otherwise) is started once per
+// context, not once per call, and lives until that context is done, a call
+// with another context comes, or Close. So a reader that calls Receive in
+// a loop with the same ctx, as the watcher does, starts one in all.
 func (c *Conn) Receive(ctx context.Context) (Received, error) {
 	if err := ctx.Err(); err != nil {
 		return Received{}, err
 	}
-	deadline, _ := ctx.Deadline() // zero: none
-	if err := c.f.SetReadDeadline(deadline); err != nil {
-		return Received{}, fmt.Errorf("raw GRE socket: %w", err)
+	if err := c.follow(ctx); err != nil {
+		return Received{}, err
 	}
-	// Wake the read when ctx is cancelled before its deadline. The
-	// watcher is gone before Receive returns, so it cannot cut short a
-	// later call's wait.
-	stop, gone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(gone)
-		select {
-		case <-ctx.Done():
-			c.f.SetReadDeadline(time.Unix(1, 0))
-		case <-stop:
-		}
-	}()
-	defer func() { close(stop); <-gone }()
-
-	buf := make([]byte, readSize)
 	for {
-		var n int
-		var rerr error
-		err := c.rc.Read(func(fd uintptr) bool {
-			n, _, _, _, rerr = unix.Recvmsg(int(fd), buf, nil, 0)
-			return rerr != unix.EAGAIN
-		})
+		c.readE = nil
+		err := c.rc.Read(c.readFn)
 		if err == nil {
-			err = rerr
+			err = c.readE
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
@@ -155,10 +192,63 @@ func (c *Conn) Receive(ctx context.Context) (Received, error) {
 			return Received{}, fmt.Errorf("reading the raw GRE socket: %w", err)
 		}
 		at := time.Now()
-		h, perr := Parse(buf[:n])
+		h, perr := Parse(c.buf[:c.n])
 		if perr != nil {
 			continue
 		}
+		// The buffer is read into again by the next call.
+		if len(h.Payload) == 0 {
+			h.Payload = nil
+		} else {
+			h.Payload = append([]byte(nil), h.Payload...)
+		}
 		return Received{Header: h, At: at}, nil
+	}
+}
+
+// follow makes ctx the context that the socket's reads serve: the read
+// deadline is ctx's, and when ctx is done a read in progress returns. A
+// context already followed costs nothing more; contexts are told apart by
+// their Done channel, which is what cancels them.
+func (c *Conn) follow(ctx context.Context) error {
+	c.wakeMu.Lock()
+	defer c.wakeMu.Unlock()
+	if done := ctx.Done(); done != c.waking || c.stopWake == nil && done != nil {
+		if c.stopWake != nil {
+			close(c.stopWake)
+			c.stopWake = nil
+		}
+		c.waking = done
+		if done != nil {
+			stop := make(chan struct{})
+			c.stopWake = stop
+			go c.wake(done, stop)
+		}
+	}
+	deadline, _ := ctx.Deadline() // zero: none
+	if !deadline.Equal(c.deadline) {
+		if err := c.f.SetReadDeadline(deadline); err != nil {
+			return fmt.Errorf("raw GRE socket: %w", err)
+		}
+		c.deadline = deadline
+	}
+	return nil
+}
+
+// wake waits for done and then cuts short the read in progress, if done
+// is still what the reads serve: a later call with another context has
+// stopped it (stop) or taken over under wakeMu.
+func (c *Conn) wake(done <-chan struct{}, stop <-chan struct{}) {
+	select {
+	case <-done:
+		c.wakeMu.Lock()
+		defer c.wakeMu.Unlock()
+		if c.waking == done {
+			past := time.Unix(1, 0)
+			c.f.SetReadDeadline(past)
+			c.deadline = past
+			c.stopWake, c.waking = nil, nil
+		}
+	case <-stop:
 	}
 }

@@ -11,7 +11,7 @@ func FuzzParse(f *testing.F) {
 	for _, key := range []uint32{0, 200} {
 		ka := Packet(site1, site2, key)
 		f.Add(append(ipv4For(site1, site2, len(ka)), ka...))
-		f.Add(ka[len(greHeader(ProtoIPv4, key)):])
+		f.Add(ka[len(appendGREHeader(nil, ProtoIPv4, key)):])
 	}
 	f.Add(gre(0xb0, 0, 0x08, 0, 0xaa, 0xbb, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1))
 	f.Add(gre(0x30, 0x81, 0x88, 0x0b))

@@ -73,41 +73,58 @@ func Packet(local, remote netip.Addr, okey uint32) []byte {
 // its IPv4 header, and a reply is 4 or 8. So no tunnel ever sees a reply;
 // the raw socket gets its copy before that.
 func PacketKeys(local, remote netip.Addr, okey, ikey uint32) []byte {
-	local, remote = local.Unmap(), remote.Unmap()
-	if !local.Is4() || !remote.Is4() {
+	pkt, ok := appendPacket(nil, local, remote, okey, ikey)
+	if !ok {
 		return nil
 	}
-	innerGRE := greHeader(ProtoKeepalive, ikey)
-	inner := make([]byte, ipv4HdrLen, ipv4HdrLen+len(innerGRE))
-	inner[0] = ipv4Version<<4 | ipv4HdrLen/4
-	binary.BigEndian.PutUint16(inner[2:], uint16(ipv4HdrLen+len(innerGRE)))
-	// DF set and ID 0: a datagram that may not be fragmented needs no
-	// unique ID (RFC 6864), and this one is 24 or 28 bytes.
-	binary.BigEndian.PutUint16(inner[6:], ipv4FlagDF)
-	inner[8] = innerTTL
-	inner[9] = ipProtoGRE
-	r, l := remote.As4(), local.As4()
-	copy(inner[12:16], r[:])
-	copy(inner[16:20], l[:])
-	binary.BigEndian.PutUint16(inner[10:], ipv4Checksum(inner[:ipv4HdrLen]))
-	inner = append(inner, innerGRE...)
-
-	return append(greHeader(ProtoIPv4, okey), inner...)
+	return pkt
 }
 
-// greHeader is a version 0 GRE header with the protocol type and, if key
-// is not zero, the key.
-func greHeader(proto uint16, key uint32) []byte {
-	if key == 0 {
-		b := make([]byte, greHdrLen)
-		binary.BigEndian.PutUint16(b[2:], proto)
-		return b
+// appendPacket appends PacketKeys's packet to dst, allocating nothing when
+// dst has room for it (maxPacketLen). It reports false, with dst as it
+// was, unless both addresses are IPv4.
+func appendPacket(dst []byte, local, remote netip.Addr, okey, ikey uint32) ([]byte, bool) {
+	local, remote = local.Unmap(), remote.Unmap()
+	if !local.Is4() || !remote.Is4() {
+		return dst, false
 	}
-	b := make([]byte, greHdrLen+greKeyLen)
-	binary.BigEndian.PutUint16(b[0:], greFlagKey)
+	dst = appendGREHeader(dst, ProtoIPv4, okey)
+	innerLen := ipv4HdrLen + greHdrLen
+	if ikey != 0 {
+		innerLen += greKeyLen
+	}
+	var hdr [ipv4HdrLen]byte
+	hdr[0] = ipv4Version<<4 | ipv4HdrLen/4
+	binary.BigEndian.PutUint16(hdr[2:], uint16(innerLen))
+	// DF set and ID 0: a datagram that may not be fragmented needs no
+	// unique ID (RFC 6864), and this one is 24 or 28 bytes.
+	binary.BigEndian.PutUint16(hdr[6:], ipv4FlagDF)
+	hdr[8] = innerTTL
+	hdr[9] = ipProtoGRE
+	r, l := remote.As4(), local.As4()
+	copy(hdr[12:16], r[:])
+	copy(hdr[16:20], l[:])
+	binary.BigEndian.PutUint16(hdr[10:], ipv4Checksum(hdr[:]))
+	dst = append(dst, hdr[:]...)
+	dst = appendGREHeader(dst, ProtoKeepalive, ikey)
+	return dst, true
+}
+
+// maxPacketLen is the longest packet PacketKeys makes: two keyed GRE
+// headers and an IPv4 header.
+const maxPacketLen = 2*(greHdrLen+greKeyLen) + ipv4HdrLen
+
+// appendGREHeader appends a version 0 GRE header with the protocol type
+// and, if key is not zero, the key.
+func appendGREHeader(dst []byte, proto uint16, key uint32) []byte {
+	var b [greHdrLen + greKeyLen]byte
 	binary.BigEndian.PutUint16(b[2:], proto)
+	if key == 0 {
+		return append(dst, b[:greHdrLen]...)
+	}
+	binary.BigEndian.PutUint16(b[0:], greFlagKey)
 	binary.BigEndian.PutUint32(b[4:], key)
-	return b
+	return append(dst, b[:]...)
 }
 
 // ipv4Checksum is the Internet checksum (RFC 1071) of an IPv4 header whose

@@ -10,7 +10,7 @@ import (
 func reply(t *testing.T, key uint32) []byte {
 	t.Helper()
 	p := Packet(site1, site2, key)
-	inner := append([]byte(nil), p[len(greHeader(ProtoIPv4, key)):]...)
+	inner := append([]byte(nil), p[len(appendGREHeader(nil, ProtoIPv4, key)):]...)
 	inner[8] = 254
 	return inner
 }

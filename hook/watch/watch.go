@@ -129,6 +129,7 @@ type tunnel struct {
 	// pending, that a SetLiveness for this tunnel is queued or running.
 	applied, pending bool
 	lastReply        time.Time
+	written          time.Time // the lastReply the liveness file has
 	silentSince      time.Time // the last packet heard, or when watching began
 	deadSince        time.Time
 	next             time.Time // next keepalive due
@@ -283,9 +284,19 @@ func (w *Watcher) nextDue() (time.Time, bool) {
 	return due, !due.IsZero()
 }
 
-// flushGap is the least time between two writes of the liveness file: the
-// shortest interval watched, so that status is never more than an
-// interval behind and a busy peer does not cost a write per packet.
+// refreshGap is how often, at most, the liveness file is rewritten only
+// because peers that keep answering have newer replies. A change a reader
+// must see at once is written at once: a peer dead or alive again, the
+// first reply from a peer, the first interval a peer leaves unanswered
+// (from then on its last reply in the file is exact), a tunnel watched or
+// no longer. So while a peer answers, status may show its last reply up
+// to refreshGap (or its interval, if longer) older than it is.
+var refreshGap = 10 * time.Second
+
+// flushGap is the least time between two writes of the liveness file for
+// replies alone: refreshGap, or the shortest interval watched if longer,
+// so that a busy peer does not cost a write per packet nor 100 tunnels a
+// write a second.
 func (w *Watcher) flushGap() time.Duration {
 	gap := time.Duration(0)
 	for _, t := range w.tunnels {
@@ -293,8 +304,8 @@ func (w *Watcher) flushGap() time.Duration {
 			gap = t.Interval
 		}
 	}
-	if gap == 0 {
-		gap = time.Second
+	if gap < refreshGap {
+		gap = refreshGap
 	}
 	return gap
 }
@@ -312,6 +323,10 @@ func (w *Watcher) tick(now time.Time) {
 				t.missed = 0
 			} else {
 				t.missed++
+				if !t.lastReply.Equal(t.written) {
+					w.dirty = true
+					w.lastFlush = time.Time{}
+				}
 			}
 		}
 		t.heard = false
@@ -354,6 +369,9 @@ func (w *Watcher) heard(r keepalive.Received) {
 			continue
 		}
 		t.heard = true
+		if t.lastReply.IsZero() {
+			w.lastFlush = time.Time{} // the first reply: write it now
+		}
 		t.lastReply = r.At
 		t.silentSince = r.At
 		t.missed = 0
@@ -529,6 +547,7 @@ func (w *Watcher) flush(now time.Time) {
 	var entries []Liveness
 	for _, t := range w.tunnelsSorted() {
 		e := Liveness{Underlay: t.Underlay, Tunnel: t.Tunnel, Remote: t.Remote, Alive: t.alive}
+		t.written = t.lastReply
 		if !t.lastReply.IsZero() {
 			lr := t.lastReply
 			e.LastReply = &lr

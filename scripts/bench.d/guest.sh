@@ -5,6 +5,9 @@
 # namespace, and writes tab-separated results to OUT/results.tsv:
 #   KIND N up_ms down_ms        (KIND: grehook shell floor)
 #   procs N up_execs down_execs (processes gre-hook started)
+# and, when OUT/realkernel.test exists and BENCH_WATCH_SECONDS > 0, the
+# watcher's footprint (TestWatchFootprint, whose peer reflects keepalives
+# with plain ip tunnels) to OUT/watch.txt, its WATCH-BENCH line among them.
 #
 #   guest.sh BIN OUT N...          driver
 #   guest.sh --inner KIND N DIR    (internal: runs inside the namespace)
@@ -201,4 +204,16 @@ for n in "$@"; do
 	done
 	run procs "$n"
 done
+
+if [[ -x $OUT/realkernel.test && ${BENCH_WATCH_SECONDS:-60} -gt 0 ]]; then
+	echo "  gre-hook watch footprint: two windows of ${BENCH_WATCH_SECONDS:-60} s (TestWatchFootprint)" >&2
+	s=$(now_us)
+	(cd "$(dirname "$self")/../../hook/realkernel" &&
+		GRE_HOOK_BIN=$BIN GRE_HOOK_WATCH_BENCH_SECONDS=${BENCH_WATCH_SECONDS:-60} \
+			"$OUT/realkernel.test" -test.run '^TestWatchFootprint$' -test.count=1 -test.v -test.timeout 20m) >"$OUT/watch.txt" 2>&1
+	rc=$?
+	grep WATCH-BENCH "$OUT/watch.txt" >&2
+	((rc == 0)) || { echo "bench: TestWatchFootprint failed (exit $rc):" >&2; tail -40 "$OUT/watch.txt" >&2; }
+	echo "  watch: $(ms "$s" "$(now_us)") ms wall" >&2
+fi
 echo "guest done" >&2
