@@ -96,9 +96,12 @@ type dynamic struct {
 	// family; stopAddrs ends its Run, nil when it does not run.
 	followed  map[addrKey]netip.Addr
 	stopAddrs func()
-	addrCh    chan localaddr.Change
-	addrErr   chan error
-	resolved  chan resolution
+	// addrGen numbers the follower's Runs, so that the error of one
+	// stopped meanwhile is told from the current one's.
+	addrGen  int
+	addrCh   chan localaddr.Change
+	addrErr  chan addrFailure
+	resolved chan resolution
 	// stopped is closed when Run returns, so that lookups still in
 	// flight do not wait for the loop for ever.
 	stopped chan struct{}
@@ -109,7 +112,7 @@ func (w *Watcher) initDynamic() {
 		endpoints: map[Key]*endpoint{},
 		followed:  map[addrKey]netip.Addr{},
 		addrCh:    make(chan localaddr.Change, 16),
-		addrErr:   make(chan error, 1),
+		addrErr:   make(chan addrFailure, 1),
 		resolved:  make(chan resolution, 16),
 		stopped:   make(chan struct{}),
 	}
@@ -238,10 +241,15 @@ func (w *Watcher) followAddrs() {
 	case len(want) > 0 && w.dyn.stopAddrs == nil:
 		ctx, cancel := context.WithCancel(context.Background())
 		w.dyn.stopAddrs = cancel
+		w.dyn.addrGen++
+		gen, out, stopped := w.dyn.addrGen, w.dyn.addrErr, w.dyn.stopped
 		go func() {
 			err := w.Addrs.Run(ctx, w.dyn.addrCh)
 			if ctx.Err() == nil {
-				w.dyn.addrErr <- err
+				select {
+				case out <- addrFailure{gen, err}:
+				case <-stopped:
+				}
 			}
 		}()
 	case len(want) == 0 && w.dyn.stopAddrs != nil:
@@ -250,10 +258,20 @@ func (w *Watcher) followAddrs() {
 	}
 }
 
+// addrFailure is the end of the follower's Run number gen.
+type addrFailure struct {
+	gen int
+	err error
+}
+
 // addrsFailed takes the AddrFollower's end: it is started again at the
-// next reload.
-func (w *Watcher) addrsFailed(err error) {
-	w.logf("%v; the local addresses of local = \"auto\" tunnels are not followed until the next reload (SIGHUP)", err)
+// next reload. The end of a Run that a reload stopped meanwhile (its
+// error was on its way) is no news.
+func (w *Watcher) addrsFailed(f addrFailure) {
+	if f.gen != w.dyn.addrGen || w.dyn.stopAddrs == nil {
+		return
+	}
+	w.logf("%v; the local addresses of local = \"auto\" tunnels are not followed until the next reload (SIGHUP)", f.err)
 	w.dyn.stopAddrs()
 	w.dyn.stopAddrs = nil
 	for k := range w.dyn.followed {
