@@ -335,12 +335,6 @@ func keepaliveStatus(c config.Tunnel, rec *state.Record, live []state.LivenessEn
 	return k
 }
 
-// isDead reports whether the record says tunnel name's peer is dead.
-func isDead(rec *state.Record, name string) bool {
-	t := rec.Find(name)
-	return t != nil && t.Dead
-}
-
 // adminKey names default route d of tunnel for snapshot.adminDefaults.
 func adminKey(tunnel string, d plan.Route) string {
 	return fmt.Sprintf("%s %s %d %d", tunnel, d.Dst, d.Table, d.Metric)
