@@ -24,7 +24,10 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		l.note("no tunnels on %s", req.Iface)
 		return nil
 	}
-	resolved := resolveRemotes(ctx, sys, tunnels)
+	resolved := req.resolved
+	if !req.locked {
+		resolved = resolveRemotes(ctx, sys, tunnels)
+	}
 	if !req.DryRun && !req.locked {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 		if err != nil {
@@ -49,6 +52,9 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		say("%s: its tunnels came from %s, not %s; leaving them alone (--switch-config makes this config theirs)",
 			req.Iface, describeSource(rec.Source), describeSource(src))
 		return nil
+	}
+	if req.locked {
+		resolved = withRecorded(resolved, tunnels, rec)
 	}
 	tunnels, unresolved := withRemotes(tunnels, resolved, rec, l)
 
