@@ -66,7 +66,9 @@ to = "192.168.1.0/24"
 		time.Sleep(300 * time.Millisecond)
 		s.r1.ip("route", "add", "default", "via", gw, "dev", "eth1", "metric", "1024", "proto", "dhcp")
 		ip := strings.Split(addr, "/")[0]
-		etcNetns(t, s.r2, "hosts", hosts+ip+" site1.test\n")
+		// The test's t, not the subtest's: a subtest's cleanup would
+		// remove the file that ip netns exec bind-mounted for the watcher.
+		etcNetns(s.t, s.r2, "hosts", hosts+ip+" site1.test\n")
 		took := pingLANs(t, s, 20*time.Second)
 		t.Logf("LAN-to-LAN ping works again %.2fs after the renumbering began (%.2fs after its last step)",
 			time.Since(start).Seconds(), took.Seconds())
