@@ -130,25 +130,41 @@ func Reconcile(ctx context.Context, sys *System, underlay, tunnel string, log io
 	}
 	s := *sys
 	s.Log = log
+	// The names are looked up first, without the lock: a DNS server that
+	// does not answer must not hold an ifup. What changed meanwhile is
+	// read again under the lock.
+	load := func() (*state.Record, Request, *config.Config, error) {
+		rec, err := sys.Store.Load(underlay)
+		if err != nil {
+			return nil, Request{}, nil, fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
+		}
+		if t := rec.Find(tunnel); t == nil || !t.Unresolved {
+			return nil, Request{}, nil, nil
+		}
+		req := Request{Iface: underlay, Phase: PhaseUp, AllowInsecure: !sys.Store.Secure, locked: true}
+		if rec.Source != "" && rec.Source != state.DefaultSource {
+			req.Config = rec.Source
+		}
+		cfg, err := LoadConfig(req)
+		if err != nil {
+			return nil, Request{}, nil, fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
+		}
+		return rec, req, cfg, nil
+	}
+	rec, _, cfg, err := load()
+	if err != nil || rec == nil {
+		return err
+	}
+	resolved := resolveRemotes(ctx, sys, cfg.For(underlay))
 	unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	rec, err := sys.Store.Load(underlay)
-	if err != nil {
-		return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
+	rec, req, cfg, err := load()
+	if err != nil || rec == nil {
+		return err
 	}
-	if t := rec.Find(tunnel); t == nil || !t.Unresolved {
-		return nil
-	}
-	req := Request{Iface: underlay, Phase: PhaseUp, AllowInsecure: !sys.Store.Secure, locked: true}
-	if rec.Source != "" && rec.Source != state.DefaultSource {
-		req.Config = rec.Source
-	}
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
-	}
+	req.resolved = resolved
 	return up(ctx, req, cfg, &s, &logger{w: log})
 }

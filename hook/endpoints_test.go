@@ -82,3 +82,37 @@ func TestReconcileUnresolved(t *testing.T) {
 		t.Errorf("reconcile after down: %v\n%s", err, e.dump())
 	}
 }
+
+// An up that finds a stale tunnel it cannot remove keeps it in the record;
+// a tunnel that is still unresolved must stay listed once, not once as
+// unresolved and again as stale.
+func TestUnresolvedListedOnceWhenStaleRemovalFails(t *testing.T) {
+	e := newEnv(t)
+	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
+	e.write(namedConfig + `
+[[tunnel]]
+name = "gre-old"
+underlay = "eth1"
+remote = "203.0.113.7"
+address = ["10.0.7.1/30"]
+`)
+	e.mustRun(PhaseUp)
+	e.write(namedConfig)
+	e.fk.Net.FailNth("DelLinks", 1)
+	e.fk.Net.FailNth("DelLink", 1)
+	e.run(PhaseUp)
+	rec, err := e.sys.Store.Load("eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, tu := range rec.Tunnels {
+		n[tu.Name]++
+	}
+	if n["gre-site3"] != 1 || n["gre-old"] != 1 || n["gre-site2"] != 1 {
+		t.Errorf("record lists %v; want each once\n%s", n, e.record())
+	}
+	if r := rec.Find("gre-site3"); r == nil || !r.Unresolved {
+		t.Errorf("gre-site3: %+v", r)
+	}
+}

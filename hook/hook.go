@@ -55,8 +55,11 @@ type Request struct {
 	// Such a line sees no stanza options, gre-hook-config included.
 	Line bool
 
-	// locked: the caller holds the run lock (SetLiveness).
-	locked bool
+	// locked: the caller holds the run lock (SetLiveness, Reconcile).
+	// Such a run looks no name up: it takes resolved, looked up before
+	// the lock, and the record's address for a name not in it.
+	locked   bool
+	resolved map[resolve.Query]resolve.Result
 }
 
 // Net is the rtnetlink operations gre-hook uses, in package rtnl's terms

@@ -176,6 +176,7 @@ func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 		peer = lk.Remote.String()
 	}
 	now := time.Now()
+	was := *t
 	if !lastReply.IsZero() {
 		t.LastReply = &lastReply
 	}
@@ -191,7 +192,31 @@ func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 	if err := sys.Store.Save(rec); err != nil {
 		return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
 	}
-	return up(ctx, req, cfg, &s, &logger{w: log, verbose: true})
+	if err := up(ctx, req, cfg, &s, &logger{w: log, verbose: true}); err != nil {
+		// The kernel was not brought in line (up rolled back). A record
+		// that still said dead (or alive) would make the watcher's retry
+		// a no-op, and leave a dead peer's routes in place for good.
+		return unsetLiveness(sys.Store, underlay, &was, err)
+	}
+	return nil
+}
+
+// unsetLiveness puts the liveness of tunnel was back into the record
+// after a SetLiveness whose up failed with err, and returns err.
+func unsetLiveness(store state.Store, underlay string, was *state.Tunnel, err error) error {
+	rec, lerr := store.Load(underlay)
+	if lerr != nil {
+		return fmt.Errorf("tunnel %q on %s: %w; reading the record back: %v", was.Name, underlay, err, lerr)
+	}
+	t := rec.Find(was.Name)
+	if t == nil {
+		return err
+	}
+	t.Dead, t.DeadSince, t.Withdrawn, t.Fallbacks = was.Dead, was.DeadSince, was.Withdrawn, was.Fallbacks
+	if serr := store.Save(rec); serr != nil {
+		return fmt.Errorf("tunnel %q on %s: %w; putting its liveness back in the record: %v", was.Name, underlay, err, serr)
+	}
+	return err
 }
 
 // silence says how long ago the last reply was, after prefix; nothing
@@ -308,12 +333,6 @@ func keepaliveStatus(c config.Tunnel, rec *state.Record, live []state.LivenessEn
 		k.LastReplyAge = &age
 	}
 	return k
-}
-
-// isDead reports whether the record says tunnel name's peer is dead.
-func isDead(rec *state.Record, name string) bool {
-	t := rec.Find(name)
-	return t != nil && t.Dead
 }
 
 // adminKey names default route d of tunnel for snapshot.adminDefaults.

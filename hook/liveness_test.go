@@ -417,3 +417,38 @@ func TestSetLivenessGoneOrUnconfigured(t *testing.T) {
 		t.Errorf("record marked dead: %+v", en)
 	}
 }
+
+// A SetLiveness whose kernel change fails must not leave the record
+// agreeing with it: the watcher tries again an interval later, and that
+// call must then make the change, not find the record already dead (or
+// alive) and return without touching the kernel.
+func TestSetLivenessFailureIsRetried(t *testing.T) {
+	e := newWatched(t)
+	e.mustOn("eth1", PhaseUp)
+	upDump := e.dump()
+
+	e.fk.Net.FailNth("ReplaceRoute", 1)
+	e.log.Reset()
+	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", false, time.Time{}, &e.log); err == nil {
+		t.Fatalf("dead with a failing route change: no error\n%s", e.log.String())
+	}
+	diff(t, "kernel after a failed dead", e.dump(), upDump)
+	if en := e.entry("eth1", "gre-a"); en.Dead {
+		t.Errorf("record says dead, but its routes are still in the kernel: %+v", en)
+	}
+	e.set("eth1", "gre-a", false) // the watcher's retry
+	if e.has(aRoute) || e.has(aDefault) || !e.has(origDefault) {
+		t.Fatalf("the retry of dead left the routes:\n%s", e.dump())
+	}
+
+	e.fk.Net.FailNth("ReplaceRoute", 1)
+	e.log.Reset()
+	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", true, time.Time{}, &e.log); err == nil {
+		t.Fatalf("alive with a failing route change: no error\n%s", e.log.String())
+	}
+	if en := e.entry("eth1", "gre-a"); !en.Dead {
+		t.Errorf("record says alive, but its routes are not back: %+v\n%s", en, e.dump())
+	}
+	e.set("eth1", "gre-a", true)
+	diff(t, "kernel after the retry of alive", e.dump(), upDump)
+}

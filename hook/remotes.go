@@ -3,6 +3,7 @@ package hook
 import (
 	"context"
 	"errors"
+	"net/netip"
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/resolve"
@@ -40,6 +41,34 @@ func resolveRemotes(ctx context.Context, sys *System, tunnels []config.Tunnel) m
 		wait = resolve.DefaultWait
 	}
 	return resolve.All(ctx, lookup, qs, wait)
+}
+
+// errNotLookedUp is the result of a name a run under the caller's lock
+// did not look up, and that no earlier up resolved.
+var errNotLookedUp = errors.New("not resolved yet; gre-hook watch keeps trying")
+
+// withRecorded completes res, for a run that must not look names up
+// (it runs under the run lock, which a slow DNS server would hold): a
+// name it lacks has the address the record says the last up used.
+func withRecorded(res map[resolve.Query]resolve.Result, tunnels []config.Tunnel, rec *state.Record) map[resolve.Query]resolve.Result {
+	out := map[resolve.Query]resolve.Result{}
+	for q, r := range res {
+		out[q] = r
+	}
+	for i := range tunnels {
+		t := &tunnels[i]
+		q := remoteQuery(t)
+		if _, ok := out[q]; ok || t.RemoteName == "" {
+			continue
+		}
+		prev := rec.Find(t.Name)
+		if prev == nil || prev.Unresolved || prev.RemoteName != t.RemoteName || !prev.Remote.IsValid() {
+			out[q] = resolve.Result{Err: errNotLookedUp}
+			continue
+		}
+		out[q] = resolve.Result{Addr: prev.Remote, All: []netip.Addr{prev.Remote}}
+	}
+	return out
 }
 
 // withRemotes returns the tunnels that can come up, their remotes filled

@@ -24,7 +24,10 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		l.note("no tunnels on %s", req.Iface)
 		return nil
 	}
-	resolved := resolveRemotes(ctx, sys, tunnels)
+	resolved := req.resolved
+	if !req.locked {
+		resolved = resolveRemotes(ctx, sys, tunnels)
+	}
 	if !req.DryRun && !req.locked {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 		if err != nil {
@@ -49,6 +52,9 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		say("%s: its tunnels came from %s, not %s; leaving them alone (--switch-config makes this config theirs)",
 			req.Iface, describeSource(rec.Source), describeSource(src))
 		return nil
+	}
+	if req.locked {
+		resolved = withRecorded(resolved, tunnels, rec)
 	}
 	tunnels, unresolved := withRemotes(tunnels, resolved, rec, l)
 
@@ -195,7 +201,17 @@ func apply(x *executor, want []plan.Tunnel, rec *state.Record) error {
 	if errs := td.tunnels(stale); len(errs) > 0 {
 		// The new tunnels are up; what is left of the old ones stays in
 		// the record for the next down or gc.
-		x.newRec.Tunnels = append(x.newRec.Tunnels, stale...)
+		// An unresolved entry is stale too (no plan has it), and this run
+		// listed it already if it still waits: once is enough.
+		for _, t := range stale {
+			if prev := x.newRec.Find(t.Name); prev == nil {
+				x.newRec.Tunnels = append(x.newRec.Tunnels, t)
+			} else if prev.Unresolved && !t.Unresolved {
+				// A tunnel that was up and now waits for its new name:
+				// what is left of it in the kernel comes first.
+				*prev = t
+			}
+		}
 		x.l.warn("removing tunnels no longer configured on %s: %v", x.underlay, join(errs))
 	}
 	return nil

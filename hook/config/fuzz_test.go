@@ -27,9 +27,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if len(errs) == 0 {
 			// What validates must survive the cross-file checks and give
-			// every tunnel a usable name and remote.
+			// every tunnel a usable name, and a remote that is either an
+			// address or a name to look up, never both or neither.
 			for _, tn := range ts {
-				if ValidIfName(tn.Name) != "" || !tn.Remote.IsValid() {
+				named := tn.RemoteName != "" && ValidHostName(tn.RemoteName) == ""
+				if ValidIfName(tn.Name) != "" || tn.Remote.IsValid() == named {
 					t.Fatalf("accepted an invalid tunnel: %+v", tn)
 				}
 			}

@@ -144,6 +144,34 @@ func (n *Net) Mutate(name string, f func(l *rtnl.Link)) {
 	}
 }
 
+// DropDeviceAddr removes an address from a device as a DHCP client or
+// pppd does. Like the kernel, when it was the device's last address of its
+// family, every route of that family through the device goes with it,
+// whoever made it.
+func (n *Net) DropDeviceAddr(dev string, p netip.Prefix) {
+	n.mu.Lock()
+	l, ok := n.links[dev]
+	n.mu.Unlock()
+	if !ok {
+		return
+	}
+	n.DelAddr(dev, p)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, a := range n.addrs {
+		if a.Index == l.Index && a.Prefix.Addr().Is4() == p.Addr().Is4() {
+			return
+		}
+	}
+	var keep []rtnl.Route
+	for _, r := range n.routes {
+		if !(r.Dev == dev && r.Dst.Addr().Is4() == p.Addr().Is4()) {
+			keep = append(keep, r)
+		}
+	}
+	n.routes = keep
+}
+
 // RemoveRoute deletes routes matching dst in the main table, as an admin
 // would, whatever their protocol.
 func (n *Net) RemoveRoute(dst netip.Prefix) {

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sort"
 	"time"
@@ -63,7 +64,23 @@ type endpoint struct {
 	resolving bool      // a lookup is in flight
 	pending   bool      // a Retarget or Reconcile is queued or running
 	failed    string    // the last resolution error logged
+	// repin is when to try again to pin the remote of a tunnel whose pin
+	// the kernel flushed and whose underlay had no route to pin it
+	// through (hook.ErrNoPinPath); zero when none is missing. repinWait
+	// is the wait after that, doubled each time up to repinMax, and
+	// repinErr the last error logged.
+	repin     time.Time
+	repinWait time.Duration
+	repinErr  string
 }
+
+// repinFirst and repinMax bound the wait between two tries to pin a
+// remote again: the route a DHCP client adds comes a moment after the
+// address, and the watcher follows address events, not routes.
+const (
+	repinFirst = time.Second
+	repinMax   = 30 * time.Second
+)
 
 // period is the time between two resolutions of e's name.
 func (e *endpoint) period() time.Duration {
@@ -96,9 +113,12 @@ type dynamic struct {
 	// family; stopAddrs ends its Run, nil when it does not run.
 	followed  map[addrKey]netip.Addr
 	stopAddrs func()
-	addrCh    chan localaddr.Change
-	addrErr   chan error
-	resolved  chan resolution
+	// addrGen numbers the follower's Runs, so that the error of one
+	// stopped meanwhile is told from the current one's.
+	addrGen  int
+	addrCh   chan localaddr.Change
+	addrErr  chan addrFailure
+	resolved chan resolution
 	// stopped is closed when Run returns, so that lookups still in
 	// flight do not wait for the loop for ever.
 	stopped chan struct{}
@@ -109,7 +129,7 @@ func (w *Watcher) initDynamic() {
 		endpoints: map[Key]*endpoint{},
 		followed:  map[addrKey]netip.Addr{},
 		addrCh:    make(chan localaddr.Change, 16),
-		addrErr:   make(chan error, 1),
+		addrErr:   make(chan addrFailure, 1),
 		resolved:  make(chan resolution, 16),
 		stopped:   make(chan struct{}),
 	}
@@ -238,10 +258,15 @@ func (w *Watcher) followAddrs() {
 	case len(want) > 0 && w.dyn.stopAddrs == nil:
 		ctx, cancel := context.WithCancel(context.Background())
 		w.dyn.stopAddrs = cancel
+		w.dyn.addrGen++
+		gen, out, stopped := w.dyn.addrGen, w.dyn.addrErr, w.dyn.stopped
 		go func() {
 			err := w.Addrs.Run(ctx, w.dyn.addrCh)
 			if ctx.Err() == nil {
-				w.dyn.addrErr <- err
+				select {
+				case out <- addrFailure{gen, err}:
+				case <-stopped:
+				}
 			}
 		}()
 	case len(want) == 0 && w.dyn.stopAddrs != nil:
@@ -250,10 +275,20 @@ func (w *Watcher) followAddrs() {
 	}
 }
 
+// addrFailure is the end of the follower's Run number gen.
+type addrFailure struct {
+	gen int
+	err error
+}
+
 // addrsFailed takes the AddrFollower's end: it is started again at the
-// next reload.
-func (w *Watcher) addrsFailed(err error) {
-	w.logf("%v; the local addresses of local = \"auto\" tunnels are not followed until the next reload (SIGHUP)", err)
+// next reload. The end of a Run that a reload stopped meanwhile (its
+// error was on its way) is no news.
+func (w *Watcher) addrsFailed(f addrFailure) {
+	if f.gen != w.dyn.addrGen || w.dyn.stopAddrs == nil {
+		return
+	}
+	w.logf("%v; the local addresses of local = \"auto\" tunnels are not followed until the next reload (SIGHUP)", f.err)
 	w.dyn.stopAddrs()
 	w.dyn.stopAddrs = nil
 	for k := range w.dyn.followed {
@@ -288,6 +323,9 @@ func (w *Watcher) addrChanged(c localaddr.Change) {
 func (w *Watcher) nextResolve() (time.Time, bool) {
 	var due time.Time
 	for _, e := range w.dyn.endpoints {
+		if !e.repin.IsZero() && !e.pending && (due.IsZero() || e.repin.Before(due)) {
+			due = e.repin
+		}
 		if e.next.IsZero() || e.resolving || e.pending {
 			continue
 		}
@@ -309,6 +347,12 @@ func (w *Watcher) resolveDue(now time.Time) {
 		wait = resolve.DefaultWait
 	}
 	for _, e := range w.endpointsSorted() {
+		if !e.repin.IsZero() && !e.pending && !now.Before(e.repin) {
+			// Zero addresses: Retarget keeps the endpoints and only
+			// pins the remote again.
+			e.repin = time.Time{}
+			w.enqueueMove(e, change{kind: moveLocal, key: keyOf(e.Endpoint)})
+		}
 		if e.next.IsZero() || e.resolving || e.pending || now.Before(e.next) {
 			continue
 		}
@@ -377,14 +421,31 @@ func (w *Watcher) enqueueMove(e *endpoint, c change) {
 // again: the tunnel's addresses changed, or it came up.
 func (w *Watcher) moved(r result, now time.Time) {
 	w.busy = false
-	if e := w.dyn.endpoints[r.key]; e != nil {
+	e := w.dyn.endpoints[r.key]
+	if e != nil {
 		e.pending = false
 		for _, q := range w.queue {
 			e.pending = e.pending || q.key == r.key && q.kind != setLiveness
 		}
 	}
-	if r.err != nil {
+	switch {
+	case e != nil && errors.Is(r.err, hook.ErrNoPinPath):
+		if e.repinWait = e.repinWait * 2; e.repinWait < repinFirst {
+			e.repinWait = repinFirst
+		} else if e.repinWait > repinMax {
+			e.repinWait = repinMax
+		}
+		e.repin = now.Add(e.repinWait)
+		// Said once, not at every try.
+		if msg := r.err.Error(); msg != e.repinErr {
+			e.repinErr = msg
+			w.logf("%s: %v; trying again in %s, then at most every %s, and at each address change", r.key.Tunnel, r.err, e.repinWait, repinMax)
+		}
+	case r.err != nil:
 		w.logf("%s: %v", r.key.Tunnel, r.err)
+	}
+	if e != nil && r.err == nil && (r.kind == moveLocal || r.kind == moveRemote) {
+		e.repin, e.repinWait, e.repinErr = time.Time{}, 0, ""
 	}
 	w.reload(now)
 }

@@ -246,8 +246,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.lookedUp(r, time.Now())
 		case c := <-w.dyn.addrCh:
 			w.addrChanged(c)
-		case err := <-w.dyn.addrErr:
-			w.addrsFailed(err)
+		case f := <-w.dyn.addrErr:
+			w.addrsFailed(f)
 		case <-w.Reload:
 			w.reload(time.Now())
 		case workC <- next:

@@ -57,12 +57,15 @@ const Usage = `Usage:
   gre-hook                                   as an ifupdown hook: reads IFACE and PHASE
   gre-hook --iface IFACE --phase up|down     bring an underlay's tunnels up or down
   gre-hook check [--config PATH]             validate the configuration
-  gre-hook gc [--dry-run]                    remove tunnels, routes and rules of
+  gre-hook gc [--config PATH] [--dry-run]    remove tunnels, routes and rules of
                                              gre-hook's that no configuration explains
-  gre-hook status [--iface IFACE] [--json]   compare the kernel with the configuration
-  gre-hook watch [--config PATH] [-v]        send keepalives on the tunnels that are up
-                                             and withdraw a dead peer's routes (runs in
-                                             the foreground; SIGHUP re-reads the config)
+  gre-hook status [--iface IFACE] [--json] [--config PATH]
+                                             compare the kernel with the configuration
+  gre-hook watch [--config PATH] [-v]        send keepalives on the tunnels that are up,
+                                             withdraw a dead peer's routes, and follow
+                                             remotes given as names and local = "auto"
+                                             (runs in the foreground; SIGHUP re-reads
+                                             the config)
   gre-hook --version
 
 Options:
