@@ -75,9 +75,9 @@ func Main(opts Options, stderr io.Writer) int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	eng := &engine{watchSys: watchSys, setSys: setSys, config: opts.Config, log: stderr}
+	eng := compacting{&engine{watchSys: watchSys, setSys: setSys, config: opts.Config, log: stderr}}
 	w := &Watcher{
-		Engine:  compacting{eng},
+		Engine:  eng,
 		Conn:    conn,
 		Log:     stderr,
 		Verbose: opts.Verbose,
@@ -91,23 +91,30 @@ func Main(opts Options, stderr io.Writer) int {
 	return 0
 }
 
-// gcPercent is the watcher's GOGC, unless the environment sets one. Between reloads it allocates little (a
-// liveness file now and then), so a tighter heap goal than the default
-// 100 costs next to no collections, and keeps the heap near 1 MB instead
-// of the runtime's 4 MB minimum. Measured in the test VM with 100 watched
+// gcPercent is the watcher's GOGC, unless the environment sets one.
+// Between reloads it allocates little (a liveness file now and then), so
+// a tighter heap goal than the default 100 costs next to no collections,
+// and keeps the heap near 1 MB instead of the runtime's 4 MB minimum. Measured in the test VM with 100 watched
 // tunnels (hook/realkernel TestWatchFootprint): GOGC=100 left 7-9 MB of
 // anonymous memory, GOGC=50 about 5 MB.
 const gcPercent = 25
 
-// compacting is an Engine whose Watched hands the memory it used back to
-// the kernel: reading the records, the config and the kernel's links at a
-// reload (an ifup, an ifdown, a SIGHUP) is the one burst of allocations,
-// and the heap it grew would otherwise stay resident until the runtime's
-// scavenger returns it, slowly.
-type compacting struct{ Engine }
+// compacting is the engine, whose listings hand the memory they used
+// back to the kernel: reading the records, the config and the kernel's
+// links at a reload (an ifup, an ifdown, a SIGHUP) is the one burst of
+// allocations, and the heap it grew would otherwise stay resident until
+// the runtime's scavenger returns it, slowly. A reload lists both what to
+// watch and whose endpoints to follow, so both hand it back.
+type compacting struct{ *engine }
 
 func (c compacting) Watched() ([]Target, error) {
-	ts, err := c.Engine.Watched()
+	ts, err := c.engine.Watched()
 	debug.FreeOSMemory()
 	return ts, err
+}
+
+func (c compacting) Endpoints() ([]Endpoint, error) {
+	es, err := c.engine.Endpoints()
+	debug.FreeOSMemory()
+	return es, err
 }
