@@ -47,19 +47,8 @@ func (e *engine) SetLiveness(ctx context.Context, underlay, tunnel string, alive
 	return hook.SetLiveness(ctx, e.setSys, underlay, tunnel, alive, lastReply, e.log)
 }
 
-func (e *engine) WriteLiveness(entries []Liveness) error {
-	out := make([]state.LivenessEntry, 0, len(entries))
-	for _, l := range entries {
-		en := state.LivenessEntry{Underlay: l.Underlay, Tunnel: l.Tunnel, Remote: l.Remote, Alive: l.Alive}
-		if l.LastReply != nil {
-			en.LastReply = *l.LastReply
-		}
-		if l.DeadSince != nil {
-			en.DeadSince = *l.DeadSince
-		}
-		out = append(out, en)
-	}
-	return state.WriteLiveness(e.watchSys.Store.Dir, out)
+func (e *engine) WriteLiveness(entries []state.LivenessEntry) error {
+	return state.WriteLiveness(e.watchSys.Store.Dir, entries)
 }
 
 // Endpoints lists the tunnels hook.Dynamic reports. A record or config

@@ -3,6 +3,8 @@ package watch
 import (
 	"testing"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 // The liveness file is written when a reader would see something change,
@@ -11,7 +13,7 @@ func TestLivenessFileWrittenOnChangesNotPerReply(t *testing.T) {
 	defer func(g time.Duration) { refreshGap = g }(refreshGap)
 	refreshGap = 30 * testInterval
 	r := start(t, target("gre-site2", site2))
-	writes := func() (int, []Liveness) {
+	writes := func() (int, []state.LivenessEntry) {
 		r.eng.mu.Lock()
 		defer r.eng.mu.Unlock()
 		if len(r.eng.written) == 0 {
@@ -24,13 +26,13 @@ func TestLivenessFileWrittenOnChangesNotPerReply(t *testing.T) {
 	// The first reply is written at once.
 	r.waitFor("the first reply in the liveness file", func() bool {
 		_, l := writes()
-		return len(l) == 1 && l[0].LastReply != nil
+		return len(l) == 1 && !l[0].LastReply.IsZero()
 	})
 	if d := time.Since(started); d > refreshGap/2 {
 		t.Errorf("the first reply was written after %v, want at once", d)
 	}
 	n1, l1 := writes()
-	first := *l1[0].LastReply
+	first := l1[0].LastReply
 
 	// Later replies alone wait for refreshGap.
 	time.Sleep(refreshGap / 2)
@@ -39,7 +41,7 @@ func TestLivenessFileWrittenOnChangesNotPerReply(t *testing.T) {
 	}
 	r.waitFor("a newer reply in the liveness file", func() bool {
 		_, l := writes()
-		return len(l) == 1 && l[0].LastReply != nil && l[0].LastReply.After(first)
+		return len(l) == 1 && !l[0].LastReply.IsZero() && l[0].LastReply.After(first)
 	})
 	if d := time.Since(first); d < refreshGap-2*testInterval {
 		t.Errorf("newer replies were written %v after the first one, want after %v", d, refreshGap)
@@ -53,7 +55,7 @@ func TestLivenessFileWrittenOnChangesNotPerReply(t *testing.T) {
 	cut := time.Now()
 	r.waitFor("the exact last reply in the liveness file", func() bool {
 		_, l := writes()
-		return len(l) == 1 && l[0].LastReply != nil && !l[0].LastReply.Before(cut.Add(-2*testInterval))
+		return len(l) == 1 && !l[0].LastReply.IsZero() && !l[0].LastReply.Before(cut.Add(-2*testInterval))
 	})
 	if d := time.Since(cut); d > time.Duration(testRetries)*testInterval {
 		t.Errorf("the last reply was written %v after the peer fell silent, want within its first unanswered interval", d)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook/keepalive"
 	"github.com/gre-hook/gre-hook/hook/resolve"
+	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 // Key names a tunnel: its underlay and its name.
@@ -54,7 +55,7 @@ type Engine interface {
 	// line: routes withdrawn, or put back.
 	SetLiveness(ctx context.Context, underlay, tunnel string, alive bool, lastReply time.Time) error
 	// WriteLiveness replaces the file that status reads.
-	WriteLiveness(entries []Liveness) error
+	WriteLiveness(entries []state.LivenessEntry) error
 }
 
 // Conn is the keepalive socket; *keepalive.Conn implements it.
@@ -67,16 +68,6 @@ type Conn interface {
 // that are not peers, as *keepalive.Conn can.
 type filterer interface {
 	SetFilter(peers []netip.Addr, repliesOnly bool) error
-}
-
-// Liveness is one tunnel's entry in the liveness file.
-type Liveness struct {
-	Underlay  string     `json:"underlay"`
-	Tunnel    string     `json:"tunnel"`
-	Remote    netip.Addr `json:"remote"`
-	Alive     bool       `json:"alive"`
-	LastReply *time.Time `json:"last_reply,omitempty"`
-	DeadSince *time.Time `json:"dead_since,omitempty"`
 }
 
 // Watcher is the loop. Set the fields, then call Run once.
@@ -544,17 +535,12 @@ func (w *Watcher) tunnelsSorted() []*tunnel {
 func (w *Watcher) flush(now time.Time) {
 	w.lastFlush = now
 	w.dirty = false
-	var entries []Liveness
+	var entries []state.LivenessEntry
 	for _, t := range w.tunnelsSorted() {
-		e := Liveness{Underlay: t.Underlay, Tunnel: t.Tunnel, Remote: t.Remote, Alive: t.alive}
+		e := state.LivenessEntry{Underlay: t.Underlay, Tunnel: t.Tunnel, Remote: t.Remote, Alive: t.alive, LastReply: t.lastReply}
 		t.written = t.lastReply
-		if !t.lastReply.IsZero() {
-			lr := t.lastReply
-			e.LastReply = &lr
-		}
 		if !t.alive {
-			ds := t.deadSince
-			e.DeadSince = &ds
+			e.DeadSince = t.deadSince
 		}
 		entries = append(entries, e)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook/keepalive"
+	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 var (
@@ -96,7 +97,7 @@ type fakeEngine struct {
 	targets []Target
 	fail    error
 	calls   chan call
-	written [][]Liveness
+	written [][]state.LivenessEntry
 }
 
 func (e *fakeEngine) setTargets(ts ...Target) {
@@ -126,14 +127,14 @@ func (e *fakeEngine) SetLiveness(ctx context.Context, underlay, tunnel string, a
 	return fail
 }
 
-func (e *fakeEngine) WriteLiveness(entries []Liveness) error {
+func (e *fakeEngine) WriteLiveness(entries []state.LivenessEntry) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.written = append(e.written, append([]Liveness(nil), entries...))
+	e.written = append(e.written, append([]state.LivenessEntry(nil), entries...))
 	return nil
 }
 
-func (e *fakeEngine) lastWritten() []Liveness {
+func (e *fakeEngine) lastWritten() []state.LivenessEntry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.written) == 0 {
@@ -288,7 +289,7 @@ func TestDeadAfterRetriesAndAliveOnFirstReply(t *testing.T) {
 	}
 	r.waitFor("liveness file saying dead", func() bool {
 		l := r.eng.lastWritten()
-		return len(l) == 1 && !l[0].Alive && l[0].DeadSince != nil && l[0].LastReply != nil
+		return len(l) == 1 && !l[0].Alive && !l[0].DeadSince.IsZero() && !l[0].LastReply.IsZero()
 	})
 	r.noCall(3 * testInterval) // dead once, not at every tick
 
@@ -305,7 +306,7 @@ func TestDeadAfterRetriesAndAliveOnFirstReply(t *testing.T) {
 	}
 	r.waitFor("liveness file saying alive", func() bool {
 		l := r.eng.lastWritten()
-		return len(l) == 1 && l[0].Alive && l[0].DeadSince == nil
+		return len(l) == 1 && l[0].Alive && l[0].DeadSince.IsZero()
 	})
 }
 
