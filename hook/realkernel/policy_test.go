@@ -499,3 +499,42 @@ func (n *netns) recordsText() []string {
 	}
 	return out
 }
+
+// TestPolicyRoutingIPv6: a tunnel with an IPv6 peer gets its IPv6 default
+// in gre-hook's table and the IPv6 rules, the same as IPv4; the main
+// table's IPv6 default is untouched, and down leaves nothing.
+func TestPolicyRoutingIPv6(t *testing.T) {
+	t.Parallel()
+	ns := withDefault(t)
+	ns.ip("-6", "addr", "add", "2001:db8:1::1/64", "dev", "eth1", "nodad")
+	ns.ip("-6", "route", "add", "default", "via", "2001:db8:1::254", "dev", "eth1", "proto", "static")
+	main := ns.mainDefault()
+	cfg := writeConfig(t, `[[tunnel]]
+name = "gre-six"
+underlay = "eth1"
+local = "198.51.100.1"
+remote = "203.0.113.1"
+address = ["10.0.0.1/30", "fd00::1/127"]
+default_route = true
+`)
+	ns.up(cfg, "eth1")
+	if got := strings.TrimSpace(ns.ip("-6", "route", "show", "table", polTable)); !strings.Contains(got, "default via fd00:: dev gre-six proto 176 metric 1") {
+		t.Errorf("IPv6 table %s: %q", polTable, got)
+	}
+	rules := strings.Join(ns.ourRules(), "\n")
+	for _, want := range []string{"-6 32700: from all lookup main suppress_prefixlength 0 proto", "-6 32701: not from all fwmark 0x4747 lookup " + polTable + " proto"} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("rules lack %q:\n%s", want, rules)
+		}
+	}
+	ns.mustRouteVia("IPv6 traffic", "2001:db8:99::1", "", "gre-six")
+	ns.mustRouteVia("marked IPv6 traffic", "2001:db8:99::1", polMark, "eth1")
+	if got := ns.mainDefault(); got != main {
+		t.Errorf("up changed the main defaults: %q, was %q", got, main)
+	}
+	ns.down(cfg, "eth1")
+	if got := ns.mainDefault(); got != main {
+		t.Errorf("down changed the main defaults: %q, was %q", got, main)
+	}
+	ns.assertClean()
+}

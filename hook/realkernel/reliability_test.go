@@ -105,7 +105,7 @@ func (n *netns) assertNothingLeft(what string) {
 }
 
 // snapshot renders everything a run may change: links with their kind,
-// alias, mtu, state and addresses, the routes of both families in every
+// alias, mtu, state and addresses, the routes and rules of both families in every
 // table, the mangle tables through each of ipts, and the record files.
 func (n *netns) snapshot(ipts ...string) string {
 	n.t.Helper()
