@@ -180,7 +180,9 @@ func TestRtnlFwMarkAndRules(t *testing.T) {
 	h, nh := inNewNetns(t)
 	lo, _ := nh.LinkByName("lo")
 	nh.LinkSetUp(lo)
-	link := rtnl.Link{Name: "gre-m", Kind: "gre", Alias: plan.Alias("eth1"), MTU: 1476, GRE: true, TTL: 64, PMTUDisc: true,
+	// An MTU other than the one the kernel derives (1476): a change of the
+	// fwmark must keep it.
+	link := rtnl.Link{Name: "gre-m", Kind: "gre", Alias: plan.Alias("eth1"), MTU: 1400, GRE: true, TTL: 64, PMTUDisc: true,
 		Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2"), FwMark: plan.DefaultPolicy.Mark}
 	if err := h.AddLink(link); err != nil {
 		t.Fatal(err)
@@ -192,7 +194,7 @@ func TestRtnlFwMarkAndRules(t *testing.T) {
 		}
 		for _, l := range ls {
 			if l.Name == "gre-m" {
-				if l.TTL != 64 || !l.PMTUDisc || l.Remote != link.Remote {
+				if l.TTL != 64 || !l.PMTUDisc || l.Remote != link.Remote || l.MTU != 1400 {
 					t.Errorf("the fwmark change lost other attributes: %+v", l)
 				}
 				return l.FwMark

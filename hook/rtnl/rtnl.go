@@ -718,7 +718,7 @@ func LoadModule(name string) error {
 // EBUSY after the tunnel has already changed. And no IFLA_MTU: the kernel
 // then keeps the MTU, since the lower device does not change.
 func (h *Handle) SetEndpoints(name string, local, remote netip.Addr) error {
-	return h.changeGRE(name, map[uint16][]byte{nl.IFLA_GRE_LOCAL: local.AsSlice(), nl.IFLA_GRE_REMOTE: remote.AsSlice()})
+	return h.changeGRE(name, map[uint16][]byte{nl.IFLA_GRE_LOCAL: local.AsSlice(), nl.IFLA_GRE_REMOTE: remote.AsSlice()}, false)
 }
 
 // greFwMark is IFLA_GRE_FWMARK, which vishvananda/netlink v1.3.0 neither
@@ -727,14 +727,18 @@ func (h *Handle) SetEndpoints(name string, local, remote netip.Addr) error {
 const greFwMark = 20
 
 // SetFwMark sets the mark a GRE link puts on its encapsulated packets, in
-// place, as `ip link set NAME type gre fwmark M` does.
+// place, as `ip link set NAME type gre fwmark M` does. The link keeps its
+// MTU: the request carries it back, since a GRE changelink without
+// IFLA_MTU recomputes the MTU from the route to the remote (ip_tunnel_update
+// with set_mtu), which would undo the one gre-hook set.
 func (h *Handle) SetFwMark(name string, mark uint32) error {
-	return h.changeGRE(name, map[uint16][]byte{greFwMark: nl.Uint32Attr(mark)})
+	return h.changeGRE(name, map[uint16][]byte{greFwMark: nl.Uint32Attr(mark)}, true)
 }
 
 // changeGRE changes some IFLA_INFO_DATA attributes of a GRE link in place
-// (set), and sends back every other one the kernel reports now.
-func (h *Handle) changeGRE(name string, set map[uint16][]byte) error {
+// (set), and sends back every other one the kernel reports now; keepMTU
+// sends back its MTU too.
+func (h *Handle) changeGRE(name string, set map[uint16][]byte, keepMTU bool) error {
 	l, err := h.byName(name)
 	if err != nil {
 		return fmt.Errorf("looking up link %s: %w", name, err)
@@ -767,6 +771,17 @@ func (h *Handle) changeGRE(name string, set map[uint16][]byte) error {
 	m := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	m.Index = int32(index)
 	req.AddData(m)
+	if keepMTU {
+		attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
+		if err != nil {
+			return fmt.Errorf("reading link %s: %w", name, err)
+		}
+		for _, a := range attrs {
+			if a.Attr.Type&nl.NLA_TYPE_MASK == unix.IFLA_MTU {
+				req.AddData(nl.NewRtAttr(unix.IFLA_MTU, a.Value))
+			}
+		}
+	}
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated(kind))
 	d := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
