@@ -92,6 +92,24 @@ func Open() (*Conn, error) {
 	return c, nil
 }
 
+// SetMark marks every packet the socket sends with fwmark mark (SO_MARK),
+// as gre-hook's tunnels mark their outer packets: the rule that sends
+// unmarked traffic to a default_route tunnel's table then skips the
+// keepalives, and they leave by the main table (hook/POLICY-ROUTING.md).
+func (c *Conn) SetMark(mark uint32) error {
+	var serr error
+	err := c.rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("marking the raw GRE socket's packets with fwmark %#x: %w", mark, err)
+	}
+	return nil
+}
+
 // Close closes the socket; a Receive in progress returns an error.
 func (c *Conn) Close() error {
 	c.wakeMu.Lock()

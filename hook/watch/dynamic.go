@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"sort"
 	"time"
@@ -64,23 +63,7 @@ type endpoint struct {
 	resolving bool      // a lookup is in flight
 	pending   bool      // a Retarget or Reconcile is queued or running
 	failed    string    // the last resolution error logged
-	// repin is when to try again to pin the remote of a tunnel whose pin
-	// the kernel flushed and whose underlay had no route to pin it
-	// through (hook.ErrNoPinPath); zero when none is missing. repinWait
-	// is the wait after that, doubled each time up to repinMax, and
-	// repinErr the last error logged.
-	repin     time.Time
-	repinWait time.Duration
-	repinErr  string
 }
-
-// repinFirst and repinMax bound the wait between two tries to pin a
-// remote again: the route a DHCP client adds comes a moment after the
-// address, and the watcher follows address events, not routes.
-const (
-	repinFirst = time.Second
-	repinMax   = 30 * time.Second
-)
 
 // period is the time between two resolutions of e's name.
 func (e *endpoint) period() time.Duration {
@@ -323,9 +306,6 @@ func (w *Watcher) addrChanged(c localaddr.Change) {
 func (w *Watcher) nextResolve() (time.Time, bool) {
 	var due time.Time
 	for _, e := range w.dyn.endpoints {
-		if !e.repin.IsZero() && !e.pending && (due.IsZero() || e.repin.Before(due)) {
-			due = e.repin
-		}
 		if e.next.IsZero() || e.resolving || e.pending {
 			continue
 		}
@@ -347,12 +327,6 @@ func (w *Watcher) resolveDue(now time.Time) {
 		wait = resolve.DefaultWait
 	}
 	for _, e := range w.endpointsSorted() {
-		if !e.repin.IsZero() && !e.pending && !now.Before(e.repin) {
-			// Zero addresses: Retarget keeps the endpoints and only
-			// pins the remote again.
-			e.repin = time.Time{}
-			w.enqueueMove(e, change{kind: moveLocal, key: keyOf(e.Endpoint)})
-		}
 		if e.next.IsZero() || e.resolving || e.pending || now.Before(e.next) {
 			continue
 		}
@@ -428,24 +402,8 @@ func (w *Watcher) moved(r result, now time.Time) {
 			e.pending = e.pending || q.key == r.key && q.kind != setLiveness
 		}
 	}
-	switch {
-	case e != nil && errors.Is(r.err, hook.ErrNoPinPath):
-		if e.repinWait = e.repinWait * 2; e.repinWait < repinFirst {
-			e.repinWait = repinFirst
-		} else if e.repinWait > repinMax {
-			e.repinWait = repinMax
-		}
-		e.repin = now.Add(e.repinWait)
-		// Said once, not at every try.
-		if msg := r.err.Error(); msg != e.repinErr {
-			e.repinErr = msg
-			w.logf("%s: %v; trying again in %s, then at most every %s, and at each address change", r.key.Tunnel, r.err, e.repinWait, repinMax)
-		}
-	case r.err != nil:
+	if r.err != nil {
 		w.logf("%s: %v", r.key.Tunnel, r.err)
-	}
-	if e != nil && r.err == nil && (r.kind == moveLocal || r.kind == moveRemote) {
-		e.repin, e.repinWait, e.repinErr = time.Time{}, 0, ""
 	}
 	w.reload(now)
 }

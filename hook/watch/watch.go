@@ -39,8 +39,13 @@ type Target struct {
 	Interval      time.Duration
 	Retries       int
 	// Alive is the liveness the record holds, so that a watcher started
-	// while a peer is dead carries on from there.
-	Alive bool
+	// while a peer is dead carries on from there; DeadSince and LastReply
+	// are the times the record and the liveness file kept (zero: none).
+	Alive                bool
+	DeadSince, LastReply time.Time
+	// Sync: the record says a change is due or was cut short, and a
+	// SetLiveness with the record's liveness brings the kernel in line.
+	Sync bool
 }
 
 // Key returns the tunnel's key.
@@ -426,9 +431,18 @@ func (w *Watcher) reload(now time.Time) {
 		seen[k] = true
 		t := w.tunnels[k]
 		if t == nil {
-			t = &tunnel{Target: tg, alive: tg.Alive, applied: tg.Alive, silentSince: now, next: now}
+			t = &tunnel{Target: tg, alive: tg.Alive, applied: tg.Alive, silentSince: now, next: now, lastReply: tg.LastReply}
 			if !tg.Alive {
 				t.deadSince = now
+				if !tg.DeadSince.IsZero() {
+					t.deadSince = tg.DeadSince
+				}
+			}
+			if tg.Sync {
+				// After a crash or a restart: make the kernel match the
+				// record; a failure is tried again at the next tick.
+				t.applied = !tg.Alive
+				w.enqueue(t)
 			}
 			w.tunnels[k] = t
 			w.logf("%s: watching peer %s from %s, a keepalive every %s, dead after %d unanswered",

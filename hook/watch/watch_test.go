@@ -323,6 +323,32 @@ func TestDeadRecordStaysDeadUntilAReply(t *testing.T) {
 	}
 }
 
+// A watcher started after a crash or a restart, whose record says a
+// change is due or was cut short (Sync), makes the kernel match the record
+// first: one SetLiveness with the record's liveness, even with the peer
+// still silent. It keeps the record's time of death and last reply.
+func TestRestartSyncsAndKeepsTimes(t *testing.T) {
+	tg := target("gre-site2", site2)
+	tg.Alive, tg.Sync = false, true
+	tg.DeadSince = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	tg.LastReply = tg.DeadSince.Add(-3 * time.Second)
+	conn := newFakeConn()
+	conn.setCut(site2, true)
+	r := startWith(t, conn, tg)
+	if c := r.nextCall(5 * time.Second); c.alive || c.key.Tunnel != "gre-site2" {
+		t.Fatalf("SetLiveness %+v, want the record's dead", c)
+	}
+	r.noCall(4 * testInterval)
+	r.waitFor("the liveness file with the record's times", func() bool {
+		l := r.eng.lastWritten()
+		return len(l) == 1 && !l[0].Alive && l[0].DeadSince.Equal(tg.DeadSince) && l[0].LastReply.Equal(tg.LastReply)
+	})
+	r.conn.setCut(site2, false)
+	if c := r.nextCall(5 * time.Second); !c.alive {
+		t.Fatalf("SetLiveness %+v, want alive", c)
+	}
+}
+
 func TestFailedSetLivenessIsRetried(t *testing.T) {
 	r := start(t, target("gre-site2", site2))
 	r.eng.mu.Lock()
