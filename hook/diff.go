@@ -85,6 +85,10 @@ func diffTunnels(want []plan.Tunnel, s *snapshot, rec *state.Record) []step {
 	routes := s.routes
 	for i := range want {
 		var steps []step
+		if st, ok := twinStep(&want[i], want, s, routes, rec); ok {
+			out = append(out, st)
+			routes = withoutRoutesVia(routes, st.dropsRoutesVia)
+		}
 		steps, routes = diffTunnel(&want[i], s, routes, rec.Find(want[i].Link.Name))
 		out = append(out, steps...)
 	}
