@@ -603,3 +603,38 @@ func (brokenConn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce [
 func (brokenConn) Receive(ctx context.Context) (keepalive.Received, error) {
 	return keepalive.Received{}, errors.New("socket gone")
 }
+
+// echoConn is a Conn whose peer reflects at once: SendNonce keeps the reply.
+type echoConn struct{ reply keepalive.Received }
+
+func (c *echoConn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error {
+	c.reply.Src, c.reply.Dst, c.reply.Proto = remote, local, keepalive.ProtoKeepalive
+	c.reply.Key, c.reply.HasKey = ikey, ikey != 0
+	c.reply.HasNonce = copy(c.reply.Nonce[:], nonce) == keepalive.NonceLen
+	return nil
+}
+
+func (c *echoConn) Receive(ctx context.Context) (keepalive.Received, error) {
+	<-ctx.Done()
+	return keepalive.Received{}, ctx.Err()
+}
+
+// BenchmarkKeepaliveAndReply is the watcher's own work for one keepalive
+// and its reply: the nonce made, and the reply's nonce checked and
+// counted. With 100 tunnels it is done 100 times per interval.
+func BenchmarkKeepaliveAndReply(b *testing.B) {
+	conn := &echoConn{}
+	w := &Watcher{Conn: conn, Nonces: keepalive.NoncesWithKey([16]byte{1}), Log: &syncBuf{}}
+	t := &tunnel{Target: target("gre-site2", site2), alive: true, applied: true}
+	t.IKey, t.OKey = 100, 100
+	w.byPair = map[[2]netip.Addr][]*tunnel{{t.Remote, t.Local}: {t}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		w.send(t)
+		t.heard = false
+		w.heard(conn.reply)
+		if !t.heard {
+			b.Fatal("the reply did not count")
+		}
+	}
+}
