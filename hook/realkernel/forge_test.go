@@ -84,8 +84,8 @@ func TestWatchForgedReplies(t *testing.T) {
 	t.Logf("while cut (%.1fs): r1 received from %s %d bare replies, %d replies with a nonce, %d data packets (%d other GRE); the forger had sent %d in all",
 		forgedFor.Seconds(), kaSite2, bare, nonced, data, other, atomic.LoadInt64(sent))
 	// The premise: the forgeries did reach r1, some 10 a second of each.
-	if min := int(forgedFor.Seconds()) * 5; bare < min || nonced < min || data < min {
-		t.Fatalf("fewer than %d of each forgery reached r1, so the test proves nothing", min)
+	if least := int(forgedFor.Seconds()) * 5; bare < least || nonced < least || data < least {
+		t.Fatalf("fewer than %d of each forgery reached r1, so the test proves nothing", least)
 	}
 
 	time.Sleep(interval / 2)
