@@ -20,7 +20,19 @@ func TestRenameSameEndpoints(t *testing.T) {
 	e.write(site1)
 	e.mustRun(PhaseUp)
 	e.write(site1Renamed)
+	// A dry run prints what the up will do, the old link's removal once,
+	// and changes nothing.
+	before := e.dump()
+	e.log.Reset()
+	req := e.req(PhaseUp)
+	req.DryRun = true
+	if err := run(req, e.sys); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, e.log.String())
+	}
+	dry := e.log.String()
+	diff(t, "state after the dry run", e.dump(), before)
 	out := e.mustRun(PhaseUp)
+	diff(t, "the dry run's commands", dry, strings.ReplaceAll(out, "gre-hook: + ", ""))
 	diff(t, "state after the renaming up", e.dump(), want)
 	if del, add := strings.Index(out, "ip link del gre-site2"), strings.Index(out, "ip tunnel add gre-b "); del < 0 || add < 0 || del > add {
 		t.Errorf("the old link is not deleted before the new one is made:\n%s", out)
