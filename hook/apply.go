@@ -78,6 +78,9 @@ func (x *executor) apply(st *step) error {
 		}
 		return fmt.Errorf("interrupted before %q: %w", st.cmds[0], err)
 	}
+	if st.prepare != nil {
+		st.prepare(x)
+	}
 	if st.dropsRoutesVia != "" {
 		x.snap.routes = withoutRoutesVia(x.snap.routes, st.dropsRoutesVia)
 	}

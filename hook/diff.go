@@ -46,6 +46,9 @@ type step struct {
 	// dropsRoutesVia names a link the change deletes: the kernel deletes
 	// its routes with it.
 	dropsRoutesVia string
+	// prepare edits the run's snapshot when the step is reached, in a dry
+	// run too, so that the steps after it see the kernel as it will be.
+	prepare func(x *executor)
 }
 
 // reason is one difference, and the tunnel it is about.
@@ -79,6 +82,10 @@ func diffTunnels(want []plan.Tunnel, s *snapshot, rec *state.Record) []step {
 	routes := s.routes
 	for i := range want {
 		var steps []step
+		if st, ok := twinStep(&want[i], want, s, routes, rec); ok {
+			out = append(out, st)
+			routes = withoutRoutesVia(routes, st.dropsRoutesVia)
+		}
 		steps, routes = diffTunnel(&want[i], s, routes, rec.Find(want[i].Link.Name))
 		out = append(out, steps...)
 	}

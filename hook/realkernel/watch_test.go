@@ -19,16 +19,37 @@ import (
 // The tests of gre-hook watch: keepalives sent by the binary, failover and
 // recovery, both ends watching, and the watcher following ifup/ifdown.
 
-// lockedBuf collects a process's output while it runs.
+// lockedBuf collects a process's output while it runs, and when each
+// piece of it came.
 type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	marks []logMark
+}
+
+// logMark is where in the buffer a write began, and when.
+type logMark struct {
+	at  time.Time
+	off int
 }
 
 func (l *lockedBuf) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.marks = append(l.marks, logMark{time.Now(), l.b.Len()})
 	return l.b.Write(p)
+}
+
+// since is what was written at t or later.
+func (l *lockedBuf) since(t time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.marks {
+		if !m.at.Before(t) {
+			return l.b.String()[m.off:]
+		}
+	}
+	return ""
 }
 
 func (l *lockedBuf) String() string {
@@ -181,15 +202,8 @@ func (n *netns) routesVia(dev string) []string {
 func TestWatchPlainPeerFailover(t *testing.T) {
 	t.Parallel()
 	const interval, retries = time.Second, 3
-	s := newTwoSites(t, "", "", false)
-	underlaysByHand(s)
-	// The plain peer: the seed's commands, a route to site1's LAN, and the
-	// three settings a Linux router needs to reflect keepalives.
-	s.r2.ip("tunnel", "add", "gre-site1", "mode", "gre", "remote", "198.51.100.1", "local", "203.0.113.1", "ttl", "255")
-	s.r2.ip("link", "set", "gre-site1", "up")
-	s.r2.ip("addr", "add", "10.0.0.2/30", "dev", "gre-site1")
+	s := plainPeerSites(t)
 	s.r2.ip("route", "add", "192.168.1.0/24", "via", "10.0.0.1")
-	reflectKeepalives(s.r2, "gre-site1")
 	// Something beyond the internet router for site1 to reach through the
 	// default route it falls back to.
 	s.inet.ip("addr", "add", "192.0.2.99/32", "dev", "lo")
@@ -277,17 +291,32 @@ func TestWatchPlainPeerFailover(t *testing.T) {
 	}
 }
 
+// plainPeerSites is the two sites with their underlays up and site2 a
+// plain peer: its tunnel made by the seed's commands, and the three
+// settings a Linux router needs to reflect keepalives.
+func plainPeerSites(t *testing.T) *twoSites {
+	t.Helper()
+	s := newTwoSites(t, "", "", false)
+	underlaysByHand(s)
+	s.r2.ip("tunnel", "add", "gre-site1", "mode", "gre", "remote", "198.51.100.1", "local", "203.0.113.1", "ttl", "255")
+	s.r2.ip("link", "set", "gre-site1", "up")
+	s.r2.ip("addr", "add", "10.0.0.2/30", "dev", "gre-site1")
+	reflectKeepalives(s.r2, "gre-site1")
+	return s
+}
+
 // until polls, from since for at most 30s, for the log line and for cond,
 // and returns when each was first seen.
 func (w *watchProc) until(since time.Time, line string, cond func() bool) (logged, held time.Time) {
 	w.t.Helper()
 	// The log is polled on its own, finely: cond runs ip, which in a
-	// loaded TCG VM takes long enough to blur the time of the line.
-	before := strings.Count(w.log.String(), line)
+	// loaded TCG VM takes long enough to blur the time of the line. Only
+	// what was logged from since on counts: the caller's ip command may
+	// take long enough that the line comes before this call.
 	seen := make(chan time.Time, 1)
 	go func() {
 		for time.Since(since) < 30*time.Second {
-			if strings.Count(w.log.String(), line) > before {
+			if strings.Contains(w.log.since(since), line) {
 				seen <- time.Now()
 				return
 			}
