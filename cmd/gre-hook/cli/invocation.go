@@ -106,6 +106,14 @@ func skipIface(iface string, getenv func(string) string) bool {
 // Parse turns arguments (without the program name) and the environment
 // into an Invocation. It never touches the system.
 func Parse(args []string, getenv func(string) string) (*Invocation, error) {
+	// networkd-dispatcher's and NetworkManager's calls become the ifupdown
+	// hook call they amount to (dispatcher.go).
+	if d, ok := parseDispatch(args, getenv); ok {
+		if d.Phase == "" {
+			return &Invocation{Command: CmdNothing}, nil
+		}
+		args, getenv = nil, d.hookEnv(getenv)
+	}
 	inv := &Invocation{Command: CmdRun, LockWait: 30 * time.Second, XtablesWait: 10, CommandLimit: 30 * time.Second}
 	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
 	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
