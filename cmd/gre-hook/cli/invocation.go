@@ -32,6 +32,8 @@ type Invocation struct {
 	Command Command
 	Request hook.Request
 	JSON    bool
+	// Strict makes check fail on warnings too.
+	Strict bool
 	// Settings from the environment.
 	StateDir     string
 	LockWait     time.Duration
@@ -56,7 +58,9 @@ const Usage = `Usage:
                                              environment
   gre-hook                                   as an ifupdown hook: reads IFACE and PHASE
   gre-hook --iface IFACE --phase up|down     bring an underlay's tunnels up or down
-  gre-hook check [--config PATH]             validate the configuration
+  gre-hook check [--config PATH] [--strict] [-v]
+                                             validate the configuration: every error,
+                                             then warnings (--strict fails on those)
   gre-hook gc [--config PATH] [--dry-run]    remove tunnels, routes and rules of
                                              gre-hook's that no configuration explains
   gre-hook status [--iface IFACE] [--json] [--config PATH]
@@ -156,7 +160,7 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	fs := flag.NewFlagSet("gre-hook", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var iface, phase, cfg string
-	var dry, verbose, version, help, jsonOut, switchCfg bool
+	var dry, verbose, version, help, jsonOut, switchCfg, strict bool
 	fs.StringVar(&iface, "iface", "", "")
 	fs.StringVar(&phase, "phase", "", "")
 	fs.StringVar(&cfg, "config", "", "")
@@ -168,6 +172,7 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&jsonOut, "json", false, "")
 	fs.BoolVar(&switchCfg, "switch-config", false, "")
+	fs.BoolVar(&strict, "strict", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, usageErr("%v (try --help)", err)
 	}
@@ -211,9 +216,12 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	req.SwitchConfig = switchCfg
 	req.Verbose = verbose || getenv("VERBOSITY") == "1"
 	inv.JSON = jsonOut
+	inv.Strict = strict
 
 	switch inv.Command {
-	case CmdCheck, CmdWatch:
+	case CmdCheck:
+		return inv, only("strict")
+	case CmdWatch:
 		return inv, only()
 	case CmdGC:
 		return inv, only("dry-run")

@@ -47,13 +47,16 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	if inv.Request.AllowInsecure {
 		fmt.Fprintf(stderr, "gre-hook: warning: %s: the config is read without checking who owns it or can write it; this is for tests only\n", inv.InsecureConfig)
 	}
+	if inv.Command == CmdCheck {
+		return check(inv, stdout, stderr)
+	}
 	cfg, cfgErr := hook.LoadConfig(inv.Request)
 	switch inv.Command {
 	case CmdWatch:
 		if cfgErr != nil {
 			// Refused at start, where systemd shows it, rather than
 			// watching nothing in silence.
-			fmt.Fprintf(stderr, "gre-hook: watch: %v\n", cfgErr)
+			printErr(stderr, fmt.Errorf("watch: %w", cfgErr))
 			return ExitUsage
 		}
 		return watch.Main(watch.Options{
@@ -63,19 +66,6 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 				return NewSystem(inv, stderr)
 			},
 		}, stderr)
-	case CmdCheck:
-		if cfgErr != nil {
-			fmt.Fprintf(stderr, "%v\n", cfgErr)
-			return ExitUsage
-		}
-		if len(cfg.Files) == 0 {
-			fmt.Fprintf(stderr, "gre-hook: no config files found (looked for %s and %s/*.toml)\n", config.DefaultFile, config.DefaultDir)
-			return ExitOK
-		}
-		if inv.Request.Verbose {
-			fmt.Fprintf(stdout, "%d tunnel(s) in %d file(s): ok\n", len(cfg.Tunnels), len(cfg.Files))
-		}
-		return ExitOK
 	}
 
 	if inv.Command == CmdRun && nothingToDo(inv, cfg, cfgErr) {
@@ -109,7 +99,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 		return ExitDrift
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
+		printErr(stderr, err)
 		var cerr config.Errors
 		if errors.As(err, &cerr) {
 			return ExitUsage
