@@ -234,6 +234,8 @@ func read(explicit string, open func(string) (*os.File, error)) (*Config, Errors
 		switch {
 		case !fi.IsDir() && kind == dirOnly:
 			return Errors{fmt.Errorf("reading config: %s is not a directory", path)}
+		case !fi.IsDir() && !fi.Mode().IsRegular():
+			return Errors{fmt.Errorf("reading config: %s is not a regular file (%s)", path, fileType(fi.Mode()))}
 		case !fi.IsDir():
 			b, err := io.ReadAll(f)
 			if err != nil {
@@ -494,4 +496,20 @@ func decodeError(file string, err error) error {
 		return fmt.Errorf("%s:%d:1: %s", file, line, strings.TrimSpace(rest))
 	}
 	return fmt.Errorf("%s: %s", file, msg)
+}
+
+// fileType names the kind of a file that is neither regular nor a
+// directory.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	}
+	return "not a file gre-hook reads"
 }

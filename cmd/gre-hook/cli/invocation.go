@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,6 +118,9 @@ func skipIface(iface string, getenv func(string) string) bool {
 func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	inv := &Invocation{Command: CmdRun, LockWait: 30 * time.Second, XtablesWait: 10, CommandLimit: 30 * time.Second}
 	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
+	if inv.StateDir != "" && !filepath.IsAbs(inv.StateDir) {
+		return nil, usageErr("GRE_HOOK_STATE_DIR=%q is not an absolute path; records and the lock would land in whatever directory gre-hook is run from", inv.StateDir)
+	}
 	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
 		// ParseFloat takes "NaN", which every comparison calls false, so

@@ -56,7 +56,23 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	if inv.Command == CmdCheck {
 		return check(inv, stdout, stderr)
 	}
+	if inv.StateDir == "" {
+		dir, err := netnsDir(state.DefaultDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "gre-hook: warning: %v: records and the lock are in %s\n", err, dir)
+		}
+		inv.StateDir = dir
+	}
 	cfg, cfgErr := hook.LoadConfig(inv.Request)
+	if cfgErr == nil && len(cfg.Files) == 0 && inv.Request.Config != "" {
+		// A directory named, but empty: most likely a mistake, and one
+		// that looks like "nothing to do" unless it is said.
+		if inv.Command == CmdGC {
+			fmt.Fprintf(stderr, "gre-hook: gc: refusing to run: %s, and gc would remove every tunnel of gre-hook's\n", noFiles(inv.Request.Config))
+			return ExitUsage
+		}
+		fmt.Fprintf(stderr, "gre-hook: warning: %s, so there are no tunnels\n", noFiles(inv.Request.Config))
+	}
 	switch inv.Command {
 	case CmdWatch:
 		if cfgErr != nil {
@@ -158,6 +174,9 @@ func stateDir(inv *Invocation) string {
 	}
 	return state.DirFor(state.DefaultDir)
 }
+
+// netnsDir is state.NetnsDir; tests replace it.
+var netnsDir = state.NetnsDir
 
 // geteuid is os.Geteuid; tests replace it.
 var geteuid = os.Geteuid
