@@ -93,9 +93,10 @@ func crossCheck(ps []parsed) Errors {
 			if !r.To.IsValid() {
 				continue
 			}
-			if r.Table == 0 && t.Remote.IsValid() && r.To.Contains(t.Remote) {
-				// gre-hook pins the remote only for default_route; any
-				// other route over it sends the tunnel's own packets in.
+			if r.Table == 0 && !t.DefaultRoute && t.Remote.IsValid() && r.To.Contains(t.Remote) {
+				// gre-hook pins the remote (a host route through the
+				// underlay) only for default_route; without it, a route
+				// over the remote sends the tunnel's own packets in.
 				fail(p, ri, "to", "%s contains the tunnel's own remote %s: the encapsulated packets would be routed back into the tunnel (a routing loop)", r.To, t.Remote)
 			}
 			k := routeKey{r.To, r.Table, r.Metric}
