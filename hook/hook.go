@@ -98,6 +98,10 @@ type System struct {
 	Tables func(family int) (mss.Backend, error)
 	// LoadModule makes sure a kernel module is loaded.
 	LoadModule func(name string) error
+	// ModuleAvailable says why a kernel module could not be loaded,
+	// without loading it, for status and dry runs; nil in tests that do
+	// not model modules.
+	ModuleAvailable func(name string) error
 	// Command runs an up_command or down_command.
 	Command func(ctx context.Context, argv, env []string) error
 	// Sysctl reads and sets kernel parameters; nil in tests that do not

@@ -193,6 +193,9 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 			st.Problems = append(st.Problems, err.Error())
 			continue
 		}
+		if msg := absentLocal(snap, c); msg != "" {
+			st.Problems = append(st.Problems, msg)
+		}
 		want = append(want, w[0])
 	}
 	var fix []string
@@ -267,6 +270,16 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 				if i, ok := index[name]; ok {
 					sts[i].Fix = append(sts[i].Fix, st.cmds...)
 				}
+			}
+		}
+	}
+	if err := modulesMissing(sys, want); err != nil && upNow {
+		// The commands would fail at the first link; say why instead.
+		fix = nil
+		for i := range sts {
+			sts[i].Fix = nil
+			if _, exists := snap.links[cs[i].Name]; !exists && sts[i].State == "up" {
+				sts[i].Problems = append(sts[i].Problems, fmt.Sprintf("%v; up cannot create the link", err))
 			}
 		}
 	}

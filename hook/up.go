@@ -70,6 +70,8 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	case !u.Up && !req.DryRun:
 		return fmt.Errorf("bringing up tunnels on %s: the underlay is down; bring it up first", req.Iface)
+	case !u.Up:
+		l.warn("underlay %s is down, so a real up would fail now (\"bring it up first\"); planning as if it were up", req.Iface)
 	}
 	pol := policyOf(cfg)
 	var others map[string]*state.Record
@@ -84,6 +86,11 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	}
 	if err := precheck(want, snap); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
+	}
+	for _, c := range tunnels {
+		if msg := absentLocal(snap, c); msg != "" {
+			l.warn("tunnel %q: %s", c.Name, msg)
+		}
 	}
 	// The record lists what each tunnel has when its peer is alive; a dead
 	// one's routes are then withdrawn from the plan.
@@ -102,6 +109,8 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 				return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 			}
 		}
+	} else if err := modulesMissing(sys, want); err != nil {
+		l.warn("%v; a real up would fail", err)
 	}
 	tables := map[int]mss.Backend{}
 	for f := range ruleFamilies(want, rec) {

@@ -150,6 +150,9 @@ func (t *Tunnel) Carries6() bool {
 type Config struct {
 	Tunnels []Tunnel
 	Files   []string
+	// at says where each tunnel's keys are, for warnings; it is nil in a
+	// Config that was not read from files.
+	at []tunnelAt
 }
 
 // For returns the tunnels bound to the underlay iface, in config order.
@@ -182,10 +185,26 @@ func (e Errors) Error() string {
 // unless insecure, its path and what was opened are checked first (see
 // secure.go) and the file is parsed from the descriptor that was checked.
 func Read(explicit string, insecure bool) (*Config, error) {
+	return valid(ReadAll(explicit, insecure))
+}
+
+// ReadAll is Read for check: it returns the valid tunnels together with
+// every error found, so that the warnings about those tunnels can be
+// given too. cfg is nil only when no file could be read.
+func ReadAll(explicit string, insecure bool) (*Config, Errors) {
 	if insecure {
 		return read(explicit, openAsIs)
 	}
 	return read(explicit, trust{}.open)
+}
+
+// valid turns what parseAll found into Read's result: no Config when
+// there are errors.
+func valid(cfg *Config, errs Errors) (*Config, error) {
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
 }
 
 // What a config path may name.
@@ -198,13 +217,13 @@ const (
 )
 
 // read is Read with the given way of opening files and directories.
-func read(explicit string, open func(string) (*os.File, error)) (*Config, error) {
+func read(explicit string, open func(string) (*os.File, error)) (*Config, Errors) {
 	var files []string
 	var data [][]byte
 	// add reads path: a file, or a directory whose *.toml files it reads
 	// in name order. With optional, a missing path is no error.
-	var add func(path string, kind pathKind, optional bool) error
-	add = func(path string, kind pathKind, optional bool) error {
+	var add func(path string, kind pathKind, optional bool) Errors
+	add = func(path string, kind pathKind, optional bool) Errors {
 		f, err := open(path)
 		if optional && errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -220,6 +239,8 @@ func read(explicit string, open func(string) (*os.File, error)) (*Config, error)
 		switch {
 		case !fi.IsDir() && kind == dirOnly:
 			return Errors{fmt.Errorf("reading config: %s is not a directory", path)}
+		case !fi.IsDir() && !fi.Mode().IsRegular():
+			return Errors{fmt.Errorf("reading config: %s is not a regular file (%s)", path, fileType(fi.Mode()))}
 		case !fi.IsDir():
 			b, err := io.ReadAll(f)
 			if err != nil {
@@ -266,7 +287,7 @@ func read(explicit string, open func(string) (*os.File, error)) (*Config, error)
 
 // readErr reports a failure to open or read a config path; a refusal
 // already says all there is to say.
-func readErr(err error) error {
+func readErr(err error) Errors {
 	var errs Errors
 	if errors.As(err, &errs) {
 		return errs
@@ -288,104 +309,182 @@ func Load(files []string) (*Config, error) {
 		}
 		read, data = append(read, f), append(data, b)
 	}
-	return parseAll(read, data, errs)
+	return valid(parseAll(read, data, errs))
 }
 
 // parseAll parses each file's data, and checks the tunnels of all files
-// against each other. errs holds problems found before.
-func parseAll(files []string, data [][]byte, errs Errors) (*Config, error) {
+// against each other. errs holds problems found before. The Config holds
+// the tunnels that are valid, even when there are errors, so that check
+// can give its warnings too.
+func parseAll(files []string, data [][]byte, errs Errors) (*Config, Errors) {
 	cfg := &Config{Files: files}
+	var all []parsed
 	for i, f := range files {
-		ts, ferrs := Parse(f, data[i])
+		ps, ferrs := parseFile(f, data[i])
 		errs = append(errs, ferrs...)
-		cfg.Tunnels = append(cfg.Tunnels, ts...)
+		all = append(all, ps...)
 	}
-	errs = append(errs, crossCheck(cfg.Tunnels)...)
-	if len(errs) > 0 {
-		return nil, errs
+	errs = append(errs, crossCheck(all)...)
+	for _, p := range all {
+		if p.ok {
+			cfg.Tunnels = append(cfg.Tunnels, p.Tunnel)
+			cfg.at = append(cfg.at, p.at)
+		}
 	}
-	return cfg, nil
+	return cfg, errs
 }
 
-// rawFile is the document as written, with pointers where absence matters.
-type rawFile struct {
-	Tunnel []rawTunnel `toml:"tunnel"`
+// parsed is one tunnel of a file, with ok false when it has errors (its
+// fields are then those that were valid), and where its keys are.
+type parsed struct {
+	Tunnel
+	ok bool
+	at tunnelAt
 }
 
+// tunnelAt finds the keys of tunnel index in its file's text.
+type tunnelAt struct {
+	loc   *locator
+	index int
+}
+
+// pos is where key (of route ri, or -1) was written.
+func (a tunnelAt) pos(ri int, key string) position {
+	if a.loc == nil {
+		return position{Line: 1, Col: 1}
+	}
+	return a.loc.find(a.index, ri, key)
+}
+
+// rawTunnel is a tunnel as written, with pointers where absence matters.
 type rawTunnel struct {
-	Name             string        `toml:"name"`
-	Underlay         string        `toml:"underlay"`
-	Mode             string        `toml:"mode"`
-	Local            string        `toml:"local"`
-	Remote           string        `toml:"remote"`
-	TTL              *int64        `toml:"ttl"`
-	TOS              *int64        `toml:"tos"`
-	PMTUDisc         *bool         `toml:"pmtudisc"`
-	Key              *int64        `toml:"key"`
-	IKey             *int64        `toml:"ikey"`
-	OKey             *int64        `toml:"okey"`
-	MTU              *int64        `toml:"mtu"`
-	Multicast        *bool         `toml:"multicast"`
-	Address          []string      `toml:"address"`
-	Peer             []string      `toml:"peer"`
-	Route            []rawRoute    `toml:"route"`
-	DefaultRoute     bool          `toml:"default_route"`
-	MSS              interface{}   `toml:"mss"`
-	UpCommand        []string      `toml:"up_command"`
-	DownCommand      []string      `toml:"down_command"`
-	Keepalive        *rawKeepalive `toml:"keepalive"`
-	KeepaliveReflect bool          `toml:"keepalive_reflect"`
-	ResolveInterval  *int64        `toml:"resolve_interval"`
+	Name             string
+	Underlay         string
+	Mode             string
+	Local            string
+	Remote           string
+	TTL              *int64
+	TOS              *int64
+	PMTUDisc         *bool
+	Key              *int64
+	IKey             *int64
+	OKey             *int64
+	MTU              *int64
+	Multicast        *bool
+	Address          []string
+	Peer             []string
+	Route            []rawRoute
+	DefaultRoute     bool
+	MSS              interface{}
+	UpCommand        []string
+	DownCommand      []string
+	Keepalive        *rawKeepalive
+	KeepaliveReflect bool
+	ResolveInterval  *int64
 }
 
 type rawKeepalive struct {
-	Interval *int64 `toml:"interval"`
-	Retries  *int64 `toml:"retries"`
+	Interval *int64
+	Retries  *int64
 }
 
 type rawRoute struct {
-	To     string `toml:"to"`
-	Via    string `toml:"via"`
-	Metric int64  `toml:"metric"`
-	Table  int64  `toml:"table"`
+	To     string
+	Via    string
+	Metric int64
+	Table  int64
+}
+
+// Problem is one error or warning found in a file, with where it is.
+type Problem struct {
+	File      string
+	Line, Col int
+	Msg       string
+	Warning   bool
+}
+
+func (p *Problem) Error() string {
+	if p.Warning {
+		return fmt.Sprintf("%s:%d:%d: warning: %s", p.File, p.Line, p.Col, p.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
 }
 
 // Parse decodes and validates one file's tunnels. It does not check
-// conflicts between files; Load does.
+// conflicts between tunnels; Load does.
 func Parse(file string, data []byte) ([]Tunnel, Errors) {
+	ps, errs := parseFile(file, data)
+	var out []Tunnel
+	for _, p := range ps {
+		if p.ok {
+			out = append(out, p.Tunnel)
+		}
+	}
+	return out, errs
+}
+
+// parseFile decodes and validates one file's tunnels, every one of them,
+// and reports every problem: keys of the wrong type and unknown keys do
+// not stop the rest being checked.
+func parseFile(file string, data []byte) ([]parsed, Errors) {
 	if bytes.IndexByte(data, 0) >= 0 {
 		return nil, Errors{fmt.Errorf("%s: not a text file (contains NUL bytes)", file)}
 	}
-	var raw rawFile
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw)
-	if err != nil {
+	var doc map[string]interface{}
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
 		return nil, Errors{decodeError(file, err)}
 	}
 	loc := newLocator(string(data))
 	var errs Errors
-	reported := map[string]bool{}
-	for _, k := range md.Undecoded() {
-		reported[k.String()] = true
-		// Inside an unknown table every key is unknown too; name the table once.
-		if len(k) > 1 && reported[k[:len(k)-1].String()] {
+	top := func(k string) position {
+		if p, ok := loc.top[k]; ok {
+			return p
+		}
+		return position{Line: 1, Col: 1}
+	}
+	var tunnels []map[string]interface{}
+	for _, k := range sortedKeys(doc, top) {
+		p := top(k)
+		if k != "tunnel" {
+			errs = append(errs, &Problem{File: file, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf("unknown key %q (the file holds [[tunnel]] tables only)", k)})
 			continue
 		}
-		errs = append(errs, unknownKey(file, loc, k))
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	var out []Tunnel
-	for i, rt := range raw.Tunnel {
-		v := &validator{file: file, loc: loc, index: i, name: rt.Name}
-		t := v.tunnel(rt)
-		if len(v.errs) > 0 {
-			errs = append(errs, v.errs...)
+		ts, ok := tables(doc[k])
+		if !ok {
+			if _, isTable := doc[k].(map[string]interface{}); isTable {
+				errs = append(errs, &Problem{File: file, Line: p.Line, Col: p.Col, Msg: "tunnel: must be [[tunnel]] tables (double brackets), not a single table"})
+			} else {
+				errs = append(errs, &Problem{File: file, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf("tunnel: must be [[tunnel]] tables, not %s", describe(doc[k]))})
+			}
 			continue
 		}
-		out = append(out, t)
+		tunnels = ts
+	}
+	var out []parsed
+	for i, m := range tunnels {
+		v := &validator{file: file, loc: loc, index: i, bad: map[string]bool{}}
+		if name, ok := m["name"].(string); ok {
+			v.name = name
+		}
+		t := v.tunnel(v.rawTunnelOf(m))
+		sortProblems(v.errs)
+		errs = append(errs, v.errs...)
+		out = append(out, parsed{Tunnel: t, ok: len(v.errs) == 0, at: tunnelAt{loc: loc, index: i}})
 	}
 	return out, errs
+}
+
+// sortProblems puts one tunnel's problems in the order of the lines
+// they are about.
+func sortProblems(errs Errors) {
+	sort.SliceStable(errs, func(i, j int) bool {
+		a, aok := errs[i].(*Problem)
+		b, bok := errs[j].(*Problem)
+		if !aok || !bok {
+			return false
+		}
+		return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+	})
 }
 
 func decodeError(file string, err error) error {
@@ -404,27 +503,18 @@ func decodeError(file string, err error) error {
 	return fmt.Errorf("%s: %s", file, msg)
 }
 
-func unknownKey(file string, loc *locator, k toml.Key) error {
-	path := []string(k)
-	msg := fmt.Sprintf("unknown key %q", k.String())
-	var pos position
-	found := false
+// fileType names the kind of a file that is neither regular nor a
+// directory.
+func fileType(m fs.FileMode) string {
 	switch {
-	case len(path) == 2 && path[0] == "tunnel":
-		pos, found = loc.findAny(false, path[1])
-	case len(path) == 3 && path[0] == "tunnel" && path[1] == "route":
-		pos, found = loc.findAny(true, path[2])
-	case len(path) == 3 && path[0] == "tunnel" && path[1] == "keepalive":
-		pos, found = loc.findAny(false, path[1])
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
 	}
-	if !found && len(path) > 0 {
-		pos, found = loc.top[path[0]]
-	}
-	if !found {
-		pos = position{Line: 1, Col: 1}
-	}
-	if len(path) > 0 && path[0] != "tunnel" {
-		msg += " (the file holds [[tunnel]] tables only)"
-	}
-	return fmt.Errorf("%s:%d:%d: %s", file, pos.Line, pos.Col, msg)
+	return "not a file gre-hook reads"
 }

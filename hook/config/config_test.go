@@ -23,11 +23,11 @@ func TestParseErrors(t *testing.T) {
 		name, text, want string
 	}{
 		{"unknown key in tunnel", base + "colour = \"red\"\n",
-			`/etc/gre-hook/t.toml:5:1: unknown key "tunnel.colour"`},
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": unknown key "colour"`},
 		{"unknown key indented", base + "  colour = \"red\"\n",
-			`/etc/gre-hook/t.toml:5:3: unknown key "tunnel.colour"`},
+			`/etc/gre-hook/t.toml:5:3: tunnel "gre1": unknown key "colour"`},
 		{"unknown key in route", base + "address = [\"10.0.0.1/30\"]\n[[tunnel.route]]\nto = \"10.1.0.0/16\"\ngateway = \"10.0.0.2\"\n",
-			`/etc/gre-hook/t.toml:8:1: unknown key "tunnel.route.gateway"`},
+			`/etc/gre-hook/t.toml:8:1: tunnel "gre1" route #1: unknown key "gateway"`},
 		{"unknown key at top level", "debug = true\n" + base,
 			`/etc/gre-hook/t.toml:1:1: unknown key "debug" (the file holds [[tunnel]] tables only)`},
 		{"unknown table", "\n[[tunnels]]\nname = \"x\"\n",
@@ -35,11 +35,11 @@ func TestParseErrors(t *testing.T) {
 		{"unknown plain table", "[global]\nx = 1\n" + base,
 			`/etc/gre-hook/t.toml:1:1: unknown key "global" (the file holds [[tunnel]] tables only)`},
 		{"wrong type ttl", base + "ttl = \"high\"\n",
-			`/etc/gre-hook/t.toml:5:1: (last key "tunnel.ttl"): incompatible types: TOML value has type string; destination has type integer`},
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": ttl: must be an integer, not a string ("high")`},
 		{"wrong type address", base + "address = \"10.0.0.1/30\"\n",
-			`/etc/gre-hook/t.toml:5:1: (last key "tunnel.address"): incompatible types: TOML value has type string; destination has type slice`},
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": address: must be an array of strings, not a string; write ["10.0.0.1/30"]`},
 		{"wrong type mss", base + "mss = 1.5\n",
-			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": mss: must be "pmtu", "off" or a number of bytes, not a float64`},
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": mss: must be "pmtu", "off" or a number of bytes, not a float (1.5)`},
 		{"syntax", "[[tunnel]\nname = 1\n",
 			`/etc/gre-hook/t.toml:2:9: expected end of table array name delimiter ']', but got '\n' instead`},
 		{"nul bytes", base + "\x00",
@@ -69,9 +69,9 @@ func TestParseErrors(t *testing.T) {
 		{"keepalive retries", base + "keepalive = { interval = 1, retries = 256 }\n",
 			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": keepalive: retries 256 is out of range 1-255`},
 		{"keepalive float", base + "keepalive = { interval = 0.5 }\n",
-			`/etc/gre-hook/t.toml:5:1: (last key "tunnel.keepalive.interval"): incompatible types: TOML value has type float64; destination has type integer`},
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": keepalive: interval must be an integer, not a float (0.5)`},
 		{"keepalive unknown key", base + "keepalive = { interval = 1, timeout = 3 }\n",
-			`/etc/gre-hook/t.toml:5:1: unknown key "tunnel.keepalive.timeout"`},
+			`/etc/gre-hook/t.toml:5:1: tunnel "gre1": keepalive: unknown key "timeout"`},
 		{"keepalive on gretap", base + "mode = \"gretap\"\nkeepalive = { interval = 1 }\n",
 			`/etc/gre-hook/t.toml:6:1: tunnel "gre1": keepalive: works only in mode gre (IPv4 outer header, GRE protocol 0x0800); a gretap peer does not answer Cisco keepalives`},
 		{"keepalive_reflect on ip6gre", "[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nmode = \"ip6gre\"\nremote = \"2001:db8::2\"\nkeepalive_reflect = true\n",
@@ -345,15 +345,17 @@ func TestLoadMergesAndReportsAll(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	want := b + `:6:1: (last key "tunnel.ttl"): incompatible types: TOML value has type string; destination has type integer
+	// b's gre1 has an error of its own, and its name is taken all the same.
+	want := b + `:6:1: tunnel "gre1": ttl: must be an integer, not a string ("x")
 ` + a + `:5:1: tunnel "gre1": name already used at ` + a + `:1
+` + b + `:2:1: tunnel "gre1": name already used at ` + a + `:1
 ` + c + `:3:1: tunnel "gre1": name already used at ` + a + `:1
 ` + e + `:1:1: tunnel "gre2": overlaps tunnel "gre1" (` + a + `:1): same local (auto on eth1), remote 203.0.113.1 and key 0; give one of them a key`
 	if err.Error() != want {
 		t.Errorf("error:\n got %s\nwant %s", err, want)
 	}
-	if _, ok := err.(Errors); !ok || len(err.(Errors)) != 4 {
-		t.Errorf("want 4 errors in Errors, got %T %v", err, err)
+	if _, ok := err.(Errors); !ok || len(err.(Errors)) != 5 {
+		t.Errorf("want 5 errors in Errors, got %T %v", err, err)
 	}
 
 	// Overlap with explicit locals, and no overlap once one has a key.

@@ -207,8 +207,12 @@ func (tr trust) open(name string) (*os.File, error) {
 	return f, nil
 }
 
-// openAsIs opens config name with no checks, for GRE_HOOK_INSECURE_CONFIG.
-func openAsIs(name string) (*os.File, error) { return os.Open(name) }
+// openAsIs opens config name with no checks, for GRE_HOOK_INSECURE_CONFIG;
+// but with O_NONBLOCK, so that a FIFO does not hang the open (read
+// refuses it).
+func openAsIs(name string) (*os.File, error) {
+	return os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+}
 
 // TrustedDir checks a directory gre-hook reads and writes as root, such as
 // the state directory, as it checks config: every directory and symlink on

@@ -15,19 +15,36 @@ type validator struct {
 	index int
 	name  string
 	errs  Errors
+	// bad holds the keys (badKey) whose value was of the wrong type:
+	// what follows from their absence is not reported again.
+	bad map[string]bool
+}
+
+// who names the tunnel, and route ri unless it is -1, for messages.
+func who(index int, name string, ri int) string {
+	s := fmt.Sprintf("tunnel #%d", index+1)
+	if name != "" {
+		s = fmt.Sprintf("tunnel %q", name)
+	}
+	if ri >= 0 {
+		s += fmt.Sprintf(" route #%d", ri+1)
+	}
+	return s
 }
 
 // fail records a problem with key (in route ri, or -1 for the tunnel).
 func (v *validator) fail(ri int, key, format string, args ...interface{}) {
+	if v.bad[badKey(ri, key)] {
+		return
+	}
 	p := v.loc.find(v.index, ri, key)
-	who := fmt.Sprintf("tunnel #%d", v.index+1)
-	if v.name != "" {
-		who = fmt.Sprintf("tunnel %q", v.name)
-	}
-	if ri >= 0 {
-		who += fmt.Sprintf(" route #%d", ri+1)
-	}
-	v.errs = append(v.errs, fmt.Errorf("%s:%d:%d: %s: %s: %s", v.file, p.Line, p.Col, who, key, fmt.Sprintf(format, args...)))
+	v.errs = append(v.errs, &Problem{File: v.file, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf("%s: %s: %s", who(v.index, v.name, ri), key, fmt.Sprintf(format, args...))})
+}
+
+// unknown records a key gre-hook does not know, in route ri or -1.
+func (v *validator) unknown(ri int, key string) {
+	p := v.loc.find(v.index, ri, key)
+	v.errs = append(v.errs, &Problem{File: v.file, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf("%s: unknown key %q", who(v.index, v.name, ri), key)})
 }
 
 // Names the kernel gives its fallback devices; creating a tunnel with one
@@ -284,7 +301,7 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 			t.MSS, t.MSSValue = MSSFixed, int(m)
 		}
 	default:
-		v.fail(-1, "mss", "must be \"pmtu\", \"off\" or a number of bytes, not a %T", m)
+		v.fail(-1, "mss", "must be \"pmtu\", \"off\" or a number of bytes, not %s", describe(m))
 	}
 
 	t.UpCommand = v.command("up_command", r.UpCommand)
@@ -566,51 +583,4 @@ func DefaultPeer(p netip.Prefix) (netip.Addr, bool) {
 		return first, true
 	}
 	return netip.Addr{}, false
-}
-
-// crossCheck finds conflicts between tunnels, possibly in different files.
-func crossCheck(ts []Tunnel) Errors {
-	var errs Errors
-	byName := map[string]*Tunnel{}
-	type endpoint struct {
-		tap           bool
-		underlay      string
-		local, remote netip.Addr
-		remoteName    string
-		ikey          uint32
-	}
-	byEnd := map[endpoint]*Tunnel{}
-	for i := range ts {
-		t := &ts[i]
-		if prev, ok := byName[t.Name]; ok {
-			errs = append(errs, fmt.Errorf("%s:%d:%d: tunnel %q: name already used at %s:%d", t.File, t.Line, t.Col, t.Name, prev.File, prev.Line))
-			continue
-		}
-		byName[t.Name] = t
-		// The kernel keys GRE tunnels by local, remote and key; two of ours
-		// with the same triple would collide with EEXIST at bring-up.
-		e := endpoint{tap: t.Mode.Tap(), local: t.Local, remote: t.Remote, remoteName: strings.ToLower(strings.TrimSuffix(t.RemoteName, ".")), ikey: t.IKey}
-		if !t.Local.IsValid() {
-			e.underlay = t.Underlay
-		}
-		if prev, ok := byEnd[e]; ok {
-			local := t.Local.String()
-			if !t.Local.IsValid() {
-				local = "auto on " + t.Underlay
-			}
-			errs = append(errs, fmt.Errorf("%s:%d:%d: tunnel %q: overlaps tunnel %q (%s:%d): same local (%s), remote %s and key %d; give one of them a key",
-				t.File, t.Line, t.Col, t.Name, prev.Name, prev.File, prev.Line, local, remoteText(t), t.IKey))
-			continue
-		}
-		byEnd[e] = t
-	}
-	return errs
-}
-
-// remoteText is the remote as the config gave it.
-func remoteText(t *Tunnel) string {
-	if t.RemoteName != "" {
-		return t.RemoteName
-	}
-	return t.Remote.String()
 }

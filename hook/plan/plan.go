@@ -191,8 +191,13 @@ func upOne(c *config.Tunnel, u Underlay, o Options) (Tunnel, error) {
 	}
 	local := c.Local
 	if !local.IsValid() {
+		// The remote among the underlay's own addresses would make a
+		// tunnel to this host itself.
+		self := false
 		for _, a := range u.Addrs {
-			if a.Is6() == c.Remote.Is6() {
+			if a == c.Remote {
+				self = true
+			} else if a.Is6() == c.Remote.Is6() {
 				local = a
 				break
 			}
@@ -201,6 +206,9 @@ func upOne(c *config.Tunnel, u Underlay, o Options) (Tunnel, error) {
 			fam := "IPv4"
 			if c.Remote.Is6() {
 				fam = "IPv6"
+			}
+			if self {
+				return Tunnel{}, fmt.Errorf("local is automatic, and underlay %s's only %s address %s is the remote itself", u.Name, fam, c.Remote)
 			}
 			return Tunnel{}, fmt.Errorf("local is automatic but underlay %s has no global %s address yet", u.Name, fam)
 		}

@@ -127,6 +127,17 @@ func TestLocalAuto(t *testing.T) {
 	if want := `tunnel "t": local is automatic but underlay eth1 has no global IPv4 address yet`; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}
+	// The underlay's address is the remote itself: a tunnel to itself.
+	self := Underlay{Name: "eth1", MTU: 1500, Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.1")}}
+	_, err = Up(v4, self, Options{})
+	if want := `tunnel "t": local is automatic, and underlay eth1's only IPv4 address 203.0.113.1 is the remote itself`; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+	// With another address to choose, that one is the local.
+	self.Addrs = append(self.Addrs, netip.MustParseAddr("198.51.100.1"))
+	if got, err := Up(v4, self, Options{}); err != nil || got[0].Link.Local != netip.MustParseAddr("198.51.100.1") {
+		t.Errorf("auto beside the remote: %v %v", got, err)
+	}
 }
 
 func TestDefaultRoute(t *testing.T) {

@@ -23,8 +23,11 @@ func TestRefusedNames(t *testing.T) {
 	ns.dummy("eth1", "198.51.100.1/24", 1500)
 	// An underlay whose name holds the wildcard; the kernel allows it.
 	ns.dummy("eth+", "198.51.100.2/24", 1500)
+	// Each remote gets its own inner /30: two tunnels with one inner
+	// address are an error of their own, which check reports too.
+	inner := map[string]string{"203.0.113.1": "10.0.0.1/30", "203.0.113.2": "10.0.0.5/30"}
 	tunnel := func(name, underlay, remote string) string {
-		return "[[tunnel]]\nname = \"" + name + "\"\nunderlay = \"" + underlay + "\"\nlocal = \"198.51.100.1\"\nremote = \"" + remote + "\"\naddress = [\"10.0.0.1/30\"]\n"
+		return "[[tunnel]]\nname = \"" + name + "\"\nunderlay = \"" + underlay + "\"\nlocal = \"198.51.100.1\"\nremote = \"" + remote + "\"\naddress = [\"" + inner[remote] + "\"]\n"
 	}
 	plus := `contains '+', which iptables reads as a wildcard`
 	for _, c := range []struct {

@@ -817,6 +817,32 @@ func TestGREModuleUnavailable(t *testing.T) {
 	if _, err := os.Stat("/sys/module/ip_gre"); err == nil {
 		t.Error("ip_gre got loaded after all")
 	}
+
+	// With the module not even on disk, status and a dry run foresee it:
+	// status says so instead of printing commands that cannot work.
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	mods := "/lib/modules/" + unix.ByteSliceToString(uts.Release[:])
+	if err := os.Rename(mods, mods+".hidden"); err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last first: the modules are back before modprobe.
+	t.Cleanup(func() {
+		if err := os.Rename(mods+".hidden", mods); err != nil {
+			t.Errorf("putting %s back: %v", mods, err)
+		}
+	})
+	noGRE := "this kernel has no GRE support: module ip_gre is not loaded, and there is no " + mods + " to load it from"
+	r := ns.gh([]string{path}, "status", "--config", cfg)
+	if r.code != 3 || !strings.Contains(r.stdout, "  - "+noGRE+"; up cannot create the link\n") || strings.Contains(r.stdout, "up would run") {
+		t.Errorf("status without the GRE module: exit %d, want 3, %q and no commands:\n%s%s", r.code, noGRE, r.stdout, r.stderr)
+	}
+	r = ns.gh([]string{path}, "--config", cfg, "--iface", "eth1", "--phase", "up", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stderr, "gre-hook: warning: "+noGRE+"; a real up would fail\n") {
+		t.Errorf("dry run without the GRE module: exit %d\n%s", r.code, r.stderr)
+	}
 }
 
 // TestConfigSecurity: a config others could write is refused with a

@@ -242,18 +242,12 @@ func (s Store) read(path string) ([]byte, error) {
 // the kernel reuses it as soon as the namespace is gone, and a new
 // namespace would inherit the dead one's records, replaced default routes
 // and all. Kernels before 5.14 have no cookie; there the inode it is.
+//
+// When the namespace cannot be told it is taken for the host's, and base
+// is the answer; NetnsDir says so too.
 func DirFor(base string) string {
-	self, err1 := os.Readlink("/proc/thread-self/ns/net")
-	init, err2 := os.Readlink("/proc/1/ns/net")
-	if err1 != nil || err2 != nil || self == init {
-		return base
-	}
-	if c, err := netnsCookie(); err == nil {
-		return filepath.Join(base, fmt.Sprintf("netns-cookie-%d", c))
-	}
-	// "net:[4026532281]" -> "netns-4026532281"
-	id := strings.TrimSuffix(strings.TrimPrefix(self, "net:["), "]")
-	return filepath.Join(base, "netns-"+id)
+	dir, _ := NetnsDir(base)
+	return dir
 }
 
 // netnsCookie returns the cookie of the current thread's network namespace.

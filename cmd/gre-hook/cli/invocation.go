@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +34,10 @@ type Invocation struct {
 	Command Command
 	Request hook.Request
 	JSON    bool
+	// Strict makes check fail on warnings too.
+	Strict bool
+	// HelpFor is the command whose --help was asked for, or "".
+	HelpFor string
 	// Settings from the environment.
 	StateDir     string
 	LockWait     time.Duration
@@ -56,7 +62,9 @@ const Usage = `Usage:
                                              environment
   gre-hook                                   as an ifupdown hook: reads IFACE and PHASE
   gre-hook --iface IFACE --phase up|down     bring an underlay's tunnels up or down
-  gre-hook check [--config PATH]             validate the configuration
+  gre-hook check [--config PATH] [--strict] [-v]
+                                             validate the configuration: every error,
+                                             then warnings (--strict fails on those)
   gre-hook gc [--config PATH] [--dry-run]    remove tunnels, routes and rules of
                                              gre-hook's that no configuration explains
   gre-hook status [--iface IFACE] [--json] [--config PATH]
@@ -77,7 +85,9 @@ Options:
                   runs reading another one leave its tunnels alone)
   -v, --verbose   also say when there is nothing to do
   --json          status as JSON
-  -h, --help      this help
+  --strict        with check: fail on warnings too
+  -h, --help      this help; after a command, that command's help
+                  (options go before or after the command, each once)
 
 Environment:
   IFACE, PHASE    set by ifupdown (PHASE post-up or up brings tunnels up,
@@ -116,6 +126,9 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	}
 	inv := &Invocation{Command: CmdRun, LockWait: 30 * time.Second, XtablesWait: 10, CommandLimit: 30 * time.Second}
 	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
+	if inv.StateDir != "" && !filepath.IsAbs(inv.StateDir) {
+		return nil, usageErr("GRE_HOOK_STATE_DIR=%q is not an absolute path; records and the lock would land in whatever directory gre-hook is run from", inv.StateDir)
+	}
 	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
 		// ParseFloat takes "NaN", which every comparison calls false, so
@@ -141,30 +154,14 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	}
 	req.AllowInsecure = inv.InsecureConfig != ""
 
-	// A phase named on the command line: "gre-hook up" in a post-up line.
-	// ifupdown2 gives stanza commands no PHASE, so this is the form that
-	// works under both managers.
-	var argPhase string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		switch Command(args[0]) {
-		case "up", "down":
-			argPhase = args[0]
-			args = args[1:]
-		case CmdCheck, CmdGC, CmdStatus, CmdWatch:
-			inv.Command = Command(args[0])
-			args = args[1:]
-		case CmdHelp:
-			inv.Command = CmdHelp
-			return inv, nil
-		default:
-			return nil, usageErr("unknown command %q (try --help)", args[0])
-		}
+	// Flags may come before or after the command, and each at most once.
+	if err := repeatedFlag(args); err != nil {
+		return nil, err
 	}
-
 	fs := flag.NewFlagSet("gre-hook", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var iface, phase, cfg string
-	var dry, verbose, version, help, jsonOut, switchCfg bool
+	var dry, verbose, version, help, jsonOut, switchCfg, strict bool
 	fs.StringVar(&iface, "iface", "", "")
 	fs.StringVar(&phase, "phase", "", "")
 	fs.StringVar(&cfg, "config", "", "")
@@ -176,33 +173,86 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&jsonOut, "json", false, "")
 	fs.BoolVar(&switchCfg, "switch-config", false, "")
-	if err := fs.Parse(args); err != nil {
-		return nil, usageErr("%v (try --help)", err)
+	fs.BoolVar(&strict, "strict", false, "")
+	var words []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return nil, usageErr("%v (try --help)", err)
+		}
+		if rest = fs.Args(); len(rest) == 0 {
+			break
+		}
+		words, rest = append(words, rest[0]), rest[1:]
 	}
-	if argPhase == "" && inv.Command == CmdRun && fs.NArg() == 1 && (fs.Arg(0) == "up" || fs.Arg(0) == "down") {
-		// "gre-hook --config X up" reads as naturally as "gre-hook up --config X".
-		argPhase = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return nil, usageErr("unexpected argument %q (try --help)", fs.Arg(0))
+
+	// A phase named on the command line: "gre-hook up" in a post-up line.
+	// ifupdown2 gives stanza commands no PHASE, so this is the form that
+	// works under both managers.
+	var argPhase string
+	if len(words) > 0 {
+		switch Command(words[0]) {
+		case "up", "down":
+			argPhase = words[0]
+		case CmdCheck, CmdGC, CmdStatus, CmdWatch:
+			inv.Command = Command(words[0])
+		case CmdHelp:
+			help = true
+			words = words[1:]
+		default:
+			return nil, usageErr("unknown command %q (try --help)", words[0])
+		}
+		if len(words) > 1 {
+			return nil, usageErr("unexpected argument %q after the command %s (try --help)", words[1], words[0])
+		}
+		if help && len(words) == 1 {
+			if _, ok := commandUsage[words[0]]; !ok {
+				return nil, usageErr("no help for %q: it is not a command (try --help)", words[0])
+			}
+		}
 	}
 	switch {
 	case help:
+		if inv.HelpFor == "" && len(words) > 0 {
+			inv.HelpFor = words[0]
+		}
+		if inv.HelpFor == "" && (set(fs, "phase") || set(fs, "iface")) {
+			inv.HelpFor = "up"
+		}
 		inv.Command = CmdHelp
+		if _, ok := commandUsage[inv.HelpFor]; !ok && inv.HelpFor != "" {
+			return nil, usageErr("no help for %q: it is not a command (try --help)", inv.HelpFor)
+		}
 		return inv, nil
 	case version:
 		inv.Command = CmdVersion
 		return inv, nil
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	flags := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { flags[f.Name] = true })
+	// name is the command as the user would write it, for messages.
+	name := string(inv.Command)
+	if inv.Command == CmdRun {
+		switch {
+		case argPhase != "":
+			name = argPhase
+		case phase == "up" || phase == "down":
+			name = phase
+		default:
+			name = "up/down"
+		}
+	}
 	only := func(allowed ...string) error {
 		ok := map[string]bool{"config": true, "v": true, "verbose": true}
 		for _, a := range allowed {
 			ok[a] = true
 		}
-		for name := range set {
-			if !ok[name] {
-				return usageErr("--%s does not go with %s", name, inv.Command)
+		for _, f := range sortedFlags(flags) {
+			if !ok[f] {
+				help := "gre-hook " + name + " --help"
+				if name == "up/down" {
+					help = "gre-hook up --help"
+				}
+				return usageErr("--%s does not go with %s (try %s)", f, name, help)
 			}
 		}
 		return nil
@@ -219,9 +269,12 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	req.SwitchConfig = switchCfg
 	req.Verbose = verbose || getenv("VERBOSITY") == "1"
 	inv.JSON = jsonOut
+	inv.Strict = strict
 
 	switch inv.Command {
-	case CmdCheck, CmdWatch:
+	case CmdCheck:
+		return inv, only("strict")
+	case CmdWatch:
 		return inv, only()
 	case CmdGC:
 		return inv, only("dry-run")
@@ -240,15 +293,18 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	if err := only("iface", "phase", "dry-run", "switch-config"); err != nil {
 		return nil, err
 	}
+	if switchCfg && (argPhase == "down" || phase == "down" || phase == "pre-down") {
+		return nil, usageErr("--switch-config goes with up only: down takes down what gre-hook brought up, whichever config that came from")
+	}
 
-	fromEnv := !set["iface"] && !set["phase"] && argPhase == ""
+	fromEnv := !flags["iface"] && !flags["phase"] && argPhase == ""
 	switch {
 	case argPhase != "":
-		if set["phase"] {
+		if flags["phase"] {
 			return nil, usageErr("the phase is given twice: %q and --phase %q", argPhase, phase)
 		}
 		phase = argPhase
-		if !set["iface"] {
+		if !flags["iface"] {
 			req.Line = getenv("PHASE") == ""
 			iface = getenv("IFACE")
 			if iface == "" {
@@ -277,7 +333,7 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 			return nil, usageErr("IFACE=%s but PHASE is not set, so the phase is unknown (ifupdown2 sets no PHASE for stanza commands); "+
 				"write the phase in the stanza: \"post-up /usr/sbin/gre-hook up\" and \"pre-down /usr/sbin/gre-hook down\"", iface)
 		}
-	case !set["iface"] || !set["phase"]:
+	case !flags["iface"] || !flags["phase"]:
 		return nil, usageErr("--iface and --phase go together")
 	}
 	switch phase {
@@ -296,6 +352,71 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 		return nil, usageErr("interface name %s", msg)
 	}
 	req.Iface = iface
-	req.ByHand = set["iface"]
+	req.ByHand = flags["iface"]
 	return inv, nil
+}
+
+func set(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
+func sortedFlags(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// valueFlags take a value in the next argument unless written --f=v.
+var valueFlags = map[string]bool{"iface": true, "phase": true, "config": true}
+
+// flagAlias gives the name a flag is counted under.
+var flagAlias = map[string]string{"v": "verbose", "h": "help"}
+
+// repeatedFlag refuses a flag given twice: the flag package would take
+// the last one in silence, and "--phase up --phase down" is a mistake
+// whichever way it is read.
+func repeatedFlag(args []string) error {
+	seen := map[string]string{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			continue
+		}
+		n := strings.TrimLeft(a, "-")
+		hasValue := strings.Contains(n, "=")
+		if hasValue {
+			n = n[:strings.IndexByte(n, '=')]
+		}
+		if valueFlags[n] && !hasValue {
+			i++
+		}
+		key := n
+		if alias, ok := flagAlias[n]; ok {
+			key = alias
+		}
+		if prev, ok := seen[key]; ok {
+			if prev != n || n != key {
+				return usageErr("--%s is given twice (-%s is --%s) (try --help)", key, firstShort(prev, n, key), key)
+			}
+			return usageErr("--%s is given twice (try --help)", key)
+		}
+		seen[key] = n
+	}
+	return nil
+}
+
+// firstShort is the short spelling among a and b.
+func firstShort(a, b, long string) string {
+	if a != long {
+		return a
+	}
+	return b
 }

@@ -231,7 +231,9 @@ func TestGCRefusesBrokenConfig(t *testing.T) {
 	env := envOf("GRE_HOOK_INSECURE_CONFIG", "1", "GRE_HOOK_STATE_DIR", filepath.Join(notDir, "run"))
 	var stderr strings.Builder
 	code := Main([]string{"gc", "--config", cfg}, env, io.Discard, &stderr, "t")
-	if want := "gre-hook: gc: refusing to run with a broken config: " + cfg + ":2:"; code != ExitUsage || !strings.Contains(stderr.String(), want) {
+	if want := "gre-hook: gc: refusing to run with a broken config: " + cfg + ":1:1: tunnel #1: underlay: must not be empty\n" +
+		"gre-hook: " + cfg + ":1:1: tunnel #1: remote: is required\n" +
+		"gre-hook: " + cfg + ":2:1: tunnel #1: name: must be a string, not an integer (1)\n"; code != ExitUsage || !strings.Contains(stderr.String(), want) {
 		t.Errorf("exit %d, want %d and %q in\n%s", code, ExitUsage, want, stderr.String())
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/gre-hook/gre-hook/hook"
@@ -37,23 +39,46 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	case CmdNothing:
 		return ExitOK
 	case CmdHelp:
-		fmt.Fprint(stdout, Usage)
+		fmt.Fprint(stdout, commandUsage[inv.HelpFor])
 		return ExitOK
 	case CmdVersion:
-		fmt.Fprintf(stdout, "gre-hook %s\n", version)
+		fmt.Fprintf(stdout, "gre-hook %s\n", Version(version))
 		return ExitOK
+	}
+	if msg := needsRoot(inv); msg != "" {
+		fmt.Fprintf(stderr, "gre-hook: %s\n", msg)
+		return ExitFailed
 	}
 	// Every command left reads the config, once.
 	if inv.Request.AllowInsecure {
 		fmt.Fprintf(stderr, "gre-hook: warning: %s: the config is read without checking who owns it or can write it; this is for tests only\n", inv.InsecureConfig)
 	}
+	if inv.Command == CmdCheck {
+		return check(inv, stdout, stderr)
+	}
+	if inv.StateDir == "" {
+		dir, err := netnsDir(state.DefaultDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "gre-hook: warning: %v: records and the lock are in %s\n", err, dir)
+		}
+		inv.StateDir = dir
+	}
 	cfg, cfgErr := hook.LoadConfig(inv.Request)
+	if cfgErr == nil && len(cfg.Files) == 0 && inv.Request.Config != "" {
+		// A directory named, but empty: most likely a mistake, and one
+		// that looks like "nothing to do" unless it is said.
+		if inv.Command == CmdGC {
+			fmt.Fprintf(stderr, "gre-hook: gc: refusing to run: %s, and gc would remove every tunnel of gre-hook's\n", noFiles(inv.Request.Config))
+			return ExitUsage
+		}
+		fmt.Fprintf(stderr, "gre-hook: warning: %s, so there are no tunnels\n", noFiles(inv.Request.Config))
+	}
 	switch inv.Command {
 	case CmdWatch:
 		if cfgErr != nil {
 			// Refused at start, where systemd shows it, rather than
 			// watching nothing in silence.
-			fmt.Fprintf(stderr, "gre-hook: watch: %v\n", cfgErr)
+			printErr(stderr, fmt.Errorf("watch: %w", cfgErr))
 			return ExitUsage
 		}
 		return watch.Main(watch.Options{
@@ -63,19 +88,6 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 				return NewSystem(inv, stderr)
 			},
 		}, stderr)
-	case CmdCheck:
-		if cfgErr != nil {
-			fmt.Fprintf(stderr, "%v\n", cfgErr)
-			return ExitUsage
-		}
-		if len(cfg.Files) == 0 {
-			fmt.Fprintf(stderr, "gre-hook: no config files found (looked for %s and %s/*.toml)\n", config.DefaultFile, config.DefaultDir)
-			return ExitOK
-		}
-		if inv.Request.Verbose {
-			fmt.Fprintf(stdout, "%d tunnel(s) in %d file(s): ok\n", len(cfg.Tunnels), len(cfg.Files))
-		}
-		return ExitOK
 	}
 
 	if inv.Command == CmdRun && nothingToDo(inv, cfg, cfgErr) {
@@ -109,7 +121,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 		return ExitDrift
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "gre-hook: %v\n", err)
+		printErr(stderr, err)
 		var cerr config.Errors
 		if errors.As(err, &cerr) {
 			return ExitUsage
@@ -161,4 +173,70 @@ func stateDir(inv *Invocation) string {
 		return inv.StateDir
 	}
 	return state.DirFor(state.DefaultDir)
+}
+
+// netnsDir is state.NetnsDir; tests replace it.
+var netnsDir = state.NetnsDir
+
+// geteuid is os.Geteuid; tests replace it.
+var geteuid = os.Geteuid
+
+// needsRoot says why the run cannot work unless it is root, or "": a
+// plain permission error from deep inside (mkdir /run/gre-hook) would not
+// say what to do.
+func needsRoot(inv *Invocation) string {
+	if geteuid() == 0 {
+		return ""
+	}
+	r := inv.Request
+	switch {
+	case inv.Command == CmdRun && !r.DryRun:
+		phase := "up"
+		if r.Phase == hook.PhaseDown {
+			phase = "down"
+		}
+		return fmt.Sprintf("%s on %s needs root: it changes links, addresses, routes and iptables rules (run it as root, or add --dry-run to print the plan)", phase, r.Iface)
+	case inv.Command == CmdGC && !r.DryRun:
+		return "gc needs root: it removes links, routes and iptables rules (run it as root, or add --dry-run to print what it would remove)"
+	case inv.Command == CmdStatus:
+		return "status needs root: it reads iptables rules and gre-hook's records (run it as root)"
+	case inv.Command == CmdWatch:
+		return "watch needs root: it sends keepalives on raw sockets and changes routes (run it as root)"
+	}
+	return ""
+}
+
+// Version is the version to report: the one stamped at build time
+// (debian/rules and scripts/build-deb stamp the package's), or for a
+// source build "dev" and the commit it was built from.
+func Version(stamp string) string {
+	info, _ := debug.ReadBuildInfo()
+	return versionOf(stamp, info)
+}
+
+func versionOf(stamp string, info *debug.BuildInfo) string {
+	if stamp != "dev" {
+		return stamp
+	}
+	var rev, modified string
+	if info != nil {
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+	}
+	if rev == "" {
+		return "dev (commit unknown: built without version control information)"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified == "true" {
+		return fmt.Sprintf("dev (commit %s, modified)", rev)
+	}
+	return fmt.Sprintf("dev (commit %s)", rev)
 }

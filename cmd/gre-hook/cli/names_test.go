@@ -47,7 +47,8 @@ underlay = "eth1"
 remote = "203.0.113.1"
 `
 
-// gre-hook check prints one error per bad name, each naming the file,
+// gre-hook check prints one error per bad name, each on its own line
+// starting "gre-hook: " and naming the file,
 // line, tunnel, key, character and reason, and exits 2.
 func TestCheckReportsEveryBadName(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "names.toml")
@@ -61,14 +62,14 @@ func TestCheckReportsEveryBadName(t *testing.T) {
 	}
 	plus := `contains '+', which iptables reads as a wildcard at the end of a name ("-o gre+" matches every interface whose name starts with "gre")`
 	want := "gre-hook: warning: GRE_HOOK_INSECURE_CONFIG=1: the config is read without checking who owns it or can write it; this is for tests only\n" +
-		cfg + `:2:1: tunnel "gre+": name: "gre+" ` + plus + "\n" +
-		cfg + `:7:1: tunnel "gre%d": name: "gre%d" contains '%', which the kernel replaces with a number when it creates the link ("gre%d" becomes gre0, gre1, ...)` + "\n" +
-		cfg + `:8:1: tunnel "gre%d": underlay: "eth+" ` + plus + "\n" +
-		cfg + `:12:1: tunnel "gre\"q": name: "gre\"q" contains '"', which breaks reading gre-hook's rules back from iptables -S` + "\n" +
-		cfg + `:17:1: tunnel "gre!x": name: "gre!x" contains '!', which iptables reads as negation` + "\n" +
-		cfg + `:18:1: tunnel "gre!x": underlay: "eth 1" contains a space, which Linux forbids in interface names` + "\n" +
-		cfg + `:22:1: tunnel "gre*": name: "gre*" contains '*', which nftables reads as a wildcard in interface names` + "\n" +
-		cfg + `:23:1: tunnel "gre*": underlay: "eth1\a" contains '\a' (U+0007), a control character, which garbles logs and iptables -S output` + "\n"
+		"gre-hook: " + cfg + `:2:1: tunnel "gre+": name: "gre+" ` + plus + "\n" +
+		"gre-hook: " + cfg + `:7:1: tunnel "gre%d": name: "gre%d" contains '%', which the kernel replaces with a number when it creates the link ("gre%d" becomes gre0, gre1, ...)` + "\n" +
+		"gre-hook: " + cfg + `:8:1: tunnel "gre%d": underlay: "eth+" ` + plus + "\n" +
+		"gre-hook: " + cfg + `:12:1: tunnel "gre\"q": name: "gre\"q" contains '"', which breaks reading gre-hook's rules back from iptables -S` + "\n" +
+		"gre-hook: " + cfg + `:17:1: tunnel "gre!x": name: "gre!x" contains '!', which iptables reads as negation` + "\n" +
+		"gre-hook: " + cfg + `:18:1: tunnel "gre!x": underlay: "eth 1" contains a space, which Linux forbids in interface names` + "\n" +
+		"gre-hook: " + cfg + `:22:1: tunnel "gre*": name: "gre*" contains '*', which nftables reads as a wildcard in interface names` + "\n" +
+		"gre-hook: " + cfg + `:23:1: tunnel "gre*": underlay: "eth1\a" contains '\a' (U+0007), a control character, which garbles logs and iptables -S output` + "\n"
 	if got := stderr.String(); got != want {
 		t.Errorf("stderr:\n got %s\nwant %s", got, want)
 	}

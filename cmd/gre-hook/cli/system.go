@@ -30,10 +30,12 @@ func NewSystem(inv *Invocation, stderr io.Writer) (*hook.System, func(), error) 
 	sys := &hook.System{
 		Net:        h,
 		LoadModule: rtnl.LoadModule,
-		Store:      state.Store{Dir: dir, Secure: !inv.Request.AllowInsecure},
-		LockWait:   inv.LockWait,
-		Log:        stderr,
-		Sysctl:     hook.ProcSys{},
+		// A status or dry run foresees a kernel without GRE.
+		ModuleAvailable: rtnl.ModuleAvailable,
+		Store:           state.Store{Dir: dir, Secure: !inv.Request.AllowInsecure},
+		LockWait:        inv.LockWait,
+		Log:             stderr,
+		Sysctl:          hook.ProcSys{},
 	}
 	sys.Command = hook.CommandRunner{Limit: inv.CommandLimit, Grace: hook.CommandGrace, Out: stderr}.Run
 	readOnly := inv.Request.DryRun && os.Geteuid() != 0
