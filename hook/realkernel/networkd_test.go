@@ -170,6 +170,8 @@ func TestNetworkd(t *testing.T) {
 				t.Fatalf("netplan apply in %s: %v\n%s", r.ns.name, err, out)
 			}
 		}
+		// apply returns before networkd has reconfigured eth1.
+		configured(t, rs)
 		d.up(t, "after netplan apply")
 		if m := policyObjectsKept(d.r1, false); m != "" {
 			t.Error(m)
