@@ -35,6 +35,7 @@ type daemonRouter struct {
 	dir   string
 	pid   int // the holder: a process that keeps the mount namespace
 	procs []*exec.Cmd
+	names []string // each proc's name, given to start
 }
 
 // newDaemonRouter makes the router's mount namespace, with each of binds
@@ -132,16 +133,18 @@ func (r *daemonRouter) start(name string, args ...string) {
 		r.t.Fatalf("starting %s in %s: %v", name, r.ns.name, err)
 	}
 	r.procs = append(r.procs, c)
+	r.names = append(r.names, name)
 }
 
 // stop ends the daemon started as name, as systemctl stop would.
 func (r *daemonRouter) stop(name string) {
 	r.t.Helper()
 	for i, p := range r.procs {
-		if filepath.Base(p.Args[len(p.Args)-1]) == name || strings.Contains(strings.Join(p.Args, " "), name) {
+		if r.names[i] == name {
 			p.Process.Signal(syscall.SIGTERM)
 			p.Wait()
 			r.procs = append(r.procs[:i], r.procs[i+1:]...)
+			r.names = append(r.names[:i], r.names[i+1:]...)
 			return
 		}
 	}

@@ -113,8 +113,14 @@ func TestNetworkManager(t *testing.T) {
 	})
 	t.Run("carrier loss", d.carrierLoss)
 	t.Run("NetworkManager restart", func(t *testing.T) {
+		// The dispatcher is restarted with it, as under systemd. Started by D-Bus
+		// activation here, it would get the launch helper's empty
+		// environment, no PATH, and gre-hook would find no iptables; under
+		// systemd, activation goes through NetworkManager-dispatcher.service.
 		for _, r := range d.rs {
 			r.stop("NetworkManager")
+			r.stop("nm-dispatcher")
+			r.start("nm-dispatcher", "/usr/lib/NetworkManager/nm-dispatcher", "--persist")
 			r.start("NetworkManager", "NetworkManager", "--no-daemon")
 		}
 		d.up(t, "after NetworkManager restarts")
