@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// readmeBuild returns the build command of the README's Quick start: the
+// readmeBuild returns the build command of the README's Install section: the
 // line in it that starts "CGO_ENABLED=0 go build".
 func readmeBuild(t *testing.T) string {
 	t.Helper()
@@ -25,15 +25,15 @@ func readmeBuild(t *testing.T) string {
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
-		case line == "## Quick start":
+		case line == "## Install":
 			in = true
 		case in && strings.HasPrefix(line, "## "):
-			t.Fatal("README.md: no \"CGO_ENABLED=0 go build\" line in the Quick start")
+			t.Fatal("README.md: no \"CGO_ENABLED=0 go build\" line in the Install section")
 		case in && strings.HasPrefix(line, "CGO_ENABLED=0 go build "):
 			return line
 		}
 	}
-	t.Fatal("README.md: no Quick start section")
+	t.Fatal("README.md: no Install section")
 	return ""
 }
 

@@ -557,7 +557,7 @@ func TestWatchFootprint(t *testing.T) {
 	fmt.Printf("WATCH-BENCH window=%ds idle_cpu_pct=%.2f idle_rss_kb=%d tunnels=%d active_cpu_pct=%.2f rss_kb=%d peak_rss_kb=%d rss_anon_kb=%d rss_file_kb=%d\n",
 		int(window/time.Second), idleCPU, idleRSS, n, activeCPU, rss, hwm, anon, file)
 	// Regression guards, not the goals (RSS under 10 MB, idle
-	// CPU near 0), which the emulated VM does not show: see the README.
+	// CPU near 0), which the emulated VM does not show: see scripts/README.md (Benchmark).
 	if idleCPU > 5 {
 		t.Errorf("CPU %.2f%% with nothing to watch, want near 0", idleCPU)
 	}
