@@ -46,7 +46,10 @@ type executor struct {
 	policy   plan.Policy
 	defaults bool
 	others   map[string]*state.Record
-	undos    []undo
+	// unreadable names the other records that could not be read: no
+	// rule is then deleted.
+	unreadable string
+	undos      []undo
 }
 
 // run applies steps in order and stops at the first that fails.

@@ -113,7 +113,11 @@ func down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sy
 	errs = append(errs, td.tunnels(victims)...)
 	// The tunnels' default routes in gre-hook's table went with their
 	// links; the rules go with the last of them.
-	errs = append(errs, td.dropRules(needsRules(plan.DefaultPolicy.Table, othersOf(sys.Store, req.Iface)))...)
+	if others, unreadable := othersOf(sys.Store, req.Iface); unreadable != "" {
+		l.warn("%s", keepRulesNote(unreadable))
+	} else {
+		errs = append(errs, td.dropRules(needsRules(plan.DefaultPolicy.Table, others))...)
+	}
 	if req.DryRun {
 		return join(errs)
 	}

@@ -3,6 +3,7 @@ package hook
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/plan"
@@ -104,12 +105,29 @@ func needsRules(table uint32, recs ...map[string]*state.Record) map[int]bool {
 }
 
 // othersOf is every record but underlay own's, read under the run lock.
-// Records that cannot be read are left out: an unreadable record keeps
-// its rules alive only if another names the family.
-func othersOf(store state.Store, own string) map[string]*state.Record {
-	recs, _, _ := store.All()
+// unreadable names those that cannot be read ("" if none): one of them
+// may list a default_route tunnel that still needs the rules, so a run
+// that sees any deletes no rule.
+func othersOf(store state.Store, own string) (recs map[string]*state.Record, unreadable string) {
+	recs, broken, err := store.All()
 	delete(recs, own)
-	return recs
+	delete(broken, own)
+	var names []string
+	for n := range broken {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if err != nil {
+		names = append(names, err.Error())
+	}
+	return recs, strings.Join(names, ", ")
+}
+
+// keepRulesNote is the warning of a run that leaves gre-hook's rules alone
+// because other records cannot be read.
+func keepRulesNote(unreadable string) string {
+	return "the record of " + unreadable + " cannot be read and may list a default_route tunnel, so gre-hook's ip rules stay; " +
+		"mend or remove that record, then run gre-hook gc"
 }
 
 func kernelRule(r plan.Rule) rtnl.Rule {
@@ -144,7 +162,8 @@ func readRules(n Net) (map[int][]rtnl.Rule, error) {
 // before old ones go, and the rule to the main table before the rule to
 // gre-hook's table, so specific routes of main never lose to it. who
 // names a tunnel that needs the rules of a family, for status.
-func diffPolicy(pol plan.Policy, need map[int]bool, who map[int]string, rules map[int][]rtnl.Rule) []step {
+// With keep, it only adds: rules that no record it could read needs stay.
+func diffPolicy(pol plan.Policy, need map[int]bool, who map[int]string, rules map[int][]rtnl.Rule, keep bool) []step {
 	var out []step
 	for _, f := range []int{4, 6} {
 		var want []plan.Rule
@@ -173,11 +192,11 @@ func diffPolicy(pol plan.Policy, need map[int]bool, who map[int]string, rules ma
 		}
 		var stale []rtnl.Rule
 		for _, o := range ours {
-			keep := false
+			wanted := keep
 			for _, w := range want {
-				keep = keep || sameRule(o, w)
+				wanted = wanted || sameRule(o, w)
 			}
-			if !keep {
+			if !wanted {
 				stale = append(stale, o)
 			}
 		}

@@ -244,7 +244,7 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 				}
 			}
 			need := needsRules(pol.Table, others, map[string]*state.Record{u: mine})
-			steps = append(steps, diffPolicy(pol, need, defaultFamilies(want), rules)...)
+			steps = append(steps, diffPolicy(pol, need, defaultFamilies(want), rules, false)...)
 			steps = append(steps, diffLegacy(want, rec)...)
 		}
 		index := map[string]int{}

@@ -75,9 +75,10 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	}
 	pol := policyOf(cfg)
 	var others map[string]*state.Record
+	var unreadable string
 	defaults := involvesDefaults(tunnels, rec)
 	if defaults {
-		others = othersOf(sys.Store, req.Iface)
+		others, unreadable = othersOf(sys.Store, req.Iface)
 	}
 	forgetUnwatched(tunnels, rec)
 	want, err := plan.Up(tunnels, u, plan.Options{Policy: pol, Metrics: defaultMetrics(cfg, tunnels, rec, others, snap, pol)})
@@ -128,7 +129,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	lg := newLedger(sys.Store, req.Iface, rec)
 	lg.setOwn(newRec)
 	x := &executor{ctx: ctx, sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, snap: snap, tables: tables,
-		newRec: newRec, ledger: lg, unlisted: map[string]bool{}, policy: pol, defaults: defaults, others: others}
+		newRec: newRec, ledger: lg, unlisted: map[string]bool{}, policy: pol, defaults: defaults, others: others, unreadable: unreadable}
 	x.checkpoint = func() error {
 		if req.DryRun {
 			return nil
@@ -195,7 +196,10 @@ func apply(x *executor, want []plan.Tunnel, rec *state.Record) error {
 			return err
 		}
 		need := needsRules(x.policy.Table, x.others, map[string]*state.Record{x.underlay: x.newRec})
-		if err := x.run(diffPolicy(x.policy, need, defaultFamilies(want), rules)); err != nil {
+		if x.unreadable != "" {
+			x.l.warn("%s", keepRulesNote(x.unreadable))
+		}
+		if err := x.run(diffPolicy(x.policy, need, defaultFamilies(want), rules, x.unreadable != "")); err != nil {
 			return err
 		}
 		if err := x.run(diffLegacy(want, rec)); err != nil {
