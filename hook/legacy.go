@@ -307,7 +307,12 @@ func diffLegacy(want []plan.Tunnel, rec *state.Record) []step {
 					}
 				}
 				errs := td.releaseDefaults(&o, o.LegacyDefaults(), map[string]bool{name: true}, false)
-				if o.Pin != nil {
+				// While the main default is still another previous-release
+				// tunnel's, the marked outer packets follow it into that
+				// tunnel without the pin: it stays, in the record too, until
+				// that tunnel's underlay moves (its up, down or gc).
+				keepPin := o.Pin != nil && !x.dry && mainDefaultIsOurs(x.sys.Net, o.Pin.Dst.Addr().Is6())
+				if o.Pin != nil && !keepPin {
 					if err := td.delRoute(*o.Pin); err != nil {
 						errs = append(errs, err)
 					}
@@ -321,7 +326,7 @@ func diffLegacy(want []plan.Tunnel, rec *state.Record) []step {
 								errs = append(errs, err)
 							}
 						}
-						if pin != nil {
+						if pin != nil && !keepPin {
 							if err := x.sys.Net.ReplaceRoute(kernelRoute(pin.Plan(), plan.RouteProtocol)); err != nil {
 								errs = append(errs, err)
 							}
@@ -333,12 +338,35 @@ func diffLegacy(want []plan.Tunnel, rec *state.Record) []step {
 					return fmt.Errorf("tunnel %q: moving it from the previous release's main-table default route: %w", name, join(errs))
 				}
 				if e := x.newRec.Find(name); e != nil {
+					pin := e.Pin
 					dropLegacy(e)
+					if keepPin {
+						e.Pin = pin
+					}
 				}
 				return nil
 			}})
 	}
 	return out
+}
+
+// mainDefaultIsOurs reports whether the main table's default route of the
+// family is one of gre-hook's (protocol 176): a previous-release tunnel's.
+func mainDefaultIsOurs(n Net, v6 bool) bool {
+	fam := 4
+	if v6 {
+		fam = 6
+	}
+	routes, err := n.Routes(fam)
+	if err != nil {
+		return true // in doubt, keep the pin
+	}
+	for _, r := range routes {
+		if r.Dst.Bits() == 0 && r.Table == 0 && r.Protocol == plan.RouteProtocol {
+			return true
+		}
+	}
+	return false
 }
 
 // dropLegacy forgets what t kept in the previous release's form.
