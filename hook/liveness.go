@@ -147,10 +147,41 @@ func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 		// table's default: hand it on as that release would.
 		errs = append(errs, releaseLegacy(sys, rec, t, l)...)
 	}
+	if changed {
+		warnNoDefault(sys.Net, t.OwnedDefaults(), l)
+	}
 	if len(errs) > 0 {
 		return fail(join(errs))
 	}
 	return nil
+}
+
+// warnNoDefault says so when withdrawing a dead tunnel's defaults left the
+// router with no default route of that family at all: neither the main
+// table nor another tunnel in gre-hook's table has one. gre-hook never
+// adds one to main, but it must not take the last one away in silence.
+func warnNoDefault(n Net, withdrawn []state.Route, l *logger) {
+	for _, f := range []int{4, 6} {
+		had := false
+		for _, d := range withdrawn {
+			had = had || familyOf(d.Dst.Addr()) == f
+		}
+		if !had {
+			continue
+		}
+		routes, err := n.Routes(f)
+		if err != nil {
+			continue
+		}
+		left := false
+		for _, r := range routes {
+			left = left || (r.Dst.Bits() == 0 && (r.Table == 0 || r.Table == plan.DefaultPolicy.Table))
+		}
+		if !left {
+			l.warn("with the dead tunnel's default route withdrawn, this router has no IPv%d default route: the main table has none, "+
+				"and no other default_route tunnel is alive", f)
+		}
+	}
 }
 
 func fail0(err error, fail func(error) error) error {

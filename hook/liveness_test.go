@@ -539,3 +539,23 @@ func TestSetLivenessFailureIsRetried(t *testing.T) {
 	}
 	diff(t, "kernel after the repair", sortLines(e.dump()), edit(upDump, []string{aRoute, aDefault}))
 }
+
+// Withdrawing a dead tunnel's default says so when it leaves the router
+// with no default route at all, and is quiet while the main table has one.
+func TestDeadWithNoDefaultLeftWarns(t *testing.T) {
+	e := newWatched(t)
+	e.mustOn("eth1", PhaseUp)
+	if out := e.set("eth1", "gre-a", false); strings.Contains(out, "no IPv4 default route") {
+		t.Errorf("warned with the main default in place:\n%s", out)
+	}
+	e.set("eth1", "gre-a", true)
+	e.fk.Net.RemoveRoute(netip.MustParsePrefix("0.0.0.0/0"))
+	if e.has(origDefault) {
+		t.Fatalf("the main default is still there:\n%s", e.dump())
+	}
+	out := e.set("eth1", "gre-a", false)
+	if want := "gre-hook: warning: with the dead tunnel's default route withdrawn, this router has no IPv4 default route: " +
+		"the main table has none, and no other default_route tunnel is alive\n"; !strings.Contains(out, want) {
+		t.Errorf("log of dead with no default left:\n%s\nwant the line\n%s", out, want)
+	}
+}
