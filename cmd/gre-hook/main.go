@@ -12,5 +12,7 @@ import (
 var version = "dev"
 
 func main() {
+	// Best effort: with no PATH at all, the run says iptables is missing.
+	_ = cli.EnsurePath(os.Getenv, os.Setenv)
 	os.Exit(cli.Main(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, version))
 }
