@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -73,6 +74,9 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	if local.Is6() != link.Local.Is6() || remote.Is6() != link.Remote.Is6() {
 		return fail(fmt.Errorf("local %s remote %s: a %s tunnel's endpoints are of the family it was made with (local %s remote %s)",
 			local, remote, link.Kind, link.Local, link.Remote))
+	}
+	if err := movePolicy(sys.Net, link, local, remote); err != nil {
+		return fail(err)
 	}
 	// The kernel flushes every route through an underlay that loses its
 	// last address (a PPP reconnect, a DHCP renumbering), the pin
@@ -177,6 +181,27 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	}
 	if noPath != nil {
 		return fail(noPath)
+	}
+	return nil
+}
+
+// movePolicy refuses, by the address policy up applies, a new endpoint
+// no tunnel may have: the watcher's answers are checked again here, under
+// the lock, against the router's addresses now.
+func movePolicy(n Net, link *rtnl.Link, local, remote netip.Addr) error {
+	if local != link.Local {
+		if why := addrpolicy.Endpoint(local, familyOf(local)); why != "" {
+			return fmt.Errorf("local %s %s", local, why)
+		}
+	}
+	if remote != link.Remote {
+		own, err := OwnAddrs(n)
+		if err != nil {
+			return err
+		}
+		if why := own.Remote(remote, familyOf(remote)); why != "" {
+			return fmt.Errorf("remote %s %s", remote, why)
+		}
 	}
 	return nil
 }

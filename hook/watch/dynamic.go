@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 )
@@ -346,6 +347,7 @@ func (w *Watcher) resolveDue(now time.Time) {
 	if wait <= 0 {
 		wait = resolve.DefaultWait
 	}
+	var own *addrpolicy.Own
 	for _, e := range w.endpointsSorted() {
 		if !e.repin.IsZero() && !e.pending && !now.Before(e.repin) {
 			// Zero addresses: Retarget keeps the endpoints and only
@@ -356,11 +358,19 @@ func (w *Watcher) resolveDue(now time.Time) {
 		if e.next.IsZero() || e.resolving || e.pending || now.Before(e.next) {
 			continue
 		}
+		if own == nil {
+			own = &addrpolicy.Own{}
+			if w.OwnAddrs != nil {
+				if o, err := w.OwnAddrs(); err == nil {
+					own = &o
+				}
+			}
+		}
 		e.resolving = true
 		q := resolve.Query{Name: e.RemoteName, Family: e.Family}
-		k, out, stopped := keyOf(e.Endpoint), w.dyn.resolved, w.dyn.stopped
+		k, out, stopped, o := keyOf(e.Endpoint), w.dyn.resolved, w.dyn.stopped, *own
 		go func() {
-			r := resolve.All(context.Background(), lookup, []resolve.Query{q}, wait)[q]
+			r := resolve.All(context.Background(), lookup, []resolve.Query{q}, wait, o)[q]
 			select {
 			case out <- resolution{key: k, name: q.Name, res: r}:
 			case <-stopped:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
 )
 
@@ -203,6 +204,9 @@ func startDyn(t *testing.T, names map[string][]netip.Addr, eps []Endpoint, targe
 	d.rig = startRig(t, newFakeConn(), func(w *Watcher) {
 		d.mover.eng = w.Engine.(*fakeEngine)
 		w.Mover, w.Lookup, w.Addrs, w.LookupWait = d.mover, d.names.lookup, d.addrs, time.Second
+		w.OwnAddrs = func() (addrpolicy.Own, error) {
+			return addrpolicy.Own{Prefixes: []netip.Prefix{netip.PrefixFrom(site1, 24)}}, nil
+		}
 	}, targets...)
 	return d
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/keepalive"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
 )
@@ -84,6 +85,8 @@ func Main(opts Options, stderr io.Writer) int {
 		Reload:  reload,
 		Mover:   eng,
 		Addrs:   localaddr.New(),
+		// The loop's own system: it lists the endpoints there too.
+		OwnAddrs: func() (addrpolicy.Own, error) { return hook.OwnAddrs(watchSys.Net) },
 	}
 	if err := w.Run(ctx); err != nil {
 		return fail(err)

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/keepalive"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -88,6 +89,9 @@ type Watcher struct {
 	// LookupWait (0: resolve.DefaultWait).
 	Lookup     resolve.LookupFunc
 	LookupWait time.Duration
+	// OwnAddrs reads the router's addresses, which a name's answers may
+	// not be (nil: the rest of the address policy applies).
+	OwnAddrs func() (addrpolicy.Own, error)
 	// Addrs follows underlay addresses; nil: local = "auto" is not
 	// followed.
 	Addrs AddrFollower
