@@ -47,8 +47,11 @@ type fakeMover struct {
 	hold  time.Duration // how long each move takes
 	names *fakeNames
 	// noPin: that many Retargets find no route to pin the remote
-	// through, as hook.Retarget after a renumbering.
-	noPin int
+	// through, as hook.Retarget after a renumbering; fail: that many
+	// fail with failErr, before changing anything.
+	noPin   int
+	fail    int
+	failErr error
 }
 
 func (m *fakeMover) Endpoints() ([]Endpoint, error) {
@@ -62,6 +65,10 @@ func (m *fakeMover) Retarget(ctx context.Context, underlay, tunnel string, local
 	m.moves <- move{"retarget", Key{underlay, tunnel}, local, remote}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.fail > 0 {
+		m.fail--
+		return m.failErr
+	}
 	for i := range m.eps {
 		if keyOf(m.eps[i]) == (Key{underlay, tunnel}) {
 			if local.IsValid() {
@@ -114,6 +121,9 @@ type fakeNames struct {
 	mu    sync.Mutex
 	table map[string][]netip.Addr
 	count map[string]int
+	// seq, when set, answers instead of the table: the i-th lookup of
+	// a name, from 1.
+	seq func(name string, i int) ([]netip.Addr, error)
 }
 
 func newFakeNames(table map[string][]netip.Addr) *fakeNames {
@@ -124,6 +134,12 @@ func (n *fakeNames) lookup(ctx context.Context, name string) ([]netip.Addr, erro
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.count[name]++
+	if n.seq != nil {
+		seq, i := n.seq, n.count[name]
+		n.mu.Unlock()
+		defer n.mu.Lock()
+		return seq(name, i)
+	}
 	as, ok := n.table[name]
 	if !ok {
 		return nil, errors.New("no such host")
@@ -386,7 +402,7 @@ func TestPinRetriedUntilARouteComes(t *testing.T) {
 		t.Fatalf("%s, want %s", m, want)
 	}
 	for i := 0; i < 2; i++ {
-		if m, want := d.nextMove(5*time.Second), (move{"retarget", Key{"eth1", "gre-site2"}, netip.Addr{}, netip.Addr{}}); m != want {
+		if m, want := d.nextMove(5*time.Second), (move{"retarget", Key{"eth1", "gre-site2"}, site1new, netip.Addr{}}); m != want {
 			t.Fatalf("retry %d: %s, want %s", i, m, want)
 		}
 	}
