@@ -73,6 +73,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	case !u.Up && !req.DryRun:
 		return fmt.Errorf("bringing up tunnels on %s: the underlay is down; bring it up first", req.Iface)
 	}
+	tunnels = autoLocals(tunnels, snap, req.Iface, rec)
 	lg := newLedger(sys.Store, req.Iface, rec)
 	paths, err := remotePaths(sys, snap, lg, rec, tunnels)
 	if err != nil {

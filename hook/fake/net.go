@@ -116,6 +116,22 @@ func (n *Net) AddDeviceAddr(dev string, p netip.Prefix) {
 	}
 }
 
+// AddDeviceAddrFlags adds an address with the kernel's IFA_F_* flags and
+// a preferred lifetime, as an IPv6 autoconfiguration would. Like the
+// kernel, the newest IPv6 address is listed first.
+func (n *Net) AddDeviceAddrFlags(dev string, p netip.Prefix, flags, preferredLft int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.addAddr(dev, rtnl.Addr{Prefix: p, Flags: flags, PreferredLft: preferredLft, HasLft: true}); err != nil {
+		panic(err)
+	}
+	if p.Addr().Is6() {
+		last := n.addrs[len(n.addrs)-1]
+		copy(n.addrs[1:], n.addrs[:len(n.addrs)-1])
+		n.addrs[0] = last
+	}
+}
+
 // AddForeignRoute installs a route as some other tool would.
 func (n *Net) AddForeignRoute(r plan.Route, proto int) {
 	n.mu.Lock()
@@ -432,7 +448,8 @@ func (n *Net) addAddr(dev string, a rtnl.Addr) error {
 			return nil
 		}
 	}
-	n.addrs = append(n.addrs, rtnl.Addr{Index: l.Index, Prefix: a.Prefix, Broadcast: a.Broadcast, Global: !a.Prefix.Addr().IsLinkLocalUnicast()})
+	n.addrs = append(n.addrs, rtnl.Addr{Index: l.Index, Prefix: a.Prefix, Broadcast: a.Broadcast, Global: !a.Prefix.Addr().IsLinkLocalUnicast(),
+		Flags: a.Flags, PreferredLft: a.PreferredLft, HasLft: a.HasLft})
 	n.connect(l, a.Prefix)
 	return nil
 }
