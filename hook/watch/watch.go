@@ -128,6 +128,7 @@ type tunnel struct {
 	silentSince      time.Time // the last packet heard, or when watching began
 	deadSince        time.Time
 	next             time.Time // next keepalive due
+	sendErr          string    // the send error last logged, "" once sends work
 }
 
 type change struct {
@@ -339,8 +340,15 @@ func (w *Watcher) tick(now time.Time) {
 		if err := w.Conn.SendKeys(t.Local, t.Remote, t.OKey, t.IKey); err != nil {
 			// A missing route or address: the underlay is going
 			// away, or the kernel refuses the local address. The
-			// interval still counts as unanswered.
-			w.logf("%s: %v", t.Tunnel, err)
+			// interval still counts as unanswered. Said once, and
+			// again when it clears, not every interval.
+			if msg := err.Error(); msg != t.sendErr {
+				t.sendErr = msg
+				w.logf("%s: %v", t.Tunnel, err)
+			}
+		} else if t.sendErr != "" {
+			t.sendErr = ""
+			w.logf("%s: keepalives to %s go out again", t.Tunnel, t.Remote)
 		}
 		t.sent = true
 		t.next = t.next.Add(t.Interval)
