@@ -70,3 +70,15 @@ func TestLocalAutoKeepsTheRecordedLocal(t *testing.T) {
 		t.Errorf("kernel:\n%s", e.dump())
 	}
 }
+
+// An ip6gre tunnel that is up is left alone by the next up: the kernel
+// reports no pmtudisc for the ip6 modes (it has none), which must not
+// read as a difference from the config's default.
+func TestIP6GREUpTwiceChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.write("[[tunnel]]\nname = \"gre-v6\"\nunderlay = \"eth1\"\nmode = \"ip6gre\"\nremote = \"2001:db8:2::1\"\n")
+	e.mustRun(PhaseUp)
+	if out := e.mustRun(PhaseUp); out != "" {
+		t.Errorf("the second up changed things:\n%s", out)
+	}
+}
