@@ -33,14 +33,19 @@ type executor struct {
 	snap *snapshot
 	// tables are the iptables backends of the families with rules.
 	tables map[int]mss.Backend
-	// newRec is the record being built; checkpoint saves it as it stands,
-	// before a change that only the record can undo.
+	// newRec is the record being built; checkpoint saves it as it stands
+	// (with what the old record lists), before the first change.
 	newRec     *state.Record
 	checkpoint func() error
 	// ledger is every underlay's record of default routes.
 	ledger *ledger
 	// unlisted names stale links that no record lists.
 	unlisted map[string]bool
+	// policy is the run's policy routing; defaults says the run may change
+	// default routes or rules, and others is then every other record.
+	policy   plan.Policy
+	defaults bool
+	others   map[string]*state.Record
 	undos    []undo
 }
 
@@ -75,11 +80,6 @@ func (x *executor) apply(st *step) error {
 	}
 	if st.prepare != nil {
 		st.prepare(x)
-	}
-	if st.saveFirst {
-		if err := x.checkpoint(); err != nil {
-			return err
-		}
 	}
 	if st.dropsRoutesVia != "" {
 		x.snap.routes = withoutRoutesVia(x.snap.routes, st.dropsRoutesVia)

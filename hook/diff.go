@@ -34,15 +34,9 @@ type step struct {
 	// nothing needs putting back (a rollback deletes the link anyway).
 	undoCmd string
 	undo    func(x *executor) error
-	// saveFirst: only the record can undo the change (it replaces the
-	// default route), so the record is saved before it.
-	saveFirst bool
-	// prepare writes in the new record what it must remember of the
-	// change, before that record is saved.
-	prepare func(x *executor)
 	// self: change prints its own commands and honours a dry run itself.
-	// Handing on a default route follows defaults.go's rule as it goes,
-	// and what it does is known only then.
+	// Handing on a previous release's main default follows legacy.go's
+	// rule as it goes, and what it does is known only then.
 	self bool
 	// bare: an error of change already says what failed.
 	bare bool
@@ -52,6 +46,9 @@ type step struct {
 	// dropsRoutesVia names a link the change deletes: the kernel deletes
 	// its routes with it.
 	dropsRoutesVia string
+	// prepare edits the run's snapshot when the step is reached, in a dry
+	// run too, so that the steps after it see the kernel as it will be.
+	prepare func(x *executor)
 }
 
 // reason is one difference, and the tunnel it is about.
@@ -85,6 +82,10 @@ func diffTunnels(want []plan.Tunnel, s *snapshot, rec *state.Record) []step {
 	routes := s.routes
 	for i := range want {
 		var steps []step
+		if st, ok := twinStep(&want[i], want, s, routes, rec); ok {
+			out = append(out, st)
+			routes = withoutRoutesVia(routes, st.dropsRoutesVia)
+		}
 		steps, routes = diffTunnel(&want[i], s, routes, rec.Find(want[i].Link.Name))
 		out = append(out, steps...)
 	}
@@ -152,6 +153,9 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 	if !exists {
 		// AddLink sets these too; they are printed for the reader.
 		cmds := []string{plan.AddLinkCmd(want), plan.AliasCmd(want)}
+		if want.FwMark != 0 {
+			cmds = append(cmds, plan.FwMarkCmd(want))
+		}
 		if want.Multicast {
 			cmds = append(cmds, plan.MulticastCmd(want))
 		}
@@ -160,6 +164,16 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 			change:  func(x *executor) error { return x.addLink(want) },
 			undoCmd: plan.DelLinkCmd(name), undo: func(x *executor) error { return x.sys.Net.DelLink(name) }})
 	} else {
+		if have.FwMark != want.FwMark {
+			// In place: the kernel's changelink takes a new fwmark (Linux
+			// 4.12 and later), and the link keeps its routes, the main
+			// default of a tunnel of the previous release among them.
+			prev := have.FwMark
+			add(step{cmds: []string{plan.FwMarkCmd(want)}, why: because(name, "fwmark is %#x, want %#x", have.FwMark, want.FwMark),
+				change:  func(x *executor) error { return x.sys.Net.SetFwMark(name, want.FwMark) },
+				undoCmd: plan.FwMarkCmd(plan.Link{Name: name, Mode: want.Mode, FwMark: prev}),
+				undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
+		}
 		if have.Multicast != want.Multicast {
 			prev := have.Multicast
 			add(step{cmds: []string{plan.MulticastCmd(want)}, why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast),
@@ -218,63 +232,13 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 		}
 		return &st
 	}
-	for _, r := range t.Routes {
+	// The default routes go into gre-hook's table, where nothing but
+	// gre-hook's default routes is (POLICY-ROUTING.md): a replace there
+	// never displaces anyone's route.
+	for _, r := range append(append([]plan.Route{}, t.Routes...), t.Defaults...) {
 		if st := replace(r); st != nil {
 			add(*st)
 		}
-	}
-	// Someone who already routes the remote explicitly keeps doing so.
-	if t.Pin != nil && findRoute(routes, *t.Pin, false) == nil {
-		if st := replace(*t.Pin); st != nil {
-			add(*st)
-		}
-	}
-	for _, d := range t.Defaults {
-		d := d
-		if have := findRoute(routes, d, true); have != nil && have.Gw == d.Gw && have.Dev == d.Dev {
-			continue
-		}
-		cur := routeAt(routes, d)
-		if cur != nil && old != nil && routeAtKey(old.Defaults, state.FromPlan(d, 0)) != nil && displaced(cur, old) {
-			// This tunnel held the default route, and since then another
-			// tunnel took it over or the admin set one by hand. A re-run of
-			// up (ifreload) must not take it back: that is for a new up.
-			add(step{note: fmt.Sprintf("tunnel %q: the default route is %s now, set after this tunnel's; leaving it", name, describeRoute(planRoute(*cur), cur.Protocol))})
-			continue
-		}
-		if s.adminDefaults[adminKey(name, d)] {
-			add(step{note: fmt.Sprintf("tunnel %q: the default route is %s now, set while the peer was dead; leaving it", name, describeRoute(planRoute(*cur), cur.Protocol))})
-			continue
-		}
-		if cur == nil || cur.Protocol == plan.RouteProtocol {
-			st := replace(d)
-			st.saveFirst = true
-			st.prepare = func(x *executor) { x.newRec.Find(name).Seq = x.ledger.nextSeq() }
-			add(*st)
-			continue
-		}
-		// Remember the default route that is there now, to put it back at
-		// teardown, unless an earlier run already did. Another tunnel's
-		// default is not remembered here: that tunnel remembers what it
-		// replaced, and the successor rule (defaults.go) brings it back.
-		prev, proto := planRoute(*cur), cur.Protocol
-		add(step{cmds: []string{plan.ReplaceRouteCmd(d)}, why: missingRoute(name, d),
-			prepare: func(x *executor) {
-				e := x.newRec.Find(name)
-				e.Seq = x.ledger.nextSeq()
-				if routeAtKey(e.Replaced, state.FromPlan(prev, 0)) == nil {
-					e.Replaced = append(e.Replaced, state.FromPlan(prev, proto))
-				}
-				// Tunnels whose default this route overrode are out of the
-				// running: this one's teardown puts back this route, not
-				// theirs.
-				x.ledger.displaceOthers(state.FromPlan(d, 0), name)
-			},
-			// Only the record remembers the route about to be replaced.
-			saveFirst: true,
-			change:    func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(d, plan.RouteProtocol)) },
-			undoCmd:   plan.RestoreRouteCmd(prev, proto),
-			undo:      func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(prev, proto)) }})
 	}
 	for _, st := range staleRoutes(t, routes, old) {
 		add(st)
@@ -287,27 +251,16 @@ func missingRoute(tunnel string, r plan.Route) []reason {
 }
 
 // staleRoutes is the steps that remove routes an earlier run installed
-// for t that the config no longer asks for, and put back a default route
-// it no longer replaces.
+// for t that the config no longer asks for. A default route in the main
+// table is the previous release's and is left to its own rule (legacy.go):
+// deleting it here could leave the router without one.
 func staleRoutes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel) []step {
 	name := t.Link.Name
 	var out []step
-	if old != nil && len(t.Defaults) == 0 && len(old.Defaults) > 0 {
-		// default_route was turned off: hand the default route on as a
-		// teardown would, while the tunnel itself stays.
-		out = append(out, step{tunnel: name, self: true, bare: true,
-			why: because(name, "default_route is off, but the record says the tunnel holds a default route"),
-			change: func(x *executor) error {
-				return join(x.teardown().releaseDefaults(old, old.Defaults, map[string]bool{name: true}, false))
-			}})
-	}
 	del := func(p plan.Route) step {
 		return step{tunnel: name, cmds: []string{plan.DelRouteCmd(p)}, why: because(name, "route %s is not in the config", strings.TrimPrefix(plan.DelRouteCmd(p), "ip ")),
 			change:  func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(p, plan.RouteProtocol)) },
 			undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }}
-	}
-	if old != nil && old.Pin != nil && (t.Pin == nil || t.Pin.Dst != old.Pin.Dst) {
-		out = append(out, del(old.Pin.Plan()))
 	}
 	wanted := func(have rtnl.Route) bool {
 		for _, w := range append(append([]plan.Route{}, t.Routes...), t.Defaults...) {
@@ -319,7 +272,7 @@ func staleRoutes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel)
 	}
 	for _, f := range []int{4, 6} {
 		for _, have := range routes[f] {
-			if have.Protocol == plan.RouteProtocol && have.Dev == name && !wanted(have) {
+			if have.Protocol == plan.RouteProtocol && have.Dev == name && !wanted(have) && !(have.IsDefault() && have.Table == 0) {
 				out = append(out, del(planRoute(have)))
 			}
 		}
@@ -438,7 +391,7 @@ func precheck(want []plan.Tunnel, s *snapshot) error {
 			return fmt.Errorf("tunnel %q: a link named %s already exists (kind %s, index %d) and gre-hook did not create it; rename the tunnel or remove that link",
 				t.Link.Name, l.Name, kindOf(l), l.Index)
 		}
-		for _, r := range t.Routes {
+		for _, r := range append(append([]plan.Route{}, t.Routes...), t.Defaults...) {
 			if f := findRoute(s.routes, r, false); f != nil {
 				return fmt.Errorf("tunnel %q: route %s%s: another route with that destination, table and metric exists (via %s dev %s, proto %d) and gre-hook did not create it",
 					t.Link.Name, r.Dst, tableSuffix(r.Table), f.Gw, f.Dev, f.Protocol)
@@ -478,16 +431,4 @@ func wantsAddr(as []plan.Addr, p netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-// displaced reports whether cur, the default route in force where tunnel
-// t held one, was set by someone else since: another tunnel's, or one
-// that is not the route t replaced (the admin's). The route t replaced
-// is there when an earlier run stopped before its replace.
-func displaced(cur *rtnl.Route, t *state.Tunnel) bool {
-	if cur.Protocol == plan.RouteProtocol {
-		return true
-	}
-	rep := routeAtKey(t.Replaced, state.FromPlan(planRoute(*cur), 0))
-	return rep == nil || rep.Gw != cur.Gw || rep.Dev != cur.Dev
 }

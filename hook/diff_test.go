@@ -89,12 +89,10 @@ func TestDiff(t *testing.T) {
 	withUp := w
 	withUp.Up = []string{"/usr/local/bin/notify", "gre1"}
 	def := w
-	def.Pin = &plan.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1"}
-	def.Defaults = []plan.Route{{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1"}}
-	foreignDefault := state.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: 4}
-	ourDefault := state.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1"}
-	pin := state.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1"}
-
+	def.Defaults = []plan.Route{{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: plan.DefaultPolicy.Table, Metric: 1}}
+	inTable := rtnl.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: plan.DefaultPolicy.Table, Metric: 1, Protocol: plan.RouteProtocol}
+	marked := w
+	marked.Link.FwMark = plan.DefaultPolicy.Mark
 	for _, tc := range []struct {
 		name   string
 		want   []plan.Tunnel
@@ -169,25 +167,25 @@ func TestDiff(t *testing.T) {
 		{name: "up_command after a change", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
 			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }),
 			cmds:   []string{"ip link set gre1 mtu 1476", "/usr/local/bin/notify gre1"}},
-		{name: "default route taken over", want: []plan.Tunnel{def}, kernel: kernelWith(w), chains: chainWith(w.MSS...),
-			cmds: []string{"ip route replace 203.0.113.2/32 via 198.51.100.254 dev eth1 proto 176", "ip route replace default via 10.0.0.2 dev gre1 proto 176"}},
-		{name: "default route held, pin held by the admin", want: []plan.Tunnel{def}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) {
-				s.routes[4][0] = rtnl.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Protocol: plan.RouteProtocol}
-				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: 4})
-			})},
-		{name: "default route since set by the admin", want: []plan.Tunnel{def}, chains: chainWith(w.MSS...),
+		// The main table's default is never in the commands.
+		{name: "default route into gre-hook's table", want: []plan.Tunnel{def}, kernel: kernelWith(w), chains: chainWith(w.MSS...),
+			cmds: []string{"ip route replace default via 10.0.0.2 dev gre1 table 18247 metric 1 proto 176"}},
+		{name: "default route held", want: []plan.Tunnel{def}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { s.routes[4] = append(s.routes[4], inTable) })},
+		{name: "main default changed by the admin", want: []plan.Tunnel{def}, chains: chainWith(w.MSS...),
 			kernel: kernelWith(w, func(s *snapshot) {
 				s.routes[4][0].Gw = addr("198.51.100.253")
-				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: plan.RouteProtocol})
-			}),
-			rec: &state.Record{Underlay: "eth1", Tunnels: []state.Tunnel{{Name: "gre1", Pin: &pin, Defaults: []state.Route{ourDefault}, Replaced: []state.Route{foreignDefault}}}}},
-		{name: "default_route turned off: pin goes", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+				s.routes[4] = append(s.routes[4], inTable)
+			})},
+		{name: "default_route turned off", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { s.routes[4] = append(s.routes[4], inTable) }),
+			cmds:   []string{"ip route del default via 10.0.0.2 dev gre1 table 18247 metric 1"}},
+		{name: "previous release's main default is left to its own rule", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
 			kernel: kernelWith(w, func(s *snapshot) {
-				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("203.0.113.2/32"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: plan.RouteProtocol})
-			}),
-			rec:  &state.Record{Underlay: "eth1", Tunnels: []state.Tunnel{{Name: "gre1", Pin: &pin}}},
-			cmds: []string{"ip route del 203.0.113.2/32 via 198.51.100.254 dev eth1"}},
+				s.routes[4][0] = rtnl.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Protocol: plan.RouteProtocol}
+			})},
+		{name: "fwmark set in place", want: []plan.Tunnel{marked}, kernel: kernelWith(w), chains: chainWith(w.MSS...),
+			cmds: []string{"ip link set gre1 type gre fwmark 0x4747"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := commands(diffSteps("eth1", tc.want, tc.kernel, tc.rec, tc.chains))
@@ -198,22 +196,23 @@ func TestDiff(t *testing.T) {
 	}
 }
 
-// The steps say what status needs: why each differs, and which change
-// needs the record saved first and what undoes it.
+// The steps say what status needs: why each differs, and what undoes
+// each change.
 func TestDiffStepFields(t *testing.T) {
 	w := wantGRE()
 	def := w
-	def.Defaults = []plan.Route{{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1"}}
+	def.Defaults = []plan.Route{{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: plan.DefaultPolicy.Table, Metric: 1}}
 	steps := diffSteps("eth1", []plan.Tunnel{def}, kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }), nil, chainWith(w.MSS...))
 	if len(steps) != 2 {
 		t.Fatalf("steps: %q", commands(steps))
 	}
 	mtu, dflt := steps[0], steps[1]
-	if len(mtu.why) != 1 || mtu.why[0] != (reason{"gre1", "mtu is 1400, want 1476"}) || mtu.saveFirst || mtu.undo == nil {
+	if len(mtu.why) != 1 || mtu.why[0] != (reason{"gre1", "mtu is 1400, want 1476"}) || mtu.undo == nil {
 		t.Errorf("mtu step: %+v", mtu)
 	}
-	if !dflt.saveFirst || dflt.prepare == nil || dflt.undoCmd != "ip route replace default via 198.51.100.254 dev eth1 proto 4" ||
-		len(dflt.why) != 1 || dflt.why[0].text != "route route replace default via 10.0.0.2 dev gre1 proto 176 is missing" {
+	// Nothing is replaced that only the record could put back.
+	if dflt.undoCmd != "ip route del default via 10.0.0.2 dev gre1 table 18247 metric 1" ||
+		len(dflt.why) != 1 || dflt.why[0].text != "route route replace default via 10.0.0.2 dev gre1 table 18247 metric 1 proto 176 is missing" {
 		t.Errorf("default route step: %+v", dflt)
 	}
 	// A missing link is one difference, however many steps it takes.

@@ -111,6 +111,9 @@ func down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sy
 	td.runDown(victims)
 	errs = append(errs, td.rules(fams, rec != nil)...)
 	errs = append(errs, td.tunnels(victims)...)
+	// The tunnels' default routes in gre-hook's table went with their
+	// links; the rules go with the last of them.
+	errs = append(errs, td.dropRules(needsRules(plan.DefaultPolicy.Table, othersOf(sys.Store, req.Iface)))...)
 	if req.DryRun {
 		return join(errs)
 	}
@@ -205,9 +208,10 @@ func (td *teardown) kernelRoutes() (map[int][]rtnl.Route, error) {
 	return td.routes, nil
 }
 
-// lostDefaults returns gre-hook's default routes through the victim's
-// link when no record lists the victim: the kernel deletes them with the
-// link, and the successor rule must still run.
+// lostDefaults returns the previous release's main-table default routes
+// through the victim's link when no record lists the victim: the kernel
+// deletes them with the link, and the successor rule must still run.
+// Defaults in gre-hook's table just go with the link.
 func (td *teardown) lostDefaults(t state.Tunnel) ([]state.Route, error) {
 	if _, ok := td.links[t.Name]; !ok {
 		return nil, nil
@@ -219,7 +223,7 @@ func (td *teardown) lostDefaults(t state.Tunnel) ([]state.Route, error) {
 	var out []state.Route
 	for _, f := range []int{4, 6} {
 		for _, r := range routes[f] {
-			if r.Protocol == plan.RouteProtocol && r.IsDefault() && r.Dev == t.Name {
+			if r.Protocol == plan.RouteProtocol && r.IsDefault() && r.Table == 0 && r.Dev == t.Name {
 				out = append(out, state.FromPlan(planRoute(r), 0))
 			}
 		}
@@ -227,8 +231,8 @@ func (td *teardown) lostDefaults(t state.Tunnel) ([]state.Route, error) {
 	return out, nil
 }
 
-// releaseDefaults lets go of the default routes tunnel t installed,
-// following the rule in defaults.go. gone names every tunnel this run
+// releaseDefaults lets go of the main-table default routes tunnel t of the
+// previous release installed, following the rule in legacy.go. gone names every tunnel this run
 // removes: none of them may take the default over.
 func (td *teardown) releaseDefaults(t *state.Tunnel, defaults []state.Route, gone map[string]bool, lost bool) []error {
 	if len(defaults) == 0 {
@@ -288,7 +292,7 @@ func (td *teardown) tunnels(victims []state.Tunnel) []error {
 		t := &victims[i]
 		// Hand the default route on before the link goes: a replace swaps
 		// ours out without a moment of no default.
-		defaults, lost := t.Defaults, false
+		defaults, lost := t.LegacyDefaults(), false
 		if td.unlisted[t.Name] {
 			var err error
 			if defaults, err = td.lostDefaults(*t); err != nil {

@@ -169,6 +169,25 @@ func GC(ctx context.Context, req Request, cfg *config.Config, sys *System) error
 		}
 	}
 
+	// gre-hook's rules stay while a record that stays lists a default
+	// route of their family; an underlay left alone keeps its own.
+	kept := map[string]*state.Record{}
+	for u, rec := range recs {
+		k := &state.Record{Underlay: u}
+		for _, t := range rec.Tunnels {
+			if explained(u, t.Name) {
+				k.Tunnels = append(k.Tunnels, t)
+			}
+		}
+		kept[u] = k
+	}
+	need := needsRules(plan.DefaultPolicy.Table, kept)
+	if len(broken) > 0 {
+		need = map[int]bool{4: true, 6: true}
+	}
+	rules := &teardown{sys: sys, l: l, dry: req.DryRun, links: snap.links}
+	errs = append(errs, rules.dropRules(need)...)
+
 	if !req.DryRun {
 		for u, rec := range recs {
 			var keep []state.Tunnel

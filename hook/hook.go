@@ -55,7 +55,7 @@ type Request struct {
 	// Such a line sees no stanza options, gre-hook-config included.
 	Line bool
 
-	// locked: the caller holds the run lock (SetLiveness, Reconcile).
+	// locked: the caller holds the run lock (Reconcile).
 	// Such a run looks no name up: it takes resolved, looked up before
 	// the lock, and the record's address for a name not in it.
 	locked   bool
@@ -68,8 +68,10 @@ type Net interface {
 	Links() ([]rtnl.Link, error)
 	Addrs() ([]rtnl.Addr, error)
 	Routes(family int) ([]rtnl.Route, error)
-	PathTo(dst netip.Addr) (rtnl.Path, error)
+	// AddLink creates l, with l.FwMark.
 	AddLink(l rtnl.Link) error
+	// SetFwMark sets the mark of a GRE link's outer packets in place.
+	SetFwMark(name string, mark uint32) error
 	SetMTU(name string, mtu int) error
 	SetMulticast(name string, on bool) error
 	SetUp(name string) error
@@ -82,6 +84,11 @@ type Net interface {
 	ReplaceRoute(r rtnl.Route) error
 	// DelRoute deletes r if its protocol is r.Protocol (any, for 0).
 	DelRoute(r rtnl.Route) error
+	// Rules lists the policy routing rules of family 4 or 6; AddRule and
+	// DelRule change one (DelRule matches its protocol).
+	Rules(family int) ([]rtnl.Rule, error)
+	AddRule(r rtnl.Rule) error
+	DelRule(r rtnl.Rule) error
 }
 
 // System is everything outside the process that a run touches.

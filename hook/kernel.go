@@ -11,7 +11,7 @@ import (
 // kernelLink is the link AddLink creates for l.
 func kernelLink(l plan.Link) rtnl.Link {
 	return rtnl.Link{Name: l.Name, Kind: string(l.Mode), Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast, GRE: true,
-		Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: l.PMTUDisc, IKey: l.IKey, OKey: l.OKey}
+		Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: l.PMTUDisc, IKey: l.IKey, OKey: l.OKey, FwMark: l.FwMark}
 }
 
 // kernelRoute is r installed (or deleted) with protocol proto.
@@ -27,8 +27,6 @@ func planRoute(r rtnl.Route) plan.Route {
 func kernelAddr(a plan.Addr) rtnl.Addr { return rtnl.Addr{Prefix: a.Prefix, Broadcast: a.Broadcast} }
 
 func planAddr(a rtnl.Addr) plan.Addr { return plan.Addr{Prefix: a.Prefix, Broadcast: a.Broadcast} }
-
-func planPath(p rtnl.Path) plan.Path { return plan.Path{Gateway: p.Gateway, Dev: p.Dev} }
 
 // module is the kernel module that provides mode's links.
 func module(m config.Mode) string { return rtnl.Module(string(m)) }

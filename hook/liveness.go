@@ -14,33 +14,33 @@ import (
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-// Failover (issue 13). gre-hook watch finds a peer dead or alive; the
-// record keeps it (state.Tunnel.Dead), and up plans a dead tunnel as if
-// it had no routes and no default route. The existing machinery then does
-// the rest: stale routes go, and the default route is handed on as when
-// default_route is turned off (defaults.go). When the peer answers again,
-// up plans the routes again and takes the default route over through the
-// ledger, with a new Seq, as a new up would; except from a route the
-// admin set while the peer was dead.
+// Failover (issue 19): a dead peer is one narrow change, made from the
+// record alone. SetLiveness writes the intent first (dead, and the routes
+// it withdraws; or alive), then changes exactly those routes: the
+// tunnel's default route in gre-hook's table and its [[tunnel.route]]s.
+// It reads neither the config nor the other tunnels nor the link, so a
+// config error elsewhere, an underlay that is down, has no address or is
+// gone, change nothing in it. With the tunnel's default route gone from
+// gre-hook's table the lookup falls through to the main table's default
+// (POLICY-ROUTING.md). An up meanwhile plans a dead tunnel without its
+// routes (withdrawDead), and its record lists the routes to put back.
+
+// forgetUnwatched makes alive again, in rec, the tunnels whose config (in
+// tunnels) no longer has keepalive: no watcher would ever say so.
+func forgetUnwatched(tunnels []config.Tunnel, rec *state.Record) {
+	for _, c := range tunnels {
+		if t := rec.Find(c.Name); t != nil && t.Dead && c.Keepalive == nil {
+			t.Dead, t.DeadSince = false, nil
+		}
+	}
+}
 
 // withdrawDead drops the routes and default routes of the tunnels the
-// record says are dead. The link, its addresses, MSS rules and pin stay:
-// the pin keeps the keepalives on the underlay whatever holds the default
-// route meanwhile, so the watcher sees the peer come back. A tunnel whose
-// config (in tunnels) no longer has keepalive is alive again: no watcher
-// would ever say so.
-func withdrawDead(want []plan.Tunnel, tunnels []config.Tunnel, rec *state.Record) []plan.Tunnel {
-	watched := map[string]bool{}
-	for _, c := range tunnels {
-		watched[c.Name] = c.Keepalive != nil
-	}
+// record says are dead. The link, its addresses and MSS rules stay, so
+// keepalives keep going out and the watcher sees the peer come back.
+func withdrawDead(want []plan.Tunnel, rec *state.Record) []plan.Tunnel {
 	for i := range want {
-		t := rec.Find(want[i].Link.Name)
-		switch {
-		case t == nil || !t.Dead:
-		case !watched[t.Name]:
-			t.Dead, t.DeadSince = false, nil
-		default:
+		if t := rec.Find(want[i].Link.Name); t != nil && t.Dead {
 			want[i].Routes, want[i].Defaults = nil, nil
 		}
 	}
@@ -48,8 +48,8 @@ func withdrawDead(want []plan.Tunnel, tunnels []config.Tunnel, rec *state.Record
 }
 
 // keepLiveness carries the liveness of each tunnel over from the old
-// record into the one a run builds. What a dead tunnel let go of stays
-// with it until it comes back; a live one needs it no more.
+// record into the one a run builds. A dead tunnel's withdrawn routes are
+// those the new record lists for it: what the peer's return puts back.
 func keepLiveness(rec, old *state.Record) {
 	for i := range rec.Tunnels {
 		t := &rec.Tunnels[i]
@@ -59,91 +59,29 @@ func keepLiveness(rec, old *state.Record) {
 		}
 		t.Dead, t.DeadSince, t.LastReply = o.Dead, o.DeadSince, o.LastReply
 		if o.Dead {
-			t.Withdrawn, t.Fallbacks = o.Withdrawn, o.Fallbacks
+			t.Withdrawn = withdrawable(t)
 		}
 	}
 }
 
-// setByAdmin reports whether cur, the route now at the key of default
-// route d, is one the admin set while tunnel old was dead: old withdrew
-// a default route at that key, and cur is neither gre-hook's nor a route
-// gre-hook knows was there before its own (which the tunnel may take
-// over again, as a new up would).
-func (lg *ledger) setByAdmin(old *state.Tunnel, d plan.Route, cur *rtnl.Route) bool {
-	if old == nil || cur == nil || cur.Protocol == plan.RouteProtocol {
-		return false
-	}
-	key := state.FromPlan(d, 0)
-	if routeAtKey(old.Withdrawn, key) == nil {
-		return false
-	}
-	known := func(rs []state.Route) bool {
-		for _, r := range rs {
-			if sameKey(r, key) && r.Gw == cur.Gw && r.Dev == cur.Dev {
-				return true
-			}
-		}
-		return false
-	}
-	if known(old.Fallbacks) || known(old.Replaced) {
-		return false
-	}
-	for _, rec := range lg.load() {
-		for _, o := range rec.Tunnels {
-			if known(o.Replaced) || known(o.Fallbacks) {
-				return false
-			}
-		}
-	}
-	return true
+// withdrawable is what a dead peer takes out of the kernel: the tunnel's
+// routes and its default routes in gre-hook's table.
+func withdrawable(t *state.Tunnel) []state.Route {
+	return append(append([]state.Route{}, t.Routes...), t.OwnedDefaults()...)
 }
 
-// fallbacks returns the routes at the keys of t's default routes that
-// gre-hook knows were there before its own: what t replaced, and what
-// any other tunnel remembers.
-func (lg *ledger) fallbacks(t *state.Tunnel) []state.Route {
-	var out []state.Route
-	add := func(r state.Route) {
-		for _, o := range out {
-			if sameKey(o, r) && o.Gw == r.Gw && o.Dev == r.Dev {
-				return
-			}
-		}
-		out = append(out, r)
-	}
-	for _, d := range t.Defaults {
-		for _, r := range t.Replaced {
-			if sameKey(r, d) {
-				add(r)
-			}
-		}
-		for _, rec := range lg.load() {
-			for _, o := range rec.Tunnels {
-				for _, r := range append(append([]state.Route{}, o.Replaced...), o.Fallbacks...) {
-					if sameKey(r, d) {
-						add(r)
-					}
-				}
-			}
-		}
-	}
-	return out
-}
-
-// SetLiveness records whether a tunnel's peer answers and brings the
-// kernel in line with it, under the underlay's run lock: dead withdraws
-// the tunnel's routes and default route (the replaced default returns),
-// alive puts them back. It loads the config the record names (its
-// source). A no-op when the record already agrees, or when no record
-// lists the tunnel any more (an ifdown came first). It logs one line
-// naming the tunnel, the peer and the silence, then each change as up
-// does, to log (sys.Log if nil).
+// SetLiveness records whether a tunnel's peer answers and makes the
+// kernel match the record, under the run lock: dead withdraws the
+// tunnel's routes, alive puts back those the record lists as withdrawn.
+// Called again with the record's own liveness, it repairs a change a
+// crash cut short. A no-op when no record lists the tunnel (an ifdown
+// came first). It logs one line on a change of liveness, naming the
+// tunnel, the peer and the silence, then each change as up does, to log
+// (sys.Log if nil).
 func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, alive bool, lastReply time.Time, log io.Writer) error {
 	if log == nil {
 		log = sys.Log
 	}
-	s := *sys
-	s.Log = log
 	unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 	if err != nil {
 		return err
@@ -154,69 +92,139 @@ func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 		return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
 	}
 	t := rec.Find(tunnel)
-	if t == nil || t.Dead == !alive {
+	if t == nil || t.Unresolved {
 		return nil
 	}
-	req := Request{Iface: underlay, Phase: PhaseUp, AllowInsecure: !sys.Store.Secure, locked: true}
-	if rec.Source != "" && rec.Source != state.DefaultSource {
-		req.Config = rec.Source
-	}
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
-	}
-	if !hasTunnel(cfg, underlay, tunnel) {
-		// Applying an edited config is for ifreload, not for the watcher.
-		return fmt.Errorf("tunnel %q on %s: %s no longer has it; leaving it as it is until the underlay is brought up or down again",
-			tunnel, underlay, describeSource(sourceOf(req)))
-	}
-
-	peer := "?"
-	if lk, err := linkNamed(sys.Net, tunnel); err == nil && lk != nil && lk.Remote.IsValid() {
-		peer = lk.Remote.String()
-	}
+	l := &logger{w: log, verbose: true}
+	fail := func(err error) error { return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err) }
 	now := time.Now()
-	was := *t
-	if !lastReply.IsZero() {
+	changed := t.Dead == alive
+	peer := t.Remote.String()
+	if !t.Remote.IsValid() {
+		peer = "?"
+	}
+	if !lastReply.IsZero() && (t.LastReply == nil || lastReply.After(*t.LastReply)) {
 		t.LastReply = &lastReply
 	}
 	if alive {
-		t.Dead, t.DeadSince = false, nil
-		fmt.Fprintf(log, "gre-hook: tunnel %q on %s: peer %s answers again%s; putting its routes back\n", tunnel, underlay, peer, silence(lastReply, now, " after "))
-	} else {
+		if changed {
+			t.Dead, t.DeadSince = false, nil
+			fmt.Fprintf(log, "gre-hook: tunnel %q on %s: peer %s answers again%s; putting its routes back\n", tunnel, underlay, peer, silence(lastReply, now, " after "))
+			if err := sys.Store.Save(rec); err != nil {
+				return fail(err)
+			}
+		}
+		if len(t.Withdrawn) == 0 {
+			return nil
+		}
+		if err := restoreRoutes(sys.Net, tunnel, t.Withdrawn, l); err != nil {
+			return fail(err)
+		}
+		t.Withdrawn = nil
+		return fail0(sys.Store.Save(rec), fail)
+	}
+	if changed {
 		t.Dead, t.DeadSince = true, &now
-		t.Withdrawn = t.Defaults
-		t.Fallbacks = newLedger(sys.Store, underlay, rec).fallbacks(t)
+		t.Withdrawn = withdrawable(t)
 		fmt.Fprintf(log, "gre-hook: tunnel %q on %s: peer %s is dead%s; withdrawing its routes\n", tunnel, underlay, peer, silence(lastReply, now, ", silent for "))
+		// The intent first: a crash after this is repaired from the record.
+		if err := sys.Store.Save(rec); err != nil {
+			return fail(err)
+		}
 	}
-	if err := sys.Store.Save(rec); err != nil {
-		return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
+	var errs []error
+	for _, r := range t.Withdrawn {
+		p := r.Plan()
+		k := kernelRoute(p, plan.RouteProtocol)
+		k.Dev = tunnel
+		if err := sys.Net.DelRoute(k); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", plan.DelRouteCmd(p), err))
+			continue
+		}
 	}
-	if err := up(ctx, req, cfg, &s, &logger{w: log, verbose: true}); err != nil {
-		// The kernel was not brought in line (up rolled back). A record
-		// that still said dead (or alive) would make the watcher's retry
-		// a no-op, and leave a dead peer's routes in place for good.
-		return unsetLiveness(sys.Store, underlay, &was, err)
+	if t.Legacy() && len(t.LegacyDefaults()) > 0 {
+		// A tunnel still in the previous release's form holds the main
+		// table's default: hand it on as that release would.
+		errs = append(errs, releaseLegacy(sys, rec, t, l)...)
+	}
+	if len(errs) > 0 {
+		return fail(join(errs))
 	}
 	return nil
 }
 
-// unsetLiveness puts the liveness of tunnel was back into the record
-// after a SetLiveness whose up failed with err, and returns err.
-func unsetLiveness(store state.Store, underlay string, was *state.Tunnel, err error) error {
-	rec, lerr := store.Load(underlay)
-	if lerr != nil {
-		return fmt.Errorf("tunnel %q on %s: %w; reading the record back: %v", was.Name, underlay, err, lerr)
+func fail0(err error, fail func(error) error) error {
+	if err != nil {
+		return fail(err)
 	}
-	t := rec.Find(was.Name)
-	if t == nil {
-		return err
+	return nil
+}
+
+// restoreRoutes puts back routes of tunnel that a dead peer withdrew. A
+// route that someone else has put at the same key meanwhile stays theirs.
+// Each is printed before it is made; a failure is returned, and the
+// watcher tries again.
+func restoreRoutes(n Net, tunnel string, routes []state.Route, l *logger) error {
+	kernel := map[int][]rtnl.Route{}
+	var errs []error
+	for _, r := range routes {
+		p := r.Plan()
+		if p.IsDefault() && p.Table == 0 {
+			continue // never the main table's default (legacy.go)
+		}
+		p.Dev = tunnel
+		f := familyOf(p.Dst.Addr())
+		if _, ok := kernel[f]; !ok {
+			rs, err := n.Routes(f)
+			if err != nil {
+				return err
+			}
+			kernel[f] = rs
+		}
+		if have := routeAt(kernel, p); have != nil {
+			if have.Protocol == plan.RouteProtocol && have.Dev == tunnel && have.Gw == p.Gw {
+				continue
+			}
+			if have.Protocol != plan.RouteProtocol {
+				l.note("tunnel %q: %s is there now, set while the peer was dead; leaving it", tunnel, describeRoute(planRoute(*have), have.Protocol))
+				continue
+			}
+		}
+		cmd := plan.ReplaceRouteCmd(p)
+		l.change(cmd)
+		if err := n.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", cmd, err))
+		}
 	}
-	t.Dead, t.DeadSince, t.Withdrawn, t.Fallbacks = was.Dead, was.DeadSince, was.Withdrawn, was.Fallbacks
-	if serr := store.Save(rec); serr != nil {
-		return fmt.Errorf("tunnel %q on %s: %w; putting its liveness back in the record: %v", was.Name, underlay, err, serr)
+	return join(errs)
+}
+
+// releaseLegacy hands on the main-table default route of tunnel t of the
+// previous release, whose peer died, and forgets it: t gets a default
+// route again in gre-hook's table at the next up of its underlay.
+func releaseLegacy(sys *System, rec *state.Record, t *state.Tunnel, l *logger) []error {
+	links, err := sys.Net.Links()
+	if err != nil {
+		return []error{err}
 	}
-	return err
+	byName := map[string]rtnl.Link{}
+	for _, lk := range links {
+		byName[lk.Name] = lk
+	}
+	lg := newLedger(sys.Store, rec.Underlay, rec)
+	td := &teardown{sys: sys, l: l, underlay: rec.Underlay, links: byName, ledger: lg, unlisted: map[string]bool{}}
+	errs := td.releaseDefaults(t, t.LegacyDefaults(), map[string]bool{t.Name: true}, false)
+	if len(errs) > 0 {
+		return errs
+	}
+	l.warn("tunnel %q on %s: its default route was in the main table (the previous release's form); run `gre-hook up --iface %s` to give it one in gre-hook's table", t.Name, rec.Underlay, rec.Underlay)
+	t.Defaults = t.OwnedDefaults()
+	t.Replaced, t.Seq, t.Displaced, t.Fallbacks = nil, 0, false, nil
+	errs = append(errs, lg.save()...)
+	if err := sys.Store.Save(rec); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 // silence says how long ago the last reply was, after prefix; nothing
@@ -251,10 +259,14 @@ type WatchedTunnel struct {
 	IKey, OKey    uint32
 	Interval      time.Duration
 	Retries       int
-	// The record's liveness.
+	// The record's liveness, with the latest reply the watcher's
+	// liveness file knows; Sync: the record says a change is due or was
+	// cut short (dead, or routes still to put back), and SetLiveness with
+	// the record's liveness brings the kernel in line.
 	Dead      bool
 	DeadSince time.Time
 	LastReply time.Time
+	Sync      bool
 }
 
 // Watched lists what the watcher must follow: every tunnel in a record
@@ -266,17 +278,24 @@ type WatchedTunnel struct {
 // others listed all the same.
 func Watched(sys *System, cfgPath string) ([]WatchedTunnel, error) {
 	var out []WatchedTunnel
+	live, _ := state.ReadLiveness(sys.Store.Dir)
 	err := eachRecordTunnel(sys, cfgPath, func(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) {
 		if ct.Keepalive == nil || lk == nil {
 			return
 		}
 		w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey,
-			Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Dead: t.Dead}
+			Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Dead: t.Dead,
+			Sync: t.Dead || len(t.Withdrawn) > 0}
 		if t.DeadSince != nil {
 			w.DeadSince = *t.DeadSince
 		}
 		if t.LastReply != nil {
 			w.LastReply = *t.LastReply
+		}
+		for _, e := range live {
+			if e.Underlay == u && e.Tunnel == t.Name && e.LastReply.After(w.LastReply) {
+				w.LastReply = e.LastReply
+			}
 		}
 		out = append(out, w)
 	})
@@ -333,28 +352,4 @@ func keepaliveStatus(c config.Tunnel, rec *state.Record, live []state.LivenessEn
 		k.LastReplyAge = &age
 	}
 	return k
-}
-
-// adminKey names default route d of tunnel for snapshot.adminDefaults.
-func adminKey(tunnel string, d plan.Route) string {
-	return fmt.Sprintf("%s %s %d %d", tunnel, d.Dst, d.Table, d.Metric)
-}
-
-// adminDefaultsOf finds, for the diff, the default routes of want that
-// the admin set by hand while the tunnel's peer was dead (setByAdmin):
-// the tunnel does not take those back when its peer answers again.
-func adminDefaultsOf(lg *ledger, want []plan.Tunnel, rec *state.Record, s *snapshot) map[string]bool {
-	out := map[string]bool{}
-	for _, t := range want {
-		old := rec.Find(t.Link.Name)
-		if old == nil || len(old.Withdrawn) == 0 {
-			continue
-		}
-		for _, d := range t.Defaults {
-			if lg.setByAdmin(old, d, routeAt(s.routes, d)) {
-				out[adminKey(t.Link.Name, d)] = true
-			}
-		}
-	}
-	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
@@ -44,7 +45,6 @@ to = "192.168.60.0/24"
 const (
 	aRoute = "route 192.168.50.0/24 via 10.9.0.1 dev gre-a proto 176"
 	bRoute = "route 192.168.60.0/24 via 10.8.0.1 dev gre-b proto 176"
-	aPin   = "route 203.0.113.5/32 via 198.51.100.254 dev eth1 proto 176"
 )
 
 func newWatched(t *testing.T) *env {
@@ -108,25 +108,28 @@ func sortLines(s string) string {
 	return strings.Join(ls, "\n") + "\n"
 }
 
-// A dead peer: the tunnel's routes and default route go, the replaced
-// default comes back, and the link, address and pin stay. An ifreload
-// while dead changes nothing; the peer's return puts everything back and
-// takes the default route over again with a new Seq.
+// A dead peer: the tunnel's routes and its default route in gre-hook's
+// table go, and nothing else changes: the link, its address, the rules and
+// the main table's default stay. An ifreload while dead changes nothing;
+// the peer's return puts back exactly what went.
 func TestDeadWithdrawsAndAliveRestores(t *testing.T) {
 	e := newWatched(t)
 	e.mustOn("eth1", PhaseUp)
 	upDump := e.dump()
-	if !e.has(aRoute) || !e.has(aDefault) || !e.has(aPin) {
+	if !e.has(aRoute) || !e.has(aDefault) || !e.has(origDefault) || e.rules() != ourRules {
 		t.Fatalf("after up:\n%s", upDump)
 	}
 
 	out := e.set("eth1", "gre-a", false)
-	diff(t, "kernel after dead", sortLines(e.dump()), edit(upDump, []string{aRoute, aDefault}, origDefault))
+	diff(t, "kernel after dead", sortLines(e.dump()), edit(upDump, []string{aRoute, aDefault}))
 	if !strings.Contains(out, `tunnel "gre-a" on eth1: peer 203.0.113.5 is dead, silent for 7s; withdrawing its routes`) {
 		t.Errorf("log of dead:\n%s", out)
 	}
-	if en := e.entry("eth1", "gre-a"); !en.Dead || en.DeadSince == nil || len(en.Defaults) != 0 || len(en.Withdrawn) != 1 || len(en.Fallbacks) != 1 {
+	if en := e.entry("eth1", "gre-a"); !en.Dead || en.DeadSince == nil || len(en.Defaults) != 1 || len(en.Withdrawn) != 2 {
 		t.Errorf("record after dead: %+v", en)
+	}
+	if got := e.via("8.8.8.8", 0); got != "eth1" {
+		t.Errorf("after dead, traffic goes out of %q, not by the main default", got)
 	}
 	deadDump := e.dump()
 
@@ -135,7 +138,7 @@ func TestDeadWithdrawsAndAliveRestores(t *testing.T) {
 		t.Errorf("up while dead changed something:\n%s", out)
 	}
 	diff(t, "kernel after up while dead", e.dump(), deadDump)
-	if en := e.entry("eth1", "gre-a"); !en.Dead || len(en.Withdrawn) != 1 {
+	if en := e.entry("eth1", "gre-a"); !en.Dead || len(en.Withdrawn) != 2 {
 		t.Errorf("up while dead lost the liveness: %+v", en)
 	}
 	// A second "dead" is a no-op.
@@ -152,16 +155,18 @@ func TestDeadWithdrawsAndAliveRestores(t *testing.T) {
 	if !strings.Contains(out, "answers again after 7s; putting its routes back") {
 		t.Errorf("log of alive:\n%s", out)
 	}
-	en := e.entry("eth1", "gre-a")
-	if en.Dead || en.DeadSince != nil || en.Seq == 0 || len(en.Replaced) != 1 || len(en.Withdrawn) != 0 || len(en.Fallbacks) != 0 {
+	if en := e.entry("eth1", "gre-a"); en.Dead || en.DeadSince != nil || len(en.Withdrawn) != 0 || en.LastReply == nil {
 		t.Errorf("record after alive: %+v", en)
+	}
+	if out := e.set("eth1", "gre-a", true); out != "" {
+		t.Errorf("alive twice logged:\n%s", out)
 	}
 	e.mustOn("eth1", PhaseDown)
 	diff(t, "kernel after down", e.dump(), e.before)
 }
 
-// A down while the peer is dead leaves the default route the tunnel had
-// replaced, and gc keeps the dead tunnel without putting its routes back.
+// A down while the peer is dead takes the tunnel and the rules, and gc
+// keeps the dead tunnel without putting its routes back.
 func TestDownAndGCWhileDead(t *testing.T) {
 	e := newWatched(t)
 	e.mustOn("eth1", PhaseUp)
@@ -184,23 +189,31 @@ func TestDownAndGCWhileDead(t *testing.T) {
 
 const adminDefault = "route 0.0.0.0/0 via 198.51.100.253 dev eth1 proto 4"
 
-// event is one step of a failover scenario, and what the kernel must
-// hold after it: the default route, and which tunnels' routes ("a", "b").
-type event struct{ do, dflt, routes string }
+// event is one step of a failover scenario, and what the kernel must do
+// after it: the device that traffic to the internet leaves by, and which
+// tunnels' routes ("a", "b") it holds.
+type event struct{ do, via, routes string }
 
 // play runs steps: "up eth1", "down eth2", "dead eth1", "alive eth2",
-// "gc", "admin" (the admin sets a default route by hand), "status eth1"
-// (which must see no drift there).
+// "gc", "admin" (the admin sets the main default by hand), "status eth1"
+// (which must see no drift there). After each it checks the main table's
+// default byte for byte (the original, or the admin's after "admin"),
+// that gre-hook's rules exist iff a default_route tunnel is up, and that
+// the tunnels' own packets leave by the main table.
 func (e *env) play(steps []event) {
 	e.t.Helper()
 	tunnel := map[string]string{"eth1": "gre-a", "eth2": "gre-b"}
+	main := origDefault
+	up := map[string]bool{}
 	for i, s := range steps {
 		verb, arg, _ := strings.Cut(s.do, " ")
 		switch verb {
 		case "up":
 			e.mustOn(arg, PhaseUp)
+			up[arg] = true
 		case "down":
 			e.mustOn(arg, PhaseDown)
+			up[arg] = false
 		case "dead", "alive":
 			e.set(arg, tunnel[arg], verb == "alive")
 		case "gc":
@@ -210,6 +223,7 @@ func (e *env) play(steps []event) {
 		case "admin":
 			admin := plan.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.253"), Dev: "eth1"}
 			e.fk.Net.AddForeignRoute(admin, fake.ProtoStatic)
+			main = adminDefault
 		case "status":
 			var buf strings.Builder
 			if drift, err := statusOf(e.t, Request{Iface: arg, Config: e.cfg, AllowInsecure: true}, e.sys, &buf); err != nil || drift {
@@ -218,8 +232,19 @@ func (e *env) play(steps []event) {
 		default:
 			e.t.Fatalf("step %d: unknown %q", i, s.do)
 		}
-		if got := e.defaultRoute(); got != s.dflt {
-			e.t.Fatalf("step %d, after %s: default %q, want %q\n%s", i, s.do, got, s.dflt, e.log.String())
+		if got := e.mainDefault(); got != main {
+			e.t.Fatalf("step %d, after %s: main default %q, want %q\n%s", i, s.do, got, main, e.log.String())
+		}
+		if got := e.via("8.8.8.8", 0); got != s.via {
+			e.t.Fatalf("step %d, after %s: traffic leaves by %q, want %q\n%s", i, s.do, got, s.via, e.dump())
+		}
+		for _, remote := range []string{"203.0.113.5", "192.0.2.9"} {
+			if got := e.via(remote, mark); strings.HasPrefix(got, "gre-") {
+				e.t.Fatalf("step %d, after %s: the outer packets to %s go into %s", i, s.do, remote, got)
+			}
+		}
+		if want := up["eth1"] || up["eth2"]; (e.rules() == ourRules) != want || (!want && e.rules() != "") {
+			e.t.Fatalf("step %d, after %s: rules %q, want them: %v", i, s.do, e.rules(), want)
 		}
 		if got := fmt.Sprintf("%v%v", e.has(aRoute), e.has(bRoute)); got != fmt.Sprintf("%v%v", strings.Contains(s.routes, "a"), strings.Contains(s.routes, "b")) {
 			e.t.Fatalf("step %d, after %s: routes of a and b %s, want %q\n%s", i, s.do, got, s.routes, e.dump())
@@ -227,59 +252,47 @@ func (e *env) play(steps []event) {
 	}
 }
 
-// Two default_route tunnels and one, dying and coming back amid ups,
-// downs, gc and the admin's hand: the default route is always the one the
-// rule in defaults.go names, among the tunnels whose peers answer.
+// Two default_route tunnels, dying and coming back amid ups, downs, gc
+// and the admin's hand: traffic takes the first tunnel of the config
+// whose peer answers, else the main table's default, which nothing
+// touches.
 func TestFailoverScenarios(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		steps []event
 	}{
-		{"newer dies and returns", []event{
-			{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"},
-			{"dead eth2", aDefault, "a"}, {"up eth2", aDefault, "a"}, {"status eth2", aDefault, "a"},
-			{"alive eth2", bDefault, "ab"},
-			// An ifreload of the older one does not take the default back.
-			{"up eth1", bDefault, "ab"},
-			{"down eth2", aDefault, "a"}, {"down eth1", origDefault, ""}}},
-		{"newer dead, older down, newer returns", []event{
-			{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"},
-			{"dead eth2", aDefault, "a"}, {"down eth1", origDefault, ""},
-			// The original default is one gre-hook replaced, not the admin's.
-			{"alive eth2", bDefault, "b"}, {"down eth2", origDefault, ""}}},
-		{"older dies while newer holds the default", []event{
-			{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"},
-			{"dead eth1", bDefault, "b"}, {"down eth2", origDefault, ""},
-			{"alive eth1", aDefault, "a"}, {"down eth1", origDefault, ""}}},
+		{"second dies and returns", []event{
+			{"up eth1", "gre-a", "a"}, {"up eth2", "gre-a", "ab"},
+			{"dead eth2", "gre-a", "a"}, {"up eth2", "gre-a", "a"}, {"status eth2", "gre-a", "a"},
+			{"alive eth2", "gre-a", "ab"}, {"up eth1", "gre-a", "ab"},
+			{"down eth2", "gre-a", "a"}, {"down eth1", "eth1", ""}}},
+		{"first dies: the second carries, then the first again", []event{
+			{"up eth1", "gre-a", "a"}, {"up eth2", "gre-a", "ab"},
+			{"dead eth1", "gre-b", "b"}, {"status eth1", "gre-b", "b"},
+			{"alive eth1", "gre-a", "ab"}, {"down eth1", "gre-b", "b"}, {"down eth2", "eth1", ""}}},
+		{"second dead, first down, second returns", []event{
+			{"up eth1", "gre-a", "a"}, {"up eth2", "gre-a", "ab"},
+			{"dead eth2", "gre-a", "a"}, {"down eth1", "eth1", ""},
+			{"alive eth2", "gre-b", "b"}, {"down eth2", "eth1", ""}}},
 		{"both die", []event{
-			{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"},
-			{"dead eth2", aDefault, "a"}, {"dead eth1", origDefault, ""}, {"gc", origDefault, ""},
-			{"alive eth1", aDefault, "a"}, {"alive eth2", bDefault, "ab"},
-			{"down eth1", bDefault, "b"}, {"down eth2", origDefault, ""}}},
+			{"up eth1", "gre-a", "a"}, {"up eth2", "gre-a", "ab"},
+			{"dead eth2", "gre-a", "a"}, {"dead eth1", "eth1", ""}, {"gc", "eth1", ""},
+			{"alive eth1", "gre-a", "a"}, {"alive eth2", "gre-a", "ab"},
+			{"down eth1", "gre-b", "b"}, {"down eth2", "eth1", ""}}},
 		{"down while dead", []event{
-			{"up eth1", aDefault, "a"}, {"dead eth1", origDefault, ""}, {"down eth1", origDefault, ""}}},
-		{"admin default while dead is kept", []event{
-			{"up eth1", aDefault, "a"}, {"dead eth1", origDefault, ""}, {"admin", adminDefault, ""},
-			{"alive eth1", adminDefault, "a"}, {"up eth1", adminDefault, "a"}, {"status eth1", adminDefault, "a"},
-			{"down eth1", adminDefault, ""}}},
-		{"admin default, then the peer dies", []event{
-			{"up eth1", aDefault, "a"}, {"admin", adminDefault, "a"}, {"dead eth1", adminDefault, ""},
-			{"alive eth1", adminDefault, "a"}, {"down eth1", adminDefault, ""}}},
+			{"up eth1", "gre-a", "a"}, {"dead eth1", "eth1", ""}, {"down eth1", "eth1", ""}}},
+		{"admin's main default while dead", []event{
+			{"up eth1", "gre-a", "a"}, {"dead eth1", "eth1", ""}, {"admin", "eth1", ""},
+			{"alive eth1", "gre-a", "a"}, {"up eth1", "gre-a", "a"}, {"status eth1", "gre-a", "a"},
+			{"down eth1", "eth1", ""}}},
+		{"admin's main default, then the peer dies", []event{
+			{"up eth1", "gre-a", "a"}, {"admin", "gre-a", "a"}, {"dead eth1", "eth1", ""},
+			{"alive eth1", "gre-a", "a"}, {"down eth1", "eth1", ""}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newWatched(t)
 			e.play(tc.steps)
 		})
-	}
-}
-
-// The newer tunnel, back from the dead, holds the default route with the
-// highest Seq, and nobody is displaced.
-func TestAliveTakesNewSeq(t *testing.T) {
-	e := newWatched(t)
-	e.play([]event{{"up eth1", aDefault, "a"}, {"up eth2", bDefault, "ab"}, {"dead eth2", aDefault, "a"}, {"alive eth2", bDefault, "ab"}})
-	if a, b := e.entry("eth1", "gre-a"), e.entry("eth2", "gre-b"); b.Seq <= a.Seq || a.Displaced || b.Displaced {
-		t.Errorf("seq %d (displaced %v), older gre-a's %d (displaced %v)", b.Seq, b.Displaced, a.Seq, a.Displaced)
 	}
 }
 
@@ -353,9 +366,9 @@ func TestUpWithdrawsRoutesOfDeadTunnel(t *testing.T) {
 // the next up: no watcher would ever find it alive.
 func TestKeepaliveRemovedWhileDead(t *testing.T) {
 	e := newWatched(t)
-	e.play([]event{{"up eth1", aDefault, "a"}, {"dead eth1", origDefault, ""}})
+	e.play([]event{{"up eth1", "gre-a", "a"}, {"dead eth1", "eth1", ""}})
 	e.write(strings.Replace(watchedTwo, "keepalive = { interval = 2, retries = 3 }\n", "", 1))
-	e.play([]event{{"up eth1", aDefault, "a"}, {"status eth1", aDefault, "a"}})
+	e.play([]event{{"up eth1", "gre-a", "a"}, {"status eth1", "gre-a", "a"}})
 	if en := e.entry("eth1", "gre-a"); en.Dead {
 		t.Errorf("still dead: %+v", en)
 	}
@@ -394,7 +407,7 @@ func TestWatched(t *testing.T) {
 }
 
 // SetLiveness leaves a tunnel alone that no record lists (ifdown came
-// first) and refuses one its config no longer has.
+// first), and reads no config: an emptied or broken one blocks nothing.
 func TestSetLivenessGoneOrUnconfigured(t *testing.T) {
 	e := newWatched(t)
 	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", false, time.Time{}, &e.log); err != nil {
@@ -405,36 +418,90 @@ func TestSetLivenessGoneOrUnconfigured(t *testing.T) {
 	}
 	e.mustOn("eth1", PhaseUp)
 	upDump := e.dump()
-	if err := os.WriteFile(e.cfg, []byte(""), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	err := SetLiveness(bg(), e.sys, "eth1", "gre-a", false, time.Time{}, &e.log)
-	if err == nil || !strings.Contains(err.Error(), "no longer has it") {
-		t.Fatalf("unconfigured: %v", err)
-	}
-	diff(t, "kernel", e.dump(), upDump)
-	if en := e.entry("eth1", "gre-a"); en.Dead {
-		t.Errorf("record marked dead: %+v", en)
+	for _, text := range []string{"", "[[tunnel]\nname = "} {
+		if err := os.WriteFile(e.cfg, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.set("eth1", "gre-a", false)
+		diff(t, "kernel after dead", sortLines(e.dump()), edit(upDump, []string{aRoute, aDefault}))
+		e.set("eth1", "gre-a", true)
+		diff(t, "kernel after alive", e.dump(), upDump)
 	}
 }
 
-// A SetLiveness whose kernel change fails must not leave the record
-// agreeing with it: the watcher tries again an interval later, and that
-// call must then make the change, not find the record already dead (or
-// alive) and return without touching the kernel.
+// A failover reads nothing but the record: not a pending edit of the
+// config (a new MTU, a new tunnel, another route), and the state of the
+// underlay does not matter (down, without its address, or gone).
+func TestFailoverIsNarrow(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(e *env)
+	}{
+		{"pending config edit", func(e *env) {
+			e.write(strings.Replace(watchedTwo, `to = "192.168.50.0/24"`, "to = \"192.168.51.0/24\"", 1) + `
+[[tunnel]]
+name = "gre-new"
+underlay = "eth1"
+remote = "203.0.113.77"
+mtu = 1300
+`)
+		}},
+		{"underlay down", func(e *env) { e.fk.Net.Mutate("eth1", func(l *rtnl.Link) { l.Up = false }) }},
+		{"underlay without its address", func(e *env) { e.fk.Net.DropDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.1/24")) }},
+		{"underlay gone", func(e *env) {
+			if err := e.fk.Net.DelLink("eth1"); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newWatched(t)
+			e.mustOn("eth1", PhaseUp)
+			e.mustOn("eth2", PhaseUp)
+			tc.break_(e)
+			before := e.dump()
+			links, addrs := e.fk.Net.Calls("AddLink")+e.fk.Net.Calls("SetMTU"), e.fk.Net.Calls("AddAddr")
+			e.set("eth1", "gre-a", false)
+			diff(t, "kernel after dead", sortLines(e.dump()), edit(before, []string{aRoute, aDefault}))
+			if got := e.via("8.8.8.8", 0); got != "gre-b" {
+				t.Errorf("after dead, traffic leaves by %q", got)
+			}
+			e.set("eth1", "gre-a", true)
+			diff(t, "kernel after alive", e.dump(), before)
+			if e.fk.Net.Calls("AddLink")+e.fk.Net.Calls("SetMTU") != links || e.fk.Net.Calls("AddAddr") != addrs {
+				t.Errorf("the failover changed links or addresses")
+			}
+		})
+	}
+}
+
+// A failover cut short (the record says dead, or alive with routes still
+// to put back, but the kernel was not changed yet: a crash, a failing
+// change) is repaired by SetLiveness with the record's liveness, which the
+// watcher calls when Watched says Sync; a failing change is an error, and
+// the record keeps saying what is due.
 func TestSetLivenessFailureIsRetried(t *testing.T) {
 	e := newWatched(t)
 	e.mustOn("eth1", PhaseUp)
 	upDump := e.dump()
+	sync := func() bool {
+		ws, err := Watched(e.sys, e.cfg)
+		if err != nil || len(ws) != 1 {
+			t.Fatalf("watched: %+v %v", ws, err)
+		}
+		return ws[0].Sync
+	}
+	if sync() {
+		t.Error("sync wanted right after up")
+	}
 
-	e.fk.Net.FailNth("ReplaceRoute", 1)
+	e.fk.Net.FailNth("DelRoute", 1)
 	e.log.Reset()
 	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", false, time.Time{}, &e.log); err == nil {
 		t.Fatalf("dead with a failing route change: no error\n%s", e.log.String())
 	}
-	diff(t, "kernel after a failed dead", e.dump(), upDump)
-	if en := e.entry("eth1", "gre-a"); en.Dead {
-		t.Errorf("record says dead, but its routes are still in the kernel: %+v", en)
+	if en := e.entry("eth1", "gre-a"); !en.Dead || len(en.Withdrawn) != 2 || !sync() {
+		t.Errorf("record after a failed dead: %+v", en)
 	}
 	e.set("eth1", "gre-a", false) // the watcher's retry
 	if e.has(aRoute) || e.has(aDefault) || !e.has(origDefault) {
@@ -446,9 +513,29 @@ func TestSetLivenessFailureIsRetried(t *testing.T) {
 	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", true, time.Time{}, &e.log); err == nil {
 		t.Fatalf("alive with a failing route change: no error\n%s", e.log.String())
 	}
-	if en := e.entry("eth1", "gre-a"); !en.Dead {
-		t.Errorf("record says alive, but its routes are not back: %+v\n%s", en, e.dump())
+	if en := e.entry("eth1", "gre-a"); en.Dead || len(en.Withdrawn) != 2 || !sync() {
+		t.Errorf("record after a failed alive: %+v\n%s", en, e.dump())
 	}
 	e.set("eth1", "gre-a", true)
 	diff(t, "kernel after the retry of alive", e.dump(), upDump)
+	if sync() {
+		t.Error("sync still wanted")
+	}
+
+	// A crash between the record and the kernel: the record says dead,
+	// the kernel still has the routes. The watcher's call at start repairs it.
+	rec, _ := e.sys.Store.Load("eth1")
+	en := rec.Find("gre-a")
+	now := time.Now()
+	en.Dead, en.DeadSince, en.Withdrawn = true, &now, withdrawable(en)
+	if err := e.sys.Store.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	if !sync() {
+		t.Error("no sync wanted after a crash")
+	}
+	if out := e.set("eth1", "gre-a", false); out != "" {
+		t.Errorf("the repair logged a new death:\n%s", out)
+	}
+	diff(t, "kernel after the repair", sortLines(e.dump()), edit(upDump, []string{aRoute, aDefault}))
 }

@@ -5,24 +5,24 @@ import (
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-// merged returns the record for the planned state, keeping what the old
-// record remembers about replaced default routes. A pin route that
-// someone else already holds (s says) is theirs, not the tunnel's.
-func merged(underlay string, old *state.Record, want []plan.Tunnel, s *snapshot) *state.Record {
+// merged returns the record for the planned state (want, before a dead
+// tunnel's routes are withdrawn from it: the record lists what the tunnel
+// has when alive). What the old record keeps in the previous release's
+// form stays until the run has moved it to the new form (diffLegacy).
+func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Record {
 	rec := &state.Record{Version: state.Version, Underlay: underlay}
 	for _, t := range want {
 		e := state.Tunnel{Name: t.Link.Name, Down: t.Down, Local: t.Link.Local, Remote: t.Link.Remote, RemoteName: t.RemoteName}
-		if t.Pin != nil && findRoute(s.routes, *t.Pin, false) == nil {
-			p := state.FromPlan(*t.Pin, 0)
-			e.Pin = &p
+		for _, r := range t.Routes {
+			e.Routes = append(e.Routes, state.FromPlan(r, 0))
 		}
 		for _, d := range t.Defaults {
 			e.Defaults = append(e.Defaults, state.FromPlan(d, 0))
 		}
-		if prev := old.Find(t.Link.Name); prev != nil && len(t.Defaults) > 0 {
-			e.Replaced = prev.Replaced
-			e.Seq = prev.Seq
-			e.Displaced = prev.Displaced
+		if prev := old.Find(t.Link.Name); prev != nil && prev.Legacy() {
+			e.Defaults = append(e.Defaults, prev.LegacyDefaults()...)
+			e.Pin, e.Replaced, e.Seq, e.Displaced = prev.Pin, prev.Replaced, prev.Seq, prev.Displaced
+			e.Fallbacks, e.LegacyWithdrawn = prev.Fallbacks, prev.LegacyWithdrawn
 		}
 		for _, m := range t.MSS {
 			e.MSS = append(e.MSS, m.Family)

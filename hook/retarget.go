@@ -11,7 +11,6 @@ import (
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
-	"golang.org/x/sys/unix"
 )
 
 // EndpointSetter is a Net that can change a GRE link's local and remote
@@ -22,10 +21,9 @@ type EndpointSetter interface {
 
 // Retarget moves a tunnel gre-hook brought up to new endpoints without
 // deleting and re-creating it: its index, addresses, routes and MSS rule
-// stay. A zero local or remote keeps the current one. With default_route,
-// the pinned host route to the remote moves along: the new pin goes in
-// before the link changes, so the tunnel's own packets never route into
-// it, and the old one goes after. The record follows, and one line is
+// stay. A zero local or remote keeps the current one. Its outer packets
+// carry gre-hook's fwmark and find the new remote through the main table
+// (POLICY-ROUTING.md): no route needs to move. The record follows, and one line is
 // logged (to log, or sys.Log if nil). It runs under the run lock, like up
 // and down, and is a no-op when the link already has these endpoints.
 //
@@ -78,21 +76,12 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	if err := movePolicy(sys.Net, link, local, remote); err != nil {
 		return fail(err)
 	}
-	// The kernel flushes every route through an underlay that loses its
-	// last address (a PPP reconnect, a DHCP renumbering), the pin
-	// included: then the pin is put back through the underlay's path now.
-	var routes map[int][]rtnl.Route
-	pinGone := false
 	if e.Pin != nil {
-		rs, err := sys.Net.Routes(familyOf(remote))
-		if err != nil {
-			return fail(err)
-		}
-		routes = map[int][]rtnl.Route{familyOf(remote): rs}
-		have := findRoute(routes, e.Pin.Plan(), true)
-		pinGone = have == nil || have.Dev != e.Pin.Dev || have.Gw != e.Pin.Gw
+		// The previous release's form: its pin would not follow, and the
+		// tunnel's packets would route into its main-table default.
+		return fail(fmt.Errorf("its record has the previous release's pin to the remote; run `gre-hook up --iface %s` first, which moves it to policy routing", underlay))
 	}
-	if local == link.Local && remote == link.Remote && !pinGone {
+	if local == link.Local && remote == link.Remote {
 		if e.Local != local || e.Remote != remote {
 			e.Local, e.Remote = local, remote
 			return sys.Store.Save(rec)
@@ -102,53 +91,9 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-
-	// The pin follows the remote, through the same gateway when it is
-	// still there, else through the underlay's path now. A route to the
-	// new remote someone else made is theirs, and takes the pin's place,
-	// as at up.
-	var newPin *state.Route
-	var noPath error
-	movePin := e.Pin != nil && (e.Pin.Dst.Addr() != remote || pinGone)
-	if movePin {
-		p := *e.Pin
-		p.Dst = netip.PrefixFrom(remote, remote.BitLen())
-		if pinGone {
-			path, ok := underlayPath(routes[familyOf(remote)], underlay, remote, e.Pin.Gw)
-			if !ok {
-				noPath = fmt.Errorf("%w: %s has no route to %s yet (no gateway?)", ErrNoPinPath, underlay, remote)
-			}
-			p.Gw, p.Dev = path.Gateway, underlay
-		}
-		switch {
-		case noPath != nil:
-			// The record keeps the pin it had: down and gc find it gone,
-			// and the watcher tries again.
-			movePin = false
-		case findRoute(routes, p.Plan(), false) == nil:
-			if err := sys.Net.ReplaceRoute(kernelRoute(p.Plan(), plan.RouteProtocol)); err != nil {
-				return fail(fmt.Errorf("%s: %w", plan.ReplaceRouteCmd(p.Plan()), err))
-			}
-			newPin = &p
-		}
-	}
-	if local == link.Local && remote == link.Remote {
-		// Only the pin was missing.
-		return repinned(sys, rec, e, newPin, noPath, tunnel, underlay, log)
-	}
 	if err := es.SetEndpoints(tunnel, local, remote); err != nil {
-		if newPin != nil {
-			sys.Net.DelRoute(kernelRoute(newPin.Plan(), plan.RouteProtocol))
-		}
 		return fail(fmt.Errorf("%s: %w", endpointsCmd(link.Name, link.Kind, local, remote), err))
 	}
-	var warn string
-	if movePin && !pinGone && (newPin == nil || newPin.Dst != e.Pin.Dst) {
-		if err := sys.Net.DelRoute(kernelRoute(e.Pin.Plan(), plan.RouteProtocol)); err != nil {
-			warn = fmt.Sprintf("; removing the old pin: %v", err)
-		}
-	}
-
 	was := fmt.Sprintf("remote %s", link.Remote)
 	if local != link.Local {
 		was = fmt.Sprintf("local %s remote %s", link.Local, link.Remote)
@@ -157,30 +102,12 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	if e.RemoteName != "" {
 		name = " (" + e.RemoteName + ")"
 	}
-	pin := ""
-	switch {
-	case noPath != nil:
-		pin = fmt.Sprintf("; WARNING: the pin to the remote is gone and %v: the tunnel's packets may follow its own routes into it until a route to %s through %s comes (gre-hook watch tries again)",
-			noPath, remote, underlay)
-	case newPin != nil && pinGone:
-		pin = fmt.Sprintf("; the pin was gone, pinned again: %s", plan.ReplaceRouteCmd(newPin.Plan()))
-	case newPin != nil:
-		pin = fmt.Sprintf("; pin %s", plan.ReplaceRouteCmd(newPin.Plan()))
-	case movePin:
-		pin = "; pin dropped: another route to the remote exists"
-	}
-	fmt.Fprintf(log, "gre-hook: + %s  # %s on %s, in place, was %s%s%s%s\n",
-		endpointsCmd(tunnel, link.Kind, local, remote), tunnel, underlay, was, name, pin, warn)
+	fmt.Fprintf(log, "gre-hook: + %s  # %s on %s, in place, was %s%s\n",
+		endpointsCmd(tunnel, link.Kind, local, remote), tunnel, underlay, was, name)
 
 	e.Local, e.Remote = local, remote
-	if movePin {
-		e.Pin = newPin
-	}
 	if err := sys.Store.Save(rec); err != nil {
 		return fail(fmt.Errorf("the tunnel moved, but %w", err))
-	}
-	if noPath != nil {
-		return fail(noPath)
 	}
 	return nil
 }
@@ -204,65 +131,6 @@ func movePolicy(n Net, link *rtnl.Link, local, remote netip.Addr) error {
 		}
 	}
 	return nil
-}
-
-// ErrNoPinPath is Retarget's error when a default_route tunnel's pin is
-// gone from the kernel and its underlay has no route to the remote to pin
-// it through again: the watcher tries again later.
-var ErrNoPinPath = errors.New("no path to pin the remote through")
-
-// repinned ends a Retarget that found only e's pin missing: newPin took
-// its place, or noPath says why none could.
-func repinned(sys *System, rec *state.Record, e *state.Tunnel, newPin *state.Route, noPath error, tunnel, underlay string, log io.Writer) error {
-	if noPath != nil {
-		return fmt.Errorf("tunnel %q on %s: the pin to its remote is gone: %w", tunnel, underlay, noPath)
-	}
-	if newPin != nil {
-		fmt.Fprintf(log, "gre-hook: + %s  # %s on %s: the pin to its remote was gone, pinned again: %s\n",
-			plan.ReplaceRouteCmd(newPin.Plan()), tunnel, underlay, plan.ReplaceRouteCmd(newPin.Plan()))
-	} else {
-		fmt.Fprintf(log, "gre-hook: %s on %s: the pin to its remote was gone; another route to the remote exists, which takes its place\n", tunnel, underlay)
-	}
-	e.Pin = newPin
-	if err := sys.Store.Save(rec); err != nil {
-		return fmt.Errorf("tunnel %q on %s: pinned again, but %w", tunnel, underlay, err)
-	}
-	return nil
-}
-
-// underlayPath is the path to dst through underlay alone, from routes
-// (the kernel's, of dst's family): the longest prefix among the main
-// table's routes through underlay, gre-hook's own left out, lowest metric
-// first; failing that, gw if a route through underlay still reaches it
-// directly (a renumbering within the subnet, whose client could not add
-// its default route back at the key gre-hook's holds). Not the kernel's
-// route lookup with the underlay as output device: where no route
-// matches, that one assumes dst is on the link, and a pin without a
-// gateway would send the tunnel's packets nowhere.
-func underlayPath(routes []rtnl.Route, underlay string, dst, gw netip.Addr) (plan.Path, bool) {
-	var best *rtnl.Route
-	for i := range routes {
-		r := &routes[i]
-		if r.Table != 0 || r.Dev != underlay || r.Protocol == plan.RouteProtocol || !r.Dst.Contains(dst) ||
-			(r.Type != 0 && r.Type != unix.RTN_UNICAST) {
-			continue
-		}
-		if best == nil || r.Dst.Bits() > best.Dst.Bits() || r.Dst.Bits() == best.Dst.Bits() && r.Metric < best.Metric {
-			best = r
-		}
-	}
-	if best != nil {
-		return plan.Path{Gateway: best.Gw, Dev: underlay}, true
-	}
-	if !gw.IsValid() {
-		return plan.Path{}, false
-	}
-	for _, r := range routes {
-		if r.Table == 0 && r.Dev == underlay && !r.Gw.IsValid() && r.Dst.Contains(gw) && (r.Type == 0 || r.Type == unix.RTN_UNICAST) {
-			return plan.Path{Gateway: gw, Dev: underlay}, true
-		}
-	}
-	return plan.Path{}, false
 }
 
 // endpointsCmd is the ip command that changes a tunnel's endpoints.

@@ -1,14 +1,12 @@
 package hook
 
 import (
-	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/gre-hook/gre-hook/hook/fake"
-	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 var _ EndpointSetter = (*fake.Net)(nil)
@@ -37,8 +35,7 @@ func TestRetargetRemote(t *testing.T) {
 	if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9"), &log); err != nil {
 		t.Fatal(err)
 	}
-	want := "gre-hook: + ip link set gre-site2 type gre local 198.51.100.1 remote 203.0.113.9  # gre-site2 on eth1, in place, was remote 203.0.113.1 (site2.test); " +
-		"pin ip route replace 203.0.113.9/32 via 198.51.100.254 dev eth1 proto 176\n"
+	want := "gre-hook: + ip link set gre-site2 type gre local 198.51.100.1 remote 203.0.113.9  # gre-site2 on eth1, in place, was remote 203.0.113.1 (site2.test)\n"
 	if log.String() != want {
 		t.Errorf("log:\n%s\nwant:\n%s", log.String(), want)
 	}
@@ -46,15 +43,13 @@ func TestRetargetRemote(t *testing.T) {
 	if after.Index != before.Index || e.fk.Net.Calls("AddLink") != adds || e.fk.Net.Calls("DelLink")+e.fk.Net.Calls("DelLinks") != dels {
 		t.Errorf("the link was re-created: index %d -> %d", before.Index, after.Index)
 	}
-	// Only the link's remote and the pin differ.
-	wantDump := strings.NewReplacer(
-		"remote 203.0.113.1 ", "remote 203.0.113.9 ",
-		"route 203.0.113.1/32 via", "route 203.0.113.9/32 via").Replace(dumpBefore)
+	// Only the link's remote differs: no route follows the remote.
+	wantDump := strings.NewReplacer("remote 203.0.113.1 ", "remote 203.0.113.9 ").Replace(dumpBefore)
 	diff(t, "kernel after retarget", e.dump(), wantDump)
 
 	rec, _ := e.sys.Store.Load("eth1")
 	r := rec.Find("gre-site2")
-	if r.Remote != netip.MustParseAddr("203.0.113.9") || r.Pin == nil || r.Pin.Dst != netip.MustParsePrefix("203.0.113.9/32") || r.RemoteName != "site2.test" {
+	if r.Remote != netip.MustParseAddr("203.0.113.9") || r.Pin != nil || r.RemoteName != "site2.test" {
 		t.Errorf("record entry: %+v pin %+v", r, r.Pin)
 	}
 
@@ -68,7 +63,7 @@ func TestRetargetRemote(t *testing.T) {
 	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("up after retarget changed things:\n%s", out)
 	}
-	// And down removes the moved pin: the machine is as before.
+	// And down leaves the machine as before.
 	e.mustRun(PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 }
@@ -88,7 +83,7 @@ func TestRetargetLocal(t *testing.T) {
 		t.Errorf("log: %s", log.String())
 	}
 	l, _ := linkNamed(e.fk.Net, "gre-site2")
-	if l.Local != netip.MustParseAddr("198.51.100.7") || !strings.Contains(e.dump(), "route 203.0.113.1/32 via 198.51.100.254 dev eth1 proto 176") {
+	if l.Local != netip.MustParseAddr("198.51.100.7") || strings.Contains(e.dump(), "203.0.113.1/32") {
 		t.Errorf("link %+v\n%s", l, e.dump())
 	}
 	rec, _ := e.sys.Store.Load("eth1")
@@ -128,94 +123,55 @@ func TestRetargetRefuses(t *testing.T) {
 
 // A renumbering that takes the underlay's last address before the new one
 // comes (a PPP reconnect, a DHCP lease lost): the kernel flushes every
-// route through the underlay, the pin included. Moving the local must pin
-// the remote again through the underlay's path now, never through the
-// tunnel's own default route.
-func TestRetargetRepinsAfterRenumbering(t *testing.T) {
-	const pin = "route 203.0.113.1/32 via %s dev eth1 proto 176"
-	setup := func(t *testing.T, to string) (*env, strings.Builder) {
-		e := newEnv(t)
-		e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
-		e.write(pinnedConfig)
-		e.mustRun(PhaseUp)
-		e.fk.Net.DropDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.1/24"))
-		if strings.Contains(e.dump(), "route 203.0.113.1/32") {
-			t.Fatalf("the fake kept the pin:\n%s", e.dump())
-		}
-		e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix(to))
-		return e, strings.Builder{}
+// route through the underlay. Nothing of gre-hook's goes with them (its
+// default route is in its own table, via the tunnel), and moving the local
+// is one change, whether or not a route through the underlay exists yet.
+func TestRetargetAfterRenumbering(t *testing.T) {
+	for _, to := range []string{"198.51.100.7/24", "100.64.0.2/24"} {
+		t.Run(to, func(t *testing.T) {
+			e := newEnv(t)
+			e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
+			e.write(pinnedConfig)
+			e.mustRun(PhaseUp)
+			e.fk.Net.DropDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.1/24"))
+			e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix(to))
+			local := netip.MustParsePrefix(to).Addr()
+			var log strings.Builder
+			if err := Retarget(bg(), e.sys, "eth1", "gre-site2", local, netip.Addr{}, &log); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Count(log.String(), "\n") != 1 || !strings.Contains(log.String(), "type gre local "+local.String()) {
+				t.Errorf("log: %s", log.String())
+			}
+			if d := e.dump(); !strings.Contains(d, "route 0.0.0.0/0 via 10.0.0.2 dev gre-site2 table 18247 metric 1 proto 176") {
+				t.Errorf("kernel:\n%s", d)
+			}
+			// Again: nothing to do.
+			log.Reset()
+			if err := Retarget(bg(), e.sys, "eth1", "gre-site2", local, netip.Addr{}, &log); err != nil || log.Len() != 0 {
+				t.Errorf("again: %v %q", err, log.String())
+			}
+		})
 	}
-	pinOf := func(e *env) string {
-		rec, _ := e.sys.Store.Load("eth1")
-		r := rec.Find("gre-site2")
-		if len(r.Replaced) != 1 || r.Replaced[0].Gw != netip.MustParseAddr("198.51.100.254") {
-			t.Errorf("the record lost the replaced default route: %+v", r.Replaced)
-		}
-		if r.Pin == nil {
-			return "none"
-		}
-		return r.Pin.Gw.String()
+}
+
+// A record of the previous release still has its pin, which would not
+// follow the remote: Retarget says to run up first, and changes nothing.
+func TestRetargetRefusesLegacyPin(t *testing.T) {
+	e := newEnv(t)
+	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
+	e.write(pinnedConfig)
+	e.mustRun(PhaseUp)
+	rec, _ := e.sys.Store.Load("eth1")
+	pin := state.Route{Dst: netip.MustParsePrefix("203.0.113.1/32"), Gw: netip.MustParseAddr("198.51.100.254"), Dev: "eth1"}
+	rec.Tunnels[0].Pin = &pin
+	if err := e.sys.Store.Save(rec); err != nil {
+		t.Fatal(err)
 	}
-
-	t.Run("same subnet, the old gateway on the link", func(t *testing.T) {
-		e, log := setup(t, "198.51.100.7/24")
-		if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.MustParseAddr("198.51.100.7"), netip.Addr{}, &log); err != nil {
-			t.Fatal(err)
-		}
-		if want := "the pin was gone, pinned again: ip route replace 203.0.113.1/32 via 198.51.100.254 dev eth1 proto 176"; !strings.Contains(log.String(), want) {
-			t.Errorf("log: %s\nwant: %s", log.String(), want)
-		}
-		if !strings.Contains(e.dump(), fmt.Sprintf(pin, "198.51.100.254")) {
-			t.Errorf("kernel:\n%s", e.dump())
-		}
-		if g := pinOf(e); g != "198.51.100.254" {
-			t.Errorf("recorded pin via %s", g)
-		}
-		// Down puts the replaced default route back.
-		e.mustRun(PhaseDown)
-		if d := e.dump(); !strings.Contains(d, "route 0.0.0.0/0 via 198.51.100.254 dev eth1") || strings.Contains(d, "203.0.113.1/32") {
-			t.Errorf("after down:\n%s", d)
-		}
-	})
-
-	t.Run("new subnet, its gateway's route a moment later", func(t *testing.T) {
-		e, log := setup(t, "100.64.0.2/24")
-		err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.MustParseAddr("100.64.0.2"), netip.Addr{}, &log)
-		if !errors.Is(err, ErrNoPinPath) {
-			t.Fatalf("got %v, want ErrNoPinPath", err)
-		}
-		if want := `WARNING: the pin to the remote is gone and no path to pin the remote through: eth1 has no route to 203.0.113.1 yet`; !strings.Contains(log.String(), want) {
-			t.Errorf("log: %s\nwant: %s", log.String(), want)
-		}
-		if l, _ := linkNamed(e.fk.Net, "gre-site2"); l.Local != netip.MustParseAddr("100.64.0.2") {
-			t.Errorf("the local did not move: %+v", l)
-		}
-		if g := pinOf(e); g != "198.51.100.254" {
-			t.Errorf("recorded pin via %s, want the old one kept until a new one is made", g)
-		}
-		// Again, still no route: the same error, nothing logged.
-		log.Reset()
-		if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.Addr{}, &log); !errors.Is(err, ErrNoPinPath) || log.Len() != 0 {
-			t.Errorf("retry without a route: %v %q", err, log.String())
-		}
-		// The DHCP client's default route, with a metric beside the tunnel's.
-		e.fk.Net.AddForeignRoute(plan.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("100.64.0.254"), Dev: "eth1", Metric: 1024}, 16)
-		if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.Addr{}, &log); err != nil {
-			t.Fatal(err)
-		}
-		if want := "# gre-site2 on eth1: the pin to its remote was gone, pinned again: ip route replace 203.0.113.1/32 via 100.64.0.254 dev eth1 proto 176\n"; !strings.HasSuffix(log.String(), want) {
-			t.Errorf("log: %s\nwant: %s", log.String(), want)
-		}
-		if !strings.Contains(e.dump(), fmt.Sprintf(pin, "100.64.0.254")) {
-			t.Errorf("kernel:\n%s", e.dump())
-		}
-		if g := pinOf(e); g != "100.64.0.254" {
-			t.Errorf("recorded pin via %s", g)
-		}
-		// Nothing more to do.
-		log.Reset()
-		if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.Addr{}, &log); err != nil || log.Len() != 0 {
-			t.Errorf("again: %v %q", err, log.String())
-		}
-	})
+	dump := e.dump()
+	err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9"), nil)
+	if err == nil || !strings.Contains(err.Error(), "run `gre-hook up --iface eth1` first") {
+		t.Errorf("got %v", err)
+	}
+	diff(t, "kernel", e.dump(), dump)
 }

@@ -21,10 +21,6 @@ type snapshot struct {
 	// sysctls holds the /proc/sys values readSysctls read for the
 	// tunnels that reflect keepalives, and conf.default's.
 	sysctls map[string]string
-	// adminDefaults names the default routes (adminKey) that the admin
-	// set while the tunnel that held them had a dead peer: the records
-	// of every underlay tell, and adminDefaultsOf reads them.
-	adminDefaults map[string]bool
 }
 
 func takeSnapshot(n Net) (*snapshot, error) {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -39,6 +40,7 @@ func newTwoUnderlays(t *testing.T) *env {
 	e.fk.Net.AddDevice("eth2", 1500)
 	e.fk.Net.AddDeviceAddr("eth2", netip.MustParsePrefix("192.0.2.1/24"))
 	e.write(twoDefaults)
+	e.before = e.dump()
 	return e
 }
 
@@ -64,7 +66,8 @@ func (e *env) mustOn(iface string, phase Phase, edit ...func(*Request)) string {
 	return out
 }
 
-// defaultRoute returns the fake kernel's default route lines.
+// defaultRoute returns the fake kernel's IPv4 default route lines, of
+// every table.
 func (e *env) defaultRoute() string {
 	var out []string
 	for _, l := range strings.Split(e.dump(), "\n") {
@@ -75,50 +78,93 @@ func (e *env) defaultRoute() string {
 	return strings.Join(out, "\n")
 }
 
+// mainDefault is the main table's IPv4 default route lines.
+func (e *env) mainDefault() string {
+	var out []string
+	for _, l := range strings.Split(e.defaultRoute(), "\n") {
+		if l != "" && !strings.Contains(l, " table ") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// rules is the fake kernel's rule lines.
+func (e *env) rules() string {
+	var out []string
+	for _, l := range strings.Split(e.dump(), "\n") {
+		if strings.HasPrefix(l, "rule ") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// via is the device the kernel sends a packet to dst with fwmark mark
+// out of ("" for no route).
+func (e *env) via(dst string, mark uint32) string {
+	r, ok := e.fk.Net.RouteGet(netip.MustParseAddr(dst), mark)
+	if !ok {
+		return ""
+	}
+	return r.Dev
+}
+
 const (
 	origDefault = "route 0.0.0.0/0 via 198.51.100.254 dev eth1 proto 4"
-	aDefault    = "route 0.0.0.0/0 via 10.9.0.1 dev gre-a proto 176"
-	bDefault    = "route 0.0.0.0/0 via 10.8.0.1 dev gre-b proto 176"
+	aDefault    = "route 0.0.0.0/0 via 10.9.0.1 dev gre-a table 18247 metric 1 proto 176"
+	bDefault    = "route 0.0.0.0/0 via 10.8.0.1 dev gre-b table 18247 metric 2 proto 176"
+	ourRules    = "rule 4 32700: lookup main suppress_prefixlength 0 proto 176\nrule 4 32701: not fwmark 0x4747 lookup 18247 proto 176"
+	mark        = 0x4747
 )
 
 // Two default_route tunnels on two underlays, taken down in either order:
-// the router always keeps a default route, the right one.
+// two routes in gre-hook's table, by metric in config order; the main
+// table's default untouched throughout; the rules there while one is up.
 func TestTwoDefaultRouteTunnels(t *testing.T) {
 	for _, order := range [][]string{{"eth2", "eth1"}, {"eth1", "eth2"}} {
 		t.Run("down "+strings.Join(order, " then "), func(t *testing.T) {
 			e := newTwoUnderlays(t)
-			e.mustOn("eth1", PhaseUp)
-			if got := e.defaultRoute(); got != aDefault {
-				t.Fatalf("after up eth1: %s", got)
+			check := func(when, want, rules, dev string) {
+				t.Helper()
+				if got := e.defaultRoute(); got != want {
+					t.Fatalf("%s: default routes\n%s\nwant\n%s", when, got, want)
+				}
+				if got := e.rules(); got != rules {
+					t.Fatalf("%s: rules\n%s\nwant\n%s", when, got, rules)
+				}
+				if got := e.via("8.8.8.8", 0); got != dev {
+					t.Fatalf("%s: 8.8.8.8 goes out of %q, want %q", when, got, dev)
+				}
+				// The tunnels' own packets leave by the main table.
+				if got := e.via("203.0.113.5", mark); got != "eth1" {
+					t.Fatalf("%s: marked packets to the remote go out of %q", when, got)
+				}
 			}
-			e.mustOn("eth2", PhaseUp)
-			if got := e.defaultRoute(); got != bDefault {
-				t.Fatalf("after up eth2: %s", got)
-			}
-			// Re-running up on either (ifreload) keeps the newest.
 			e.mustOn("eth1", PhaseUp)
+			check("after up eth1", aDefault+"\n"+origDefault, ourRules, "gre-a")
 			e.mustOn("eth2", PhaseUp)
-			if got := e.defaultRoute(); got != bDefault {
-				t.Fatalf("after a second up of both: %s", got)
+			check("after up eth2", bDefault+"\n"+aDefault+"\n"+origDefault, ourRules, "gre-a")
+			// Re-running up on either (ifreload) changes nothing.
+			if out := e.mustOn("eth1", PhaseUp) + e.mustOn("eth2", PhaseUp); out != "" {
+				t.Fatalf("a second up of both changed things:\n%s", out)
 			}
 			e.mustOn(order[0], PhaseDown)
-			want := aDefault
+			want, dev := aDefault, "gre-a"
 			if order[0] == "eth1" {
-				want = bDefault
+				want, dev = bDefault, "gre-b"
 			}
-			if got := e.defaultRoute(); got != want {
-				t.Fatalf("after down %s: %q, want %q", order[0], got, want)
-			}
+			check("after down "+order[0], want+"\n"+origDefault, ourRules, dev)
 			e.mustOn(order[1], PhaseDown)
-			if got := e.defaultRoute(); got != origDefault {
-				t.Fatalf("after down %s: %q, want %q", order[1], got, origDefault)
-			}
+			check("after down "+order[1], origDefault, "", "eth1")
+			diff(t, "after both down", e.dump(), e.before)
 		})
 	}
 }
 
-// gc of one of two default_route tunnels hands the default to the other.
-func TestGCHandsDefaultOn(t *testing.T) {
+// gc of one of two default_route tunnels keeps the other's route and the
+// rules; the last one's gc takes the rules too.
+func TestGCKeepsTheOtherDefault(t *testing.T) {
 	e := newTwoUnderlays(t)
 	e.mustOn("eth1", PhaseUp)
 	e.mustOn("eth2", PhaseUp)
@@ -127,34 +173,34 @@ func TestGCHandsDefaultOn(t *testing.T) {
 	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
 		t.Fatalf("gc: %v\n%s", err, e.log.String())
 	}
-	if got := e.defaultRoute(); got != aDefault {
-		t.Fatalf("after gc of gre-b: %q", got)
+	if got := e.defaultRoute(); got != aDefault+"\n"+origDefault || e.rules() != ourRules {
+		t.Fatalf("after gc of gre-b:\n%s", e.dump())
 	}
-	e.mustOn("eth1", PhaseDown)
-	if got := e.defaultRoute(); got != origDefault {
-		t.Fatalf("after down eth1: %q", got)
+	e.write("")
+	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
+		t.Fatalf("gc: %v\n%s", err, e.log.String())
 	}
+	diff(t, "after gc of both", e.dump(), e.before)
 }
 
-// A default route the admin set after up is never overwritten by down.
+// A main default the admin changes after up is never touched: not by a
+// re-run of up, not by status, not by down.
 func TestDownKeepsAdminDefault(t *testing.T) {
 	e := newTwoUnderlays(t)
 	e.mustOn("eth1", PhaseUp)
 	admin := plan.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.253"), Dev: "eth1"}
 	e.fk.Net.AddForeignRoute(admin, fake.ProtoStatic)
-	// A re-run of up leaves the admin's route too.
-	e.mustOn("eth1", PhaseUp)
 	want := "route 0.0.0.0/0 via 198.51.100.253 dev eth1 proto 4"
-	if got := e.defaultRoute(); got != want {
-		t.Fatalf("after up again: %q", got)
+	if out := e.mustOn("eth1", PhaseUp); out != "" || e.mainDefault() != want {
+		t.Fatalf("after up again: %q\n%s", e.mainDefault(), out)
 	}
 	var buf strings.Builder
 	if drift, err := statusOf(t, Request{Iface: "eth1", Config: e.cfg, AllowInsecure: true}, e.sys, &buf); err != nil || drift {
 		t.Errorf("status calls the admin's default route drift (%v):\n%s", err, buf.String())
 	}
 	e.mustOn("eth1", PhaseDown)
-	if got := e.defaultRoute(); got != want {
-		t.Fatalf("after down: %q, want the admin's %q", got, want)
+	if got := e.defaultRoute(); got != want || e.rules() != "" {
+		t.Fatalf("after down: %q, want the admin's %q\n%s", got, want, e.dump())
 	}
 }
 
@@ -197,7 +243,7 @@ func TestOtherConfigLeavesTunnels(t *testing.T) {
 }
 
 // An unreadable record stops every run on its underlay and gc from
-// deleting anything there: only it knows the replaced default route.
+// deleting anything there.
 func TestUnreadableRecordChangesNothing(t *testing.T) {
 	e := newTwoUnderlays(t)
 	e.mustOn("eth1", PhaseUp)
@@ -223,33 +269,22 @@ func TestUnreadableRecordChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := e.mustOn("eth1", PhaseDown)
-	if !strings.Contains(out, "no record says which route it replaced") {
-		t.Errorf("a down that loses the default route does not say so:\n%s", out)
+	if e.defaultRoute() != origDefault || e.rules() != "" || strings.Contains(e.dump(), "proto 176") {
+		t.Errorf("after a down by the kernel's marks:\n%s\n%s", e.dump(), out)
 	}
 }
 
-// A rollback that cannot put the replaced default route back keeps it in
-// the record, so a later down still can.
-func TestIncompleteRollbackKeepsReplacedRoute(t *testing.T) {
+// A failed up with default_route rolls back its route in gre-hook's table
+// and its rules too, and leaves the main default as it was.
+func TestDefaultRouteRollback(t *testing.T) {
 	e := newEnv(t)
 	e.write(strings.Replace(defaultRoute, "default_route = true", "default_route = true\nup_command = [\"/bin/false\"]", 1))
-	e.sys.Command = func(context.Context, []string, []string) error {
-		// The undo of the default route is the next route replace.
-		e.fk.Net.FailNth("ReplaceRoute", 1)
-		return errors.New("exit status 1")
-	}
+	e.sys.Command = func(context.Context, []string, []string) error { return errors.New("exit status 1") }
 	out, err := e.run(PhaseUp)
-	if err == nil || !strings.Contains(err.Error(), "rollback incomplete") {
+	if err == nil || !strings.Contains(err.Error(), "rolled back") {
 		t.Fatalf("up: %v\n%s", err, out)
 	}
-	e.fk.Net.Disarm()
-	if !strings.Contains(e.record(), `"gw": "198.51.100.254"`) {
-		t.Fatalf("the record lost the replaced default route:\n%s", e.record())
-	}
-	e.mustRun(PhaseDown)
-	if got := e.defaultRoute(); got != origDefault {
-		t.Errorf("after down: %q, want %q", got, origDefault)
-	}
+	diff(t, "after the rollback", e.dump(), baseline)
 }
 
 // table = 254 is the main table: a second up has nothing to do.
@@ -260,102 +295,6 @@ func TestMainTableByNumberSettles(t *testing.T) {
 	diff(t, "state after up", e.dump(), site1State)
 	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("second up changed something:\n%s", out)
-	}
-}
-
-// threeDefaults is a default_route tunnel on each of eth1, eth2, eth3.
-const threeDefaults = twoDefaults + `
-[[tunnel]]
-name = "gre-c"
-underlay = "eth3"
-remote = "192.0.3.9"
-address = ["10.7.0.2/30"]
-default_route = true
-mss = "off"
-`
-
-// TestDefaultRouteInvariant runs seeded random sequences of up, down and
-// by-hand default routes on three underlays, each with a default_route
-// tunnel, and checks the default route after every step against a model
-// of the rule in defaults.go:
-//   - an up of a tunnel that is down takes the default over; the route it
-//     replaces, if gre-hook did not set it, becomes the one to restore,
-//     and the tunnels it had overridden drop out;
-//   - a down of the tunnel whose default is in force hands it to the
-//     tunnel still in the running that took it over last, else restores;
-//   - a route set by hand stays until an up takes it over.
-func TestDefaultRouteInvariant(t *testing.T) {
-	names := map[string]string{"eth1": "gre-a", "eth2": "gre-b", "eth3": "gre-c"}
-	routeOf := map[string]string{
-		"eth1": "route 0.0.0.0/0 via 10.9.0.1 dev gre-a proto 176",
-		"eth2": "route 0.0.0.0/0 via 10.8.0.1 dev gre-b proto 176",
-		"eth3": "route 0.0.0.0/0 via 10.7.0.1 dev gre-c proto 176",
-	}
-	underlays := []string{"eth1", "eth2", "eth3"}
-	for seed := int64(1); seed <= 40; seed++ {
-		seed := seed
-		t.Run("seed"+itoa(int(seed)), func(t *testing.T) {
-			rng := rand.New(rand.NewSource(seed))
-			e := newTwoUnderlays(t)
-			e.fk.Net.AddDevice("eth3", 1500)
-			e.fk.Net.AddDeviceAddr("eth3", netip.MustParsePrefix("192.0.3.1/24"))
-			e.write(threeDefaults)
-
-			up := map[string]bool{}
-			var stack []string // tunnels in the running, oldest first
-			cur, base := origDefault, origDefault
-			var steps []string
-			for step := 0; step < 25; step++ {
-				switch op := rng.Intn(5); {
-				case op < 2:
-					u := underlays[rng.Intn(3)]
-					steps = append(steps, "up "+u)
-					e.mustOn(u, PhaseUp)
-					if !up[u] {
-						up[u] = true
-						if !strings.Contains(cur, "proto 176") {
-							base, stack = cur, nil
-						}
-						stack = append(stack, u)
-						cur = routeOf[u]
-					}
-				case op < 4:
-					u := underlays[rng.Intn(3)]
-					steps = append(steps, "down "+u)
-					e.mustOn(u, PhaseDown)
-					if up[u] {
-						up[u] = false
-						for i, s := range stack {
-							if s == u {
-								stack = append(stack[:i:i], stack[i+1:]...)
-								break
-							}
-						}
-						if cur == routeOf[u] {
-							cur = base
-							if len(stack) > 0 {
-								cur = routeOf[stack[len(stack)-1]]
-							}
-						}
-					}
-				default:
-					gw := "198.51.100." + itoa(200+rng.Intn(50))
-					steps = append(steps, "admin via "+gw)
-					e.fk.Net.AddForeignRoute(plan.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr(gw), Dev: "eth1"}, fake.ProtoStatic)
-					cur = "route 0.0.0.0/0 via " + gw + " dev eth1 proto 4"
-				}
-				if got := e.defaultRoute(); got != cur {
-					t.Fatalf("after %s:\n got %q\nwant %q", strings.Join(steps, ", "), got, cur)
-				}
-			}
-			for _, u := range underlays {
-				e.mustOn(u, PhaseDown)
-			}
-			if strings.Contains(e.dump(), "proto 176") || strings.Count(e.defaultRoute(), "\n") > 0 || e.defaultRoute() == "" {
-				t.Errorf("after %s and all down:\n%s", strings.Join(steps, ", "), e.dump())
-			}
-			_ = names
-		})
 	}
 }
 
@@ -425,4 +364,145 @@ down_command = ["/usr/bin/logger", "gre-old going"]
 		t.Errorf("commands run: %q, want [%q]\n%s", e.commands, want, out)
 	}
 	diff(t, "state after the edit", e.dump(), site1State)
+}
+
+// threeWatched is a default_route tunnel with keepalive on each of eth1,
+// eth2, eth3, in that order in the config.
+const threeWatched = `
+[[tunnel]]
+name = "gre-a"
+underlay = "eth1"
+remote = "203.0.113.5"
+address = ["10.9.0.2/30"]
+default_route = true
+mss = "off"
+keepalive = { interval = 1, retries = 3 }
+
+[[tunnel]]
+name = "gre-b"
+underlay = "eth2"
+remote = "192.0.2.9"
+address = ["10.8.0.2/30"]
+default_route = true
+mss = "off"
+keepalive = { interval = 1, retries = 3 }
+
+[[tunnel.route]]
+to = "192.168.60.0/24"
+
+[[tunnel]]
+name = "gre-c"
+underlay = "eth3"
+remote = "192.0.3.9"
+address = ["10.7.0.2/30"]
+default_route = true
+mss = "off"
+keepalive = { interval = 1, retries = 3 }
+`
+
+// TestDefaultRouteInvariant runs seeded random sequences of up, down, a
+// peer found dead or alive again, and the admin changing the main
+// default, on three underlays with a default_route tunnel each, and checks
+// after every step against a model:
+//   - the main table's default is byte for byte the original or the
+//     admin's latest: gre-hook never touches it;
+//   - gre-hook's table holds exactly the default routes of the tunnels
+//     that are up and whose peer is alive, each at its config place;
+//   - the rules exist iff some default_route tunnel is up (dead or not);
+//   - traffic takes the first live tunnel, else the main default, and the
+//     tunnels' own marked packets never enter a tunnel;
+//   - after every tunnel is down, nothing of gre-hook's is left.
+func TestDefaultRouteInvariant(t *testing.T) {
+	underlays := []string{"eth1", "eth2", "eth3"}
+	name := map[string]string{"eth1": "gre-a", "eth2": "gre-b", "eth3": "gre-c"}
+	routeOf := map[string]string{
+		"eth1": "route 0.0.0.0/0 via 10.9.0.1 dev gre-a table 18247 metric 1 proto 176",
+		"eth2": "route 0.0.0.0/0 via 10.8.0.1 dev gre-b table 18247 metric 2 proto 176",
+		"eth3": "route 0.0.0.0/0 via 10.7.0.1 dev gre-c table 18247 metric 3 proto 176",
+	}
+	for seed := int64(1); seed <= 60; seed++ {
+		seed := seed
+		t.Run("seed"+itoa(int(seed)), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			e := newTwoUnderlays(t)
+			e.fk.Net.AddDevice("eth3", 1500)
+			e.fk.Net.AddDeviceAddr("eth3", netip.MustParsePrefix("192.0.3.1/24"))
+			e.write(threeWatched)
+			before := e.dump()
+
+			up, dead := map[string]bool{}, map[string]bool{}
+			main := origDefault
+			var steps []string
+			for step := 0; step < 30; step++ {
+				u := underlays[rng.Intn(3)]
+				switch op := rng.Intn(9); {
+				case op < 3:
+					steps = append(steps, "up "+u)
+					e.mustOn(u, PhaseUp)
+					up[u] = true
+				case op < 5:
+					steps = append(steps, "down "+u)
+					e.mustOn(u, PhaseDown)
+					up[u], dead[u] = false, false
+				case op < 7:
+					steps = append(steps, "dead "+u)
+					e.set(u, name[u], false)
+					dead[u] = up[u]
+				case op < 8:
+					steps = append(steps, "alive "+u)
+					e.set(u, name[u], true)
+					dead[u] = false
+				default:
+					gw := "198.51.100." + itoa(200+rng.Intn(50))
+					steps = append(steps, "admin via "+gw)
+					e.fk.Net.AddForeignRoute(plan.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr(gw), Dev: "eth1"}, fake.ProtoStatic)
+					main = "route 0.0.0.0/0 via " + gw + " dev eth1 proto 4"
+				}
+				at := strings.Join(steps, ", ")
+				if got := e.mainDefault(); got != main {
+					t.Fatalf("after %s:\nmain default %q\nwant %q", at, got, main)
+				}
+				var table []string
+				via, anyUp := "eth1", false
+				for _, u := range underlays {
+					anyUp = anyUp || up[u]
+					if up[u] && !dead[u] {
+						table = append(table, routeOf[u])
+						if via == "eth1" {
+							via = name[u]
+						}
+					}
+				}
+				var got []string
+				for _, l := range strings.Split(e.defaultRoute(), "\n") {
+					if strings.Contains(l, " table 18247 ") {
+						got = append(got, l)
+					}
+				}
+				sort.Strings(table)
+				if strings.Join(got, "\n") != strings.Join(table, "\n") {
+					t.Fatalf("after %s:\ntable 18247\n%s\nwant\n%s", at, strings.Join(got, "\n"), strings.Join(table, "\n"))
+				}
+				if want := map[bool]string{true: ourRules, false: ""}[anyUp]; e.rules() != want {
+					t.Fatalf("after %s:\nrules %q\nwant %q", at, e.rules(), want)
+				}
+				if got := e.via("8.8.8.8", 0); got != via {
+					t.Fatalf("after %s: traffic leaves by %q, want %q", at, got, via)
+				}
+				if b := e.has(bRoute); b != (up["eth2"] && !dead["eth2"]) {
+					t.Fatalf("after %s: gre-b's route there %v\n%s", at, b, e.dump())
+				}
+				for _, remote := range []string{"203.0.113.5", "192.0.2.9", "192.0.3.9"} {
+					if got := e.via(remote, mark); strings.HasPrefix(got, "gre-") {
+						t.Fatalf("after %s: marked packets to %s go into %s", at, remote, got)
+					}
+				}
+			}
+			for _, u := range underlays {
+				e.mustOn(u, PhaseDown)
+			}
+			want := strings.Replace(before, origDefault, main, 1)
+			diff(t, "after "+strings.Join(steps, ", ")+" and all down", e.dump(), sortLines(want))
+		})
+	}
 }

@@ -9,7 +9,7 @@ addr eth1 2001:db8:1::1/64
 addr gre-site2 10.0.0.1/30 brd 10.0.0.3
 addr gre-site2 fe80::c633:6401/64 scope link
 link eth1 mtu 1500 multicast on up
-link gre-site2 gre local 198.51.100.1 remote 203.0.113.1 ttl 255 tos 0 pmtudisc on ikey 0 okey 0 mtu 1476 multicast on up alias gre-hook:eth1
+link gre-site2 gre local 198.51.100.1 remote 203.0.113.1 ttl 255 tos 0 pmtudisc on ikey 0 okey 0 fwmark 0x4747 mtu 1476 multicast on up alias gre-hook:eth1
 link lo mtu 65536 multicast off up
 route 0.0.0.0/0 via 198.51.100.254 dev eth1 proto 4
 route 10.0.0.0/30 dev gre-site2 proto 2
@@ -24,6 +24,7 @@ iptables -A GRE-HOOK -o gre-site2 -p tcp -m tcp --tcp-flags SYN,RST SYN -m comme
 
 const site1Log = `gre-hook: + ip tunnel add gre-site2 mode gre remote 203.0.113.1 local 198.51.100.1 ttl 255
 gre-hook: + ip link set gre-site2 alias gre-hook:eth1
+gre-hook: + ip link set gre-site2 type gre fwmark 0x4747
 gre-hook: + ip link set gre-site2 multicast on
 gre-hook: + ip link set gre-site2 mtu 1476
 gre-hook: + ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre-site2
@@ -48,10 +49,10 @@ addr gre-v6 10.0.1.0/31
 addr gre-v6 fd00::1/127
 addr tap-lab 10.0.2.1/24 brd 10.0.2.255
 link eth1 mtu 1500 multicast on up
-link gre-site2 gre local 198.51.100.1 remote 203.0.113.1 ttl 255 tos 0 pmtudisc on ikey 0 okey 0 mtu 1476 multicast on up alias gre-hook:eth1
-link gre-v6 ip6gre local 2001:db8:1::1 remote 2001:db8:2::1 ttl 255 tos 0 pmtudisc off ikey 42 okey 42 mtu 1444 multicast on up alias gre-hook:eth1
+link gre-site2 gre local 198.51.100.1 remote 203.0.113.1 ttl 255 tos 0 pmtudisc on ikey 0 okey 0 fwmark 0x4747 mtu 1476 multicast on up alias gre-hook:eth1
+link gre-v6 ip6gre local 2001:db8:1::1 remote 2001:db8:2::1 ttl 255 tos 0 pmtudisc off ikey 42 okey 42 fwmark 0x4747 mtu 1444 multicast on up alias gre-hook:eth1
 link lo mtu 65536 multicast off up
-link tap-lab gretap local 198.51.100.1 remote 203.0.113.9 ttl 0 tos 0 pmtudisc off ikey 7 okey 8 mtu 1458 multicast off up alias gre-hook:eth1
+link tap-lab gretap local 198.51.100.1 remote 203.0.113.9 ttl 0 tos 0 pmtudisc off ikey 7 okey 8 fwmark 0x4747 mtu 1458 multicast off up alias gre-hook:eth1
 route 0.0.0.0/0 via 198.51.100.254 dev eth1 proto 4
 route 10.0.0.0/30 dev gre-site2 proto 2
 route 10.0.1.0/31 dev gre-v6 proto 2
@@ -77,14 +78,16 @@ addr eth1 2001:db8:1::1/64
 addr gre-vpn 10.9.0.2/30 brd 10.9.0.3
 addr gre-vpn fe80::c633:6401/64 scope link
 link eth1 mtu 1500 multicast on up
-link gre-vpn gre local 198.51.100.1 remote 203.0.113.5 ttl 255 tos 0 pmtudisc on ikey 0 okey 0 mtu 1476 multicast on up alias gre-hook:eth1
+link gre-vpn gre local 198.51.100.1 remote 203.0.113.5 ttl 255 tos 0 pmtudisc on ikey 0 okey 0 fwmark 0x4747 mtu 1476 multicast on up alias gre-hook:eth1
 link lo mtu 65536 multicast off up
-route 0.0.0.0/0 via 10.9.0.1 dev gre-vpn proto 176
+route 0.0.0.0/0 via 10.9.0.1 dev gre-vpn table 18247 metric 1 proto 176
+route 0.0.0.0/0 via 198.51.100.254 dev eth1 proto 4
 route 10.9.0.0/30 dev gre-vpn proto 2
 route 198.51.100.0/24 dev eth1 proto 2
 route 2001:db8:1::/64 dev eth1 metric 256 proto 2
-route 203.0.113.5/32 via 198.51.100.254 dev eth1 proto 176
 route fe80::/64 dev gre-vpn metric 256 proto 2
+rule 4 32700: lookup main suppress_prefixlength 0 proto 176
+rule 4 32701: not fwmark 0x4747 lookup 18247 proto 176
 iptables -A POSTROUTING -m comment --comment gre-hook -j GRE-HOOK
 iptables -N GRE-HOOK
 iptables -A GRE-HOOK -o gre-vpn -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment gre-hook:eth1:gre-vpn -j TCPMSS --clamp-mss-to-pmtu

@@ -44,9 +44,11 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 	srcs := newSources(req, cfg)
 	var tunnels []config.Tunnel
 	var report []TunnelStatus
+	cfgOf := map[string]*config.Config{}
 	for _, t := range cfg.Tunnels {
 		if rec := recs[t.Underlay]; rec == nil || rec.Source == "" || rec.Source == srcs.own {
 			tunnels = append(tunnels, t)
+			cfgOf[t.Underlay] = cfg
 		}
 	}
 	for _, u := range sortedKeys(recs) {
@@ -61,6 +63,7 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 			continue
 		}
 		tunnels = append(tunnels, c.For(u)...)
+		cfgOf[u] = c
 	}
 	// Each underlay is judged as a whole, as up works on it: the diff of
 	// its tunnels against the kernel is what up would do.
@@ -80,7 +83,7 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 	live, _ := state.ReadLiveness(sys.Store.Dir)
 	fixes := map[string][]string{}
 	for _, u := range order {
-		sts, fix, err := statusUnderlay(sys, snap, recs, u, groups[u], live)
+		sts, fix, err := statusUnderlay(sys, snap, recs, u, groups[u], live, cfgOf[u])
 		if err != nil {
 			return false, err
 		}
@@ -144,8 +147,9 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 // statusUnderlay is the status of the configured tunnels cs of underlay
 // u, in their order, and the commands up would run on u, in its order.
 // live is what gre-hook watch last wrote of its peers.
-func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry) ([]TunnelStatus, []string, error) {
+func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry, srcCfg *config.Config) ([]TunnelStatus, []string, error) {
 	rec := recs[u]
+	pol := policyOf(srcCfg)
 	sts := make([]TunnelStatus, len(cs))
 	ul, uerr := underlayOf(snap, u)
 	upNow := uerr == nil && ul.Up
@@ -171,14 +175,18 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 			continue
 		}
 		one := autoLocals([]config.Tunnel{c}, snap, u, rec)
-		paths, err := remotePaths(sys, snap, ledgerOf(sys.Store, recs), rec, one)
-		if err != nil {
-			st.Problems = append(st.Problems, err.Error())
-			continue
+		others := map[string]*state.Record{}
+		for name, r := range recs {
+			if name != u {
+				others[name] = r
+			}
 		}
-		w, err := plan.Up(one, ul, paths)
+		metrics := defaultMetrics(srcCfg, one, rec, others, snap, pol)
+		w, err := plan.Up(one, ul, plan.Options{Policy: pol, Metrics: metrics})
 		if err == nil {
-			w = withdrawDead(w, one, rec)
+			if k := rec.Find(c.Name); k != nil && k.Dead && c.Keepalive != nil {
+				w = withdrawDead(w, rec)
+			}
 			err = precheck(w, snap)
 		}
 		if err != nil {
@@ -205,11 +213,37 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 				return nil, nil, err
 			}
 		}
-		snap.adminDefaults = adminDefaultsOf(ledgerOf(sys.Store, recs), want, rec, snap)
 		if err := readSysctls(sys.Sysctl, want, snap); err != nil {
 			return nil, nil, err
 		}
 		steps := diffSteps(u, want, snap, rec, chains)
+		if involvesDefaults(cs, rec) {
+			rules, err := readRules(sys.Net)
+			if err != nil {
+				return nil, nil, err
+			}
+			// What up would record: this underlay's tunnels as planned.
+			mine := &state.Record{Underlay: u}
+			for _, w := range want {
+				e := state.Tunnel{Name: w.Link.Name}
+				for _, d := range w.Defaults {
+					e.Defaults = append(e.Defaults, state.FromPlan(d, 0))
+				}
+				if k := rec.Find(w.Link.Name); k != nil && k.Dead {
+					e.Defaults = k.OwnedDefaults()
+				}
+				mine.Tunnels = append(mine.Tunnels, e)
+			}
+			others := map[string]*state.Record{}
+			for name, r := range recs {
+				if name != u {
+					others[name] = r
+				}
+			}
+			need := needsRules(pol.Table, others, map[string]*state.Record{u: mine})
+			steps = append(steps, diffPolicy(pol, need, defaultFamilies(want), rules)...)
+			steps = append(steps, diffLegacy(want, rec)...)
+		}
 		index := map[string]int{}
 		for i, c := range cs {
 			index[c.Name] = i

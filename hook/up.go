@@ -3,9 +3,7 @@ package hook
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sort"
-	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
@@ -74,20 +72,25 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		return fmt.Errorf("bringing up tunnels on %s: the underlay is down; bring it up first", req.Iface)
 	}
 	tunnels = autoLocals(tunnels, snap, req.Iface, rec)
-	lg := newLedger(sys.Store, req.Iface, rec)
-	paths, err := remotePaths(sys, snap, lg, rec, tunnels)
+	pol := policyOf(cfg)
+	var others map[string]*state.Record
+	defaults := involvesDefaults(tunnels, rec)
+	if defaults {
+		others = othersOf(sys.Store, req.Iface)
+	}
+	forgetUnwatched(tunnels, rec)
+	want, err := plan.Up(tunnels, u, plan.Options{Policy: pol, Metrics: defaultMetrics(cfg, tunnels, rec, others, snap, pol)})
 	if err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
-	want, err := plan.Up(tunnels, u, paths)
-	if err != nil {
-		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
-	}
-	want = withdrawDead(want, tunnels, rec)
 	if err := precheck(want, snap); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
-	snap.adminDefaults = adminDefaultsOf(lg, want, rec, snap)
+	// The record lists what each tunnel has when its peer is alive; a dead
+	// one's routes are then withdrawn from the plan.
+	newRec := merged(req.Iface, rec, want)
+	keepLiveness(newRec, rec)
+	want = withdrawDead(want, rec)
 	if err := readSysctls(sys.Sysctl, want, snap); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
@@ -111,14 +114,13 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		tables[f] = newReadAhead(b)
 	}
 
-	newRec := merged(req.Iface, rec, want, snap)
-	keepLiveness(newRec, rec)
 	newRec.Tunnels = append(newRec.Tunnels, unresolved...)
 	newRec.Source = src
 	newRec.Insecure = req.AllowInsecure
+	lg := newLedger(sys.Store, req.Iface, rec)
 	lg.setOwn(newRec)
 	x := &executor{ctx: ctx, sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, snap: snap, tables: tables,
-		newRec: newRec, ledger: lg, unlisted: map[string]bool{}}
+		newRec: newRec, ledger: lg, unlisted: map[string]bool{}, policy: pol, defaults: defaults, others: others}
 	x.checkpoint = func() error {
 		if req.DryRun {
 			return nil
@@ -175,6 +177,22 @@ func apply(x *executor, want []plan.Tunnel, rec *state.Record) error {
 	steps := diffTunnels(want, x.snap, rec)
 	if err := x.run(steps); err != nil {
 		return err
+	}
+	if x.defaults {
+		// The tunnels' default routes are in gre-hook's table; now the rules
+		// that select it, and then the previous release's main-table
+		// default goes back: there is a default route at every moment.
+		rules, err := readRules(x.sys.Net)
+		if err != nil {
+			return err
+		}
+		need := needsRules(x.policy.Table, x.others, map[string]*state.Record{x.underlay: x.newRec})
+		if err := x.run(diffPolicy(x.policy, need, defaultFamilies(want), rules)); err != nil {
+			return err
+		}
+		if err := x.run(diffLegacy(want, rec)); err != nil {
+			return err
+		}
 	}
 	if err := x.run(diffSysctls(want, x.snap)); err != nil {
 		return err
@@ -251,35 +269,22 @@ func readChains(tables map[int]mss.Backend, dry bool, l *logger) (map[int]mss.St
 	return chains, nil
 }
 
-// remotePaths is the path to each remote that a default_route tunnel
-// pins before it takes the default route over.
-func remotePaths(sys *System, snap *snapshot, lg *ledger, rec *state.Record, tunnels []config.Tunnel) (map[netip.Addr]plan.Path, error) {
-	paths := map[netip.Addr]plan.Path{}
+// involvesDefaults reports whether a run on tunnels, whose underlay's
+// record is rec, may change default routes or gre-hook's rules.
+func involvesDefaults(tunnels []config.Tunnel, rec *state.Record) bool {
 	for _, t := range tunnels {
-		if !t.DefaultRoute {
-			continue
+		if t.DefaultRoute {
+			return true
 		}
-		if prev := rec.Find(t.Name); prev != nil && prev.Pin != nil {
-			// Our pin is the current path; it still says where to go.
-			paths[t.Remote] = plan.Path{Gateway: prev.Pin.Gw, Dev: prev.Pin.Dev}
-			continue
-		}
-		kp, err := sys.Net.PathTo(t.Remote)
-		if err != nil {
-			return nil, fmt.Errorf("tunnel %q: %w", t.Name, err)
-		}
-		p := planPath(kp)
-		if lk, ok := snap.links[p.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
-			// The remote is reached through another of gre-hook's tunnels,
-			// which holds the default route now. The pin must take the path
-			// the default route took before gre-hook's.
-			if p, err = pathBefore(lg, t.Remote, snap); err != nil {
-				return nil, fmt.Errorf("tunnel %q: default_route: %w", t.Name, err)
+	}
+	if rec != nil {
+		for _, t := range rec.Tunnels {
+			if len(t.Defaults) > 0 || t.Legacy() {
+				return true
 			}
 		}
-		paths[t.Remote] = p
 	}
-	return paths, nil
+	return false
 }
 
 type wrapped struct {

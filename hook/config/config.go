@@ -27,6 +27,11 @@ const (
 	DefaultDir  = "/etc/gre-hook/conf.d"
 )
 
+// DefaultRouteTable is the routing table that holds the default routes
+// of default_route tunnels, gre-hook's own: a [[tunnel.route]] may not
+// name it (plan.DefaultPolicy).
+const DefaultRouteTable = 18247
+
 // Mode is the kind of GRE link.
 type Mode string
 

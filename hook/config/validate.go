@@ -438,7 +438,7 @@ func (v *validator) route(i int, rr rawRoute, t *Tunnel) Route {
 	case p.Masked() != p:
 		v.fail(i, "to", "%s has host bits set; did you mean %s?", p, p.Masked())
 	case p.Bits() == 0:
-		v.fail(i, "to", "%s is a default route; use default_route = true, which also pins the remote endpoint", p)
+		v.fail(i, "to", "%s is a default route; use default_route = true, which keeps the main table's default as the backup", p)
 	default:
 		r.To = p
 	}
@@ -449,6 +449,9 @@ func (v *validator) route(i int, rr rawRoute, t *Tunnel) Route {
 	// Tables 253-255 are the kernel's default, main and local tables.
 	if rr.Table < 0 || rr.Table > 0xffffffff || rr.Table == 253 || rr.Table == 255 {
 		v.fail(i, "table", "%d is not a usable routing table (1-4294967295, not 253 or 255)", rr.Table)
+	}
+	if rr.Table == DefaultRouteTable {
+		v.fail(i, "table", "%d is gre-hook's own table for the default routes of default_route tunnels (see hook/POLICY-ROUTING.md); use another", rr.Table)
 	}
 	r.Table = uint32(rr.Table)
 	if r.Table == 254 {

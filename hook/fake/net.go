@@ -65,6 +65,7 @@ type Net struct {
 	links  map[string]*rtnl.Link
 	addrs  []rtnl.Addr
 	routes []rtnl.Route
+	rules  []rtnl.Rule
 	next   int
 	f      failer
 }
@@ -292,6 +293,7 @@ func (n *Net) AddLink(l rtnl.Link) error {
 	n.links[l.Name] = &rtnl.Link{
 		Index: n.next, Name: l.Name, Kind: l.Kind, Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast,
 		GRE: true, Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: pmtu, IKey: l.IKey, OKey: l.OKey,
+		FwMark: l.FwMark,
 	}
 	n.next++
 	return nil
@@ -595,6 +597,9 @@ func (n *Net) Dump() string {
 		s := fmt.Sprintf("link %s", l.Name)
 		if l.GRE {
 			s += fmt.Sprintf(" %s local %s remote %s ttl %d tos %d pmtudisc %s ikey %d okey %d", l.Kind, l.Local, l.Remote, l.TTL, l.TOS, onOff(l.PMTUDisc), l.IKey, l.OKey)
+			if l.FwMark != 0 {
+				s += fmt.Sprintf(" fwmark %#x", l.FwMark)
+			}
 		} else if l.Kind != "" {
 			s += " " + l.Kind
 		}
@@ -635,6 +640,9 @@ func (n *Net) Dump() string {
 		}
 		s += fmt.Sprintf(" proto %d", r.Protocol)
 		lines = append(lines, s)
+	}
+	for _, r := range n.rules {
+		lines = append(lines, "rule "+describeRule(r))
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n") + "\n"

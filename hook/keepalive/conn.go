@@ -92,6 +92,24 @@ func Open() (*Conn, error) {
 	return c, nil
 }
 
+// SetMark marks every packet the socket sends with fwmark mark (SO_MARK),
+// as gre-hook's tunnels mark their outer packets: the rule that sends
+// unmarked traffic to a default_route tunnel's table then skips the
+// keepalives, and they leave by the main table (hook/POLICY-ROUTING.md).
+func (c *Conn) SetMark(mark uint32) error {
+	var serr error
+	err := c.rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("marking the raw GRE socket's packets with fwmark %#x: %w", mark, err)
+	}
+	return nil
+}
+
 // Close closes the socket; a Receive in progress returns an error.
 func (c *Conn) Close() error {
 	c.wakeMu.Lock()
@@ -122,10 +140,19 @@ func (c *Conn) Send(local, remote netip.Addr, okey uint32) error {
 // the host route gre-hook pins for default_route. If remote were routed
 // into the tunnel itself, the tunnel would be broken too.
 func (c *Conn) SendKeys(local, remote netip.Addr, okey, ikey uint32) error {
+	return c.SendNonce(local, remote, okey, ikey, nil)
+}
+
+// SendNonce sends one keepalive built by PacketNonce: nonce, at most
+// NonceLen bytes, comes back in the reply (Received.Nonce).
+func (c *Conn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	pkt, ok := appendPacket(c.pkt[:0], local, remote, okey, ikey)
+	pkt, ok := appendPacket(c.pkt[:0], local, remote, okey, ikey, nonce)
 	if !ok {
+		if len(nonce) > NonceLen {
+			return fmt.Errorf("sending a keepalive from %s to %s: a nonce of %d bytes, more than %d", local, remote, len(nonce), NonceLen)
+		}
 		return fmt.Errorf("sending a keepalive from %s to %s: only IPv4 tunnels are supported", local, remote)
 	}
 	c.pktLen = len(pkt)
@@ -149,19 +176,25 @@ type Received struct {
 	Header
 	// At is when the read returned, on this process's clock.
 	At time.Time
+	// Nonce and HasNonce: a reply with exactly NonceLen bytes after its
+	// GRE header, as SendNonce's keepalives come back, has them here, and
+	// no Payload.
+	Nonce    [NonceLen]byte
+	HasNonce bool
 }
 
 // Receive waits for the next GRE packet until ctx is done. It skips what
 // Parse refuses. Without a filter (SetFilter) it returns every GRE packet
 // the host receives, tunnel traffic included, from any source: the caller
 // picks by Src. It sleeps in the kernel while nothing arrives. The
-// packet's Payload is a copy of its own (nil when empty, as on a reply).
+// packet's Payload is a copy of its own (nil when empty, as on a reply
+// without a nonce), except on a reply with a nonce: that is in Nonce.
 //
 // Receive is safe to call from one goroutine while others Send, not from
 // two goroutines at once.
 //
-// A packet costs one read(2) and no allocation when it has no payload, and
-// no goroutine: the goroutine that wakes a read when ctx is done (context
+// A packet costs one read(2) and no allocation when it has no payload or
+// is a reply with a nonce, and no goroutine: the goroutine that wakes a read when ctx is done (context
 // cancellation cannot reach the poller otherwise) is started once per
 // context, not once per call, and lives until that context is done, a call
 // with another context comes, or Close. So a reader that calls Receive in
@@ -197,12 +230,19 @@ func (c *Conn) Receive(ctx context.Context) (Received, error) {
 			continue
 		}
 		// The buffer is read into again by the next call.
-		if len(h.Payload) == 0 {
+		r := Received{At: at}
+		switch {
+		case h.Reply() && len(h.Payload) == NonceLen:
+			copy(r.Nonce[:], h.Payload)
+			r.HasNonce = true
 			h.Payload = nil
-		} else {
+		case len(h.Payload) == 0:
+			h.Payload = nil
+		default:
 			h.Payload = append([]byte(nil), h.Payload...)
 		}
-		return Received{Header: h, At: at}, nil
+		r.Header = h
+		return r, nil
 	}
 }
 

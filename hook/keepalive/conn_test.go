@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -109,16 +110,48 @@ func TestReceiveCostsNoGoroutineNorAllocation(t *testing.T) {
 		t.Errorf("%d goroutines after 200 packets, %d before: Receive leaves goroutines behind", after, before)
 	}
 
+	// A reply that brings a nonce back: in Received.Nonce, still free.
+	nonce := make([]byte, NonceLen)
+	for i := range nonce {
+		nonce[i] = byte(i + 1)
+	}
+	withNonce := append(append([]byte(nil), bareReply...), nonce...)
+	send(withNonce)
+	if r, err := c.Receive(ctx); err != nil || !r.Reply() || !r.HasNonce || !bytes.Equal(r.Nonce[:], nonce) || r.Payload != nil {
+		t.Fatalf("got %+v, %v; want a reply with nonce % x and no payload", r, err, nonce)
+	}
 	allocs = testing.AllocsPerRun(200, func() {
-		if err := c.SendKeys(lo, lo, 7, 9); err != nil {
-			bad = err
+		send(withNonce)
+		if r, err := c.Receive(ctx); err != nil || !r.HasNonce {
+			bad = fmt.Errorf("%+v, %v", r, err)
 		}
 	})
 	if bad != nil {
 		t.Fatal(bad)
 	}
 	if allocs != 0 {
-		t.Errorf("%v allocations per keepalive sent, want 0", allocs)
+		t.Errorf("%v allocations per reply with a nonce received, want 0", allocs)
+	}
+
+	allocs = testing.AllocsPerRun(200, func() {
+		if err := c.SendKeys(lo, lo, 7, 9); err != nil {
+			bad = err
+		}
+		if err := c.SendNonce(lo, lo, 7, 9, nonce); err != nil {
+			bad = err
+		}
+		// What the socket reads back: not a reply, and not counted.
+		c.Receive(ctx)
+		c.Receive(ctx)
+	})
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if allocs > 2 {
+		t.Errorf("%v allocations per two keepalives sent and read back (their payloads are copies), want 2", allocs)
+	}
+	if err := c.SendNonce(lo, lo, 0, 0, make([]byte, NonceLen+1)); err == nil || err.Error() != "sending a keepalive from 127.0.0.1 to 127.0.0.1: a nonce of 17 bytes, more than 16" {
+		t.Errorf("a nonce too long: %v", err)
 	}
 }
 

@@ -15,11 +15,14 @@ const maxFilterPeers = 250
 
 // SetFilter makes the kernel drop, before they are queued on the socket,
 // the GRE packets whose source is not one of peers (any source if peers is
-// empty) and, with repliesOnly, those whose GRE protocol type is not 0.
-// That keeps the tunnels' own traffic, of which the socket otherwise gets a
-// copy of every packet, from waking the reader or filling the receive
-// buffer until a reply is dropped. With repliesOnly, the peer's own
-// keepalives and data no longer count as signs of life here.
+// empty) and, with repliesOnly, all but the replies to SendNonce's
+// keepalives: GRE protocol type 0, and after the IPv4 header exactly a GRE
+// header with no flags or the key alone, and a nonce. That keeps the
+// tunnels' own traffic, of which the socket otherwise gets a copy of every
+// packet, from waking the reader or filling the receive buffer until a
+// reply is dropped; and a forger's replies without a nonce too. With
+// repliesOnly, the peer's own keepalives and data no longer reach the
+// socket.
 //
 // Packets queued before the filter took effect are discarded, so call it
 // before the first Receive, not while one is running.
@@ -59,7 +62,9 @@ func filterProgram(peers []netip.Addr, repliesOnly bool) ([]unix.SockFilter, err
 	const (
 		ldAbsW  = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
 		ldIndH  = unix.BPF_LD | unix.BPF_H | unix.BPF_IND
+		ldAbsH  = unix.BPF_LD | unix.BPF_H | unix.BPF_ABS
 		ldxMshB = unix.BPF_LDX | unix.BPF_B | unix.BPF_MSH
+		subX    = unix.BPF_ALU | unix.BPF_SUB | unix.BPF_X
 		jeqK    = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 		retK    = unix.BPF_RET | unix.BPF_K
 		keepAll = 0xffffffff
@@ -83,7 +88,13 @@ func filterProgram(peers []netip.Addr, repliesOnly bool) ([]unix.SockFilter, err
 			// X = IPv4 header length; A = GRE protocol type, 2 bytes on.
 			unix.SockFilter{Code: ldxMshB, K: 0},
 			unix.SockFilter{Code: ldIndH, K: 2},
-			unix.SockFilter{Code: jeqK, Jt: 0, Jf: 1, K: ProtoKeepalive},
+			unix.SockFilter{Code: jeqK, Jt: 0, Jf: 5, K: ProtoKeepalive},
+			// A = IPv4 total length less the header: what the GRE
+			// header and the nonce take.
+			unix.SockFilter{Code: ldAbsH, K: 2},
+			unix.SockFilter{Code: subX},
+			unix.SockFilter{Code: jeqK, Jt: 1, Jf: 0, K: greHdrLen + NonceLen},
+			unix.SockFilter{Code: jeqK, Jt: 0, Jf: 1, K: greHdrLen + greKeyLen + NonceLen},
 		)
 	}
 	prog = append(prog, unix.SockFilter{Code: retK, K: keepAll})

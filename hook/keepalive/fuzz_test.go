@@ -4,14 +4,19 @@ import (
 	"testing"
 )
 
+// fuzzNonces has a key the seeds' nonces were not made with.
+var fuzzNonces = NoncesWithKey([16]byte{0x9e, 0x37, 0x79, 0xb9})
+
 // FuzzParse feeds arbitrary bytes to the parser, as a raw socket, a capture
 // or a hostile peer might. No input may panic, and what it accepts must be
 // consistent with the bytes.
 func FuzzParse(f *testing.F) {
 	for _, key := range []uint32{0, 200} {
-		ka := Packet(site1, site2, key)
-		f.Add(append(ipv4For(site1, site2, len(ka)), ka...))
-		f.Add(ka[len(appendGREHeader(nil, ProtoIPv4, key)):])
+		for _, nonce := range [][]byte{nil, make([]byte, NonceLen)} {
+			ka := PacketNonce(site1, site2, key, key, nonce)
+			f.Add(append(ipv4For(site1, site2, len(ka)), ka...))
+			f.Add(ka[len(appendGREHeader(nil, ProtoIPv4, key)):])
+		}
 	}
 	f.Add(gre(0xb0, 0, 0x08, 0, 0xaa, 0xbb, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1))
 	f.Add(gre(0x30, 0x81, 0x88, 0x0b))
@@ -32,6 +37,15 @@ func FuzzParse(f *testing.F) {
 		}
 		if h.Reply() != (h.Proto == 0) {
 			t.Fatal("Reply disagrees with Proto")
+		}
+		// A reply's nonce, whatever its bytes, is checked without a panic
+		// and, short of a 2^-64 chance, refused.
+		if h.Reply() && len(h.Payload) == NonceLen {
+			var n [NonceLen]byte
+			copy(n[:], h.Payload)
+			if _, ok := fuzzNonces.Check(&n, h.Dst, h.Src, h.Key); ok {
+				t.Fatalf("a nonce made under another key passes: % x", n)
+			}
 		}
 	})
 }

@@ -5,11 +5,15 @@
 //
 // A keepalive is a GRE packet from the tunnel's local address to its remote
 // whose payload is a second, complete GRE packet addressed the other way,
-// from the remote back to the local address, with GRE protocol type 0 and
-// nothing after it. The peer's tunnel strips the outer headers as it would
-// for any packet and routes what is left, which is addressed to us, out of
-// its underlay. That inner packet, arriving here as GRE from the remote with
-// protocol type 0, is the reply.
+// from the remote back to the local address, with GRE protocol type 0. The
+// peer's tunnel strips the outer headers as it would for any packet and
+// routes what is left, which is addressed to us, out of its underlay. That
+// inner packet, arriving here as GRE from the remote with protocol type 0,
+// is the reply.
+//
+// Cisco's inner GRE header has nothing after it. The watcher's carries a
+// nonce (Nonces) there, which the reply brings back unchanged: the peer
+// forwards the inner packet as it would any other.
 //
 // A Linux peer reflects only if its tunnel interface accepts packets whose
 // source is one of its own addresses (net.ipv4.conf.<tunnel>.accept_local=1),
@@ -68,28 +72,39 @@ func Packet(local, remote netip.Addr, okey uint32) []byte {
 // the reply arrives carrying our input key, which is the peer's output key,
 // as the peer's own traffic does. Zero means no key.
 //
-// On Linux the inner key decides nothing on the way back: the GRE
-// demultiplexer drops, silently, any GRE packet shorter than 12 bytes after
-// its IPv4 header, and a reply is 4 or 8. So no tunnel ever sees a reply;
-// the raw socket gets its copy before that.
+// On Linux the inner key decides little on the way back. The raw socket
+// gets its copy of a reply first, whatever happens next. The GRE
+// demultiplexer then drops, silently, any GRE packet shorter than 12 bytes
+// after its IPv4 header: a reply without a nonce is 4 or 8. One with a
+// nonce is 20 or 24, so the tunnel whose input key it carries receives it,
+// as a packet of protocol type 0 that nothing takes: it counts in the
+// tunnel's receive statistics and is dropped.
 func PacketKeys(local, remote netip.Addr, okey, ikey uint32) []byte {
-	pkt, ok := appendPacket(nil, local, remote, okey, ikey)
+	return PacketNonce(local, remote, okey, ikey, nil)
+}
+
+// PacketNonce is PacketKeys with nonce after the inner GRE header, where
+// the reply brings it back. It returns nil unless both addresses are IPv4
+// and nonce is at most NonceLen bytes.
+func PacketNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) []byte {
+	pkt, ok := appendPacket(nil, local, remote, okey, ikey, nonce)
 	if !ok {
 		return nil
 	}
 	return pkt
 }
 
-// appendPacket appends PacketKeys's packet to dst, allocating nothing when
-// dst has room for it (maxPacketLen). It reports false, with dst as it
-// was, unless both addresses are IPv4.
-func appendPacket(dst []byte, local, remote netip.Addr, okey, ikey uint32) ([]byte, bool) {
+// appendPacket appends PacketNonce's packet to dst, allocating nothing
+// when dst has room for it (maxPacketLen). It reports false, with dst as it
+// was, unless both addresses are IPv4 and the nonce is at most NonceLen
+// bytes.
+func appendPacket(dst []byte, local, remote netip.Addr, okey, ikey uint32, nonce []byte) ([]byte, bool) {
 	local, remote = local.Unmap(), remote.Unmap()
-	if !local.Is4() || !remote.Is4() {
+	if !local.Is4() || !remote.Is4() || len(nonce) > NonceLen {
 		return dst, false
 	}
 	dst = appendGREHeader(dst, ProtoIPv4, okey)
-	innerLen := ipv4HdrLen + greHdrLen
+	innerLen := ipv4HdrLen + greHdrLen + len(nonce)
 	if ikey != 0 {
 		innerLen += greKeyLen
 	}
@@ -97,7 +112,7 @@ func appendPacket(dst []byte, local, remote netip.Addr, okey, ikey uint32) ([]by
 	hdr[0] = ipv4Version<<4 | ipv4HdrLen/4
 	binary.BigEndian.PutUint16(hdr[2:], uint16(innerLen))
 	// DF set and ID 0: a datagram that may not be fragmented needs no
-	// unique ID (RFC 6864), and this one is 24 or 28 bytes.
+	// unique ID (RFC 6864), and this one is 24 to 44 bytes.
 	binary.BigEndian.PutUint16(hdr[6:], ipv4FlagDF)
 	hdr[8] = innerTTL
 	hdr[9] = ipProtoGRE
@@ -107,12 +122,12 @@ func appendPacket(dst []byte, local, remote netip.Addr, okey, ikey uint32) ([]by
 	binary.BigEndian.PutUint16(hdr[10:], ipv4Checksum(hdr[:]))
 	dst = append(dst, hdr[:]...)
 	dst = appendGREHeader(dst, ProtoKeepalive, ikey)
-	return dst, true
+	return append(dst, nonce...), true
 }
 
-// maxPacketLen is the longest packet PacketKeys makes: two keyed GRE
-// headers and an IPv4 header.
-const maxPacketLen = 2*(greHdrLen+greKeyLen) + ipv4HdrLen
+// maxPacketLen is the longest packet PacketNonce makes: two keyed GRE
+// headers, an IPv4 header and a nonce.
+const maxPacketLen = 2*(greHdrLen+greKeyLen) + ipv4HdrLen + NonceLen
 
 // appendGREHeader appends a version 0 GRE header with the protocol type
 // and, if key is not zero, the key.

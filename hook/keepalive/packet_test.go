@@ -24,9 +24,11 @@ func unhex(t *testing.T, s string) []byte {
 }
 
 func TestPacketGolden(t *testing.T) {
+	nonce := unhex(t, "0001 0203 0405 0607 0809 0a0b 0c0d 0e0f")
 	for _, tc := range []struct {
 		name       string
 		okey, ikey uint32
+		nonce      []byte
 		want       string
 	}{{
 		name: "no key",
@@ -53,6 +55,26 @@ func TestPacketGolden(t *testing.T) {
 			cb00 7101 c633 6401
 			2000 0000 0000 0064       inner GRE: our input key`,
 	}, {
+		name: "a nonce", nonce: nonce,
+		want: `
+			0000 0800
+			4500 0028 0000 4000       inner IPv4: 40 bytes
+			ff2f 1570
+			cb00 7101 c633 6401
+			0000 0000                 inner GRE: no flags, protocol 0
+			0001 0203 0405 0607       the nonce: sequence number
+			0809 0a0b 0c0d 0e0f       and tag`,
+	}, {
+		name: "a nonce and separate keys", okey: 200, ikey: 100, nonce: nonce,
+		want: `
+			2000 0800 0000 00c8
+			4500 002c 0000 4000       inner IPv4: 44 bytes
+			ff2f 156c
+			cb00 7101 c633 6401
+			2000 0000 0000 0064
+			0001 0203 0405 0607
+			0809 0a0b 0c0d 0e0f`,
+	}, {
 		name: "output key only", okey: 7,
 		want: `
 			2000 0800 0000 0007
@@ -77,9 +99,18 @@ func TestPacketGolden(t *testing.T) {
 				}
 				want = append(want, unhex(t, strings.Join(groups, ""))...)
 			}
-			got := PacketKeys(site1, site2, tc.okey, tc.ikey)
+			got := PacketNonce(site1, site2, tc.okey, tc.ikey, tc.nonce)
 			if !bytes.Equal(got, want) {
-				t.Fatalf("PacketKeys(%s, %s, %d, %d)\n got % x\nwant % x", site1, site2, tc.okey, tc.ikey, got, want)
+				t.Fatalf("PacketNonce(%s, %s, %d, %d, % x)\n got % x\nwant % x", site1, site2, tc.okey, tc.ikey, tc.nonce, got, want)
+			}
+			if len(got) > maxPacketLen {
+				t.Fatalf("%d bytes, more than maxPacketLen (%d)", len(got), maxPacketLen)
+			}
+			if tc.nonce != nil {
+				return
+			}
+			if p := PacketKeys(site1, site2, tc.okey, tc.ikey); !bytes.Equal(p, got) {
+				t.Fatalf("PacketKeys differs from PacketNonce with no nonce:\n% x\n% x", p, got)
 			}
 			if tc.okey == tc.ikey {
 				if p := Packet(site1, site2, tc.okey); !bytes.Equal(p, got) {
@@ -116,6 +147,12 @@ func TestChecksumByHand(t *testing.T) {
 	}
 }
 
+func TestPacketRefusesLongNonce(t *testing.T) {
+	if p := PacketNonce(site1, site2, 0, 0, make([]byte, NonceLen+1)); p != nil {
+		t.Errorf("a nonce of %d bytes: % x, want nil", NonceLen+1, p)
+	}
+}
+
 func TestPacketRefusesNonIPv4(t *testing.T) {
 	v6 := netip.MustParseAddr("2001:db8::1")
 	for _, tc := range [][2]netip.Addr{{v6, site2}, {site1, v6}, {{}, site2}, {site1, {}}} {
@@ -134,8 +171,10 @@ func TestPacketRefusesNonIPv4(t *testing.T) {
 // (with an outer IPv4 header in front) and its inner packet as the reply
 // we get back.
 func TestPacketRoundTrip(t *testing.T) {
+	nonce := make([]byte, NonceLen)
 	for _, key := range []uint32{0, 1, 0xffffffff} {
 		ka := Packet(site1, site2, key)
+		withNonce := PacketNonce(site1, site2, key, key, nonce)
 		outer := append(ipv4For(site1, site2, len(ka)), ka...)
 		h, err := Parse(outer)
 		if err != nil {
@@ -150,6 +189,14 @@ func TestPacketRoundTrip(t *testing.T) {
 		}
 		if r.Src != site2 || r.Dst != site1 || !r.Reply() || r.HasKey != (key != 0) || r.Key != key || len(r.Payload) != 0 {
 			t.Fatalf("key %d: reply parsed as %+v", key, r)
+		}
+		h, err = Parse(append(ipv4For(site1, site2, len(withNonce)), withNonce...))
+		if err != nil {
+			t.Fatalf("key %d: parsing the keepalive with a nonce: %v", key, err)
+		}
+		r, err = Parse(h.Payload)
+		if err != nil || !r.Reply() || r.Key != key || !bytes.Equal(r.Payload, nonce) {
+			t.Fatalf("key %d: the reply with a nonce parsed as %+v, %v", key, r, err)
 		}
 	}
 }

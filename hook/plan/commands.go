@@ -47,6 +47,43 @@ func AddLinkCmd(l Link) string {
 	return b.String()
 }
 
+// FwMarkCmd renders marking l's outer packets.
+func FwMarkCmd(l Link) string {
+	return fmt.Sprintf("ip link set %s type %s fwmark %#x", l.Name, l.Mode, l.FwMark)
+}
+
+func ruleArgs(r Rule) string {
+	var b strings.Builder
+	if r.Family == 6 {
+		b.WriteString("ip -6 rule")
+	} else {
+		b.WriteString("ip rule")
+	}
+	fmt.Fprintf(&b, " %%s priority %d", r.Priority)
+	if r.Mark != 0 {
+		if r.Invert {
+			b.WriteString(" not")
+		}
+		fmt.Fprintf(&b, " fwmark %#x", r.Mark)
+	}
+	if r.Table == 0 {
+		b.WriteString(" lookup main")
+	} else {
+		fmt.Fprintf(&b, " lookup %d", r.Table)
+	}
+	if r.SuppressPrefixLen >= 0 {
+		fmt.Fprintf(&b, " suppress_prefixlength %d", r.SuppressPrefixLen)
+	}
+	fmt.Fprintf(&b, " proto %d", RouteProtocol)
+	return b.String()
+}
+
+// AddRuleCmd renders adding one of gre-hook's rules.
+func AddRuleCmd(r Rule) string { return fmt.Sprintf(ruleArgs(r), "add") }
+
+// DelRuleCmd renders deleting one.
+func DelRuleCmd(r Rule) string { return fmt.Sprintf(ruleArgs(r), "del") }
+
 // AliasCmd renders marking l as gre-hook's.
 func AliasCmd(l Link) string { return fmt.Sprintf("ip link set %s alias %s", l.Name, l.Alias) }
 

@@ -33,11 +33,49 @@ type Underlay struct {
 	Addrs []netip.Addr
 }
 
-// Path is how the remote endpoint is reached now, before any change: the
-// gateway and device of the current route to it.
-type Path struct {
-	Gateway netip.Addr
-	Dev     string
+// Policy is how the default routes of default_route tunnels are routed
+// (hook/POLICY-ROUTING.md): in table Table, chosen by a rule at Priority
+// that sends everything to the main table but its default route, and one
+// at Priority+1 that sends everything not marked Mark to Table. Every
+// tunnel's outer packets carry Mark.
+type Policy struct {
+	Table    uint32
+	Priority uint32
+	Mark     uint32
+}
+
+// DefaultPolicy is the policy gre-hook uses: below the kernel's main rule
+// (32766), leaving 1 to 32699 to the admin's own rules; 47 is GRE.
+var DefaultPolicy = Policy{Table: config.DefaultRouteTable, Priority: 32700, Mark: 0x4747}
+
+// Rule is one of gre-hook's policy routing rules.
+type Rule struct {
+	Family   int // 4 or 6
+	Priority uint32
+	Table    uint32 // 0 is main
+	// Mark with Invert is `not fwmark Mark`; 0 for no mark selector.
+	Mark   uint32
+	Invert bool
+	// SuppressPrefixLen is -1 for none.
+	SuppressPrefixLen int
+}
+
+// Rules are the rules of family f that select p.Table: the main table's
+// routes but its default first, then p.Table for all but the tunnels'
+// own packets.
+func (p Policy) Rules(f int) []Rule {
+	return []Rule{
+		{Family: f, Priority: p.Priority, Table: 0, SuppressPrefixLen: 0},
+		{Family: f, Priority: p.Priority + 1, Table: p.Table, Mark: p.Mark, Invert: true, SuppressPrefixLen: -1},
+	}
+}
+
+// Options are what planning needs beyond the config and the underlay.
+type Options struct {
+	Policy Policy
+	// Metrics is the metric of each default_route tunnel's default route
+	// in Policy.Table, by tunnel name (hook picks them: config order).
+	Metrics map[string]uint32
 }
 
 // Link is a GRE link as gre-hook wants it.
@@ -54,6 +92,9 @@ type Link struct {
 	MTU       int
 	Multicast bool
 	Alias     string
+	// FwMark marks the tunnel's outer packets, so that they skip the
+	// rule to gre-hook's default route table (Policy.Mark).
+	FwMark uint32
 }
 
 // Addr is an address on a tunnel; Broadcast is invalid where none applies.
@@ -81,11 +122,8 @@ type Tunnel struct {
 	Link   Link
 	Addrs  []Addr
 	Routes []Route
-	// Pin is the host route to the remote endpoint through the underlay,
-	// set when the tunnel takes over the default route, so that the
-	// tunnel's own packets do not route into the tunnel.
-	Pin *Route
-	// Defaults are default routes via the peer, replacing the current ones.
+	// Defaults are default routes via the peer in gre-hook's table
+	// (Policy.Table), one per family the tunnel has a peer in.
 	Defaults []Route
 	MSS      []MSSRule
 	Up       []string
@@ -134,12 +172,11 @@ func Overhead(m config.Mode, okey uint32) int {
 	return n
 }
 
-// Up builds the plan for bringing up tunnels on u. paths holds the current
-// path to each remote that needs pinning, keyed by remote address.
-func Up(tunnels []config.Tunnel, u Underlay, paths map[netip.Addr]Path) ([]Tunnel, error) {
+// Up builds the plan for bringing up tunnels on u.
+func Up(tunnels []config.Tunnel, u Underlay, o Options) ([]Tunnel, error) {
 	var out []Tunnel
 	for i := range tunnels {
-		t, err := upOne(&tunnels[i], u, paths)
+		t, err := upOne(&tunnels[i], u, o)
 		if err != nil {
 			return nil, fmt.Errorf("tunnel %q: %w", tunnels[i].Name, err)
 		}
@@ -148,7 +185,7 @@ func Up(tunnels []config.Tunnel, u Underlay, paths map[netip.Addr]Path) ([]Tunne
 	return out, nil
 }
 
-func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, error) {
+func upOne(c *config.Tunnel, u Underlay, o Options) (Tunnel, error) {
 	if !c.Remote.IsValid() {
 		return Tunnel{}, fmt.Errorf("remote %q has not been resolved to an address", c.RemoteName)
 	}
@@ -179,7 +216,7 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 		Link: Link{
 			Name: c.Name, Mode: c.Mode, Local: local, Remote: c.Remote,
 			TTL: c.TTL, TOS: c.TOS, PMTUDisc: c.PMTUDisc, IKey: c.IKey, OKey: c.OKey,
-			MTU: mtu, Multicast: c.Multicast, Alias: Alias(u.Name),
+			MTU: mtu, Multicast: c.Multicast, Alias: Alias(u.Name), FwMark: o.Policy.Mark,
 		},
 		Up:         c.UpCommand,
 		Down:       c.DownCommand,
@@ -197,18 +234,13 @@ func upOne(c *config.Tunnel, u Underlay, paths map[netip.Addr]Path) (Tunnel, err
 		t.Routes = append(t.Routes, Route{Dst: r.To, Gw: r.Via, Dev: c.Name, Table: r.Table, Metric: KernelMetric(r.To, r.Metric)})
 	}
 	if c.DefaultRoute {
-		p, ok := paths[c.Remote]
-		if !ok || p.Dev == "" {
-			return Tunnel{}, fmt.Errorf("default_route: no current route to remote %s to pin before taking over the default route", c.Remote)
+		m := o.Metrics[c.Name]
+		if m == 0 {
+			m = 1
 		}
-		if p.Dev == c.Name {
-			return Tunnel{}, fmt.Errorf("default_route: the route to remote %s already goes through the tunnel itself", c.Remote)
-		}
-		pin := netip.PrefixFrom(c.Remote, c.Remote.BitLen())
-		t.Pin = &Route{Dst: pin, Gw: p.Gateway, Dev: p.Dev, Metric: KernelMetric(pin, 0)}
 		for _, peer := range c.Peers {
 			dst := netip.PrefixFrom(zero(peer), 0)
-			t.Defaults = append(t.Defaults, Route{Dst: dst, Gw: peer, Dev: c.Name, Metric: KernelMetric(dst, 0)})
+			t.Defaults = append(t.Defaults, Route{Dst: dst, Gw: peer, Dev: c.Name, Table: o.Policy.Table, Metric: m})
 		}
 	}
 	if c.MSS != config.MSSOff {

@@ -32,7 +32,7 @@ func parse(t *testing.T, text string) []config.Tunnel {
 }
 
 func TestUpSite1(t *testing.T) {
-	got, err := Up(load(t, "../../configs/site1.toml"), eth1, nil)
+	got, err := Up(load(t, "../../configs/site1.toml"), eth1, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestMTU(t *testing.T) {
 		{config.ModeGRE, "203.0.113.1", "okey = 1\n", 1472},
 	} {
 		ts := parse(t, "[[tunnel]]\nname = \"t\"\nunderlay = \"eth1\"\nmode = \""+string(tc.mode)+"\"\nremote = \""+tc.remote+"\"\n"+tc.keys)
-		got, err := Up(ts, eth1, nil)
+		got, err := Up(ts, eth1, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,16 +95,16 @@ func TestMTU(t *testing.T) {
 	ts := parse(t, "[[tunnel]]\nname = \"t\"\nunderlay = \"eth1\"\nremote = \"203.0.113.1\"\n")
 	j := eth1
 	j.MTU = 9000
-	if got, _ := Up(ts, j, nil); got[0].Link.MTU != 8976 {
+	if got, _ := Up(ts, j, Options{}); got[0].Link.MTU != 8976 {
 		t.Errorf("jumbo: mtu %d", got[0].Link.MTU)
 	}
 	ts = parse(t, "[[tunnel]]\nname = \"t\"\nunderlay = \"eth1\"\nremote = \"203.0.113.1\"\nmtu = 1400\n")
-	if got, _ := Up(ts, eth1, nil); got[0].Link.MTU != 1400 {
+	if got, _ := Up(ts, eth1, Options{}); got[0].Link.MTU != 1400 {
 		t.Errorf("explicit: mtu %d", got[0].Link.MTU)
 	}
 	z := eth1
 	z.MTU = 0
-	if _, err := Up(parse(t, "[[tunnel]]\nname = \"t\"\nunderlay = \"eth1\"\nremote = \"203.0.113.1\"\n"), z, nil); err == nil {
+	if _, err := Up(parse(t, "[[tunnel]]\nname = \"t\"\nunderlay = \"eth1\"\nremote = \"203.0.113.1\"\n"), z, Options{}); err == nil {
 		t.Error("no error without an underlay mtu")
 	}
 }
@@ -112,18 +112,18 @@ func TestMTU(t *testing.T) {
 func TestLocalAuto(t *testing.T) {
 	v4 := parse(t, "[[tunnel]]\nname = \"t\"\nunderlay = \"eth1\"\nremote = \"203.0.113.1\"\nlocal = \"auto\"\n")
 	v6 := parse(t, "[[tunnel]]\nname = \"t\"\nunderlay = \"eth1\"\nmode = \"ip6gre\"\nremote = \"2001:db8::2\"\n")
-	if got, err := Up(v4, eth1, nil); err != nil || got[0].Link.Local != netip.MustParseAddr("198.51.100.1") {
+	if got, err := Up(v4, eth1, Options{}); err != nil || got[0].Link.Local != netip.MustParseAddr("198.51.100.1") {
 		t.Errorf("v4 auto: %v %v", got, err)
 	}
-	if got, err := Up(v6, eth1, nil); err != nil || got[0].Link.Local != netip.MustParseAddr("2001:db8:1::1") {
+	if got, err := Up(v6, eth1, Options{}); err != nil || got[0].Link.Local != netip.MustParseAddr("2001:db8:1::1") {
 		t.Errorf("v6 auto: %v %v", got, err)
 	}
 	only4 := Underlay{Name: "eth1", MTU: 1500, Addrs: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}
-	_, err := Up(v6, only4, nil)
+	_, err := Up(v6, only4, Options{})
 	if want := `tunnel "t": local is automatic but underlay eth1 has no global IPv6 address yet`; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}
-	_, err = Up(v4, Underlay{Name: "eth1", MTU: 1500}, nil)
+	_, err = Up(v4, Underlay{Name: "eth1", MTU: 1500}, Options{})
 	if want := `tunnel "t": local is automatic but underlay eth1 has no global IPv4 address yet`; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}
@@ -137,28 +137,38 @@ remote = "203.0.113.5"
 address = ["10.9.0.2/30", "fd09::/127"]
 default_route = true
 `)
-	paths := map[netip.Addr]Path{netip.MustParseAddr("203.0.113.5"): {Gateway: netip.MustParseAddr("198.51.100.254"), Dev: "eth1"}}
-	got, err := Up(ts, eth1, paths)
+	o := Options{Policy: DefaultPolicy, Metrics: map[string]uint32{"vpn": 3}}
+	got, err := Up(ts, eth1, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var cmds []string
-	cmds = append(cmds, ReplaceRouteCmd(*got[0].Pin))
+	cmds = append(cmds, FwMarkCmd(got[0].Link))
 	for _, d := range got[0].Defaults {
 		cmds = append(cmds, ReplaceRouteCmd(d))
 	}
-	want := `ip route replace 203.0.113.5/32 via 198.51.100.254 dev eth1 proto 176
-ip route replace default via 10.9.0.1 dev vpn proto 176
-ip -6 route replace default via fd09::1 dev vpn metric 1024 proto 176`
+	for _, f := range []int{4, 6} {
+		for _, r := range DefaultPolicy.Rules(f) {
+			cmds = append(cmds, AddRuleCmd(r))
+		}
+	}
+	cmds = append(cmds, DelRuleCmd(DefaultPolicy.Rules(4)[1]))
+	// The main table's default is not touched, and there is no pin.
+	want := `ip link set vpn type gre fwmark 0x4747
+ip route replace default via 10.9.0.1 dev vpn table 18247 metric 3 proto 176
+ip -6 route replace default via fd09::1 dev vpn table 18247 metric 3 proto 176
+ip rule add priority 32700 lookup main suppress_prefixlength 0 proto 176
+ip rule add priority 32701 not fwmark 0x4747 lookup 18247 proto 176
+ip -6 rule add priority 32700 lookup main suppress_prefixlength 0 proto 176
+ip -6 rule add priority 32701 not fwmark 0x4747 lookup 18247 proto 176
+ip rule del priority 32701 not fwmark 0x4747 lookup 18247 proto 176`
 	if g := strings.Join(cmds, "\n"); g != want {
 		t.Errorf("got:\n%s\nwant:\n%s", g, want)
 	}
-	if _, err := Up(ts, eth1, nil); err == nil || !strings.Contains(err.Error(), "no current route to remote 203.0.113.5") {
-		t.Errorf("without a path: %v", err)
-	}
-	paths[netip.MustParseAddr("203.0.113.5")] = Path{Dev: "vpn"}
-	if _, err := Up(ts, eth1, paths); err == nil || !strings.Contains(err.Error(), "already goes through the tunnel itself") {
-		t.Errorf("path through the tunnel: %v", err)
+	// Without a metric, the first.
+	got, err = Up(ts, eth1, Options{Policy: DefaultPolicy})
+	if err != nil || got[0].Defaults[0].Metric != 1 {
+		t.Errorf("without a metric: %+v, %v", got, err)
 	}
 }
 
@@ -208,7 +218,7 @@ underlay = "eth1"
 remote = "203.0.113.2"
 mss = "off"
 `)
-	got, err := Up(ts, eth1, nil)
+	got, err := Up(ts, eth1, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

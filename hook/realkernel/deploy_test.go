@@ -161,35 +161,31 @@ default_route = true
 `
 
 // TestDeployTwoDefaultRoutes guards two default_route tunnels on two
-// underlays. The later up takes the default route; when either goes down
-// the default route must be the other tunnel's while it is up, and the
-// router's own once both are down. There is always exactly one.
+// underlays: two routes in gre-hook's table, by metric in config order;
+// when either goes down the other carries the traffic, and the main
+// table's default, never touched, once both are down.
 func TestDeployTwoDefaultRoutes(t *testing.T) {
 	t.Parallel()
-	const (
-		viaA = "default via 10.0.0.2 dev gre-a proto " + protoOurs
-		viaB = "default via 10.0.1.2 dev gre-b proto " + protoOurs
-	)
 	setup := func(t *testing.T) (ns *netns, cfg string, before []string) {
 		ns = withDefault(t)
 		ns.dummy("eth2", "192.0.2.1/24", 1500)
 		before = ns.routes("-4")
 		cfg = writeConfig(t, twoDefaults)
 		ns.up(cfg, "eth1")
-		ns.assertDefault("up eth1", viaA)
 		ns.up(cfg, "eth2")
-		ns.assertDefault("up eth1, up eth2", viaB)
+		ns.assertDefault("up eth1, up eth2", origDefault)
+		ns.mustRouteVia("up eth1, up eth2", "8.8.8.8", "", "gre-a")
+		if got := ns.tableRoutes(); !strings.Contains(got, "dev gre-a proto 176 metric 1") || !strings.Contains(got, "dev gre-b proto 176 metric 2") {
+			t.Fatalf("table 18247: %q", got)
+		}
 		return ns, cfg, before
 	}
 	t.Run("eth2 down first", func(t *testing.T) {
 		t.Parallel()
 		ns, cfg, before := setup(t)
 		ns.down(cfg, "eth2")
-		ns.assertDefault("up eth1, up eth2, down eth2", viaA)
-		// A's remote must still go out through eth1, not into A.
-		if got := ns.ip("route", "get", "203.0.113.1"); !strings.Contains(got, "dev eth1") {
-			t.Errorf("gre-a's remote routes into the tunnel: %s", got)
-		}
+		ns.mustRouteVia("down eth2", "8.8.8.8", "", "gre-a")
+		ns.mustRouteVia("gre-a's outer packets", "203.0.113.1", "0x4747", "eth1")
 		ns.down(cfg, "eth1")
 		ns.assertDefault("then down eth1", origDefault)
 		assertEq(t, "routes after both downs", strings.Join(ns.routes("-4"), "\n"), strings.Join(before, "\n"))
@@ -199,7 +195,7 @@ func TestDeployTwoDefaultRoutes(t *testing.T) {
 		t.Parallel()
 		ns, cfg, before := setup(t)
 		ns.down(cfg, "eth1")
-		ns.assertDefault("up eth1, up eth2, down eth1", viaB)
+		ns.mustRouteVia("down eth1", "8.8.8.8", "", "gre-b")
 		if _, ok := ns.link("gre-a"); ok {
 			t.Error("down eth1 left gre-a")
 		}
@@ -210,17 +206,18 @@ func TestDeployTwoDefaultRoutes(t *testing.T) {
 	})
 }
 
-// TestDeployAdminChangedDefault guards an admin's default route: once the
-// admin has replaced gre-hook's default route by hand, down must leave the
-// admin's route alone rather than put back the one gre-hook replaced.
+// TestDeployAdminChangedDefault guards an admin's default route: the
+// admin's replace of the main default is left alone by up and down.
 func TestDeployAdminChangedDefault(t *testing.T) {
 	t.Parallel()
 	ns := withDefault(t)
 	cfg := writeConfig(t, siteDefault)
 	ns.up(cfg, "eth1")
-	ns.assertDefault("up", "default via 10.0.0.2 dev gre-site2 proto "+protoOurs)
+	ns.assertDefault("up", origDefault)
 	// ip route replace without proto gives proto boot.
 	ns.ip("route", "replace", "default", "via", "198.51.100.253", "dev", "eth1")
+	ns.up(cfg, "eth1")
+	ns.assertDefault("up after the admin's replace", "default via 198.51.100.253 dev eth1 proto boot")
 	ns.down(cfg, "eth1")
 	ns.assertDefault("down after the admin's replace", "default via 198.51.100.253 dev eth1 proto boot")
 	ns.assertNothingLeft("down")
@@ -246,8 +243,8 @@ func TestDeployDownReadsRecordUnderLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(rec), `"replaced"`) || !strings.Contains(string(rec), "198.51.100.254") {
-		t.Fatalf("the twin's record does not remember the replaced default route:\n%s", rec)
+	if !strings.Contains(string(rec), `"table": 18247`) {
+		t.Fatalf("the twin's record does not list the default route in gre-hook's table:\n%s", rec)
 	}
 
 	dir := ns.stateDir()
@@ -262,8 +259,9 @@ func TestDeployDownReadsRecordUnderLock(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(siteDefault), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ns.ip("route", "replace", "default", "via", "10.0.0.2", "dev", "gre-site2", "proto", protoOurs)
-	ns.ip("route", "replace", "203.0.113.1/32", "via", "198.51.100.254", "dev", "eth1", "proto", protoOurs)
+	ns.ip("route", "replace", "default", "via", "10.0.0.2", "dev", "gre-site2", "table", "18247", "metric", "1", "proto", protoOurs)
+	ns.ip("rule", "add", "priority", "32700", "lookup", "main", "suppress_prefixlength", "0", "proto", protoOurs)
+	ns.ip("rule", "add", "priority", "32701", "not", "fwmark", "0x4747", "lookup", "18247", "proto", protoOurs)
 	if err := os.WriteFile(filepath.Join(dir, "eth1.json"), rec, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +303,7 @@ func upThenTamper(t *testing.T, tamper func(t *testing.T, rec []byte) []byte) (*
 	before := ns.routes("-4")
 	cfg := writeConfig(t, siteDefault)
 	ns.up(cfg, "eth1")
-	ns.assertDefault("up", "default via 10.0.0.2 dev gre-site2 proto "+protoOurs)
+	ns.assertDefault("up", origDefault)
 	path := filepath.Join(ns.stateDir(), "eth1.json")
 	rec, err := os.ReadFile(path)
 	if err != nil {
@@ -320,7 +318,7 @@ func upThenTamper(t *testing.T, tamper func(t *testing.T, rec []byte) []byte) (*
 // TestDeployNewerRecord guards a record written by a newer gre-hook
 // (version 2, with fields this one does not know): gc must not take its
 // tunnel for an unexplained leftover, up must leave it be, and down must
-// still put back the default route the record remembers.
+// still take down what the record lists, the rules included.
 func TestDeployNewerRecord(t *testing.T) {
 	t.Parallel()
 	newer := func(t *testing.T, rec []byte) []byte {
@@ -367,9 +365,9 @@ func TestDeployNewerRecord(t *testing.T) {
 }
 
 // TestDeployCorruptRecord guards a record that cannot be parsed at all.
-// Only the record knows the default route to put back, so gc, up and down
-// must all refuse (non-zero exit) and change nothing, rather than tear
-// the tunnel down and leave the router with no default route.
+// A record may know a main default route to put back (the previous
+// release's), so gc, up and down must all refuse (non-zero exit) and
+// change nothing, rather than tear the tunnel down on a guess.
 func TestDeployCorruptRecord(t *testing.T) {
 	t.Parallel()
 	garbage := func(t *testing.T, rec []byte) []byte {
@@ -397,18 +395,12 @@ func TestDeployCorruptRecord(t *testing.T) {
 	}
 }
 
-// TestDeployRollbackKeepsReplacedDefault guards the record after a
-// rollback that could not put the default route back: the record must
-// still remember the replaced route, so that a later down restores it.
-//
-// The failure is made by the up_command, which runs after the default
-// route was replaced: it flushes eth1's address and fails. The address
-// takes with it every route through eth1 (the kernel flushes a device's
-// routes when its last IPv4 address goes), so 198.51.100.254 is no longer
-// reachable, and the rollback's `ip route replace default via
-// 198.51.100.254 dev eth1` is refused by the kernel (ENETUNREACH). Once
-// the test puts the address back, down can restore the route.
-func TestDeployRollbackKeepsReplacedDefault(t *testing.T) {
+// TestDeployRollbackLeavesTheMainDefault: an up whose up_command fails
+// after it flushed the underlay's address (which takes every route through
+// eth1 with it, the main default included) rolls back its own routes and
+// rules, and never touches the main table; the admin's repair of the
+// underlay is then all that is needed.
+func TestDeployRollbackLeavesTheMainDefault(t *testing.T) {
 	t.Parallel()
 	ns := withDefault(t)
 	before := ns.routes("-4")
@@ -418,18 +410,10 @@ func TestDeployRollbackKeepsReplacedDefault(t *testing.T) {
 	if r.code == 0 {
 		t.Fatalf("up with a failing up_command exited 0\n%s", r.stderr)
 	}
-	// The premise: the rollback could not put the default route back.
-	for _, d := range ns.defaultRoutes() {
-		if strings.Contains(d, "via 198.51.100.254 ") {
-			t.Fatalf("the rollback put %q back; this test no longer makes its undo fail\n%s", d, r.stderr)
-		}
-	}
-	t.Logf("after the failed up: default routes %q; up said:\n%s", ns.defaultRoutes(), r.stderr)
+	ns.assertNothingLeft("the rollback")
 	ns.ip("addr", "add", "198.51.100.1/24", "dev", "eth1")
-	ns.down(cfg, "eth1")
-	ns.assertDefault("down after the incomplete rollback", origDefault)
-	assertEq(t, "routes after down", strings.Join(ns.routes("-4"), "\n"), strings.Join(before, "\n"))
-	ns.assertNothingLeft("down")
+	ns.ip("route", "add", "default", "via", "198.51.100.254", "dev", "eth1", "proto", "static")
+	assertEq(t, "routes after the repair", strings.Join(ns.routes("-4"), "\n"), strings.Join(before, "\n"))
 }
 
 // TestDeployRouteInMainTableByNumber guards `table = 254` in a route: 254

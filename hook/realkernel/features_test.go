@@ -244,34 +244,42 @@ table = 100
 	ns.assertClean()
 }
 
-// TestDefaultRouteTakeover replaces the default route with one via the
-// tunnel peer, pins the remote endpoint via the old gateway, and restores
-// the old default route exactly on down.
+// TestDefaultRouteTakeover: default_route puts the tunnel's default into
+// gre-hook's table (18247) with the two rules; the main table is left as
+// it was (no pin, the same default), the remote is still reached through
+// the underlay by the tunnel's marked packets, and down leaves the routes
+// exactly as before.
 func TestDefaultRouteTakeover(t *testing.T) {
 	t.Parallel()
 	ns := newNS(t)
 	ns.dummy("eth1", "198.51.100.1/24", 1500)
 	ns.ip("route", "add", "default", "via", "198.51.100.254", "dev", "eth1", "proto", "static")
 	before := ns.routes("-4")
+	var mainBefore []string
+	for _, r := range before {
+		mainBefore = append(mainBefore, r)
+	}
 	cfg := writeConfig(t, strings.Replace(site1, `address = `, "default_route = true\naddress = ", 1))
 	ns.up(cfg, "eth1")
 	routes := strings.Join(ns.routes("-4"), "\n")
-	for _, want := range []string{
-		"default via 10.0.0.2 dev gre-site2 proto 176 metric 0 table main",
-		"203.0.113.1 via 198.51.100.254 dev eth1 proto 176 metric 0 table main",
-	} {
-		if !strings.Contains(routes, want) {
-			t.Errorf("route %q missing from:\n%s", want, routes)
+	if !strings.Contains(routes, "default via 10.0.0.2 dev gre-site2 proto 176 metric 1 table 18247") {
+		t.Errorf("no default via the tunnel in table 18247:\n%s", routes)
+	}
+	for _, r := range mainBefore {
+		if !strings.Contains(routes, r) {
+			t.Errorf("route %q of the main table is gone:\n%s", r, routes)
 		}
 	}
-	if strings.Contains(routes, "default via 198.51.100.254") {
-		t.Errorf("old default route still there:\n%s", routes)
+	if strings.Contains(routes, "203.0.113.1 via") {
+		t.Errorf("a pin route:\n%s", routes)
 	}
-	// The remote must still be reached through the underlay, not the tunnel.
-	if got := ns.ip("route", "get", "203.0.113.1"); !strings.Contains(got, "dev eth1") {
-		t.Errorf("the remote routes into the tunnel: %s", got)
+	if got := ns.ip("route", "get", "203.0.113.1", "mark", "0x4747"); !strings.Contains(got, "dev eth1") {
+		t.Errorf("the tunnel's packets route into the tunnel: %s", got)
 	}
-	ns.up(cfg, "eth1") // a second up must not record our own route as the old one
+	if got := ns.ip("route", "get", "192.0.2.1"); !strings.Contains(got, "dev gre-site2") {
+		t.Errorf("other traffic does not take the tunnel: %s", got)
+	}
+	ns.up(cfg, "eth1")
 	ns.down(cfg, "eth1")
 	assertEq(t, "routes after down", strings.Join(ns.routes("-4"), "\n"), strings.Join(before, "\n"))
 	ns.assertClean()

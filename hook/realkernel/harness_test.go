@@ -333,6 +333,13 @@ func (n *netns) greHookLeft() []string {
 	for _, r := range n.ourRoutes() {
 		left = append(left, "route "+r)
 	}
+	for _, fam := range []string{"-4", "-6"} {
+		for _, l := range strings.Split(n.ip(fam, "rule", "show"), "\n") {
+			if strings.Contains(l, "proto 176") || strings.Contains(l, "proto gre-hook") {
+				left = append(left, "rule "+fam+" "+l)
+			}
+		}
+	}
 	for _, cmd := range []string{"iptables", "ip6tables"} {
 		for _, r := range n.mangle(cmd) {
 			if strings.Contains(r, "GRE-HOOK") || strings.Contains(r, "gre-hook") {

@@ -146,6 +146,10 @@ func drain(ch <-chan keepalive.Received) {
 	}
 }
 
+// kaNonce is the nonce the tests' keepalives carry after their inner GRE
+// header, as the watcher's do: a plain peer must bring it back.
+var kaNonce = []byte("gre-hook nonce!!")
+
 // isReply says whether r is the reply to a keepalive sent from local to
 // remote.
 func isReply(r keepalive.Received, local, remote netip.Addr) bool {
@@ -164,7 +168,7 @@ func awaitReply(t *testing.T, c *keepalive.Conn, ch <-chan keepalive.Received, l
 	var sent time.Time
 	send := func() {
 		sent = time.Now()
-		if err := c.Send(local, remote, 0); err != nil {
+		if err := c.SendNonce(local, remote, 0, 0, kaNonce); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,6 +177,9 @@ func awaitReply(t *testing.T, c *keepalive.Conn, ch <-chan keepalive.Received, l
 		select {
 		case r := <-ch:
 			if isReply(r, local, remote) {
+				if !r.HasNonce || !bytes.Equal(r.Nonce[:], kaNonce) {
+					t.Errorf("the reply does not bring the nonce back: %+v", r)
+				}
 				return r.At.Sub(sent), true
 			}
 		case <-tick.C:
@@ -360,9 +367,10 @@ func greOnWire(frames [][]byte, src, dst netip.Addr) (pkts []wireIPv4, ipv6 int)
 
 // checkKeepaliveOnWire checks the frames captured between the sites: every
 // GRE packet from local to remote that is not tunnel traffic must be a
-// keepalive in exactly the Cisco format, every one back must be its reply
-// (the keepalive's inner packet, forwarded once by the peer), and there
-// must be at least one of each.
+// keepalive in exactly the Cisco format with a nonce after the inner GRE
+// header, every one back must be the reply to one of them (its inner
+// packet, nonce and all, forwarded once by the peer), and there must be at
+// least one of each.
 func checkKeepaliveOnWire(t *testing.T, frames [][]byte, local, remote netip.Addr) {
 	t.Helper()
 	kas, ipv6Out := greOnWire(frames, local, remote)
@@ -375,9 +383,18 @@ func checkKeepaliveOnWire(t *testing.T, frames [][]byte, local, remote netip.Add
 	t.Logf("reply on the wire:     % x", replies[0].raw)
 
 	var inner wireIPv4
+	// masked holds each keepalive's inner packet with its TTL and checksum
+	// zeroed, which the peer's forwarding changes.
+	masked := map[string]bool{}
+	mask := func(raw []byte) string {
+		h := append([]byte(nil), raw...)
+		h[8], h[10], h[11] = 0, 0, 0
+		return string(h)
+	}
+	const nonceLen = 16
 	for i, ka := range kas {
-		if ka.proto != 47 || !ka.checksumOK || ka.total != 20+4+20+4 {
-			t.Errorf("keepalive %d: outer header: protocol %d, checksum ok %v, total length %d; want 47, true, 48", i, ka.proto, ka.checksumOK, ka.total)
+		if ka.proto != 47 || !ka.checksumOK || ka.total != 20+4+20+4+nonceLen {
+			t.Errorf("keepalive %d: outer header: protocol %d, checksum ok %v, total length %d; want 47, true, 64", i, ka.proto, ka.checksumOK, ka.total)
 			continue
 		}
 		if !bytes.Equal(ka.payload[:4], []byte{0, 0, 0x08, 0x00}) {
@@ -388,31 +405,29 @@ func checkKeepaliveOnWire(t *testing.T, frames [][]byte, local, remote netip.Add
 			t.Errorf("keepalive %d: inner header: %v", i, err)
 			continue
 		}
-		if in.src != remote || in.dst != local || in.proto != 47 || in.ttl != 255 || !in.checksumOK || in.total != 24 {
-			t.Errorf("keepalive %d: inner header %s -> %s protocol %d TTL %d checksum ok %v length %d; want %s -> %s protocol 47 TTL 255, valid checksum, length 24",
+		if in.src != remote || in.dst != local || in.proto != 47 || in.ttl != 255 || !in.checksumOK || in.total != 24+nonceLen {
+			t.Errorf("keepalive %d: inner header %s -> %s protocol %d TTL %d checksum ok %v length %d; want %s -> %s protocol 47 TTL 255, valid checksum, length 40",
 				i, in.src, in.dst, in.proto, in.ttl, in.checksumOK, in.total, remote, local)
 		}
-		if !bytes.Equal(in.payload, []byte{0, 0, 0, 0}) {
-			t.Errorf("keepalive %d: inner GRE header and payload % x, want 00 00 00 00 (no flags, protocol type 0, nothing after)", i, in.payload)
+		if len(in.payload) != 4+nonceLen || !bytes.Equal(in.payload[:4], []byte{0, 0, 0, 0}) {
+			t.Errorf("keepalive %d: inner GRE header and payload % x, want 00 00 00 00 (no flags, protocol type 0) and a %d-byte nonce", i, in.payload, nonceLen)
 		}
 		inner = in
+		masked[mask(in.raw)] = true
 	}
 	if inner.raw == nil {
 		t.FailNow()
 	}
 
-	// A reply is the inner packet as the peer forwarded it: one hop less
-	// of TTL, so another checksum, and otherwise the same bytes.
+	// A reply is the inner packet of one of the keepalives as the peer
+	// forwarded it: one hop less of TTL, so another checksum, and
+	// otherwise the same bytes, the nonce among them.
 	for i, reply := range replies {
 		if reply.ttl != inner.ttl-1 || !reply.checksumOK {
 			t.Errorf("reply %d: TTL %d (checksum ok %v), want %d: the peer forwards the inner packet once", i, reply.ttl, reply.checksumOK, inner.ttl-1)
 		}
-		a, b := append([]byte(nil), inner.raw...), append([]byte(nil), reply.raw...)
-		for _, h := range [][]byte{a, b} {
-			h[8], h[10], h[11] = 0, 0, 0
-		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("reply %d is not the keepalive's inner packet:\ninner % x\nreply % x", i, inner.raw, reply.raw)
+		if !masked[mask(reply.raw)] {
+			t.Errorf("reply %d is not the inner packet of a keepalive captured:\nreply % x\nlast inner % x", i, reply.raw, inner.raw)
 		}
 	}
 }
@@ -522,8 +537,8 @@ func kaNeedsReflection(t *testing.T, s *twoSites) {
 
 // kaBothEnds runs keepalives from both routers at once. Each reflects the
 // other's and sees its own replies. r1 reads every GRE packet and so also
-// sees r2's keepalives, which prove r2 alive too; r2's socket filters in the
-// kernel for replies from r1 and must see nothing else.
+// sees r2's keepalives; r2's socket filters in the kernel for replies with
+// a nonce from r1 and must see nothing else.
 func kaBothEnds(t *testing.T, s *twoSites) {
 	reflectKeepalives(s.r1, "gre-site2")
 	reflectKeepalives(s.r2, "gre-site1")
@@ -540,10 +555,10 @@ func kaBothEnds(t *testing.T, s *twoSites) {
 	for !(r1Reply && r1PeerKeepalive && r2Reply) {
 		select {
 		case <-tick.C:
-			if err := c1.Send(kaSite1, kaSite2, 0); err != nil {
+			if err := c1.SendNonce(kaSite1, kaSite2, 0, 0, kaNonce); err != nil {
 				t.Fatal(err)
 			}
-			if err := c2.Send(kaSite2, kaSite1, 0); err != nil {
+			if err := c2.SendNonce(kaSite2, kaSite1, 0, 0, kaNonce); err != nil {
 				t.Fatal(err)
 			}
 		case r := <-ch1:
@@ -598,7 +613,7 @@ func kaKeyed(t *testing.T, s *twoSites) {
 	await := func(okey, ikey uint32, within time.Duration) (keepalive.Received, bool) {
 		t.Helper()
 		send := func() {
-			if err := c.SendKeys(kaSite1, kaSite2, okey, ikey); err != nil {
+			if err := c.SendNonce(kaSite1, kaSite2, okey, ikey, kaNonce); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -633,8 +648,12 @@ func kaKeyed(t *testing.T, s *twoSites) {
 	if !r.HasKey || r.Key != 100 {
 		t.Errorf("reply with key %d (present %v), want 100, r1's ikey", r.Key, r.HasKey)
 	}
-	// The reply is too short for Linux's GRE demultiplexer, which drops
-	// it before any tunnel sees it: gre-keyed does not count it.
+	if !r.HasNonce || !bytes.Equal(r.Nonce[:], kaNonce) {
+		t.Errorf("the reply does not bring the nonce back: %+v", r)
+	}
+	// With its nonce the reply is long enough for Linux's GRE
+	// demultiplexer, so gre-keyed, whose input key it carries, receives it
+	// too, and drops it: nothing takes protocol type 0.
 	t.Logf("gre-keyed received %d packets before the reply, %d after", before, s.r1.linkRxPackets("gre-keyed"))
 }
 
@@ -764,20 +783,26 @@ func TestKeepaliveSocket(t *testing.T) {
 	}
 
 	// Replies, as a peer's kernel would forward them, from 127.0.0.2 (not
-	// a peer) and 127.0.0.3 (the peer): a bare GRE header of type 0.
+	// a peer) and 127.0.0.3 (the peer): a GRE header of type 0 and a
+	// nonce; then a bare one from the peer, as a forger sends them.
+	withNonce := append([]byte{0, 0, 0, 0}, kaNonce...)
+	sends := []struct {
+		src     netip.Addr
+		payload []byte
+	}{{lo2, withNonce}, {lo3, withNonce}, {lo3, []byte{0, 0, 0, 0}}}
 	_, err = inNetns(ns.name, func() (string, error) {
-		for _, src := range []netip.Addr{lo2, lo3} {
+		for _, sd := range sends {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_GRE)
 			if err != nil {
 				return "", err
 			}
-			err = unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()})
+			err = unix.Bind(fd, &unix.SockaddrInet4{Addr: sd.src.As4()})
 			if err == nil {
-				err = unix.Sendto(fd, []byte{0, 0, 0, 0}, 0, &unix.SockaddrInet4{Addr: lo1.As4()})
+				err = unix.Sendto(fd, sd.payload, 0, &unix.SockaddrInet4{Addr: lo1.As4()})
 			}
 			unix.Close(fd)
 			if err != nil {
-				return "", fmt.Errorf("sending a reply from %s: %w", src, err)
+				return "", fmt.Errorf("sending a reply from %s: %w", sd.src, err)
 			}
 		}
 		return "", nil
@@ -785,17 +810,18 @@ func TestKeepaliveSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, src := range []netip.Addr{lo2, lo3} {
-		if r, err := recv(all, 5*time.Second); err != nil || r.Src != src || !r.Reply() {
-			t.Errorf("unfiltered socket: got %+v, %v; want a reply from %s", r.Header, err, src)
+	for _, sd := range sends {
+		r, err := recv(all, 5*time.Second)
+		if err != nil || r.Src != sd.src || !r.Reply() || r.HasNonce != (len(sd.payload) > 4) {
+			t.Errorf("unfiltered socket: got %+v, %v; want a reply from %s with nonce %v", r, err, sd.src, len(sd.payload) > 4)
 		}
 	}
-	if r, err := recv(filtered, 5*time.Second); err != nil || r.Src != lo3 || !r.Reply() {
-		t.Errorf("filtered socket: got %+v, %v; want the reply from %s", r.Header, err, lo3)
+	if r, err := recv(filtered, 5*time.Second); err != nil || r.Src != lo3 || !r.Reply() || !r.HasNonce || !bytes.Equal(r.Nonce[:], kaNonce) {
+		t.Errorf("filtered socket: got %+v, %v; want the reply from %s with its nonce", r, err, lo3)
 	}
 
-	// Nothing else may reach the filtered socket, and waiting for it must
-	// sleep in the kernel.
+	// Nothing else may reach the filtered socket, not the bare reply, and
+	// waiting for it must sleep in the kernel.
 	var before, after unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &before)
 	start := time.Now()

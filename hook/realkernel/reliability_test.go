@@ -105,7 +105,7 @@ func (n *netns) assertNothingLeft(what string) {
 }
 
 // snapshot renders everything a run may change: links with their kind,
-// alias, mtu, state and addresses, the routes of both families in every
+// alias, mtu, state and addresses, the routes and rules of both families in every
 // table, the mangle tables through each of ipts, and the record files.
 func (n *netns) snapshot(ipts ...string) string {
 	n.t.Helper()
@@ -129,6 +129,9 @@ func (n *netns) snapshot(ipts ...string) string {
 	for _, fam := range []string{"-4", "-6"} {
 		for _, r := range n.routes(fam) {
 			fmt.Fprintf(&b, "route %s\n", r)
+		}
+		for _, r := range strings.Split(strings.TrimSpace(n.ip(fam, "rule", "show")), "\n") {
+			fmt.Fprintf(&b, "rule %s %s\n", fam, strings.Join(strings.Fields(r), " "))
 		}
 	}
 	if len(ipts) == 0 {
@@ -471,8 +474,8 @@ func TestDownAfterConfigChanged(t *testing.T) {
 	}
 }
 
-// siteDefault is site1 taking over the default route, so that it has a pin
-// route on the underlay and a replaced default route to put back.
+// siteDefault is site1 with default_route: a route in gre-hook's table and
+// the two rules to take down.
 var siteDefault = strings.Replace(site1, `address = `, "default_route = true\naddress = ", 1)
 
 // TestUnderlayDeleted deletes the underlay while its tunnels are up; down
@@ -488,8 +491,8 @@ func TestUnderlayDeleted(t *testing.T) {
 			ns.ip("route", "add", "default", "via", "198.51.100.254", "dev", "eth1", "proto", "static")
 			cfg := writeConfig(t, siteDefault)
 			ns.up(cfg, "eth1")
-			if routes := strings.Join(ns.ourRoutes(), "\n"); !strings.Contains(routes, "203.0.113.1 via 198.51.100.254 dev eth1 proto 176") {
-				t.Fatalf("no pin route on the underlay:\n%s", routes)
+			if routes := strings.Join(ns.ourRoutes(), "\n"); !strings.Contains(routes, "default via 10.0.0.2 dev gre-site2 proto 176 metric 1 table 18247") || len(ns.ourRules()) != 2 {
+				t.Fatalf("no default route in gre-hook's table, or no rules:\n%s\n%q", routes, ns.ourRules())
 			}
 			ns.ip("link", "del", "eth1")
 			if how == "down" {
@@ -528,8 +531,8 @@ address = ["10.0.0.5/30"]
 to = "192.168.3.0/24"
 `)
 			ns.up(cfg, "eth1")
-			if n := len(ns.ourRoutes()); n != 4 {
-				t.Fatalf("want 4 routes of ours (default, pin, two LAN routes), got %v", ns.ourRoutes())
+			if n := len(ns.ourRoutes()); n != 3 || len(ns.ourRules()) != 2 {
+				t.Fatalf("want 3 routes of ours (the default in gre-hook's table, two LAN routes) and 2 rules, got %v %v", ns.ourRoutes(), ns.ourRules())
 			}
 			if err := os.RemoveAll(ns.stateDir()); err != nil {
 				t.Fatal(err)

@@ -169,3 +169,94 @@ wait:
 	}
 	assertEq(t, "links after deleting t4", names(kernelLinks(t, nh)), names(base, "t1", "t2", "t3", "t4"))
 }
+
+// TestRtnlFwMarkAndRules drives hook/rtnl's fwmark and rules directly:
+// IFLA_GRE_FWMARK, which netlink's Gretun cannot carry, is set at creation
+// and in place and read back (and the kernel agrees, through ip -d link
+// in the same namespace); gre-hook's rules go in with protocol 176, come
+// back as added, and are deleted by that protocol without touching a rule
+// of the same shape that another owner made.
+func TestRtnlFwMarkAndRules(t *testing.T) {
+	h, nh := inNewNetns(t)
+	lo, _ := nh.LinkByName("lo")
+	nh.LinkSetUp(lo)
+	// An MTU other than the one the kernel derives (1476): a change of the
+	// fwmark must keep it.
+	link := rtnl.Link{Name: "gre-m", Kind: "gre", Alias: plan.Alias("eth1"), MTU: 1400, GRE: true, TTL: 64, PMTUDisc: true,
+		Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2"), FwMark: plan.DefaultPolicy.Mark}
+	if err := h.AddLink(link); err != nil {
+		t.Fatal(err)
+	}
+	mark := func() uint32 {
+		ls, err := h.Links()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			if l.Name == "gre-m" {
+				if l.TTL != 64 || !l.PMTUDisc || l.Remote != link.Remote || l.MTU != 1400 {
+					t.Errorf("the fwmark change lost other attributes: %+v", l)
+				}
+				return l.FwMark
+			}
+		}
+		t.Fatal("gre-m is gone")
+		return 0
+	}
+	if m := mark(); m != 0x4747 {
+		t.Errorf("fwmark after AddLink: %#x", m)
+	}
+	if err := h.SetFwMark("gre-m", 0x99); err != nil {
+		t.Fatal(err)
+	}
+	if m := mark(); m != 0x99 {
+		t.Errorf("fwmark after SetFwMark: %#x", m)
+	}
+
+	ours := []rtnl.Rule{}
+	for _, r := range plan.DefaultPolicy.Rules(4) {
+		ours = append(ours, rtnl.Rule{Family: 4, Priority: r.Priority, Table: r.Table, Mark: r.Mark, Invert: r.Invert, SuppressPrefixLen: r.SuppressPrefixLen, Protocol: plan.RouteProtocol})
+	}
+	// The admin's rule of the same shape, with another protocol.
+	theirs := ours[1]
+	theirs.Protocol = unix.RTPROT_STATIC
+	for _, r := range append(ours, theirs) {
+		if err := h.AddRule(r); err != nil {
+			t.Fatalf("adding %+v: %v", r, err)
+		}
+	}
+	list := func() []rtnl.Rule {
+		rs, err := h.Rules(4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []rtnl.Rule
+		for _, r := range rs {
+			if r.Priority == 32700 || r.Priority == 32701 {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	got := list()
+	if len(got) != 3 {
+		t.Fatalf("rules: %+v", got)
+	}
+	for _, want := range append(ours, theirs) {
+		found := false
+		for _, g := range got {
+			found = found || g == want
+		}
+		if !found {
+			t.Errorf("rule %+v not read back as added: %+v", want, got)
+		}
+	}
+	for _, r := range ours {
+		if err := h.DelRule(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := list(); len(got) != 1 || got[0] != theirs {
+		t.Errorf("after deleting gre-hook's rules: %+v, want only the admin's", got)
+	}
+}

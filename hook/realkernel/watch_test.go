@@ -19,16 +19,37 @@ import (
 // The tests of gre-hook watch: keepalives sent by the binary, failover and
 // recovery, both ends watching, and the watcher following ifup/ifdown.
 
-// lockedBuf collects a process's output while it runs.
+// lockedBuf collects a process's output while it runs, and when each
+// piece of it came.
 type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	marks []logMark
+}
+
+// logMark is where in the buffer a write began, and when.
+type logMark struct {
+	at  time.Time
+	off int
 }
 
 func (l *lockedBuf) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.marks = append(l.marks, logMark{time.Now(), l.b.Len()})
 	return l.b.Write(p)
+}
+
+// since is what was written at t or later.
+func (l *lockedBuf) since(t time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.marks {
+		if !m.at.Before(t) {
+			return l.b.String()[m.off:]
+		}
+	}
+	return ""
 }
 
 func (l *lockedBuf) String() string {
@@ -44,6 +65,15 @@ type watchProc struct {
 	cmd  *exec.Cmd
 	log  *lockedBuf
 	done chan struct{}
+	// killed: the test sent SIGKILL (kill), so no clean exit is due.
+	killed bool
+}
+
+// kill sends SIGKILL and waits for the process to go.
+func (w *watchProc) kill() {
+	w.killed = true
+	w.cmd.Process.Kill()
+	<-w.done
 }
 
 // startWatch runs `gre-hook watch --config cfg -v` in n until the test
@@ -59,7 +89,7 @@ func startWatch(t *testing.T, n *netns, cfg string) *watchProc {
 	}
 	go func() { w.cmd.Wait(); close(w.done) }()
 	t.Cleanup(func() {
-		if code := w.stop(); code != 0 {
+		if code := w.stop(); code != 0 && !w.killed {
 			t.Errorf("gre-hook watch in %s exited %d on SIGTERM, want 0; its log:\n%s", n.name, code, w.log.String())
 		}
 		t.Logf("gre-hook watch in %s logged:\n%s", n.name, w.log.String())
@@ -167,20 +197,13 @@ func (n *netns) routesVia(dev string) []string {
 // default_route tunnel to site2, whose tunnel is made by the seed's own ip
 // commands plus the reflection settings. The keepalives on the wire are
 // Cisco's format and get answered. Then the path is cut: the tunnel's
-// routes must go and the replaced default route carry site1's traffic; and
+// routes must go and the main table's default carry site1's traffic; and
 // restored: the routes come back and LAN-to-LAN ping works.
 func TestWatchPlainPeerFailover(t *testing.T) {
 	t.Parallel()
 	const interval, retries = time.Second, 3
-	s := newTwoSites(t, "", "", false)
-	underlaysByHand(s)
-	// The plain peer: the seed's commands, a route to site1's LAN, and the
-	// three settings a Linux router needs to reflect keepalives.
-	s.r2.ip("tunnel", "add", "gre-site1", "mode", "gre", "remote", "198.51.100.1", "local", "203.0.113.1", "ttl", "255")
-	s.r2.ip("link", "set", "gre-site1", "up")
-	s.r2.ip("addr", "add", "10.0.0.2/30", "dev", "gre-site1")
+	s := plainPeerSites(t)
 	s.r2.ip("route", "add", "192.168.1.0/24", "via", "10.0.0.1")
-	reflectKeepalives(s.r2, "gre-site1")
 	// Something beyond the internet router for site1 to reach through the
 	// default route it falls back to.
 	s.inet.ip("addr", "add", "192.0.2.99/32", "dev", "lo")
@@ -188,10 +211,17 @@ func TestWatchPlainPeerFailover(t *testing.T) {
 	cfg := writeConfig(t, kaConfig("gre-site2", "198.51.100.1", "203.0.113.1", "10.0.0.1/30", "192.168.2.0/24", "default_route = true"))
 	s.r1 = withCleanState(s.r1)
 	s.r1.up(cfg, "eth1")
-	s.r1.assertDefault("after up", "default via 10.0.0.2 dev gre-site2 proto "+protoOurs)
-	tunnelRoutes := s.r1.routesVia("gre-site2")
+	s.r1.assertDefault("after up", origDefault)
+	routesOf := func() []string {
+		rs := s.r1.routesVia("gre-site2")
+		if tr := s.r1.tableRoutes(); tr != "" {
+			rs = append(rs, tr)
+		}
+		return rs
+	}
+	tunnelRoutes := routesOf()
 	if len(tunnelRoutes) != 2 {
-		t.Fatalf("after up, routes via gre-site2: %q, want the LAN route and the default route", tunnelRoutes)
+		t.Fatalf("after up, routes via gre-site2: %q, want the LAN route and the default route in table 18247", tunnelRoutes)
 	}
 
 	stop := capture(t, s.inet, "to-r2")
@@ -218,7 +248,7 @@ func TestWatchPlainPeerFailover(t *testing.T) {
 	// second adds a run of up, which under a loaded TCG VM takes seconds.
 	cutAt := time.Now()
 	s.inet.ip("link", "set", "to-r2", "down")
-	deadAt, goneAt := w.until(cutAt, "gre-site2: peer 203.0.113.1 dead: no reply for ", func() bool { return len(s.r1.routesVia("gre-site2")) == 0 })
+	deadAt, goneAt := w.until(cutAt, "gre-site2: peer 203.0.113.1 dead: no reply for ", func() bool { return len(routesOf()) == 0 })
 	s.r1.assertDefault("after the peer died", origDefault)
 	if out, err := s.r1.try("ping", "-c", "2", "-i", "0.3", "-W", "2", "192.0.2.99"); err != nil {
 		t.Errorf("site1 cannot reach past the internet router through the default route it fell back to: %v\n%s", err, out)
@@ -232,9 +262,9 @@ func TestWatchPlainPeerFailover(t *testing.T) {
 	restoreAt := time.Now()
 	s.inet.ip("link", "set", "to-r2", "up")
 	aliveAt, backAt := w.until(restoreAt, "gre-site2: peer 203.0.113.1 alive again after ", func() bool {
-		return len(s.r1.routesVia("gre-site2")) == len(tunnelRoutes)
+		return len(routesOf()) == len(tunnelRoutes)
 	})
-	s.r1.assertDefault("after the peer came back", "default via 10.0.0.2 dev gre-site2 proto "+protoOurs)
+	s.r1.assertDefault("after the peer came back", origDefault)
 	s.checkLANPing(t)
 
 	bound := interval*(retries+1) + time.Second
@@ -261,17 +291,32 @@ func TestWatchPlainPeerFailover(t *testing.T) {
 	}
 }
 
+// plainPeerSites is the two sites with their underlays up and site2 a
+// plain peer: its tunnel made by the seed's commands, and the three
+// settings a Linux router needs to reflect keepalives.
+func plainPeerSites(t *testing.T) *twoSites {
+	t.Helper()
+	s := newTwoSites(t, "", "", false)
+	underlaysByHand(s)
+	s.r2.ip("tunnel", "add", "gre-site1", "mode", "gre", "remote", "198.51.100.1", "local", "203.0.113.1", "ttl", "255")
+	s.r2.ip("link", "set", "gre-site1", "up")
+	s.r2.ip("addr", "add", "10.0.0.2/30", "dev", "gre-site1")
+	reflectKeepalives(s.r2, "gre-site1")
+	return s
+}
+
 // until polls, from since for at most 30s, for the log line and for cond,
 // and returns when each was first seen.
 func (w *watchProc) until(since time.Time, line string, cond func() bool) (logged, held time.Time) {
 	w.t.Helper()
 	// The log is polled on its own, finely: cond runs ip, which in a
-	// loaded TCG VM takes long enough to blur the time of the line.
-	before := strings.Count(w.log.String(), line)
+	// loaded TCG VM takes long enough to blur the time of the line. Only
+	// what was logged from since on counts: the caller's ip command may
+	// take long enough that the line comes before this call.
 	seen := make(chan time.Time, 1)
 	go func() {
 		for time.Since(since) < 30*time.Second {
-			if strings.Count(w.log.String(), line) > before {
+			if strings.Contains(w.log.since(since), line) {
 				seen <- time.Now()
 				return
 			}

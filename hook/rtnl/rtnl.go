@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"syscall"
 
@@ -42,6 +43,9 @@ type Link struct {
 	PMTUDisc bool
 	IKey     uint32
 	OKey     uint32
+	// FwMark is the mark the tunnel puts on its encapsulated packets
+	// (IFLA_GRE_FWMARK, Linux 4.12 and later); 0 for none.
+	FwMark uint32
 }
 
 // Addr is an address on a link.
@@ -210,9 +214,54 @@ func (h *Handle) Links() ([]Link, error) {
 		return nil, err
 	}
 	out := make([]Link, len(ls))
+	gre := false
 	for i, l := range ls {
 		out[i] = fromNetlink(l)
 		h.remember(out[i].Index, out[i].Name)
+		gre = gre || out[i].GRE
+	}
+	if !gre {
+		return out, nil
+	}
+	marks, err := retry("links", h.fwMarks)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i].GRE {
+			out[i].FwMark = marks[out[i].Index]
+		}
+	}
+	return out, nil
+}
+
+// fwMarks reads every link's IFLA_GRE_FWMARK, by index, with a dump of
+// its own: netlink's LinkList drops the attribute (greFwMark).
+func (h *Handle) fwMarks() (map[int]uint32, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+	req.Sockets = h.route
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]uint32{}
+	for _, m := range msgs {
+		if len(m) < unix.SizeofIfInfomsg {
+			continue
+		}
+		index := int(nl.DeserializeIfInfomsg(m).Index)
+		kind, data, err := linkInfo(m[unix.SizeofIfInfomsg:])
+		if err != nil || !strings.Contains(kind, "gre") {
+			// Only a GRE link's attribute 20 is its fwmark; another
+			// kind's data is none of gre-hook's business.
+			continue
+		}
+		for _, a := range data {
+			if a.Attr.Type&nl.NLA_TYPE_MASK == greFwMark && len(a.Value) >= 4 {
+				out[index] = nl.NativeEndian().Uint32(a.Value)
+			}
+		}
 	}
 	return out, nil
 }
@@ -353,6 +402,16 @@ func (h *Handle) AddLink(l Link) error {
 		return fmt.Errorf("marking %s as gre-hook's (alias %s): %w", l.Name, l.Alias, err)
 	}
 	h.remember(link.Attrs().Index, l.Name)
+	if l.FwMark != 0 {
+		// netlink's Gretun cannot carry IFLA_GRE_FWMARK (greFwMark); set it
+		// in place before the link is up. Without it the tunnel's outer
+		// packets would be routed into a default_route tunnel.
+		if err := h.SetFwMark(l.Name, l.FwMark); err != nil {
+			h.h.LinkDel(link)
+			h.forget(l.Name)
+			return fmt.Errorf("setting fwmark %#x on %s: %w", l.FwMark, l.Name, err)
+		}
+	}
 	return nil
 }
 
@@ -666,6 +725,27 @@ func LoadModule(name string) error {
 // EBUSY after the tunnel has already changed. And no IFLA_MTU: the kernel
 // then keeps the MTU, since the lower device does not change.
 func (h *Handle) SetEndpoints(name string, local, remote netip.Addr) error {
+	return h.changeGRE(name, map[uint16][]byte{nl.IFLA_GRE_LOCAL: local.AsSlice(), nl.IFLA_GRE_REMOTE: remote.AsSlice()}, false)
+}
+
+// greFwMark is IFLA_GRE_FWMARK, which vishvananda/netlink v1.3.0 neither
+// names nor sets: its Gretun and Gretap have no field for it, so gre-hook
+// sends and reads the attribute itself.
+const greFwMark = 20
+
+// SetFwMark sets the mark a GRE link puts on its encapsulated packets, in
+// place, as `ip link set NAME type gre fwmark M` does. The link keeps its
+// MTU: the request carries it back, since a GRE changelink without
+// IFLA_MTU recomputes the MTU from the route to the remote (ip_tunnel_update
+// with set_mtu), which would undo the one gre-hook set.
+func (h *Handle) SetFwMark(name string, mark uint32) error {
+	return h.changeGRE(name, map[uint16][]byte{greFwMark: nl.Uint32Attr(mark)}, true)
+}
+
+// changeGRE changes some IFLA_INFO_DATA attributes of a GRE link in place
+// (set), and sends back every other one the kernel reports now; keepMTU
+// sends back its MTU too.
+func (h *Handle) changeGRE(name string, set map[uint16][]byte, keepMTU bool) error {
 	l, err := h.byName(name)
 	if err != nil {
 		return fmt.Errorf("looking up link %s: %w", name, err)
@@ -698,14 +778,31 @@ func (h *Handle) SetEndpoints(name string, local, remote netip.Addr) error {
 	m := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	m.Index = int32(index)
 	req.AddData(m)
+	if keepMTU {
+		attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
+		if err != nil {
+			return fmt.Errorf("reading link %s: %w", name, err)
+		}
+		for _, a := range attrs {
+			if a.Attr.Type&nl.NLA_TYPE_MASK == unix.IFLA_MTU {
+				req.AddData(nl.NewRtAttr(unix.IFLA_MTU, a.Value))
+			}
+		}
+	}
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated(kind))
 	d := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
-	d.AddRtAttr(nl.IFLA_GRE_LOCAL, local.AsSlice())
-	d.AddRtAttr(nl.IFLA_GRE_REMOTE, remote.AsSlice())
+	types := make([]int, 0, len(set))
+	for t := range set {
+		types = append(types, int(t))
+	}
+	sort.Ints(types)
+	for _, t := range types {
+		d.AddRtAttr(t, set[uint16(t)])
+	}
 	for _, a := range data {
-		if t := a.Attr.Type & nl.NLA_TYPE_MASK; t != nl.IFLA_GRE_LOCAL && t != nl.IFLA_GRE_REMOTE {
-			d.AddRtAttr(int(t), a.Value)
+		if _, ok := set[a.Attr.Type&nl.NLA_TYPE_MASK]; !ok {
+			d.AddRtAttr(int(a.Attr.Type&nl.NLA_TYPE_MASK), a.Value)
 		}
 	}
 	req.AddData(info)

@@ -71,46 +71,80 @@ type Tunnel struct {
 	// gre-hook watch brings it up (by running up on the underlay) once
 	// the name resolves.
 	Unresolved bool `json:"unresolved,omitempty"`
-	// Pin is the host route to the remote endpoint, if one was added.
-	Pin *Route `json:"pin,omitempty"`
-	// Defaults are the default routes gre-hook installed via the tunnel.
+	// Routes are the tunnel's [[tunnel.route]]s as the last up installed
+	// them: a failover withdraws and puts back exactly these.
+	Routes []Route `json:"routes,omitempty"`
+	// Defaults are the default routes gre-hook installed via the tunnel:
+	// in gre-hook's own table (hook/POLICY-ROUTING.md). A default in the
+	// main table (Table 0) is one the previous release installed there
+	// (legacy, below).
 	Defaults []Route `json:"defaults,omitempty"`
-	// Replaced are the default routes that were there before, to restore.
-	Replaced []Route `json:"replaced,omitempty"`
 	// MSS lists the address families (4, 6) that have a rule.
 	MSS []int `json:"mss,omitempty"`
 	// Down is the configured down_command, kept so it runs even if the
 	// config is gone by the time the underlay goes down.
 	Down []string `json:"down_command,omitempty"`
-	// Seq orders the default routes gre-hook installed, across every
-	// underlay: when a tunnel lets go of the default route, the tunnel
-	// still up with the highest Seq gets it back. A counter, not a time,
-	// so that a clock stepped at boot cannot reorder them.
-	Seq uint64 `json:"default_seq,omitempty"`
-	// Displaced: a default route gre-hook did not set overrode this
-	// tunnel's, and then another tunnel took that one over. This tunnel
-	// no longer gets the default route back, and the route it replaced
-	// is no longer the one to restore.
-	Displaced bool `json:"displaced,omitempty"`
 
-	// Dead: gre-hook watch found the peer silent. While it is, up plans
-	// the tunnel without its routes and default route (the link, its
-	// addresses, MSS rules and pin stay), so the routes are withdrawn and
-	// the default route it had replaced comes back. Written only on a
-	// transition, by hook.SetLiveness.
+	// Dead: gre-hook watch found the peer silent, and its routes are
+	// withdrawn (Withdrawn lists them). Written before the kernel change
+	// (hook.SetLiveness), so a crash is repaired from the record.
 	Dead bool `json:"dead,omitempty"`
 	// DeadSince is when the peer was found dead.
 	DeadSince *time.Time `json:"dead_since,omitempty"`
 	// LastReply is the peer's last reply as the watcher knew it at the
 	// latest transition (status reads fresher ones from the liveness file).
 	LastReply *time.Time `json:"last_reply,omitempty"`
-	// Withdrawn are the default routes the tunnel let go of when it died,
-	// and Fallbacks the routes at their keys that were there before
-	// gre-hook's (the replaced ones). On recovery the tunnel takes a
-	// default route back only from a fallback or from another of
-	// gre-hook's tunnels: any other route the admin set meanwhile.
-	Withdrawn []Route `json:"withdrawn_defaults,omitempty"`
+	// Withdrawn are the routes a failover took out of the kernel, to put
+	// back when the peer answers: with Dead, they are to be absent; without
+	// it (a recovery under way), to be put back, after which the list goes.
+	Withdrawn []Route `json:"withdrawn,omitempty"`
+
+	// Legacy: what the release before policy routing kept, for taking such
+	// a record down and moving it to the new form (hook/legacy.go). This
+	// release never writes new values into them.
+	//
+	// Pin is the host route to the remote endpoint, if one was added.
+	Pin *Route `json:"pin,omitempty"`
+	// Replaced are the main table's default routes that were there before.
+	Replaced []Route `json:"replaced,omitempty"`
+	// Seq ordered the main-table default routes across underlays.
+	Seq uint64 `json:"default_seq,omitempty"`
+	// Displaced: a default route gre-hook did not set overrode this one's.
+	Displaced bool `json:"displaced,omitempty"`
+	// Fallbacks were the routes at a dead tunnel's default keys before
+	// gre-hook's.
 	Fallbacks []Route `json:"fallback_defaults,omitempty"`
+	// LegacyWithdrawn were the main-table defaults a dead tunnel let go.
+	LegacyWithdrawn []Route `json:"withdrawn_defaults,omitempty"`
+}
+
+// Legacy reports whether t still holds something of the previous
+// release's form: a default route in the main table, or a pin.
+func (t *Tunnel) Legacy() bool {
+	return t.Pin != nil || len(t.LegacyDefaults()) > 0
+}
+
+// LegacyDefaults are t's default routes in the main table (the previous
+// release's form).
+func (t *Tunnel) LegacyDefaults() []Route {
+	var out []Route
+	for _, d := range t.Defaults {
+		if d.Table == 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// OwnedDefaults are t's default routes in gre-hook's table.
+func (t *Tunnel) OwnedDefaults() []Route {
+	var out []Route
+	for _, d := range t.Defaults {
+		if d.Table != 0 {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // Record is everything gre-hook created for one underlay.
@@ -312,7 +346,8 @@ func Parse(data []byte) (*Record, error) {
 			return nil, fmt.Errorf("tunnel %q listed twice", t.Name)
 		}
 		seen[t.Name] = true
-		routes := append(append(append(append([]Route{}, t.Defaults...), t.Replaced...), t.Withdrawn...), t.Fallbacks...)
+		routes := append(append(append(append(append([]Route{}, t.Defaults...), t.Routes...), t.Replaced...), t.Withdrawn...), t.Fallbacks...)
+		routes = append(routes, t.LegacyWithdrawn...)
 		if t.Pin != nil {
 			routes = append(routes, *t.Pin)
 		}

@@ -37,7 +37,7 @@ func (e *engine) Watched() ([]Target, error) {
 			Underlay: w.Underlay, Tunnel: w.Tunnel,
 			Local: w.Local, Remote: w.Remote, IKey: w.IKey, OKey: w.OKey,
 			Interval: w.Interval, Retries: w.Retries,
-			Alive: !w.Dead,
+			Alive: !w.Dead, DeadSince: w.DeadSince, LastReply: w.LastReply, Sync: w.Sync,
 		})
 	}
 	return out, nil

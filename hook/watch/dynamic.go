@@ -85,9 +85,8 @@ type endpoint struct {
 }
 
 // retryFirst and retryMax bound the wait between two tries of a move
-// that failed: the run lock held by an ifup, a route a DHCP client adds a
-// moment after the address (the watcher follows address events, not
-// routes).
+// that failed: the run lock held by an ifup, or any other error of
+// Retarget's.
 const (
 	retryFirst = time.Second
 	retryMax   = 30 * time.Second
@@ -522,8 +521,8 @@ func (w *Watcher) moved(r result, now time.Time) {
 	move := r.kind == moveLocal || r.kind == moveRemote
 	switch {
 	case e != nil && move && r.err != nil:
-		// Any failure, a lock held by an ifup as much as a route not
-		// there yet: the move is tried again until it lands.
+		// Any failure, a lock held by an ifup as much as another:
+		// the move is tried again until it lands.
 		e.retry = r.change
 		if e.retryWait = e.retryWait * 2; e.retryWait < retryFirst {
 			e.retryWait = retryFirst

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
 )
@@ -46,10 +45,8 @@ type fakeMover struct {
 	moves chan move
 	hold  time.Duration // how long each move takes
 	names *fakeNames
-	// noPin: that many Retargets find no route to pin the remote
-	// through, as hook.Retarget after a renumbering; fail: that many
-	// fail with failErr, before changing anything.
-	noPin   int
+	// fail: that many Retargets fail with failErr, before changing
+	// anything.
 	fail    int
 	failErr error
 }
@@ -78,10 +75,6 @@ func (m *fakeMover) Retarget(ctx context.Context, underlay, tunnel string, local
 				m.eps[i].Remote = remote
 			}
 		}
-	}
-	if m.noPin > 0 {
-		m.noPin--
-		return fmt.Errorf("moving tunnel %q on %s: %w: %s has no route yet", tunnel, underlay, hook.ErrNoPinPath, underlay)
 	}
 	m.eng.mu.Lock()
 	defer m.eng.mu.Unlock()
@@ -382,36 +375,5 @@ func TestEndpointsWithoutNameNeedNoTimer(t *testing.T) {
 	time.Sleep(5 * testEvery)
 	if _, runs, _ := d.addrs.state(); runs != 0 {
 		t.Errorf("the address follower ran %d times with nothing to follow", runs)
-	}
-}
-
-// A move that finds no route to pin the remote through (the DHCP client
-// adds its gateway after the address) is tried again, with no address
-// change, keeping the endpoints, until it succeeds; the error is logged
-// once.
-func TestPinRetriedUntilARouteComes(t *testing.T) {
-	ep := Endpoint{Underlay: "eth1", Tunnel: "gre-site2", Local: site1, Remote: site2, Family: 4, LocalAuto: true}
-	d := startDyn(t, nil, []Endpoint{ep}, target("gre-site2", site2))
-	d.mover.mu.Lock()
-	d.mover.noPin = 2
-	d.mover.mu.Unlock()
-	d.waitFor("the follower running", func() bool { _, _, running := d.addrs.state(); return running == 1 })
-	start := time.Now()
-	d.addrs.events <- localaddr.Change{Underlay: "eth1", Family: 4, Old: site1, New: site1new}
-	if m, want := d.nextMove(5*time.Second), (move{"retarget", Key{"eth1", "gre-site2"}, site1new, netip.Addr{}}); m != want {
-		t.Fatalf("%s, want %s", m, want)
-	}
-	for i := 0; i < 2; i++ {
-		if m, want := d.nextMove(5*time.Second), (move{"retarget", Key{"eth1", "gre-site2"}, site1new, netip.Addr{}}); m != want {
-			t.Fatalf("retry %d: %s, want %s", i, m, want)
-		}
-	}
-	// 1s, then 2s.
-	if took := time.Since(start); took < 2900*time.Millisecond {
-		t.Errorf("two retries in %s", took)
-	}
-	d.noMove(2500 * time.Millisecond)
-	if n := strings.Count(d.log.String(), "no path to pin the remote through"); n != 1 {
-		t.Errorf("logged %d times:\n%s", n, d.log.String())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/keepalive"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
+	"github.com/gre-hook/gre-hook/hook/plan"
 )
 
 // Options are what the command line gives `gre-hook watch`.
@@ -57,6 +58,9 @@ func Main(opts Options, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer conn.Close()
+	if err := conn.SetMark(plan.DefaultPolicy.Mark); err != nil {
+		return fail(err)
+	}
 	if err := FollowDir(ctx, watchSys.Store.Dir, reload, stderr); err != nil {
 		return fail(err)
 	}

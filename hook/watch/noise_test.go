@@ -18,14 +18,14 @@ type failingConn struct {
 	fail error
 }
 
-func (c *failingConn) SendKeys(local, remote netip.Addr, okey, ikey uint32) error {
+func (c *failingConn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error {
 	c.mu.Lock()
 	err := c.fail
 	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return c.fakeConn.SendKeys(local, remote, okey, ikey)
+	return c.fakeConn.SendNonce(local, remote, okey, ikey, nonce)
 }
 
 func (c *failingConn) set(err error) {

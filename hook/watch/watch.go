@@ -40,8 +40,13 @@ type Target struct {
 	Interval      time.Duration
 	Retries       int
 	// Alive is the liveness the record holds, so that a watcher started
-	// while a peer is dead carries on from there.
-	Alive bool
+	// while a peer is dead carries on from there; DeadSince and LastReply
+	// are the times the record and the liveness file kept (zero: none).
+	Alive                bool
+	DeadSince, LastReply time.Time
+	// Sync: the record says a change is due or was cut short, and a
+	// SetLiveness with the record's liveness brings the kernel in line.
+	Sync bool
 }
 
 // Key returns the tunnel's key.
@@ -61,7 +66,7 @@ type Engine interface {
 
 // Conn is the keepalive socket; *keepalive.Conn implements it.
 type Conn interface {
-	SendKeys(local, remote netip.Addr, okey, ikey uint32) error
+	SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error
 	Receive(ctx context.Context) (keepalive.Received, error)
 }
 
@@ -96,6 +101,10 @@ type Watcher struct {
 	// followed.
 	Addrs AddrFollower
 	dyn   dynamic
+	// Nonces makes the keepalives' nonces (nil: Run draws a key).
+	Nonces *keepalive.Nonces
+	nonce  [keepalive.NonceLen]byte // the one being sent
+	seq    uint64                   // the last sequence number sent, on any tunnel
 
 	tunnels map[Key]*tunnel
 	// byPair finds the tunnels a packet from Src to Dst belongs to.
@@ -117,7 +126,7 @@ type Watcher struct {
 type tunnel struct {
 	Target
 	sent   bool // a keepalive went out and its interval is not over
-	heard  bool // a packet came from the peer in this interval
+	heard  bool // a reply came from the peer in this interval
 	missed int  // intervals in a row that ended with nothing heard
 	alive  bool // what the watcher believes
 	// applied is the liveness the engine last accepted (the record's);
@@ -129,6 +138,12 @@ type tunnel struct {
 	deadSince        time.Time
 	next             time.Time // next keepalive due
 	sendErr          string    // the send error last logged, "" once sends work
+
+	// recent are the sequence numbers of the last keepalives sent, whose
+	// replies count (0: none, or already answered); nextRecent is the
+	// slot of the next.
+	recent     [recentNonces]uint64
+	nextRecent int
 }
 
 type change struct {
@@ -162,6 +177,13 @@ func (w *Watcher) logf(format string, args ...interface{}) {
 // finish, writes the liveness file a last time and returns nil. It
 // returns an error only if the socket fails.
 func (w *Watcher) Run(ctx context.Context) error {
+	if w.Nonces == nil {
+		n, err := keepalive.NewNonces()
+		if err != nil {
+			return err
+		}
+		w.Nonces = n
+	}
 	w.tunnels = map[Key]*tunnel{}
 	w.byPair = map[[2]netip.Addr][]*tunnel{}
 	w.initDynamic()
@@ -337,7 +359,7 @@ func (w *Watcher) tick(now time.Time) {
 		if t.alive != t.applied && !t.pending {
 			w.enqueue(t)
 		}
-		if err := w.Conn.SendKeys(t.Local, t.Remote, t.OKey, t.IKey); err != nil {
+		if err := w.send(t); err != nil {
 			// A missing route or address: the underlay is going
 			// away, or the kernel refuses the local address. The
 			// interval still counts as unanswered. Said once, and
@@ -363,12 +385,36 @@ func (w *Watcher) tick(now time.Time) {
 	}
 }
 
-// heard counts a packet from a peer as a sign of life of every tunnel it
-// could belong to: same outer addresses, and the key the peer's side of
-// that tunnel puts on its packets (our input key), if any.
+// recentNonces is how many of a tunnel's last keepalives can still be
+// answered: a reply that comes up to 3 intervals late counts.
+const recentNonces = 4
+
+// send sends t's next keepalive, with a nonce of a sequence number never
+// sent before by this process, which the reply must bring back.
+func (w *Watcher) send(t *tunnel) error {
+	w.seq++
+	w.Nonces.Put(&w.nonce, t.Local, t.Remote, t.IKey, w.seq)
+	t.recent[t.nextRecent] = w.seq
+	t.nextRecent = (t.nextRecent + 1) % recentNonces
+	return w.Conn.SendNonce(t.Local, t.Remote, t.OKey, t.IKey, w.nonce[:])
+}
+
+// heard counts a reply as a sign of life of the tunnel whose keepalive it
+// answers: same outer addresses, the key the inner header carried (our
+// input key), if any, and the nonce of one of that tunnel's recent
+// keepalives, which then counts no more. Nothing else counts: not the
+// peer's own keepalives nor its data, not a reply without a nonce or with
+// a stale or made-up one. Anyone can send GRE with the peer's address as
+// its source; only the peer, or the path to it, has seen the nonce.
 func (w *Watcher) heard(r keepalive.Received) {
+	if !r.Reply() || !r.HasNonce {
+		return
+	}
 	for _, t := range w.byPair[[2]netip.Addr{r.Src, r.Dst}] {
 		if t.IKey != 0 && (!r.HasKey || r.Key != t.IKey) || t.IKey == 0 && r.HasKey {
+			continue
+		}
+		if !t.answers(w.Nonces, &r.Nonce) {
 			continue
 		}
 		t.heard = true
@@ -390,6 +436,22 @@ func (w *Watcher) heard(r keepalive.Received) {
 			}
 		}
 	}
+}
+
+// answers reports whether nonce is that of one of t's recent keepalives
+// not yet answered, and marks it answered.
+func (t *tunnel) answers(n *keepalive.Nonces, nonce *[keepalive.NonceLen]byte) bool {
+	seq, ok := n.Check(nonce, t.Local, t.Remote, t.IKey)
+	if !ok || seq == 0 {
+		return false
+	}
+	for i, s := range t.recent {
+		if s == seq {
+			t.recent[i] = 0
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Watcher) enqueue(t *tunnel) {
@@ -438,9 +500,18 @@ func (w *Watcher) reload(now time.Time) {
 		seen[k] = true
 		t := w.tunnels[k]
 		if t == nil {
-			t = &tunnel{Target: tg, alive: tg.Alive, applied: tg.Alive, silentSince: now, next: now}
+			t = &tunnel{Target: tg, alive: tg.Alive, applied: tg.Alive, silentSince: now, next: now, lastReply: tg.LastReply}
 			if !tg.Alive {
 				t.deadSince = now
+				if !tg.DeadSince.IsZero() {
+					t.deadSince = tg.DeadSince
+				}
+			}
+			if tg.Sync {
+				// After a crash or a restart: make the kernel match the
+				// record; a failure is tried again at the next tick.
+				t.applied = !tg.Alive
+				w.enqueue(t)
 			}
 			w.tunnels[k] = t
 			w.logf("%s: watching peer %s from %s, a keepalive every %s, dead after %d unanswered",
@@ -482,8 +553,8 @@ func (w *Watcher) reload(now time.Time) {
 	w.setFilter(peers)
 }
 
-// setFilter has the kernel pass only packets from peers, so that the
-// tunnels' own traffic and other GRE do not wake the watcher. With no
+// setFilter has the kernel pass only replies with a nonce from peers, so
+// that the tunnels' own traffic and other GRE do not wake the watcher. With no
 // peers it passes nothing: 0.0.0.0 is never a source. Setting it discards
 // what the socket holds, at worst one reply: it is set only when the peers
 // change.
@@ -506,7 +577,7 @@ func (w *Watcher) setFilter(set map[netip.Addr]bool) {
 	if w.filtSet && equalAddrs(peers, w.peers) {
 		return
 	}
-	if err := f.SetFilter(peers, false); err != nil {
+	if err := f.SetFilter(peers, true); err != nil {
 		w.logf("%v; every GRE packet the host receives will wake the watcher", err)
 		return
 	}

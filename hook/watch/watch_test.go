@@ -3,6 +3,7 @@ package watch
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -24,14 +25,16 @@ var (
 // fakeConn reflects keepalives as a live peer would, unless the peer is
 // cut off, and counts what was sent to each peer.
 type fakeConn struct {
-	mu        sync.Mutex
-	cut       map[netip.Addr]bool
-	sent      map[netip.Addr]int
-	answered  map[netip.Addr]int // keepalives answered since the last cut/restore
-	unanswerd map[netip.Addr]int // keepalives not answered since the last cut/restore
-	in        chan keepalive.Received
-	filters   [][]netip.Addr
-	from      map[netip.Addr]netip.Addr // the local of the last keepalive to each remote
+	mu          sync.Mutex
+	cut         map[netip.Addr]bool
+	sent        map[netip.Addr]int
+	answered    map[netip.Addr]int // keepalives answered since the last cut/restore
+	unanswerd   map[netip.Addr]int // keepalives not answered since the last cut/restore
+	in          chan keepalive.Received
+	filters     [][]netip.Addr
+	from        map[netip.Addr]netip.Addr // the local of the last keepalive to each remote
+	lastReply   keepalive.Received        // the last reply made
+	repliesOnly []bool
 }
 
 func newFakeConn() *fakeConn {
@@ -39,7 +42,7 @@ func newFakeConn() *fakeConn {
 		unanswerd: map[netip.Addr]int{}, in: make(chan keepalive.Received, 1024), from: map[netip.Addr]netip.Addr{}}
 }
 
-func (c *fakeConn) SendKeys(local, remote netip.Addr, okey, ikey uint32) error {
+func (c *fakeConn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sent[remote]++
@@ -50,7 +53,10 @@ func (c *fakeConn) SendKeys(local, remote netip.Addr, okey, ikey uint32) error {
 	}
 	c.answered[remote]++
 	h := keepalive.Header{Src: remote, Dst: local, Proto: keepalive.ProtoKeepalive, Key: ikey, HasKey: ikey != 0}
-	c.in <- keepalive.Received{Header: h, At: time.Now()}
+	r := keepalive.Received{Header: h, At: time.Now(), HasNonce: len(nonce) == keepalive.NonceLen}
+	copy(r.Nonce[:], nonce)
+	c.in <- r
+	c.lastReply = r
 	return nil
 }
 
@@ -67,6 +73,7 @@ func (c *fakeConn) SetFilter(peers []netip.Addr, repliesOnly bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.filters = append(c.filters, append([]netip.Addr(nil), peers...))
+	c.repliesOnly = append(c.repliesOnly, repliesOnly)
 	return nil
 }
 
@@ -323,6 +330,32 @@ func TestDeadRecordStaysDeadUntilAReply(t *testing.T) {
 	}
 }
 
+// A watcher started after a crash or a restart, whose record says a
+// change is due or was cut short (Sync), makes the kernel match the record
+// first: one SetLiveness with the record's liveness, even with the peer
+// still silent. It keeps the record's time of death and last reply.
+func TestRestartSyncsAndKeepsTimes(t *testing.T) {
+	tg := target("gre-site2", site2)
+	tg.Alive, tg.Sync = false, true
+	tg.DeadSince = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	tg.LastReply = tg.DeadSince.Add(-3 * time.Second)
+	conn := newFakeConn()
+	conn.setCut(site2, true)
+	r := startWith(t, conn, tg)
+	if c := r.nextCall(5 * time.Second); c.alive || c.key.Tunnel != "gre-site2" {
+		t.Fatalf("SetLiveness %+v, want the record's dead", c)
+	}
+	r.noCall(4 * testInterval)
+	r.waitFor("the liveness file with the record's times", func() bool {
+		l := r.eng.lastWritten()
+		return len(l) == 1 && !l[0].Alive && l[0].DeadSince.Equal(tg.DeadSince) && l[0].LastReply.Equal(tg.LastReply)
+	})
+	r.conn.setCut(site2, false)
+	if c := r.nextCall(5 * time.Second); !c.alive {
+		t.Fatalf("SetLiveness %+v, want alive", c)
+	}
+}
+
 func TestFailedSetLivenessIsRetried(t *testing.T) {
 	r := start(t, target("gre-site2", site2))
 	r.eng.mu.Lock()
@@ -407,36 +440,103 @@ func TestReloadKeepsCountsAndTakesNewSettings(t *testing.T) {
 	}
 }
 
-func TestKeysDecideWhoseReplyItIs(t *testing.T) {
+// TestOnlyEchoedNoncesCount: with the path cut, a stream of everything a
+// peer or a forger off the path can send with the peer's address and the
+// tunnel's key must not keep the tunnel alive: the peer's own keepalives
+// and data, bare replies (Cisco's format, the forger's 24 bytes), replies
+// with made-up nonces, with nonces of another process's key, and an old
+// genuine reply replayed. Only the replies to its own recent keepalives,
+// once the path is back, bring it alive.
+func TestOnlyEchoedNoncesCount(t *testing.T) {
 	keyed := target("gre-keyed", site2)
 	keyed.IKey, keyed.OKey = 100, 200
 	r := start(t, keyed)
+	// A genuine reply, to replay later.
+	r.waitFor("a reply", func() bool {
+		r.conn.mu.Lock()
+		defer r.conn.mu.Unlock()
+		return r.conn.lastReply.HasNonce
+	})
+	r.conn.mu.Lock()
+	old := r.conn.lastReply
+	r.conn.mu.Unlock()
 	r.conn.setCut(site2, true)
-	// The peer's traffic for another tunnel between the same addresses,
-	// with another key, and without one: neither is this tunnel's.
+
+	other := keepalive.NoncesWithKey([16]byte{7})
+	var otherNonce [keepalive.NonceLen]byte
+	other.Put(&otherNonce, site1, site2, 100, 1)
+	forged := func(proto uint16, key uint32) keepalive.Received {
+		return keepalive.Received{Header: keepalive.Header{Src: site2, Dst: site1, Proto: proto, Key: key, HasKey: key != 0}, At: time.Now()}
+	}
 	stopNoise := make(chan struct{})
+	noiseDone := make(chan struct{})
 	go func() {
+		defer close(noiseDone)
 		tick := time.NewTicker(testInterval / 4)
 		defer tick.Stop()
-		for {
+		for seq := uint64(1); ; seq++ {
 			select {
 			case <-tick.C:
-				for _, k := range []uint32{0, 101} {
-					r.conn.in <- keepalive.Received{Header: keepalive.Header{Src: site2, Dst: site1, Proto: 0x0800, Key: k, HasKey: k != 0}, At: time.Now()}
-				}
 			case <-stopNoise:
 				return
 			}
+			madeUp := forged(keepalive.ProtoKeepalive, 100)
+			madeUp.HasNonce = true
+			for i := range madeUp.Nonce {
+				madeUp.Nonce[i] = byte(seq * uint64(i+1))
+			}
+			// Sequence numbers the watcher has sent, with a tag guessed.
+			guessed := madeUp
+			binary.BigEndian.PutUint64(guessed.Nonce[:8], seq%20)
+			foreign := forged(keepalive.ProtoKeepalive, 100)
+			foreign.Nonce, foreign.HasNonce = otherNonce, true
+			replayed := old
+			replayed.At = time.Now()
+			for _, p := range []keepalive.Received{
+				forged(0x0800, 100), forged(0x0800, 0), forged(0x0800, 101), // the peer's data and keepalives
+				forged(keepalive.ProtoKeepalive, 100), // a bare reply
+				madeUp, guessed, foreign, replayed,
+			} {
+				r.conn.in <- p
+			}
 		}
 	}()
-	defer close(stopNoise)
+	defer func() {
+		select {
+		case <-stopNoise:
+		default:
+			close(stopNoise)
+		}
+		<-noiseDone
+	}()
 	if c := r.nextCall(5 * time.Second); c.alive {
-		t.Fatalf("%+v, want dead: other keys' packets kept it alive", c)
+		t.Fatalf("%+v, want dead: forged packets kept it alive", c)
 	}
-	// The peer's own data, with this tunnel's key, proves it alive.
-	r.conn.in <- keepalive.Received{Header: keepalive.Header{Src: site2, Dst: site1, Proto: 0x0800, Key: 100, HasKey: true}, At: time.Now()}
+	// And it stays dead for 10 intervals of noise.
+	r.noCall(10 * testInterval)
+	close(stopNoise)
+	<-noiseDone
+	r.conn.setCut(site2, false)
 	if c := r.nextCall(5 * time.Second); !c.alive {
-		t.Fatalf("%+v, want alive", c)
+		t.Fatalf("%+v, want alive once the peer answers", c)
+	}
+}
+
+// TestRepliesOnlyFilter: the kernel filter the watcher sets passes only
+// replies, so the peer's own traffic does not even wake it.
+func TestRepliesOnlyFilter(t *testing.T) {
+	r := start(t, target("gre-site2", site2))
+	r.waitFor("a filter", func() bool {
+		r.conn.mu.Lock()
+		defer r.conn.mu.Unlock()
+		return len(r.conn.repliesOnly) > 0
+	})
+	r.conn.mu.Lock()
+	defer r.conn.mu.Unlock()
+	for i, only := range r.conn.repliesOnly {
+		if !only {
+			t.Errorf("filter %d (%v) passes more than replies", i, r.conn.filters[i])
+		}
 	}
 }
 
@@ -523,7 +623,44 @@ func TestSocketErrorEndsRun(t *testing.T) {
 
 type brokenConn struct{}
 
-func (brokenConn) SendKeys(local, remote netip.Addr, okey, ikey uint32) error { return nil }
+func (brokenConn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error {
+	return nil
+}
 func (brokenConn) Receive(ctx context.Context) (keepalive.Received, error) {
 	return keepalive.Received{}, errors.New("socket gone")
+}
+
+// echoConn is a Conn whose peer reflects at once: SendNonce keeps the reply.
+type echoConn struct{ reply keepalive.Received }
+
+func (c *echoConn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error {
+	c.reply.Src, c.reply.Dst, c.reply.Proto = remote, local, keepalive.ProtoKeepalive
+	c.reply.Key, c.reply.HasKey = ikey, ikey != 0
+	c.reply.HasNonce = copy(c.reply.Nonce[:], nonce) == keepalive.NonceLen
+	return nil
+}
+
+func (c *echoConn) Receive(ctx context.Context) (keepalive.Received, error) {
+	<-ctx.Done()
+	return keepalive.Received{}, ctx.Err()
+}
+
+// BenchmarkKeepaliveAndReply is the watcher's own work for one keepalive
+// and its reply: the nonce made, and the reply's nonce checked and
+// counted. With 100 tunnels it is done 100 times per interval.
+func BenchmarkKeepaliveAndReply(b *testing.B) {
+	conn := &echoConn{}
+	w := &Watcher{Conn: conn, Nonces: keepalive.NoncesWithKey([16]byte{1}), Log: &syncBuf{}}
+	t := &tunnel{Target: target("gre-site2", site2), alive: true, applied: true}
+	t.IKey, t.OKey = 100, 100
+	w.byPair = map[[2]netip.Addr][]*tunnel{{t.Remote, t.Local}: {t}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		w.send(t)
+		t.heard = false
+		w.heard(conn.reply)
+		if !t.heard {
+			b.Fatal("the reply did not count")
+		}
+	}
 }

@@ -2,7 +2,6 @@ package hook
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/plan"
@@ -10,20 +9,23 @@ import (
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-// The default route is the one thing gre-hook changes that the router
-// cannot live without, and several tunnels on several underlays may
-// each take it over. The rule, after any up, down, gc or rollback: the
-// router has a default route whenever it had one before, and it is
-//   - the default of the tunnel still up that took it over most recently
-//     (the highest Seq in any record), else
-//   - the route gre-hook replaced when it first took it over,
+// Records of the release before policy routing (POLICY-ROUTING.md): its
+// tunnels replaced the main table's default route, pinned a host route to
+// the remote, and handed the main default on between them by a sequence
+// number. This release never does that, but it must take such a record
+// down, and move it to the new form at an up, exactly as that release
+// would have let go of the main default: after any down, gc or migration
+// the router has a main default whenever it had one before, and it is
+//   - the main default of the legacy tunnel still up that took it over
+//     most recently (the highest Seq in any record), else
+//   - the route the previous release replaced when it first took it over,
 // and never one that overrides a default route the admin set by hand
 // after gre-hook's (gre-hook then leaves the admin's route alone).
 //
-// The route gre-hook replaced is remembered by the tunnel that replaced
-// it. When that tunnel lets go while another tunnel's default is in
-// force, the memory passes to a tunnel that still holds a default, so
-// the last one to go can put it back.
+// The route replaced is remembered by the tunnel that replaced it. When
+// that tunnel lets go while another tunnel's default is in force, the
+// memory passes to a tunnel that still holds a default, so the last one to
+// go can put it back.
 
 // ledger is every record's view of the default routes, read once under
 // the run lock.
@@ -58,26 +60,6 @@ func (lg *ledger) setOwn(rec *state.Record) {
 	}
 }
 
-// pathBefore is the path to remote that the default route gave before
-// gre-hook took it over: the route it replaced, which some tunnel in the
-// running remembers.
-func pathBefore(lg *ledger, remote netip.Addr, s *snapshot) (plan.Path, error) {
-	dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-	if remote.Is6() {
-		dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-	}
-	key := state.Route{Dst: dst, Metric: plan.KernelMetric(dst, 0)}
-	rep := lg.replacedElsewhere(key, &state.Tunnel{})
-	if rep == nil {
-		return plan.Path{}, fmt.Errorf("the route to remote %s goes through another of gre-hook's tunnels, and no record says which path the default route took before; "+
-			"add a route to %s through the underlay yourself", remote, remote)
-	}
-	if _, ok := s.links[rep.Dev]; !ok {
-		return plan.Path{}, fmt.Errorf("the route to remote %s goes through another of gre-hook's tunnels, and device %s of the default route it replaced is gone", remote, rep.Dev)
-	}
-	return plan.Path{Gateway: rep.Gw, Dev: rep.Dev}, nil
-}
-
 // load reads the other underlays' records on first use: most runs touch
 // no default route and need none of them. Unreadable records are left
 // out; their tunnels can neither succeed nor inherit.
@@ -95,19 +77,6 @@ func (lg *ledger) load() map[string]*state.Record {
 	lg.recs = recs
 	lg.dirty = map[string]bool{}
 	return recs
-}
-
-// nextSeq is the Seq for a default route installed now.
-func (lg *ledger) nextSeq() uint64 {
-	var max uint64
-	for _, rec := range lg.load() {
-		for _, t := range rec.Tunnels {
-			if t.Seq > max {
-				max = t.Seq
-			}
-		}
-	}
-	return max + 1
 }
 
 // holder is a tunnel that holds a default route at some key.
@@ -190,21 +159,6 @@ func (lg *ledger) replacedElsewhere(d state.Route, t *state.Tunnel) *state.Route
 		}
 	}
 	return nil
-}
-
-// displaceOthers marks every other tunnel holding a default at d's key as
-// displaced: tunnel name is taking over a default route that gre-hook did
-// not set, which had overridden theirs.
-func (lg *ledger) displaceOthers(d state.Route, name string) {
-	for u, rec := range lg.load() {
-		for i := range rec.Tunnels {
-			o := &rec.Tunnels[i]
-			if o.Name != name && !o.Displaced && routeAtKey(o.Defaults, d) != nil {
-				o.Displaced = true
-				lg.dirty[u] = true
-			}
-		}
-	}
 }
 
 // give passes the memory of a replaced route to h, unless it has one.
@@ -319,4 +273,76 @@ func setRouteAt(routes map[int][]rtnl.Route, key plan.Route, r *rtnl.Route) {
 		out = append(out, *r)
 	}
 	routes[f] = out
+}
+
+// diffLegacy is the steps that move the tunnels of want whose record is
+// still in the previous release's form to the new one. They run after the
+// tunnels' routes in gre-hook's table and the rules are in (apply), so
+// the main default goes back to what the record says it replaced with a
+// default route in force at every moment; then the pin goes. The new
+// record keeps the old fields until then (merged), so a run killed midway
+// is still taken down correctly.
+func diffLegacy(want []plan.Tunnel, rec *state.Record) []step {
+	var out []step
+	for _, t := range want {
+		name := t.Link.Name
+		old := rec.Find(name)
+		if old == nil || !old.Legacy() {
+			continue
+		}
+		o := *old
+		out = append(out, step{tunnel: name, self: true, bare: true,
+			why: because(name, "the record has the previous release's main-table default route or pin"),
+			change: func(x *executor) error {
+				td := x.teardown()
+				routes, err := td.kernelRoutes()
+				if err != nil {
+					return err
+				}
+				// What the release step changes, to put back on a rollback.
+				var before []rtnl.Route
+				for _, d := range o.LegacyDefaults() {
+					if cur := routeAt(routes, d.Plan()); cur != nil {
+						before = append(before, *cur)
+					}
+				}
+				errs := td.releaseDefaults(&o, o.LegacyDefaults(), map[string]bool{name: true}, false)
+				if o.Pin != nil {
+					if err := td.delRoute(*o.Pin); err != nil {
+						errs = append(errs, err)
+					}
+				}
+				if !x.dry {
+					pin := o.Pin
+					x.undos = append(x.undos, undo{cmd: "put back " + name + "'s main default route and pin of the previous release", fn: func(x *executor) error {
+						var errs []error
+						for _, r := range before {
+							if err := x.sys.Net.ReplaceRoute(r); err != nil {
+								errs = append(errs, err)
+							}
+						}
+						if pin != nil {
+							if err := x.sys.Net.ReplaceRoute(kernelRoute(pin.Plan(), plan.RouteProtocol)); err != nil {
+								errs = append(errs, err)
+							}
+						}
+						return join(errs)
+					}})
+				}
+				if len(errs) > 0 {
+					return fmt.Errorf("tunnel %q: moving it from the previous release's main-table default route: %w", name, join(errs))
+				}
+				if e := x.newRec.Find(name); e != nil {
+					dropLegacy(e)
+				}
+				return nil
+			}})
+	}
+	return out
+}
+
+// dropLegacy forgets what t kept in the previous release's form.
+func dropLegacy(t *state.Tunnel) {
+	t.Defaults = t.OwnedDefaults()
+	t.Pin, t.Replaced, t.Seq, t.Displaced, t.Fallbacks, t.LegacyWithdrawn = nil, nil, 0, false, nil, nil
 }

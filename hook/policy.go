@@ -1,0 +1,244 @@
+package hook
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// The default route by policy routing (POLICY-ROUTING.md): the tunnels'
+// default routes live in gre-hook's table, and two rules of gre-hook's
+// (protocol 176) select it for everything but the tunnels' own packets.
+// The rules of a family exist while some record lists a default route of
+// that family in gre-hook's table, and go with the last.
+
+// policyOf is the policy a run applies.
+func policyOf(*config.Config) plan.Policy { return plan.DefaultPolicy }
+
+// defaultMetrics picks the metric of each default_route tunnel of
+// tunnels (the run's, of underlay own) in pol.Table: the one its record
+// has, else its place among the config's default_route tunnels (1, 2,
+// ...), moved on past a metric that another tunnel holds in the table or
+// in a record.
+func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Record, others map[string]*state.Record, s *snapshot, pol plan.Policy) map[string]uint32 {
+	out := map[string]uint32{}
+	place := map[string]uint32{}
+	n := uint32(0)
+	if cfg != nil {
+		for _, t := range cfg.Tunnels {
+			if t.DefaultRoute {
+				n++
+				place[t.Name] = n
+			}
+		}
+	}
+	mine := map[string]bool{}
+	for _, t := range tunnels {
+		mine[t.Name] = true
+	}
+	taken := map[uint32]string{}
+	for _, f := range []int{4, 6} {
+		for _, r := range s.routes[f] {
+			if r.IsDefault() && r.Table == pol.Table && !mine[r.Dev] {
+				taken[r.Metric] = r.Dev
+			}
+		}
+	}
+	for _, o := range others {
+		for _, t := range o.Tunnels {
+			for _, d := range append(t.OwnedDefaults(), t.Withdrawn...) {
+				if d.Dst.Bits() == 0 && d.Table == pol.Table && !mine[t.Name] {
+					taken[d.Metric] = t.Name
+				}
+			}
+		}
+	}
+	for _, t := range tunnels {
+		if !t.DefaultRoute {
+			continue
+		}
+		if prev := rec.Find(t.Name); prev != nil {
+			for _, d := range prev.OwnedDefaults() {
+				if d.Table == pol.Table && taken[d.Metric] == "" {
+					out[t.Name] = d.Metric
+				}
+			}
+		}
+		if out[t.Name] != 0 {
+			taken[out[t.Name]] = t.Name
+			continue
+		}
+		m := place[t.Name]
+		if m == 0 {
+			m = 1
+		}
+		for taken[m] != "" {
+			m++
+		}
+		out[t.Name] = m
+		taken[m] = t.Name
+	}
+	return out
+}
+
+// needsRules is the families in which recs list a default route in
+// table: those whose rules must exist.
+func needsRules(table uint32, recs ...map[string]*state.Record) map[int]bool {
+	out := map[int]bool{}
+	for _, m := range recs {
+		for _, rec := range m {
+			for _, t := range rec.Tunnels {
+				for _, d := range t.Defaults {
+					if d.Table == table && d.Table != 0 {
+						out[familyOf(d.Dst.Addr())] = true
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// othersOf is every record but underlay own's, read under the run lock.
+// Records that cannot be read are left out: an unreadable record keeps
+// its rules alive only if another names the family.
+func othersOf(store state.Store, own string) map[string]*state.Record {
+	recs, _, _ := store.All()
+	delete(recs, own)
+	return recs
+}
+
+func kernelRule(r plan.Rule) rtnl.Rule {
+	return rtnl.Rule{Family: r.Family, Priority: r.Priority, Table: r.Table, Mark: r.Mark, Invert: r.Invert,
+		SuppressPrefixLen: r.SuppressPrefixLen, Protocol: plan.RouteProtocol}
+}
+
+func planRule(r rtnl.Rule) plan.Rule {
+	return plan.Rule{Family: r.Family, Priority: r.Priority, Table: r.Table, Mark: r.Mark, Invert: r.Invert, SuppressPrefixLen: r.SuppressPrefixLen}
+}
+
+func sameRule(a rtnl.Rule, b plan.Rule) bool {
+	return !a.Other && a.Family == b.Family && a.Priority == b.Priority && a.Table == b.Table && a.Mark == b.Mark &&
+		a.Invert == b.Invert && a.SuppressPrefixLen == b.SuppressPrefixLen
+}
+
+// readRules reads the rules of both families.
+func readRules(n Net) (map[int][]rtnl.Rule, error) {
+	out := map[int][]rtnl.Rule{}
+	for _, f := range []int{4, 6} {
+		rs, err := n.Rules(f)
+		if err != nil {
+			return nil, fmt.Errorf("listing the IPv%d rules: %w", f, err)
+		}
+		out[f] = rs
+	}
+	return out, nil
+}
+
+// diffPolicy is the steps that make gre-hook's rules (protocol 176) those
+// of pol in the families of need, and none elsewhere. New rules go in
+// before old ones go, and the rule to the main table before the rule to
+// gre-hook's table, so specific routes of main never lose to it. who
+// names a tunnel that needs the rules of a family, for status.
+func diffPolicy(pol plan.Policy, need map[int]bool, who map[int]string, rules map[int][]rtnl.Rule) []step {
+	var out []step
+	for _, f := range []int{4, 6} {
+		var want []plan.Rule
+		if need[f] {
+			want = pol.Rules(f)
+		}
+		var ours []rtnl.Rule
+		for _, r := range rules[f] {
+			if r.Protocol == plan.RouteProtocol {
+				ours = append(ours, r)
+			}
+		}
+		for _, w := range want {
+			w := w
+			found := false
+			for _, o := range ours {
+				found = found || sameRule(o, w)
+			}
+			if found {
+				continue
+			}
+			out = append(out, step{tunnel: "", cmds: []string{plan.AddRuleCmd(w)},
+				why:     []reason{{tunnel: who[f], text: fmt.Sprintf("rule %s is missing", plan.AddRuleCmd(w)[len("ip "):])}},
+				change:  func(x *executor) error { return x.sys.Net.AddRule(kernelRule(w)) },
+				undoCmd: plan.DelRuleCmd(w), undo: func(x *executor) error { return x.sys.Net.DelRule(kernelRule(w)) }})
+		}
+		var stale []rtnl.Rule
+		for _, o := range ours {
+			keep := false
+			for _, w := range want {
+				keep = keep || sameRule(o, w)
+			}
+			if !keep {
+				stale = append(stale, o)
+			}
+		}
+		// The rule to gre-hook's table (the higher number) goes first.
+		sort.SliceStable(stale, func(i, j int) bool { return stale[i].Priority > stale[j].Priority })
+		for _, o := range stale {
+			o := o
+			p := planRule(o)
+			out = append(out, step{tunnel: "", cmds: []string{plan.DelRuleCmd(p)},
+				why:     []reason{{tunnel: who[f], text: fmt.Sprintf("rule %s is not wanted", plan.DelRuleCmd(p)[len("ip "):])}},
+				change:  func(x *executor) error { return x.sys.Net.DelRule(o) },
+				undoCmd: plan.AddRuleCmd(p), undo: func(x *executor) error { return x.sys.Net.AddRule(o) }})
+		}
+	}
+	return out
+}
+
+// defaultFamilies names, for each family, a tunnel of want with a
+// default route there.
+func defaultFamilies(want []plan.Tunnel) map[int]string {
+	out := map[int]string{}
+	for _, t := range want {
+		for _, d := range t.Defaults {
+			if _, ok := out[familyOf(d.Dst.Addr())]; !ok {
+				out[familyOf(d.Dst.Addr())] = t.Link.Name
+			}
+		}
+	}
+	return out
+}
+
+// dropRules removes gre-hook's rules in the families that no record
+// needs any more, carrying on past failures, as a teardown does.
+func (td *teardown) dropRules(need map[int]bool) []error {
+	var errs []error
+	for _, f := range []int{4, 6} {
+		if need[f] {
+			continue
+		}
+		rs, err := td.sys.Net.Rules(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing the IPv%d rules: %w", f, err))
+			continue
+		}
+		var ours []rtnl.Rule
+		for _, r := range rs {
+			if r.Protocol == plan.RouteProtocol {
+				ours = append(ours, r)
+			}
+		}
+		sort.SliceStable(ours, func(i, j int) bool { return ours[i].Priority > ours[j].Priority })
+		for _, o := range ours {
+			cmd := plan.DelRuleCmd(planRule(o))
+			td.l.change(cmd)
+			if td.dry {
+				continue
+			}
+			if err := td.sys.Net.DelRule(o); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", cmd, err))
+			}
+		}
+	}
+	return errs
+}
