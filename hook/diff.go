@@ -104,8 +104,9 @@ func touched(steps []step) map[string]bool {
 }
 
 func linkMatches(have rtnl.Link, want plan.Link) bool {
+	// The ip6 modes have no pmtudisc: the kernel reports none.
 	return have.GRE && have.Kind == string(want.Mode) && have.Local == want.Local && have.Remote == want.Remote &&
-		have.TTL == want.TTL && have.TOS == want.TOS && have.PMTUDisc == want.PMTUDisc &&
+		have.TTL == want.TTL && have.TOS == want.TOS && (have.PMTUDisc == want.PMTUDisc || want.Mode.Outer6()) &&
 		have.IKey == want.IKey && have.OKey == want.OKey
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -40,7 +41,27 @@ func resolveRemotes(ctx context.Context, sys *System, tunnels []config.Tunnel) m
 	if wait <= 0 {
 		wait = resolve.DefaultWait
 	}
-	return resolve.All(ctx, lookup, qs, wait)
+	// Without the router's addresses the policy still refuses what is
+	// never a remote; the kernel's answer adds its own addresses.
+	own, _ := OwnAddrs(sys.Net)
+	return resolve.All(ctx, lookup, qs, wait, own)
+}
+
+// OwnAddrs is what the address policy needs to know of the router's own
+// addresses, read from the kernel.
+func OwnAddrs(n Net) (addrpolicy.Own, error) {
+	var own addrpolicy.Own
+	as, err := n.Addrs()
+	if err != nil {
+		return own, err
+	}
+	for _, a := range as {
+		own.Prefixes = append(own.Prefixes, a.Prefix)
+		if a.Broadcast.IsValid() {
+			own.Broadcasts = append(own.Broadcasts, a.Broadcast)
+		}
+	}
+	return own, nil
 }
 
 // errNotLookedUp is the result of a name a run under the caller's lock
@@ -114,8 +135,12 @@ func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, 
 		default:
 			why := "does not resolve (" + r.Err.Error() + ")"
 			var fe *resolve.FamilyError
-			if errors.As(r.Err, &fe) {
+			var re *resolve.RefusedError
+			switch {
+			case errors.As(r.Err, &fe):
 				why = "has no " + resolve.FamilyName(fe.Family) + " address, which mode " + string(t.Mode) + " needs (it resolves to " + resolve.JoinAddrs(fe.Have) + " only)"
+			case errors.As(r.Err, &re):
+				why = "resolves to no address a tunnel can use (" + addrpolicy.JoinRefusals(re.Refused) + ")"
 			}
 			l.warn("tunnel %q: remote %s %s: the tunnel is not brought up now. gre-hook watch brings it up when the name resolves; "+
 				"without watch it stays down until the next up of %s", t.Name, t.RemoteName, why, t.Underlay)

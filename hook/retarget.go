@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -72,6 +73,9 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 		return fail(fmt.Errorf("local %s remote %s: a %s tunnel's endpoints are of the family it was made with (local %s remote %s)",
 			local, remote, link.Kind, link.Local, link.Remote))
 	}
+	if err := movePolicy(sys.Net, link, local, remote); err != nil {
+		return fail(err)
+	}
 	if e.Pin != nil {
 		// The previous release's form: its pin would not follow, and the
 		// tunnel's packets would route into its main-table default.
@@ -104,6 +108,27 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	e.Local, e.Remote = local, remote
 	if err := sys.Store.Save(rec); err != nil {
 		return fail(fmt.Errorf("the tunnel moved, but %w", err))
+	}
+	return nil
+}
+
+// movePolicy refuses, by the address policy up applies, a new endpoint
+// no tunnel may have: the watcher's answers are checked again here, under
+// the lock, against the router's addresses now.
+func movePolicy(n Net, link *rtnl.Link, local, remote netip.Addr) error {
+	if local != link.Local {
+		if why := addrpolicy.Endpoint(local, familyOf(local)); why != "" {
+			return fmt.Errorf("local %s %s", local, why)
+		}
+	}
+	if remote != link.Remote {
+		own, err := OwnAddrs(n)
+		if err != nil {
+			return err
+		}
+		if why := own.Remote(remote, familyOf(remote)); why != "" {
+			return fmt.Errorf("remote %s %s", remote, why)
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
@@ -73,11 +74,9 @@ func underlayOf(s *snapshot, name string) (plan.Underlay, error) {
 		return plan.Underlay{}, fmt.Errorf("underlay %s does not exist", name)
 	}
 	u := plan.Underlay{Name: name, MTU: l.MTU, Up: l.Up}
-	for _, a := range s.addrs[l.Index] {
-		if a.Global && !a.Prefix.Addr().IsLinkLocalUnicast() {
-			u.Addrs = append(u.Addrs, a.Prefix.Addr())
-		}
-	}
+	// In the order local = "auto" takes them, the unusable left out.
+	ls := localsOf(s.addrs[l.Index])
+	u.Addrs = append(addrpolicy.OrderLocals(ls, 4, netip.Addr{}), addrpolicy.OrderLocals(ls, 6, netip.Addr{})...)
 	return u, nil
 }
 

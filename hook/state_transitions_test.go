@@ -50,7 +50,7 @@ addr gre-v6 fd00::1/127
 addr tap-lab 10.0.2.1/24 brd 10.0.2.255
 link eth1 mtu 1500 multicast on up
 link gre-site2 gre local 198.51.100.1 remote 203.0.113.1 ttl 255 tos 0 pmtudisc on ikey 0 okey 0 fwmark 0x4747 mtu 1476 multicast on up alias gre-hook:eth1
-link gre-v6 ip6gre local 2001:db8:1::1 remote 2001:db8:2::1 ttl 255 tos 0 pmtudisc on ikey 42 okey 42 fwmark 0x4747 mtu 1444 multicast on up alias gre-hook:eth1
+link gre-v6 ip6gre local 2001:db8:1::1 remote 2001:db8:2::1 ttl 255 tos 0 pmtudisc off ikey 42 okey 42 fwmark 0x4747 mtu 1444 multicast on up alias gre-hook:eth1
 link lo mtu 65536 multicast off up
 link tap-lab gretap local 198.51.100.1 remote 203.0.113.9 ttl 0 tos 0 pmtudisc off ikey 7 okey 8 fwmark 0x4747 mtu 1458 multicast off up alias gre-hook:eth1
 route 0.0.0.0/0 via 198.51.100.254 dev eth1 proto 4

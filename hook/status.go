@@ -174,7 +174,7 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 			st.Problems = append(st.Problems, fmt.Sprintf("remote %s has not been resolved; gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, u))
 			continue
 		}
-		one := []config.Tunnel{c}
+		one := autoLocals([]config.Tunnel{c}, snap, u, rec)
 		others := map[string]*state.Record{}
 		for name, r := range recs {
 			if name != u {

@@ -62,10 +62,15 @@ func dotted(key string) string {
 // reflectSysctls are what a tunnel's interface needs to bounce the peer's
 // keepalives: the inner packet comes in with one of our own addresses as
 // its source, which the kernel drops as a martian unless accept_local is
-// set, and which a strict reverse-path filter also drops.
+// set, and which a strict reverse-path filter also drops (the route to a
+// local address is not through the tunnel). A loose filter (2) passes it,
+// since the kernel takes a local source for reachable when accept_local
+// is set, and still drops sources with no route at all, which 0 would
+// let in. The kernel applies the larger of conf.all's value and the
+// interface's, so 2 here also outweighs a strict conf.all.
 var reflectSysctls = []struct{ name, value string }{
 	{"accept_local", "1"},
-	{"rp_filter", "0"},
+	{"rp_filter", "2"},
 }
 
 func confKey(iface, name string) string { return "net/ipv4/conf/" + iface + "/" + name }
@@ -173,8 +178,7 @@ func reflectionWarnings(sc Sysctl, tunnels []string) []string {
 	if v, err := sc.Get("net/ipv4/ip_forward"); err == nil && v == "0" {
 		out = append(out, fmt.Sprintf("net.ipv4.ip_forward is 0: %s cannot reflect the peer's keepalives (the kernel does not forward the reflected packet), so a peer with keepalives counts the tunnel down; gre-hook leaves global settings alone: set net.ipv4.ip_forward=1", which))
 	}
-	if v, err := sc.Get("net/ipv4/conf/all/rp_filter"); err == nil && v == "1" {
-		out = append(out, fmt.Sprintf("net.ipv4.conf.all.rp_filter is 1 (strict), which overrides the tunnel's own 0: %s cannot reflect the peer's keepalives, so a peer with keepalives counts the tunnel down; gre-hook leaves global settings alone: set net.ipv4.conf.all.rp_filter to 0 or 2 (loose)", which))
-	}
+	// conf.all.rp_filter needs no warning: the tunnel's own 2 (loose) is
+	// the larger, whatever conf.all says.
 	return out
 }

@@ -73,6 +73,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	case !u.Up:
 		l.warn("underlay %s is down, so a real up would fail now (\"bring it up first\"); planning as if it were up", req.Iface)
 	}
+	tunnels = autoLocals(tunnels, snap, req.Iface, rec)
 	pol := policyOf(cfg)
 	var others map[string]*state.Record
 	var unreadable string

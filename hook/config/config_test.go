@@ -263,7 +263,7 @@ func TestKeepaliveAndNames(t *testing.T) {
 			t.Errorf("%s: %+v %v", tc.name, ts, errs)
 		}
 	}
-	for _, name := range []string{"site2.test", "site2.example.net.", "gw-2.example.net", "localhost", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.example"} {
+	for _, name := range []string{"site2.test", "site2.example.net.", "gw-2.example.net", "site2", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.example"} {
 		ts, errs := Parse(file, []byte("[[tunnel]]\nname = \"gre1\"\nunderlay = \"eth1\"\nremote = \""+name+"\"\n"))
 		if len(errs) > 0 || ts[0].RemoteName != name || ts[0].Remote.IsValid() {
 			t.Errorf("remote %q: %+v %v", name, ts, errs)

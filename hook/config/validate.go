@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 )
 
 type validator struct {
@@ -158,6 +160,8 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 	} else if isName(r.Remote) {
 		if msg := ValidHostName(r.Remote); msg != "" {
 			v.fail(-1, "remote", "%s", msg)
+		} else if why := addrpolicy.Name(r.Remote); why != "" {
+			v.fail(-1, "remote", "%q %s", r.Remote, why)
 		} else {
 			t.RemoteName = r.Remote
 		}
@@ -165,8 +169,8 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 		t.Remote = a
 		if a.Is6() != t.Mode.Outer6() {
 			v.fail(-1, "remote", "%s is not an %s address, which mode %s needs (use mode %s)", a, outer, t.Mode, otherFamilyMode(t.Mode))
-		} else if !a.IsGlobalUnicast() && !a.IsPrivate() {
-			v.fail(-1, "remote", "%s is not a unicast address", a)
+		} else if why := addrpolicy.Endpoint(a, family(a)); why != "" {
+			v.fail(-1, "remote", "%s %s", a, why)
 		}
 	}
 	if r.Local != "" && r.Local != "auto" {
@@ -176,6 +180,8 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 				v.fail(-1, "local", "%s and remote %s are of different address families", a, t.Remote)
 			} else if a.Is6() != t.Mode.Outer6() {
 				v.fail(-1, "local", "%s is not an %s address, which mode %s needs", a, outer, t.Mode)
+			} else if why := addrpolicy.Endpoint(a, family(a)); why != "" {
+				v.fail(-1, "local", "%s %s", a, why)
 			} else if a == t.Remote {
 				v.fail(-1, "local", "is the same address as remote")
 			}
@@ -228,7 +234,7 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 			v.fail(-1, "address", "%q: zones are not allowed", s)
 			continue
 		}
-		if p.Addr().Is4() && p.Bits() <= 30 && (p.Addr() == p.Masked().Addr() || p.Addr() == lastAddr(p)) {
+		if p.Addr().Is4() && p.Bits() <= 30 && (p.Addr() == p.Masked().Addr() || isBroadcast(p)) {
 			v.fail(-1, "address", "%s is the network or broadcast address of its subnet", p)
 			continue
 		}
@@ -547,21 +553,15 @@ func onTunnel(addrs []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	n |= host
-	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+func isBroadcast(p netip.Prefix) bool {
+	b, ok := Broadcast(p)
+	return ok && p.Addr() == b
 }
 
 // Broadcast returns the IPv4 broadcast address that `ip addr add ...
 // broadcast +` would set, or false where the subnet has none (/31, /32, IPv6).
 func Broadcast(p netip.Prefix) (netip.Addr, bool) {
-	if !p.Addr().Is4() || p.Bits() > 30 {
-		return netip.Addr{}, false
-	}
-	return lastAddr(p), true
+	return addrpolicy.SubnetBroadcast(p)
 }
 
 // DefaultPeer returns the other end of a point-to-point subnet: the other

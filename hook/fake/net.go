@@ -117,6 +117,22 @@ func (n *Net) AddDeviceAddr(dev string, p netip.Prefix) {
 	}
 }
 
+// AddDeviceAddrFlags adds an address with the kernel's IFA_F_* flags and
+// a preferred lifetime, as an IPv6 autoconfiguration would. Like the
+// kernel, the newest IPv6 address is listed first.
+func (n *Net) AddDeviceAddrFlags(dev string, p netip.Prefix, flags, preferredLft int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.addAddr(dev, rtnl.Addr{Prefix: p, Flags: flags, PreferredLft: preferredLft, HasLft: true}); err != nil {
+		panic(err)
+	}
+	if p.Addr().Is6() {
+		last := n.addrs[len(n.addrs)-1]
+		copy(n.addrs[1:], n.addrs[:len(n.addrs)-1])
+		n.addrs[0] = last
+	}
+}
+
 // AddForeignRoute installs a route as some other tool would.
 func (n *Net) AddForeignRoute(r plan.Route, proto int) {
 	n.mu.Lock()
@@ -271,9 +287,12 @@ func (n *Net) AddLink(l rtnl.Link) error {
 	if l.MTU < 68 {
 		return unix.EINVAL
 	}
+	// ip6gre and ip6gretap have no pmtudisc: the kernel ignores
+	// IFLA_GRE_PMTUDISC for them and reports none, which reads as off.
+	pmtu := l.PMTUDisc && !strings.HasPrefix(l.Kind, "ip6")
 	n.links[l.Name] = &rtnl.Link{
 		Index: n.next, Name: l.Name, Kind: l.Kind, Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast,
-		GRE: true, Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: l.PMTUDisc, IKey: l.IKey, OKey: l.OKey,
+		GRE: true, Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: pmtu, IKey: l.IKey, OKey: l.OKey,
 		FwMark: l.FwMark,
 	}
 	n.next++
@@ -434,7 +453,8 @@ func (n *Net) addAddr(dev string, a rtnl.Addr) error {
 			return nil
 		}
 	}
-	n.addrs = append(n.addrs, rtnl.Addr{Index: l.Index, Prefix: a.Prefix, Broadcast: a.Broadcast, Global: !a.Prefix.Addr().IsLinkLocalUnicast()})
+	n.addrs = append(n.addrs, rtnl.Addr{Index: l.Index, Prefix: a.Prefix, Broadcast: a.Broadcast, Global: !a.Prefix.Addr().IsLinkLocalUnicast(),
+		Flags: a.Flags, PreferredLft: a.PreferredLft, HasLft: a.HasLft})
 	n.connect(l, a.Prefix)
 	return nil
 }

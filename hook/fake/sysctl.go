@@ -29,7 +29,7 @@ type Sysctl struct {
 const confPrefix = "net/ipv4/conf/"
 
 // NewSysctl returns the parameters of a router: forwarding on, no strict
-// reverse-path filter in conf.all, and a loose one in conf.default, as
+// reverse-path filter in conf.all, and a strict one in conf.default, as
 // some distributions ship, so that a tunnel's rp_filter needs setting.
 func NewSysctl(n *Net) *Sysctl {
 	return &Sysctl{net: n, links: map[int]map[string]string{}, f: newFailer(), global: map[string]string{
@@ -37,7 +37,7 @@ func NewSysctl(n *Net) *Sysctl {
 		"net/ipv4/conf/all/accept_local":     "0",
 		"net/ipv4/conf/all/rp_filter":        "0",
 		"net/ipv4/conf/default/accept_local": "0",
-		"net/ipv4/conf/default/rp_filter":    "2",
+		"net/ipv4/conf/default/rp_filter":    "1",
 	}}
 }
 

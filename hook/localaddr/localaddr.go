@@ -13,11 +13,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sort"
 	"sync"
 
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -61,15 +61,19 @@ type Follower struct {
 
 	// LinkName returns the name of the link with an index.
 	LinkName func(index int) (string, error)
-	// Usable lists an underlay's usable addresses of a family, primary
-	// first, as hook plans local = "auto" (it takes the first).
+	// LinkIndex returns the index of the link with a name, to seed the
+	// cache of names when following begins (nil: not seeded).
+	LinkIndex func(name string) (int, error)
+	// Usable lists an underlay's usable addresses of a family in the
+	// order local = "auto" takes them (addrpolicy.OrderLocals), as up
+	// does: the first is the one it would pick.
 	Usable func(underlay string, family int) ([]netip.Addr, error)
 }
 
 // New returns a Follower that asks the kernel of the current network
 // namespace.
 func New() *Follower {
-	return &Follower{LinkName: linkName, Usable: usable}
+	return &Follower{LinkName: linkName, LinkIndex: linkIndex, Usable: usable}
 }
 
 func familyOf(a netip.Addr) int {
@@ -94,6 +98,14 @@ func (f *Follower) Follow(underlay string, addr netip.Addr) {
 	k := key{underlay, familyOf(addr)}
 	f.inUse[k] = addr.Unmap()
 	delete(f.lost, k)
+	// A PPP link is deleted with its address: by the time that removal
+	// is read, its index leads nowhere. Knowing the index from the start
+	// keeps the removal its underlay's.
+	if f.LinkIndex != nil {
+		if i, err := f.LinkIndex(underlay); err == nil {
+			f.names[i] = underlay
+		}
+	}
 }
 
 // Forget stops following an underlay's address of a family.
@@ -127,6 +139,11 @@ func (f *Follower) Handle(u Update) []Change {
 	f.init()
 	name := f.name(u.Index)
 	if name == "" {
+		if !u.Added {
+			// The removal of an address of a link gone, whose name was
+			// never learnt: whichever underlay it was, recheck them all.
+			return f.recheckLocked()
+		}
 		return nil
 	}
 	a := u.Addr.Unmap()
@@ -145,7 +162,31 @@ func (f *Follower) Handle(u Update) []Change {
 		f.inUse[k] = a
 		return []Change{{Underlay: name, Family: k.family, Old: old, New: a}}
 	}
+	if cur, ok := f.inUse[k]; ok && cur != a && !f.present(k, cur) {
+		// The address in use went without a removal this Follower could
+		// tell (its link deleted and created again): the link's
+		// addresses now decide.
+		return f.replace(k, cur, cur)
+	}
 	return nil
+}
+
+// present reports whether the kernel still gives underlay k the address
+// a; true when it cannot tell.
+func (f *Follower) present(k key, a netip.Addr) bool {
+	if f.Usable == nil {
+		return true
+	}
+	as, err := f.Usable(k.underlay, k.family)
+	if err != nil {
+		return true
+	}
+	for _, b := range as {
+		if b == a {
+			return true
+		}
+	}
+	return false
 }
 
 // replace finds the address to take over from cur, which went away: one
@@ -173,6 +214,10 @@ func (f *Follower) recheck() []Change {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.init()
+	return f.recheckLocked()
+}
+
+func (f *Follower) recheckLocked() []Change {
 	var out []Change
 	keys := make([]key, 0, len(f.inUse)+len(f.lost))
 	for k := range f.inUse {
@@ -275,11 +320,22 @@ func (f *Follower) send(ctx context.Context, out chan<- Change, cs []Change) boo
 
 func fromNetlink(u netlink.AddrUpdate) Update {
 	a, _ := netip.AddrFromSlice(u.LinkAddress.IP)
-	return Update{Index: u.LinkIndex, Addr: a.Unmap(), Added: u.NewAddr, Usable: usableFlags(u.Scope, u.Flags)}
+	a = a.Unmap()
+	return Update{Index: u.LinkIndex, Addr: a, Added: u.NewAddr, Usable: usableFlags(a, u.Scope, u.Flags, u.PreferedLft, u.ValidLft)}
 }
 
-func usableFlags(scope, flags int) bool {
-	return scope == unix.RT_SCOPE_UNIVERSE && flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED|unix.IFA_F_DEPRECATED) == 0
+// usableFlags is the address policy's rule for local = "auto" (a
+// removal is judged by its address alone).
+func usableFlags(a netip.Addr, scope, flags, preferred, valid int) bool {
+	return addrpolicy.Stable(addrpolicy.Local{Addr: a, Scope: scope, Flags: flags, PreferredLft: preferred, Known: valid != 0}) == ""
+}
+
+func linkIndex(name string) (int, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return l.Attrs().Index, nil
 }
 
 func linkName(index int) (string, error) {
@@ -291,7 +347,7 @@ func linkName(index int) (string, error) {
 }
 
 // usable lists the underlay's usable addresses of a family in the order
-// the kernel keeps them, the primary first.
+// local = "auto" takes them.
 func usable(underlay string, family int) ([]netip.Addr, error) {
 	l, err := netlink.LinkByName(underlay)
 	if err != nil {
@@ -305,13 +361,10 @@ func usable(underlay string, family int) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []netip.Addr
+	ls := make([]addrpolicy.Local, 0, len(as))
 	for _, a := range as {
 		ip, _ := netip.AddrFromSlice(a.IP)
-		ip = ip.Unmap()
-		if usableFlags(a.Scope, a.Flags) && !ip.IsLinkLocalUnicast() && a.IP != nil && !net.IP(a.IP).IsLoopback() {
-			out = append(out, ip)
-		}
+		ls = append(ls, addrpolicy.Local{Addr: ip.Unmap(), Scope: a.Scope, Flags: a.Flags, PreferredLft: a.PreferedLft, Known: a.ValidLft != 0})
 	}
-	return out, nil
+	return addrpolicy.OrderLocals(ls, family, netip.Addr{}), nil
 }

@@ -112,3 +112,53 @@ func TestRecheckAndGoneLink(t *testing.T) {
 		t.Errorf("after Forget: %+v", got)
 	}
 }
+
+// PPP: the underlay is deleted and created again, with a new index and a
+// new address, and no event of the old link came before its deletion. The
+// removal of the old address arrives when its index no longer resolves;
+// the new link's address is reported all the same, whether the name was
+// seeded when following began, or the removal is recognised at the new
+// address.
+func TestUnderlayRecreated(t *testing.T) {
+	for _, seeded := range []bool{true, false} {
+		k := &kernel{names: map[int]string{2: "ppp0"}, addrs: map[string][]netip.Addr{"ppp0": {old4}}}
+		f := k.follower()
+		if seeded {
+			f.LinkIndex = func(name string) (int, error) {
+				for i, n := range k.names {
+					if n == name {
+						return i, nil
+					}
+				}
+				return 0, fmt.Errorf("no link %s", name)
+			}
+		}
+		f.Follow("ppp0", old4)
+		delete(k.names, 2)
+		delete(k.addrs, "ppp0")
+		got := f.Handle(Update{Index: 2, Addr: old4})
+		if got != nil {
+			t.Errorf("seeded %v: the removal: %+v", seeded, got)
+		}
+		k.names[7] = "ppp0"
+		k.addrs["ppp0"] = []netip.Addr{new4}
+		got = f.Handle(Update{Index: 7, Addr: new4, Added: true, Usable: true})
+		if want := []Change{{"ppp0", 4, old4, new4}}; !reflect.DeepEqual(got, want) {
+			t.Errorf("seeded %v: the new link's address: got %+v, want %+v", seeded, got, want)
+		}
+		if got := f.Handle(Update{Index: 7, Addr: new4, Added: true, Usable: true}); got != nil {
+			t.Errorf("seeded %v: again: %+v", seeded, got)
+		}
+	}
+}
+
+// An address that comes while the one in use is still there moves
+// nothing: the one in use is kept while it is present.
+func TestInUseKept(t *testing.T) {
+	k := &kernel{names: map[int]string{2: "eth1"}, addrs: map[string][]netip.Addr{"eth1": {new4, old4}}}
+	f := k.follower()
+	f.Follow("eth1", old4)
+	if got := f.Handle(Update{Index: 2, Addr: new4, Added: true, Usable: true}); got != nil {
+		t.Errorf("got %+v", got)
+	}
+}

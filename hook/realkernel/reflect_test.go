@@ -3,6 +3,7 @@
 package realkernel
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -11,10 +12,13 @@ import (
 // TestReflectionByGreHook: r1 is a plain peer (its tunnel made with the
 // seed's ip commands) that sends keepalives; r2 runs gre-hook with
 // keepalive_reflect on a tunnel named gre.site1, whose '.' sysctl(8)
-// writes as '/'. After up, r2's tunnel has accept_local=1 and rp_filter=0
-// though conf.default has other values, and r1's keepalives come back.
-// With forwarding off or a strict conf.all.rp_filter, up warns, naming
-// the sysctl, and leaves it as it is.
+// writes as '/'. After up, r2's tunnel has accept_local=1 and rp_filter=2
+// (loose, the narrowest filter under which the reflected packet, whose
+// source is r2's own address, passes) though conf.default has other
+// values, and r1's keepalives come back. With forwarding off, up warns,
+// naming the sysctl, and leaves it as it is, and no reply comes; a strict
+// conf.all.rp_filter needs no warning: the tunnel's loose value is the
+// larger, which the kernel applies, and the replies still come.
 func TestReflectionByGreHook(t *testing.T) {
 	t.Parallel()
 	s := newTwoSites(t, "", "", false)
@@ -49,7 +53,7 @@ address = ["10.0.0.2/30"]
 keepalive_reflect = true
 `)
 	res := s.r2.up(cfg, "eth1")
-	for _, line := range []string{"gre-hook: + sysctl -w net.ipv4.conf.gre/site1.accept_local=1", "gre-hook: + sysctl -w net.ipv4.conf.gre/site1.rp_filter=0"} {
+	for _, line := range []string{"gre-hook: + sysctl -w net.ipv4.conf.gre/site1.accept_local=1", "gre-hook: + sysctl -w net.ipv4.conf.gre/site1.rp_filter=2"} {
 		if !strings.Contains(res.stderr, line+"\n") {
 			t.Errorf("up did not print %q:\n%s", line, res.stderr)
 		}
@@ -61,7 +65,7 @@ keepalive_reflect = true
 	// path.
 	for key, want := range map[string]string{
 		"net.ipv4.conf.gre/site1.accept_local": "1",
-		"net.ipv4.conf.gre/site1.rp_filter":    "0",
+		"net.ipv4.conf.gre/site1.rp_filter":    "2",
 		"net.ipv4.conf.default.rp_filter":      "1",
 		"net.ipv4.conf.default.accept_local":   "0",
 		"net.ipv4.conf.all.rp_filter":          "0",
@@ -73,7 +77,7 @@ keepalive_reflect = true
 	}
 	for _, f := range []string{"accept_local", "rp_filter"} {
 		got := strings.TrimSpace(s.r2.exec("cat", "/proc/sys/net/ipv4/conf/gre.site1/"+f))
-		if want := map[string]string{"accept_local": "1", "rp_filter": "0"}[f]; got != want {
+		if want := map[string]string{"accept_local": "1", "rp_filter": "2"}[f]; got != want {
 			t.Errorf("/proc/sys/net/ipv4/conf/gre.site1/%s is %s, want %s", f, got, want)
 		}
 	}
@@ -91,11 +95,24 @@ keepalive_reflect = true
 		t.Errorf("second up printed:\n%s", res.stderr)
 	}
 
-	// Globals that defeat reflection: a warning naming each, and the
+	// A strict conf.all.rp_filter: the tunnel's loose 2 is the larger,
+	// so replies still come, and up has nothing to warn about.
+	s.r2.exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+	if res := s.r2.up(cfg, "eth1"); strings.Contains(res.stderr, "warning") {
+		t.Errorf("conf.all.rp_filter=1: up warned:\n%s", res.stderr)
+	}
+	drain(ch)
+	if rtt, ok := awaitReply(t, c, ch, kaSite1, kaSite2, 500*time.Millisecond, 20*time.Second); !ok {
+		t.Error("conf.all.rp_filter=1: no reply in 20s, though the tunnel's rp_filter=2 is the larger")
+	} else {
+		t.Logf("with conf.all.rp_filter=1 and the tunnel's 2: reply %v after the keepalive", rtt)
+	}
+	s.r2.exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
+
+	// A global that defeats reflection: a warning naming it, and the
 	// setting left as the admin has it.
 	for _, g := range []struct{ key, bad, good, warning string }{
 		{"net.ipv4.ip_forward", "0", "1", "gre-hook: warning: net.ipv4.ip_forward is 0: tunnel gre.site1 cannot reflect"},
-		{"net.ipv4.conf.all.rp_filter", "1", "0", "gre-hook: warning: net.ipv4.conf.all.rp_filter is 1 (strict)"},
 	} {
 		s.r2.exec("sysctl", "-qw", g.key+"="+g.bad)
 		res := s.r2.up(cfg, "eth1")
@@ -113,11 +130,32 @@ keepalive_reflect = true
 		s.r2.exec("sysctl", "-qw", g.key+"="+g.good)
 	}
 
+	// The residue: accept_local lets in, through the tunnel, a packet
+	// with r2's own source for r2 itself. The narrow rule (documented
+	// for keepalive_reflect) drops local-source packets that come in
+	// through the tunnel unless they are GRE, the reflected keepalives;
+	// the keepalives still come back with it.
+	own, tunAddr := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("10.0.0.2")
+	residue := spoofedDelivered(t, s.r1, s.r2, own, tunAddr, 9999)
+	t.Logf("without the rule, a UDP packet from r2's own %s to its %s, sent in through the tunnel, is delivered: %v", own, tunAddr, residue)
+	guard := []string{"-t", "mangle", "-A", "PREROUTING", "-i", "gre.site1", "-m", "addrtype", "--src-type", "LOCAL", "!", "-p", "gre",
+		"-j", "DROP"}
+	s.r2.exec("iptables", guard...)
+	if spoofedDelivered(t, s.r1, s.r2, own, tunAddr, 9998) {
+		t.Error("with the rule, the spoofed packet is still delivered")
+	}
+	drain(ch)
+	if _, ok := awaitReply(t, c, ch, kaSite1, kaSite2, 500*time.Millisecond, 20*time.Second); !ok {
+		t.Error("with the rule, no reply in 20s")
+	}
+	guard[2] = "-D"
+	s.r2.exec("iptables", guard...)
+
 	// A tunnel made anew (down, up) gets the settings again.
 	s.r2.down(cfg, "eth1")
 	s.r2.up(cfg, "eth1")
-	if a, r := s.r2.sysctl("net.ipv4.conf.gre/site1.accept_local"), s.r2.sysctl("net.ipv4.conf.gre/site1.rp_filter"); a != "1" || r != "0" {
-		t.Errorf("after down and up: accept_local %s, rp_filter %s; want 1 and 0", a, r)
+	if a, r := s.r2.sysctl("net.ipv4.conf.gre/site1.accept_local"), s.r2.sysctl("net.ipv4.conf.gre/site1.rp_filter"); a != "1" || r != "2" {
+		t.Errorf("after down and up: accept_local %s, rp_filter %s; want 1 and 2", a, r)
 	}
 	drain(ch)
 	if _, ok := awaitReply(t, c, ch, kaSite1, kaSite2, 500*time.Millisecond, 20*time.Second); !ok {

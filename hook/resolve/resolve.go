@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"sort"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 )
 
 // DefaultWait bounds the resolution of every name of one run together. A
@@ -43,10 +45,22 @@ type Query struct {
 // Result is the outcome of one Query: Addr, or Err.
 type Result struct {
 	Addr netip.Addr
-	// All are every address of the family, sorted; Addr is the first the
-	// resolver returned.
+	// All are every address of the family that the address policy
+	// accepts, sorted; Addr is the first of them the resolver returned.
 	All []netip.Addr
 	Err error
+}
+
+// RefusedError is a name whose addresses of the family the tunnel needs
+// are all refused by the address policy (hook/addrpolicy): 0.0.0.0 from
+// an ad-blocking resolver, localhost's 127.0.0.1, the router's own.
+type RefusedError struct {
+	Name    string
+	Refused []addrpolicy.Refusal
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%s resolves to no address a tunnel can use (%s)", e.Name, addrpolicy.JoinRefusals(e.Refused))
 }
 
 // ErrTimeout is wrapped by the error of a name that did not resolve in
@@ -66,12 +80,7 @@ func (e *FamilyError) Error() string {
 }
 
 // FamilyName is "IPv4" or "IPv6".
-func FamilyName(family int) string {
-	if family == 6 {
-		return "IPv6"
-	}
-	return "IPv4"
-}
+func FamilyName(family int) string { return addrpolicy.FamilyName(family) }
 
 // JoinAddrs lists addresses for a message, comma-separated.
 func JoinAddrs(as []netip.Addr) string {
@@ -87,8 +96,9 @@ func JoinAddrs(as []netip.Addr) string {
 
 // All resolves every query concurrently, each name once, under one
 // deadline of wait for all of them together. It always returns one result
-// per distinct query; a name that fails does not hold up the others.
-func All(ctx context.Context, lookup LookupFunc, qs []Query, wait time.Duration) map[Query]Result {
+// per distinct query; a name that fails does not hold up the others. The
+// addresses are judged by the address policy, own being the router's.
+func All(ctx context.Context, lookup LookupFunc, qs []Query, wait time.Duration, own addrpolicy.Own) map[Query]Result {
 	out := map[Query]Result{}
 	if len(qs) == 0 {
 		return out
@@ -131,35 +141,29 @@ func All(ctx context.Context, lookup LookupFunc, qs []Query, wait time.Duration)
 	}
 	for _, q := range qs {
 		a := got[q.Name]
-		out[q] = pick(q, a.addrs, a.err, ctx.Err() != nil, wait)
+		out[q] = pick(q, a.addrs, a.err, ctx.Err() != nil, wait, own)
 	}
 	return out
 }
 
-func pick(q Query, addrs []netip.Addr, err error, late bool, wait time.Duration) Result {
+func pick(q Query, addrs []netip.Addr, err error, late bool, wait time.Duration, own addrpolicy.Own) Result {
 	if err != nil {
 		if !errors.Is(err, ErrTimeout) && late && (errors.Is(err, context.DeadlineExceeded) || isTimeout(err)) {
 			err = fmt.Errorf("%w after %s", ErrTimeout, wait)
 		}
 		return Result{Err: fmt.Errorf("resolving %s: %w", q.Name, err)}
 	}
-	var all []netip.Addr
-	var first netip.Addr
-	for _, a := range addrs {
-		a = a.Unmap()
-		if a.Is4() == (q.Family == 4) {
-			if !first.IsValid() {
-				first = a
-			}
-			all = append(all, a)
-		}
-	}
-	if !first.IsValid() {
-		if len(addrs) == 0 {
-			return Result{Err: fmt.Errorf("resolving %s: no addresses", q.Name)}
-		}
+	all, refused := own.Remotes(addrs, q.Family)
+	switch {
+	case len(all) > 0:
+	case len(refused) > 0:
+		return Result{Err: &RefusedError{Name: q.Name, Refused: refused}}
+	case len(addrs) == 0:
+		return Result{Err: fmt.Errorf("resolving %s: no addresses", q.Name)}
+	default:
 		return Result{Err: &FamilyError{Name: q.Name, Family: q.Family, Have: addrs}}
 	}
+	first := all[0]
 	sort.Slice(all, func(i, j int) bool { return all[i].Less(all[j]) })
 	return Result{Addr: first, All: all}
 }

@@ -55,6 +55,12 @@ type Addr struct {
 	// Broadcast is invalid when the kernel reports none.
 	Broadcast netip.Addr
 	Global    bool
+	// Flags are the kernel's IFA_F_* flags; PreferredLft is the
+	// preferred lifetime left in seconds, and HasLft says the kernel
+	// reported lifetimes (a valid lifetime that is not 0).
+	Flags        int
+	PreferredLft int
+	HasLft       bool
 }
 
 // Route is a unicast route, as read back from the kernel or to be
@@ -268,7 +274,8 @@ func (h *Handle) Addrs() ([]Addr, error) {
 	}
 	out := make([]Addr, 0, len(as))
 	for _, a := range as {
-		out = append(out, Addr{Index: a.LinkIndex, Prefix: prefix(a.IPNet), Broadcast: ip(a.Broadcast), Global: a.Scope == int(netlink.SCOPE_UNIVERSE)})
+		out = append(out, Addr{Index: a.LinkIndex, Prefix: prefix(a.IPNet), Broadcast: ip(a.Broadcast), Global: a.Scope == int(netlink.SCOPE_UNIVERSE),
+			Flags: a.Flags, PreferredLft: a.PreferedLft, HasLft: a.ValidLft != 0})
 	}
 	return out, nil
 }

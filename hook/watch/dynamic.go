@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 )
@@ -61,8 +62,76 @@ type endpoint struct {
 	Endpoint
 	next      time.Time // next resolution due; zero without a name
 	resolving bool      // a lookup is in flight
-	pending   bool      // a Retarget or Reconcile is queued or running
-	failed    string    // the last resolution error logged
+	// lookup numbers the lookups started, so that the answer of one
+	// started before the config changed the name is told apart.
+	lookup  int
+	pending bool   // a Retarget or Reconcile is queued or running
+	failed  string // the last resolution error logged
+	// answers are the addresses of the last lookups that resolved,
+	// newest last; missed, how many of them in a row lacked the remote in
+	// use; renamed, that the config gave the tunnel a new name whose first
+	// answer decides at once.
+	answers [][]netip.Addr
+	missed  int
+	renamed bool
+	// retry is a Retarget that failed, to try again at retryAt; zero
+	// addresses where nothing is left to retry. retryWait is the wait
+	// after that, doubled each time up to retryMax, and retryErr the
+	// last error logged.
+	retry     change
+	retryAt   time.Time
+	retryWait time.Duration
+	retryErr  string
+}
+
+// retryFirst and retryMax bound the wait between two tries of a move
+// that failed: the run lock held by an ifup, or any other error of
+// Retarget's.
+const (
+	retryFirst = time.Second
+	retryMax   = 30 * time.Second
+)
+
+// answerMemory is how many answers of a name are kept to judge whether
+// the remote in use is still among them.
+const answerMemory = 8
+
+// window is how many lookups in a row must lack the remote in use before
+// the tunnel moves: two, or as many as the name has shown addresses
+// lately, the one in use counted (an up took it from the name), so that a
+// round-robin resolver that returns one address at a time never moves a
+// tunnel that is among them.
+func (e *endpoint) window() int {
+	seen := map[netip.Addr]bool{e.Remote: true}
+	for _, as := range e.answers {
+		for _, a := range as {
+			seen[a] = true
+		}
+	}
+	if len(seen) > 2 {
+		return len(seen)
+	}
+	return 2
+}
+
+func (e *endpoint) remember(as []netip.Addr) {
+	e.answers = append(e.answers, as)
+	if len(e.answers) > answerMemory {
+		e.answers = e.answers[len(e.answers)-answerMemory:]
+	}
+}
+
+// supersede drops from the retry what a newer change c replaces.
+func (e *endpoint) supersede(c change) {
+	if c.local.IsValid() {
+		e.retry.local = netip.Addr{}
+	}
+	if c.remote.IsValid() {
+		e.retry.remote = netip.Addr{}
+	}
+	if !e.retry.local.IsValid() && !e.retry.remote.IsValid() {
+		e.retry, e.retryAt, e.retryWait, e.retryErr = change{}, time.Time{}, 0, ""
+	}
 }
 
 // period is the time between two resolutions of e's name.
@@ -84,9 +153,10 @@ type addrKey struct {
 
 // resolution is a lookup's answer, for the loop.
 type resolution struct {
-	key  Key
-	name string
-	res  resolve.Result
+	key    Key
+	name   string
+	lookup int // the endpoint's lookup number
+	res    resolve.Result
 }
 
 // dynamic is the watcher's state for moving endpoints.
@@ -171,8 +241,18 @@ func (w *Watcher) reloadEndpoints(now time.Time) {
 			continue
 		}
 		was := e.Unresolved
+		renamed := e.RemoteName != ep.RemoteName
 		e.Endpoint = ep
 		switch {
+		case renamed:
+			// A lookup of the old name in flight is no answer for the
+			// new one: it is looked up now.
+			e.resolving, e.answers, e.missed, e.failed = false, nil, 0, ""
+			e.renamed = ep.RemoteName != "" && !ep.Unresolved
+			e.next = time.Time{}
+			if ep.RemoteName != "" {
+				e.next = now
+			}
 		case ep.RemoteName == "":
 			e.next = time.Time{}
 		case e.next.IsZero(), was != ep.Unresolved, e.next.After(now.Add(e.period())):
@@ -306,6 +386,9 @@ func (w *Watcher) addrChanged(c localaddr.Change) {
 func (w *Watcher) nextResolve() (time.Time, bool) {
 	var due time.Time
 	for _, e := range w.dyn.endpoints {
+		if !e.retryAt.IsZero() && !e.pending && (due.IsZero() || e.retryAt.Before(due)) {
+			due = e.retryAt
+		}
 		if e.next.IsZero() || e.resolving || e.pending {
 			continue
 		}
@@ -326,17 +409,33 @@ func (w *Watcher) resolveDue(now time.Time) {
 	if wait <= 0 {
 		wait = resolve.DefaultWait
 	}
+	var own *addrpolicy.Own
 	for _, e := range w.endpointsSorted() {
+		if !e.retryAt.IsZero() && !e.pending && !now.Before(e.retryAt) {
+			// Not enqueueMove: the retry supersedes nothing, and keeps
+			// its wait and the error logged.
+			e.retryAt, e.pending = time.Time{}, true
+			w.queue = append(w.queue, e.retry)
+		}
 		if e.next.IsZero() || e.resolving || e.pending || now.Before(e.next) {
 			continue
 		}
+		if own == nil {
+			own = &addrpolicy.Own{}
+			if w.OwnAddrs != nil {
+				if o, err := w.OwnAddrs(); err == nil {
+					own = &o
+				}
+			}
+		}
 		e.resolving = true
+		e.lookup++
 		q := resolve.Query{Name: e.RemoteName, Family: e.Family}
-		k, out, stopped := keyOf(e.Endpoint), w.dyn.resolved, w.dyn.stopped
+		k, n, out, stopped, o := keyOf(e.Endpoint), e.lookup, w.dyn.resolved, w.dyn.stopped, *own
 		go func() {
-			r := resolve.All(context.Background(), lookup, []resolve.Query{q}, wait)[q]
+			r := resolve.All(context.Background(), lookup, []resolve.Query{q}, wait, o)[q]
 			select {
-			case out <- resolution{key: k, name: q.Name, res: r}:
+			case out <- resolution{key: k, name: q.Name, lookup: n, res: r}:
 			case <-stopped:
 			}
 		}()
@@ -344,12 +443,16 @@ func (w *Watcher) resolveDue(now time.Time) {
 }
 
 // lookedUp takes a lookup's answer: an unresolved tunnel whose name now
-// resolves is brought up, and a tunnel whose address is no longer among
-// the name's moves to the first. An error is logged when it differs from
-// the last; the tunnel keeps its address.
+// resolves is brought up. A tunnel keeps its remote while the remote is
+// among the answers; it moves to the first address of the last answer
+// once the remote has been missing from window lookups in a row (two,
+// unless the name has shown more addresses lately), at once when its
+// peer is dead or the config renamed it. An error, a refused answer
+// included, is logged when it differs from the last; the tunnel keeps
+// its address.
 func (w *Watcher) lookedUp(r resolution, now time.Time) {
 	e := w.dyn.endpoints[r.key]
-	if e == nil || e.RemoteName != r.name {
+	if e == nil || e.RemoteName != r.name || r.lookup != e.lookup {
 		return
 	}
 	e.resolving = false
@@ -371,24 +474,37 @@ func (w *Watcher) lookedUp(r resolution, now time.Time) {
 		w.enqueueMove(e, change{kind: bringUp, key: keyOf(e.Endpoint)})
 		return
 	}
+	e.remember(r.res.All)
 	for _, a := range r.res.All {
 		if a == e.Remote {
-			return // a name with several addresses must not move the tunnel
+			e.missed = 0
+			return
 		}
 	}
-	w.enqueueMove(e, change{kind: moveRemote, key: keyOf(e.Endpoint), remote: r.res.Addr})
+	e.missed++
+	t := w.tunnels[r.key]
+	dead := t != nil && !t.alive
+	if !e.renamed && !dead && e.missed < e.window() {
+		return
+	}
+	if w.enqueueMove(e, change{kind: moveRemote, key: keyOf(e.Endpoint), remote: r.res.Addr}) {
+		e.missed, e.renamed = 0, false
+	}
 }
 
-func (w *Watcher) enqueueMove(e *endpoint, c change) {
+// enqueueMove queues c for e, and reports whether it did.
+func (w *Watcher) enqueueMove(e *endpoint, c change) bool {
 	if e.pending {
 		// The move in progress is followed by a reload and, for a name,
 		// by the next lookup; an address change is queued after it.
 		if c.kind != moveLocal {
-			return
+			return false
 		}
 	}
+	e.supersede(c)
 	e.pending = true
 	w.queue = append(w.queue, c)
+	return true
 }
 
 // moved takes the result of a Retarget or Reconcile, and reads the lists
@@ -402,7 +518,26 @@ func (w *Watcher) moved(r result, now time.Time) {
 			e.pending = e.pending || q.key == r.key && q.kind != setLiveness
 		}
 	}
-	if r.err != nil {
+	move := r.kind == moveLocal || r.kind == moveRemote
+	switch {
+	case e != nil && move && r.err != nil:
+		// Any failure, a lock held by an ifup as much as another:
+		// the move is tried again until it lands.
+		e.retry = r.change
+		if e.retryWait = e.retryWait * 2; e.retryWait < retryFirst {
+			e.retryWait = retryFirst
+		} else if e.retryWait > retryMax {
+			e.retryWait = retryMax
+		}
+		e.retryAt = now.Add(e.retryWait)
+		// Said once, not at every try.
+		if msg := r.err.Error(); msg != e.retryErr {
+			e.retryErr = msg
+			w.logf("%s: %v; trying again in %s, then at most every %s, and at each address change", r.key.Tunnel, r.err, e.retryWait, retryMax)
+		}
+	case e != nil && move:
+		e.supersede(r.change)
+	case r.err != nil:
 		w.logf("%s: %v", r.key.Tunnel, r.err)
 	}
 	w.reload(now)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
 )
 
@@ -44,6 +45,10 @@ type fakeMover struct {
 	moves chan move
 	hold  time.Duration // how long each move takes
 	names *fakeNames
+	// fail: that many Retargets fail with failErr, before changing
+	// anything.
+	fail    int
+	failErr error
 }
 
 func (m *fakeMover) Endpoints() ([]Endpoint, error) {
@@ -57,6 +62,10 @@ func (m *fakeMover) Retarget(ctx context.Context, underlay, tunnel string, local
 	m.moves <- move{"retarget", Key{underlay, tunnel}, local, remote}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.fail > 0 {
+		m.fail--
+		return m.failErr
+	}
 	for i := range m.eps {
 		if keyOf(m.eps[i]) == (Key{underlay, tunnel}) {
 			if local.IsValid() {
@@ -105,6 +114,9 @@ type fakeNames struct {
 	mu    sync.Mutex
 	table map[string][]netip.Addr
 	count map[string]int
+	// seq, when set, answers instead of the table: the i-th lookup of
+	// a name, from 1.
+	seq func(name string, i int) ([]netip.Addr, error)
 }
 
 func newFakeNames(table map[string][]netip.Addr) *fakeNames {
@@ -115,6 +127,12 @@ func (n *fakeNames) lookup(ctx context.Context, name string) ([]netip.Addr, erro
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.count[name]++
+	if n.seq != nil {
+		seq, i := n.seq, n.count[name]
+		n.mu.Unlock()
+		defer n.mu.Lock()
+		return seq(name, i)
+	}
 	as, ok := n.table[name]
 	if !ok {
 		return nil, errors.New("no such host")
@@ -195,6 +213,9 @@ func startDyn(t *testing.T, names map[string][]netip.Addr, eps []Endpoint, targe
 	d.rig = startRig(t, newFakeConn(), func(w *Watcher) {
 		d.mover.eng = w.Engine.(*fakeEngine)
 		w.Mover, w.Lookup, w.Addrs, w.LookupWait = d.mover, d.names.lookup, d.addrs, time.Second
+		w.OwnAddrs = func() (addrpolicy.Own, error) {
+			return addrpolicy.Own{Prefixes: []netip.Prefix{netip.PrefixFrom(site1, 24)}}, nil
+		}
 	}, targets...)
 	return d
 }

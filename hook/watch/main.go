@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/keepalive"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
 	"github.com/gre-hook/gre-hook/hook/plan"
@@ -40,20 +41,7 @@ func Main(opts Options, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-hup:
-				fmt.Fprintln(stderr, "gre-hook: watch: SIGHUP: reading the config again")
-				select {
-				case reload <- struct{}{}:
-				default:
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go forwardHangups(hup, reload, stderr, ctx.Done())
 
 	watchSys, closeWatch, err := opts.NewSystem()
 	if err != nil {
@@ -88,11 +76,31 @@ func Main(opts Options, stderr io.Writer) int {
 		Reload:  reload,
 		Mover:   eng,
 		Addrs:   localaddr.New(),
+		// The loop's own system: it lists the endpoints there too.
+		OwnAddrs: func() (addrpolicy.Own, error) { return hook.OwnAddrs(watchSys.Net) },
 	}
 	if err := w.Run(ctx); err != nil {
 		return fail(err)
 	}
 	return 0
+}
+
+// forwardHangups turns SIGHUPs into reloads until done. A SIGHUP that
+// comes while a reload is already pending is that reload, and logs
+// nothing: one line per reload that runs, not per signal.
+func forwardHangups(hup <-chan os.Signal, reload chan<- struct{}, log io.Writer, done <-chan struct{}) {
+	for {
+		select {
+		case <-hup:
+			select {
+			case reload <- struct{}{}:
+				fmt.Fprintln(log, "gre-hook: watch: SIGHUP: reading the config again")
+			default:
+			}
+		case <-done:
+			return
+		}
+	}
 }
 
 // gcPercent is the watcher's GOGC, unless the environment sets one.

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/keepalive"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -93,6 +94,9 @@ type Watcher struct {
 	// LookupWait (0: resolve.DefaultWait).
 	Lookup     resolve.LookupFunc
 	LookupWait time.Duration
+	// OwnAddrs reads the router's addresses, which a name's answers may
+	// not be (nil: the rest of the address policy applies).
+	OwnAddrs func() (addrpolicy.Own, error)
 	// Addrs follows underlay addresses; nil: local = "auto" is not
 	// followed.
 	Addrs AddrFollower
@@ -133,6 +137,7 @@ type tunnel struct {
 	silentSince      time.Time // the last packet heard, or when watching began
 	deadSince        time.Time
 	next             time.Time // next keepalive due
+	sendErr          string    // the send error last logged, "" once sends work
 
 	// recent are the sequence numbers of the last keepalives sent, whose
 	// replies count (0: none, or already answered); nextRecent is the
@@ -357,8 +362,15 @@ func (w *Watcher) tick(now time.Time) {
 		if err := w.send(t); err != nil {
 			// A missing route or address: the underlay is going
 			// away, or the kernel refuses the local address. The
-			// interval still counts as unanswered.
-			w.logf("%s: %v", t.Tunnel, err)
+			// interval still counts as unanswered. Said once, and
+			// again when it clears, not every interval.
+			if msg := err.Error(); msg != t.sendErr {
+				t.sendErr = msg
+				w.logf("%s: %v", t.Tunnel, err)
+			}
+		} else if t.sendErr != "" {
+			t.sendErr = ""
+			w.logf("%s: keepalives to %s go out again", t.Tunnel, t.Remote)
 		}
 		t.sent = true
 		t.next = t.next.Add(t.Interval)

@@ -22,7 +22,7 @@ VM_BOOT_MODULES=(virtio_pci 9pnet_virtio 9p overlay)
 VM_TEST_MODULES=(
 	ip_gre ip6_gre veth dummy 8021q
 	iptable_mangle ip6table_mangle
-	xt_TCPMSS xt_tcpudp xt_comment xt_devgroup xt_multiport
+	xt_TCPMSS xt_tcpudp xt_comment xt_devgroup xt_multiport xt_addrtype
 	nf_tables nft_compat crc32c_generic
 )
 
