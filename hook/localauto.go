@@ -45,7 +45,15 @@ func autoLocals(tunnels []config.Tunnel, s *snapshot, underlay string, rec *stat
 		if e := rec.Find(t.Name); e != nil && !e.Unresolved {
 			prefer = e.Local
 		}
-		if a, ok := addrpolicy.PickLocal(cands, familyOf(t.Remote), prefer); ok {
+		// Never the remote itself: with no other address, local stays
+		// automatic and plan.Up refuses, saying why.
+		var others []addrpolicy.Local
+		for _, c := range cands {
+			if c.Addr.Unmap() != t.Remote.Unmap() {
+				others = append(others, c)
+			}
+		}
+		if a, ok := addrpolicy.PickLocal(others, familyOf(t.Remote), prefer); ok {
 			out[i].Local = a
 		}
 	}

@@ -82,3 +82,24 @@ func TestIP6GREUpTwiceChangesNothing(t *testing.T) {
 		t.Errorf("the second up changed things:\n%s", out)
 	}
 }
+
+// local = "auto" never takes the remote: with the remote as the
+// underlay's only address up refuses, and with another address there it
+// takes that one.
+func TestLocalAutoNeverTheRemote(t *testing.T) {
+	e := newEnv(t)
+	if err := e.fk.Net.DelAddr("eth1", netip.MustParsePrefix("198.51.100.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix("203.0.113.1/24"))
+	e.write("[[tunnel]]\nname = \"gre-a\"\nunderlay = \"eth1\"\nremote = \"203.0.113.1\"\naddress = [\"10.0.0.1/30\"]\n")
+	want := `underlay eth1's only IPv4 address 203.0.113.1 is the remote itself`
+	if out, err := e.run(PhaseUp); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("up with the remote as the only address: %v\n%s\n%s", err, out, e.dump())
+	}
+	e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.9/24"))
+	e.mustRun(PhaseUp)
+	if !strings.Contains(e.dump(), "link gre-a gre local 198.51.100.9 ") {
+		t.Errorf("kernel:\n%s", e.dump())
+	}
+}
