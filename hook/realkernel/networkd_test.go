@@ -165,12 +165,27 @@ func TestNetworkd(t *testing.T) {
 		}
 	})
 	t.Run("netplan apply", func(t *testing.T) {
+		// A route via eth1 that the kernel drops when networkd takes
+		// eth1's address away to reconfigure it: its going shows apply
+		// has got that far, so configured below is the state after it.
+		const marker = "192.0.2.77"
+		for i, r := range rs {
+			r.ns.ip("route", "add", marker, "via", d.sites[i].gateway, "dev", "eth1", "proto", "static")
+		}
 		for _, r := range rs {
 			if out, err := r.try("sh", "-c", "PATH=/run/gre-hook-shims:$PATH exec netplan apply"); err != nil {
 				t.Fatalf("netplan apply in %s: %v\n%s", r.ns.name, err, out)
 			}
 		}
 		// apply returns before networkd has reconfigured eth1.
+		eventually(t, 60*time.Second, "networkd reconfigures eth1 after netplan apply", func() string {
+			for _, r := range rs {
+				if out := strings.TrimSpace(r.ns.ip("route", "show", marker)); out != "" {
+					return r.ns.name + " still has " + out
+				}
+			}
+			return ""
+		}, rs...)
 		configured(t, rs)
 		d.up(t, "after netplan apply")
 		if m := policyObjectsKept(d.r1, false); m != "" {
