@@ -209,8 +209,10 @@ func dpkgInstalled(pkg string) bool {
 }
 
 // requireDaemons fails the test unless the network managers are installed
-// in this root and the gre-hook package is too (installing it from
-// GRE_HOOK_DEB, and purging it at the end, if TestPackage has not left it).
+// in this root and the gre-hook package is too, installing it from
+// GRE_HOOK_DEB if no test before has. It stays installed for the next
+// daemon test (this root is thrown away); TestPackage purges it before its
+// own install.
 func requireDaemons(t *testing.T) {
 	t.Helper()
 	for _, p := range netDaemonPackages {
@@ -228,11 +230,6 @@ func requireDaemons(t *testing.T) {
 		if out, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
 			t.Fatalf("dpkg -i %s: %v\n%s", deb, err, out)
 		}
-		t.Cleanup(func() {
-			if out, err := exec.Command("dpkg", "--purge", "gre-hook").CombinedOutput(); err != nil {
-				t.Errorf("dpkg --purge gre-hook: %v\n%s", err, out)
-			}
-		})
 	}
 	for _, l := range dispatcherLinks {
 		if dst, err := filepath.EvalSymlinks(l); err != nil || dst != "/usr/sbin/gre-hook" {

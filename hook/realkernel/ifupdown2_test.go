@@ -174,9 +174,19 @@ func (r *i2router) run(args ...string) (string, error) {
 // complaints returns the warning and error lines of ifupdown2's output.
 // ifupdown2 logs a failed post-up or pre-down line only as a warning and
 // exits 0, so its exit status alone proves nothing.
+//
+// One line is left out: "error: recv() error: ..." is logged by the
+// notification thread of ifupdown2's netlink cache (nlmanager/
+// nllistener.py) when a recv on its listening socket fails; the thread
+// drops that read and goes on, and the command's own requests, and so its
+// result, are not affected. Seen once in CI (EINVAL, during ifreload -a);
+// the tests check the kernel's state themselves after every command.
 func complaints(out string) []string {
 	var bad []string
 	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "error: recv() error: ") {
+			continue
+		}
 		if strings.HasPrefix(l, "warning:") || strings.HasPrefix(l, "error:") {
 			bad = append(bad, l)
 		}

@@ -23,6 +23,13 @@ func TestPackage(t *testing.T) {
 	// man-db's trigger rebuilds its whole index, minutes under emulation;
 	// this root is thrown away, so skip it as its own switch allows.
 	os.Remove("/var/lib/man-db/auto-update")
+	// The daemon tests, when they ran first in this root, left the
+	// package installed: the install below is onto a root without it.
+	if dpkgInstalled("gre-hook") {
+		if out, err := exec.Command("dpkg", "--purge", "gre-hook").CombinedOutput(); err != nil {
+			t.Fatalf("dpkg --purge of the package the daemon tests left: %v\n%s", err, out)
+		}
+	}
 	if out, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg -i: %v\n%s", err, out)
 	}
@@ -93,8 +100,8 @@ func TestPackage(t *testing.T) {
 	if out, err := exec.Command("dpkg", "--purge", "gre-hook").CombinedOutput(); err != nil {
 		t.Fatalf("dpkg --purge: %v\n%s", err, out)
 	}
-	for _, p := range []string{"/usr/sbin/gre-hook", "/etc/gre-hook", "/etc/network/if-up.d/gre-hook", "/etc/network/if-down.d/gre-hook", "/etc/modules-load.d/gre-hook.conf",
-		unitWants, "/etc/systemd/system/" + watchUnit} {
+	for _, p := range append([]string{"/usr/sbin/gre-hook", "/etc/gre-hook", "/etc/network/if-up.d/gre-hook", "/etc/network/if-down.d/gre-hook", "/etc/modules-load.d/gre-hook.conf",
+		unitWants, "/etc/systemd/system/" + watchUnit}, dispatcherLinks...) {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is still there after purge", p)
 		}

@@ -127,18 +127,26 @@ while read -r m; do
 	insmod "/lib/modules/$(uname -r)/$m" || fail "insmod $m"
 done </etc/boot-modules
 
-msize=262144 cache=loose
+msize=262144 cache=loose layer=
 for a in $(cat /proc/cmdline); do
 	case $a in
 	grehook.msize=*) msize=${a#*=} ;;
 	grehook.cache=*) cache=${a#*=} ;;
+	grehook.layer=1) layer=1 ;;
 	esac
 done
 o=trans=virtio,version=9p2000.L,msize=$msize
 mount -t 9p -o "ro,$o,cache=$cache" hostroot /lower || fail "cannot mount host root"
+lower=/lower
+# scripts/vm --layer: a host overlayfs upper directory over the root.
+if [ -n "$layer" ]; then
+	mkdir -p /layer
+	mount -t 9p -o "ro,$o,cache=$cache" layer /layer || fail "cannot mount the layer"
+	lower=/layer:/lower
+fi
 mount -t tmpfs -o mode=0755 rw /rw
 mkdir -p /rw/upper /rw/work
-mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work root /newroot ||
+mount -t overlay -o lowerdir=$lower,upperdir=/rw/upper,workdir=/rw/work root /newroot ||
 	fail "cannot mount overlay root"
 
 n=/newroot
@@ -267,8 +275,7 @@ vm_build_initramfs() {
 	else
 		rm -f "$VM_DIR/vmlinux.tmp"
 	fi
-	mv "$VM_DIR/initramfs.tmp" "$VM_DIR/initramfs"
-	echo "$hash" >"$VM_DIR/initramfs.hash"
+	mv "$VM_DIR/initramfs.tmp" "$VM_DIR/initramfs.$hash"
 	rm -rf "$stage"
 }
 
@@ -290,9 +297,11 @@ vm_prepare() {
 	pkg=$(vm_kernel_pkg) || exit
 	VM_KVER=${pkg#linux-image-}
 	VM_DIR=$VM_CACHE/$VM_KVER
-	VM_INITRD=$VM_DIR/initramfs
 	hash=$(vm_hash)
-	if ! [[ -s $VM_DIR/vmlinuz && -s $VM_INITRD && $(cat "$VM_DIR/initramfs.hash" 2>/dev/null) == "$hash" ]]; then
+	# One initramfs per recipe: checkouts of different revisions share the
+	# cache without rebuilding it for each other.
+	VM_INITRD=$VM_DIR/initramfs.$hash
+	if ! [[ -s $VM_DIR/vmlinuz && -s $VM_INITRD ]]; then
 		vm_prepare_locked "$pkg" "$hash"
 	fi
 	VM_KERNEL=$VM_DIR/vmlinuz
@@ -307,7 +316,7 @@ vm_prepare_locked() {
 	# Several scripts/vm may start at once (go test -exec): one builds.
 	exec {lockfd}>"$VM_DIR/.lock"
 	flock "$lockfd"
-	if ! [[ -s $VM_DIR/vmlinuz && -s $VM_INITRD && $(cat "$VM_DIR/initramfs.hash" 2>/dev/null) == "$hash" ]]; then
+	if ! [[ -s $VM_DIR/vmlinuz && -s $VM_INITRD ]]; then
 		(vm_build_initramfs "$hash" "$pkg") || {
 			rm -rf "$VM_DIR/build.$$"
 			exec {lockfd}>&-
