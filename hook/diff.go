@@ -19,8 +19,8 @@ import (
 
 // step is one change the diff asks for.
 type step struct {
-	// tunnel is the tunnel the step is for; "" for the underlay's MSS
-	// rules, which go in one write.
+	// tunnel is the tunnel the step is for; "" for the underlay's
+	// iptables rules, which go in one write.
 	tunnel string
 	// cmds are the commands a person would type for the change, as up
 	// prints them: the first is the change, the rest say what the same
@@ -280,8 +280,10 @@ func staleRoutes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel)
 	return out
 }
 
-// diffRules is the MSS rules of every tunnel of underlay, one write per
-// family of chains, in family order.
+// diffRules is the iptables rules of every tunnel of underlay, one write
+// per family of chains, in family order: the MSS rules in mss.Out and the
+// reflection guards of the tunnels that reflect keepalives in mss.In.
+// chains holds, by family, the chains read.
 func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []step {
 	prefix := plan.Comment(underlay, "")
 	mine := func(c string) bool { return strings.HasPrefix(c, prefix) }
@@ -292,40 +294,52 @@ func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []
 	sort.Ints(fams)
 	var out []step
 	for _, f := range fams {
-		var rules [][]string
-		var owners []string
+		rules := mss.Rules{}
+		owners := map[mss.Chain][]string{}
+		add := func(c mss.Chain, owner string, spec []string) {
+			rules[c] = append(rules[c], spec)
+			owners[c] = append(owners[c], owner)
+		}
 		for _, t := range want {
 			for _, m := range t.MSS {
 				if m.Family == f {
-					rules = append(rules, plan.RuleSpec(m))
-					owners = append(owners, t.Link.Name)
+					add(mss.Out, t.Link.Name, plan.RuleSpec(m))
 				}
+			}
+			if t.Reflect && f == 4 {
+				add(mss.In, t.Link.Name, plan.GuardSpec(underlay, t.Link.Name))
 			}
 		}
 		c := mss.Diff(chains[f], mine, rules)
 		if c.Input == "" {
 			continue
 		}
-		missing := map[string]bool{}
-		for _, r := range c.Missing {
-			missing[mss.Join(r)] = true
-		}
 		var why []reason
-		jump := chains[f].Exists && chains[f].Jump
-		for i, r := range rules {
-			spec := mss.Join(r)
-			switch {
-			case missing[spec]:
-				why = append(why, reason{owners[i], fmt.Sprintf("%s MSS rule is missing: %s", plan.IptablesCmd(f), spec)})
-			case !jump:
-				why = append(why, reason{owners[i], fmt.Sprintf("%s mangle POSTROUTING does not jump to %s", plan.IptablesCmd(f), mss.Chain)})
+		for _, cs := range chains[f].Chains {
+			what := "MSS rule"
+			if cs.Chain == mss.In {
+				what = "reflection guard"
+			}
+			missing := map[string]bool{}
+			for _, r := range c.Missing[cs.Chain] {
+				missing[mss.Join(r)] = true
+			}
+			jump := cs.Exists && cs.Jump
+			for i, r := range rules[cs.Chain] {
+				spec := mss.Join(r)
+				switch {
+				case missing[spec]:
+					why = append(why, reason{owners[cs.Chain][i], fmt.Sprintf("%s %s is missing: %s", plan.IptablesCmd(f), what, spec)})
+				case !jump:
+					why = append(why, reason{owners[cs.Chain][i], fmt.Sprintf("%s mangle %s does not jump to %s", plan.IptablesCmd(f), cs.From, cs.Name)})
+				}
 			}
 		}
-		f := f
+		f, read := f, chainsOf(chains[f])
 		out = append(out, step{cmds: c.Cmds, why: why, bare: true,
 			change: func(x *executor) error { return c.Apply(x.tables[f]) },
 			undo: func(x *executor) error {
-				_, err := mss.Sync(x.tables[f], mine, c.Prev, x.l.change)
+				_, err := mss.Sync(x.tables[f], read, mine, c.Prev, x.l.change)
 				return err
 			}})
 	}

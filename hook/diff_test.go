@@ -67,11 +67,11 @@ func noGRE(s *snapshot) {
 }
 
 func chainWith(rules ...plan.MSSRule) map[int]mss.State {
-	st := mss.State{Family: 4, Exists: true, Jump: true, Lines: []string{"-N GRE-HOOK"}}
+	cs := mss.ChainState{Chain: mss.Out, Exists: true, Jump: true, Lines: []string{"-N GRE-HOOK"}}
 	for _, r := range rules {
-		st.Lines = append(st.Lines, "-A GRE-HOOK "+mss.Join(plan.RuleSpec(r)))
+		cs.Lines = append(cs.Lines, "-A GRE-HOOK "+mss.Join(plan.RuleSpec(r)))
 	}
-	return map[int]mss.State{4: st}
+	return map[int]mss.State{4: {Family: 4, Chains: []mss.ChainState{cs}}}
 }
 
 func commands(steps []step) []string {
@@ -102,7 +102,7 @@ func TestDiff(t *testing.T) {
 		cmds   []string
 	}{
 		{name: "in place", want: []plan.Tunnel{w}, kernel: kernelWith(w), chains: chainWith(w.MSS...)},
-		{name: "nothing yet", want: []plan.Tunnel{w}, kernel: kernelWith(w, noGRE), chains: map[int]mss.State{4: {Family: 4}}, cmds: []string{
+		{name: "nothing yet", want: []plan.Tunnel{w}, kernel: kernelWith(w, noGRE), chains: map[int]mss.State{4: {Family: 4, Chains: []mss.ChainState{{Chain: mss.Out}}}}, cmds: []string{
 			"ip tunnel add gre1 mode gre remote 203.0.113.2 local 198.51.100.1 ttl 64",
 			"ip link set gre1 alias gre-hook:eth1",
 			"ip link set gre1 multicast on",
@@ -157,7 +157,7 @@ func TestDiff(t *testing.T) {
 		{name: "MSS rule deleted", want: []plan.Tunnel{w}, kernel: kernelWith(w), chains: chainWith(),
 			cmds: []string{"iptables -t mangle -A GRE-HOOK " + rule}},
 		{name: "MSS jump deleted", want: []plan.Tunnel{w}, kernel: kernelWith(w),
-			chains: func() map[int]mss.State { c := chainWith(w.MSS...); s := c[4]; s.Jump = false; c[4] = s; return c }(),
+			chains: func() map[int]mss.State { c := chainWith(w.MSS...); c[4].Chains[0].Jump = false; return c }(),
 			cmds:   []string{"iptables -t mangle -A POSTROUTING -m comment --comment gre-hook -j GRE-HOOK"}},
 		{name: "MSS off now: chain goes", want: []plan.Tunnel{func() plan.Tunnel { t := w; t.MSS = nil; return t }()}, kernel: kernelWith(w),
 			chains: chainWith(w.MSS...),

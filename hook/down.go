@@ -102,14 +102,14 @@ func down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sy
 	}
 
 	var errs []error
-	fams := rec.Families()
+	chains := recordChains(rec)
 	if rec == nil {
-		fams = map[int]bool{4: true, 6: true}
+		chains = allChains
 	}
 	td := &teardown{sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, links: byName,
 		ledger: newLedger(sys.Store, "", nil), unlisted: unlisted}
 	td.runDown(victims)
-	errs = append(errs, td.rules(fams, rec != nil)...)
+	errs = append(errs, td.rules(chains, rec != nil)...)
 	errs = append(errs, td.tunnels(victims)...)
 	// The tunnels' default routes in gre-hook's table went with their
 	// links; the rules go with the last of them.
@@ -174,13 +174,14 @@ func (td *teardown) runDown(victims []state.Tunnel) {
 	}
 }
 
-// rules removes the underlay's MSS rules in each family. strict says the
-// record knows there are rules, so a missing iptables is an error.
-func (td *teardown) rules(fams map[int]bool, strict bool) []error {
+// rules removes the underlay's rules from the chains of each family.
+// strict says the record knows there are rules, so a missing iptables is
+// an error.
+func (td *teardown) rules(chains map[int][]mss.Chain, strict bool) []error {
 	var errs []error
 	prefix := plan.Comment(td.underlay, "")
 	for _, f := range []int{4, 6} {
-		if !fams[f] {
+		if len(chains[f]) == 0 {
 			continue
 		}
 		b, err := td.sys.Tables(f)
@@ -193,7 +194,7 @@ func (td *teardown) rules(fams map[int]bool, strict bool) []error {
 		if td.dry {
 			b = dryTables{b, td.l}
 		}
-		if _, err := mss.Sync(b, func(c string) bool { return strings.HasPrefix(c, prefix) }, nil, td.l.change); err != nil {
+		if _, err := mss.Sync(b, chains[f], func(c string) bool { return strings.HasPrefix(c, prefix) }, nil, td.l.change); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -124,7 +124,7 @@ func GC(ctx context.Context, req Request, cfg *config.Config, sys *System) error
 			u, t, ok := splitComment(c)
 			return ok && !explained(u, t)
 		}
-		if _, err := mss.Sync(b, mine, nil, l.change); err != nil {
+		if _, err := mss.Sync(b, allChains[f], mine, nil, l.change); err != nil {
 			errs = append(errs, err)
 		}
 	}

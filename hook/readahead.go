@@ -2,17 +2,23 @@ package hook
 
 import "github.com/gre-hook/gre-hook/hook/mss"
 
-// readAhead is a Backend whose first read of gre-hook's chain was started
+// readAhead is a Backend whose first read of gre-hook's chains was started
 // in the background when it was made. Reading the rules costs two or three
-// iptables processes, a fixed few hundred milliseconds on a slow router;
-// started before the links are made, it is done by the time the rules are
-// written. The run holds gre-hook's lock, so what it read still stands.
+// iptables processes a chain, a fixed few hundred milliseconds on a slow
+// router; started before the links are made, it is done by the time the
+// rules are written. The run holds gre-hook's lock, so what it read still
+// stands.
 //
-// Only the first List and JumpExists answer from the read ahead: a later
-// Sync (a rollback) comes after a write, and reads afresh.
+// Only the first List and JumpExists of each chain answer from the read
+// ahead: a later Sync (a rollback) comes after a write, and reads afresh.
 type readAhead struct {
 	mss.Backend
-	done     chan struct{}
+	done  chan struct{}
+	reads map[string]*chainRead
+}
+
+// chainRead is what was read ahead of one chain.
+type chainRead struct {
 	lines    []string
 	exists   bool
 	listErr  error
@@ -22,13 +28,19 @@ type readAhead struct {
 	jumpUsed bool
 }
 
-func newReadAhead(b mss.Backend) *readAhead {
-	r := &readAhead{Backend: b, done: make(chan struct{})}
+func newReadAhead(b mss.Backend, chains []mss.Chain) *readAhead {
+	r := &readAhead{Backend: b, done: make(chan struct{}), reads: map[string]*chainRead{}}
+	for _, c := range chains {
+		r.reads[c.Name] = &chainRead{}
+	}
 	go func() {
 		defer close(r.done)
-		r.lines, r.exists, r.listErr = b.List("mangle", mss.Chain)
-		if r.listErr == nil && r.exists {
-			r.jump, r.jumpErr = b.JumpExists()
+		for _, c := range chains {
+			cr := r.reads[c.Name]
+			cr.lines, cr.exists, cr.listErr = b.List("mangle", c.Name)
+			if cr.listErr == nil && cr.exists {
+				cr.jump, cr.jumpErr = b.JumpExists(c)
+			}
 		}
 	}()
 	return r
@@ -37,20 +49,22 @@ func newReadAhead(b mss.Backend) *readAhead {
 // List implements mss.Backend.
 func (r *readAhead) List(table, chain string) ([]string, bool, error) {
 	<-r.done
-	if r.listUsed || table != "mangle" || chain != mss.Chain {
+	cr, ok := r.reads[chain]
+	if !ok || cr.listUsed || table != "mangle" {
 		return r.Backend.List(table, chain)
 	}
-	r.listUsed = true
-	return r.lines, r.exists, r.listErr
+	cr.listUsed = true
+	return cr.lines, cr.exists, cr.listErr
 }
 
-// JumpExists implements mss.Backend. The jump was read ahead only if the
-// chain existed: Sync asks only then.
-func (r *readAhead) JumpExists() (bool, error) {
+// JumpExists implements mss.Backend. A jump was read ahead only if its
+// chain existed: Read asks only then.
+func (r *readAhead) JumpExists(c mss.Chain) (bool, error) {
 	<-r.done
-	if r.jumpUsed || !r.exists || r.listErr != nil {
-		return r.Backend.JumpExists()
+	cr, ok := r.reads[c.Name]
+	if !ok || cr.jumpUsed || !cr.exists || cr.listErr != nil {
+		return r.Backend.JumpExists(c)
 	}
-	r.jumpUsed = true
-	return r.jump, r.jumpErr
+	cr.jumpUsed = true
+	return cr.jump, cr.jumpErr
 }

@@ -27,20 +27,25 @@ func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Recor
 		for _, m := range t.MSS {
 			e.MSS = append(e.MSS, m.Family)
 		}
+		e.Guard = t.Reflect
 		rec.Tunnels = append(rec.Tunnels, e)
 	}
 	return rec
 }
 
 // union returns a record listing every tunnel of a and b, b's entry
-// winning, used as the intent written before changes.
+// winning, used as the intent written before changes. A guard either
+// lists stays listed: a run cut short before its write still leaves it in
+// the kernel, and the next run must read its chain to remove it.
 func union(a, b *state.Record) *state.Record {
 	out := &state.Record{Version: state.Version, Underlay: b.Underlay}
 	out.Tunnels = append(out.Tunnels, b.Tunnels...)
 	if a != nil {
 		for _, t := range a.Tunnels {
-			if b.Find(t.Name) == nil {
+			if e := out.Find(t.Name); e == nil {
 				out.Tunnels = append(out.Tunnels, t)
+			} else if t.Guard {
+				e.Guard = true
 			}
 		}
 	}

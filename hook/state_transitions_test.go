@@ -101,6 +101,8 @@ var configs = []struct {
 	{"site1Edited", site1Edited},
 	{"many", many},
 	{"defaultRoute", defaultRoute},
+	// Two tunnels that reflect keepalives, with their guards.
+	{"reflect", reflectConfig},
 }
 
 func TestUpGolden(t *testing.T) {

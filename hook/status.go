@@ -201,18 +201,18 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 	var fix []string
 	if upNow {
 		chains := map[int]mss.State{}
-		need := ruleFamilies(want, nil)
-		for f := range ruleFamilies(want, rec) {
+		need := ruleChains(want, nil)
+		for f, cs := range ruleChains(want, rec) {
 			// Families only the record names are read if they can be.
 			b, err := sys.Tables(f)
 			var c mss.State
 			if err == nil {
-				c, err = mss.Read(b)
+				c, err = mss.Read(b, cs...)
 			}
 			switch {
 			case err == nil:
 				chains[f] = c
-			case need[f]:
+			case len(need[f]) > 0:
 				return nil, nil, err
 			}
 		}

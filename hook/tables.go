@@ -4,7 +4,62 @@ import (
 	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/state"
 )
+
+// allChains is every chain of gre-hook's by family: the reflection guards
+// are IPv4 only, like accept_local and the keepalives.
+var allChains = map[int][]mss.Chain{4: {mss.Out, mss.In}, 6: {mss.Out}}
+
+// ruleChains is, by family, the chains of gre-hook's that a run on an
+// underlay reads and writes: those of the plan and those of the record
+// (mss.Out where they have MSS rules, mss.In where they have a tunnel that
+// reflects keepalives). An underlay with neither costs no iptables
+// process.
+func ruleChains(want []plan.Tunnel, rec *state.Record) map[int][]mss.Chain {
+	out := recordChains(rec)
+	for _, t := range want {
+		for _, m := range t.MSS {
+			out[m.Family] = addChain(out[m.Family], mss.Out)
+		}
+		if t.Reflect {
+			out[4] = addChain(out[4], mss.In)
+		}
+	}
+	return out
+}
+
+// recordChains is, by family, the chains in which rec says there are
+// rules.
+func recordChains(rec *state.Record) map[int][]mss.Chain {
+	out := map[int][]mss.Chain{}
+	for f := range rec.Families() {
+		out[f] = addChain(out[f], mss.Out)
+	}
+	if rec.Guarded() {
+		out[4] = addChain(out[4], mss.In)
+	}
+	return out
+}
+
+func addChain(cs []mss.Chain, c mss.Chain) []mss.Chain {
+	for _, x := range cs {
+		if x == c {
+			return cs
+		}
+	}
+	return append(cs, c)
+}
+
+// chainsOf is the chains s holds.
+func chainsOf(s mss.State) []mss.Chain {
+	out := make([]mss.Chain, len(s.Chains))
+	for i, cs := range s.Chains {
+		out[i] = cs.Chain
+	}
+	return out
+}
 
 // dryTables reads through to the real backend but writes nothing. A dry
 // run that cannot read the rules (no root, or an iptables that cannot see
@@ -23,8 +78,8 @@ func (d dryTables) List(table, chain string) ([]string, bool, error) {
 	return lines, exists, nil
 }
 
-func (d dryTables) JumpExists() (bool, error) {
-	ok, err := d.Backend.JumpExists()
+func (d dryTables) JumpExists(c mss.Chain) (bool, error) {
+	ok, err := d.Backend.JumpExists(c)
 	if err != nil {
 		return false, nil
 	}

@@ -115,13 +115,13 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		l.warn("%v; a real up would fail", err)
 	}
 	tables := map[int]mss.Backend{}
-	for f := range ruleFamilies(want, rec) {
+	for f, chains := range ruleChains(want, rec) {
 		b, err := sys.Tables(f)
 		if err != nil {
 			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 		}
 		// Read now, in the background, and used once the links are made.
-		tables[f] = newReadAhead(b)
+		tables[f] = newReadAhead(b, chains)
 	}
 
 	newRec.Tunnels = append(newRec.Tunnels, unresolved...)
@@ -211,7 +211,7 @@ func apply(x *executor, want []plan.Tunnel, rec *state.Record) error {
 		return err
 	}
 	warnReflection(x.sys.Sysctl, want, x.l)
-	chains, err := readChains(x.tables, x.dry, x.l)
+	chains, err := readChains(x.tables, ruleChains(want, rec), x.dry, x.l)
 	if err != nil {
 		return err
 	}
@@ -249,22 +249,10 @@ func apply(x *executor, want []plan.Tunnel, rec *state.Record) error {
 	return nil
 }
 
-// ruleFamilies is the families whose MSS rules a run on the underlay
-// writes: those of the plan, and those the record says have rules.
-func ruleFamilies(want []plan.Tunnel, rec *state.Record) map[int]bool {
-	fams := rec.Families()
-	for _, t := range want {
-		for _, m := range t.MSS {
-			fams[m.Family] = true
-		}
-	}
-	return fams
-}
-
-// readChains reads gre-hook's chain in each family of tables. A dry run
-// that cannot read them plans as if they were empty.
-func readChains(tables map[int]mss.Backend, dry bool, l *logger) (map[int]mss.State, error) {
-	chains := map[int]mss.State{}
+// readChains reads gre-hook's chains that chains names, in each family
+// of tables. A dry run that cannot read them plans as if they were empty.
+func readChains(tables map[int]mss.Backend, chains map[int][]mss.Chain, dry bool, l *logger) (map[int]mss.State, error) {
+	out := map[int]mss.State{}
 	for _, f := range []int{4, 6} {
 		b, ok := tables[f]
 		if !ok {
@@ -273,13 +261,13 @@ func readChains(tables map[int]mss.Backend, dry bool, l *logger) (map[int]mss.St
 		if dry {
 			b = dryTables{b, l}
 		}
-		s, err := mss.Read(b)
+		s, err := mss.Read(b, chains[f]...)
 		if err != nil {
 			return nil, err
 		}
-		chains[f] = s
+		out[f] = s
 	}
-	return chains, nil
+	return out, nil
 }
 
 // involvesDefaults reports whether a run on tunnels, whose underlay's

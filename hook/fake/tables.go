@@ -9,25 +9,67 @@ import (
 )
 
 // Tables is a fake mss.Backend for one family: the mangle table's
-// GRE-HOOK chain and POSTROUTING, kept as `iptables -S` text. Restore
-// parses the iptables-restore input gre-hook writes and applies it at
-// COMMIT, all or nothing, as iptables-restore does.
+// gre-hook chains (mss.Chains) and the built-in chains that jump to them,
+// kept as `iptables -S` text. Restore parses the iptables-restore input
+// gre-hook writes and applies it at COMMIT, all or nothing, as
+// iptables-restore does.
 type Tables struct {
 	mu     sync.Mutex
 	family int
-	exists bool
-	chain  []string // "-A GRE-HOOK ..." lines
-	post   []string // POSTROUTING rule specs, without "-A POSTROUTING "
+	tbl    table
 	// Restores are the inputs Restore was given, in order.
 	Restores []string
-	// Removes counts committed restores that deleted the chain.
+	// Listed are the chains List was asked for, in order: each read
+	// costs iptables processes.
+	Listed []string
+	// Removes counts committed restores that deleted a chain.
 	Removes int
 	f       failer
 }
 
+// table is the mangle table's state: user chains by name ("-A NAME ..."
+// lines; absent when the chain does not exist) and built-in chains' rule
+// specs by name, without "-A NAME ".
+type table struct {
+	user    map[string][]string
+	builtin map[string][]string
+}
+
+func (t table) clone() table {
+	c := table{user: map[string][]string{}, builtin: map[string][]string{}}
+	for k, v := range t.user {
+		c.user[k] = append([]string{}, v...)
+	}
+	for k, v := range t.builtin {
+		c.builtin[k] = append([]string(nil), v...)
+	}
+	return c
+}
+
+// builtins are the built-in chains the fake knows, in iptables -S order.
+var builtins = []string{"PREROUTING", "POSTROUTING"}
+
+func userChain(name string) (mss.Chain, bool) {
+	for _, c := range mss.Chains {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return mss.Chain{}, false
+}
+
+func isBuiltin(name string) bool {
+	for _, b := range builtins {
+		if b == name {
+			return true
+		}
+	}
+	return false
+}
+
 // NewTables returns an empty mangle table for family 4 or 6.
 func NewTables(family int) *Tables {
-	return &Tables{family: family, f: newFailer()}
+	return &Tables{family: family, tbl: table{}.clone(), f: newFailer()}
 }
 
 // FailNth makes the nth call (1-based, counted from now) of op fail with
@@ -53,34 +95,31 @@ func (t *Tables) Family() int { return t.family }
 func (t *Tables) List(table, chain string) ([]string, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.Listed = append(t.Listed, chain)
 	if err := t.f.hit("List"); err != nil {
 		return nil, false, err
 	}
-	if table != "mangle" || chain != mss.Chain || !t.exists {
+	rules, ok := t.tbl.user[chain]
+	if table != "mangle" || !ok {
 		return nil, false, nil
 	}
-	return append([]string{"-N " + mss.Chain}, t.chain...), true, nil
+	return append([]string{"-N " + chain}, rules...), true, nil
 }
 
 // JumpExists implements mss.Backend.
-func (t *Tables) JumpExists() (bool, error) {
+func (t *Tables) JumpExists(c mss.Chain) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.f.hit("JumpExists"); err != nil {
 		return false, err
 	}
-	return t.jumps() > 0, nil
-}
-
-func (t *Tables) jumps() int {
-	n := 0
-	j := mss.Join(mss.JumpSpec)
-	for _, p := range t.post {
+	j := mss.Join(c.JumpSpec())
+	for _, p := range t.tbl.builtin[c.From] {
 		if p == j {
-			n++
+			return true, nil
 		}
 	}
-	return n
+	return false, nil
 }
 
 // Restore implements mss.Backend, as iptables-restore --noflush.
@@ -91,8 +130,8 @@ func (t *Tables) Restore(input string) error {
 	if err := t.f.hit("Restore"); err != nil {
 		return err
 	}
-	exists, chain, post := t.exists, append([]string(nil), t.chain...), append([]string(nil), t.post...)
-	table := ""
+	tbl := t.tbl.clone()
+	inTable := false
 	committed, removed := false, false
 	for i, line := range strings.Split(strings.TrimSuffix(input, "\n"), "\n") {
 		bad := func(why string) error {
@@ -103,73 +142,82 @@ func (t *Tables) Restore(input string) error {
 		}
 		switch {
 		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-			if table != "mangle" {
+			if line[1:] != "mangle" {
 				return bad("fake knows only the mangle table")
 			}
-		case table == "":
+			inTable = true
+		case !inTable:
 			return bad("no table")
 		case line == "COMMIT":
 			committed = true
 		case strings.HasPrefix(line, ":"):
 			f := strings.Fields(line[1:])
-			if len(f) != 3 || f[0] != mss.Chain || f[1] != "-" {
-				return bad("fake knows only the user chain " + mss.Chain)
+			if _, ok := userChain(f[0]); len(f) != 3 || !ok || f[1] != "-" {
+				return bad("fake knows only gre-hook's user chains")
 			}
 			// With --noflush, declaring an existing chain flushes it.
-			exists, chain = true, nil
+			tbl.user[f[0]] = []string{}
 		default:
 			args := mss.Split(line)
 			if len(args) < 2 {
 				return bad("bad rule")
 			}
+			op, name := args[0], args[1]
+			rules, exists := tbl.user[name]
+			c, user := userChain(name)
 			switch {
-			case args[0] == "-F" && args[1] == mss.Chain && len(args) == 2:
+			case user && op == "-F" && len(args) == 2:
 				if !exists {
 					return bad("no chain")
 				}
-				chain = nil
-			case args[0] == "-A" && args[1] == mss.Chain:
+				tbl.user[name] = []string{}
+			case user && op == "-A":
 				if !exists {
 					return bad("no chain")
 				}
-				if err := checkRule(args[2:]); err != nil {
+				if err := checkRule(c, args[2:]); err != nil {
 					return bad(err.Error())
 				}
-				chain = append(chain, "-A "+mss.Chain+" "+mss.Join(args[2:]))
-			case args[0] == "-D" && args[1] == "POSTROUTING":
+				tbl.user[name] = append(rules, "-A "+name+" "+mss.Join(args[2:]))
+			case user && op == "-X" && len(args) == 2:
+				if !exists {
+					return bad("no chain")
+				}
+				if len(rules) > 0 {
+					return bad("chain is not empty")
+				}
+				for _, b := range builtins {
+					for _, p := range tbl.builtin[b] {
+						if strings.HasSuffix(p, "-j "+name) {
+							return bad("Too many links: the chain is still referenced")
+						}
+					}
+				}
+				delete(tbl.user, name)
+				removed = true
+			case isBuiltin(name) && op == "-D":
 				spec := mss.Join(args[2:])
 				found := false
-				for k, p := range post {
+				for k, p := range tbl.builtin[name] {
 					if p == spec {
-						post = append(post[:k:k], post[k+1:]...)
+						tbl.builtin[name] = append(tbl.builtin[name][:k:k], tbl.builtin[name][k+1:]...)
 						found = true
 						break
 					}
 				}
 				if !found {
-					return bad("no such rule in POSTROUTING")
+					return bad("no such rule in " + name)
 				}
-			case args[0] == "-X" && args[1] == mss.Chain && len(args) == 2:
-				if !exists {
-					return bad("no chain")
-				}
-				if len(chain) > 0 {
-					return bad("chain is not empty")
-				}
-				for _, p := range post {
-					if strings.HasSuffix(p, "-j "+mss.Chain) {
-						return bad("Too many links: the chain is still referenced")
+			case isBuiltin(name) && op == "-A":
+				spec := mss.Join(args[2:])
+				if n := len(args); n >= 2 && args[n-2] == "-j" {
+					if _, ok := userChain(args[n-1]); ok {
+						if _, ok := tbl.user[args[n-1]]; !ok {
+							return bad("jump to a chain that does not exist")
+						}
 					}
 				}
-				exists = false
-				removed = true
-			case args[0] == "-A" && args[1] == "POSTROUTING":
-				spec := mss.Join(args[2:])
-				if strings.HasSuffix(spec, "-j "+mss.Chain) && !exists {
-					return bad("jump to a chain that does not exist")
-				}
-				post = append(post, spec)
+				tbl.builtin[name] = append(tbl.builtin[name], spec)
 			default:
 				return bad("unexpected command")
 			}
@@ -178,43 +226,64 @@ func (t *Tables) Restore(input string) error {
 	if !committed {
 		return fmt.Errorf("iptables-restore: no COMMIT")
 	}
-	t.exists, t.chain, t.post = exists, chain, post
+	t.tbl = tbl
 	if removed {
 		t.Removes++
 	}
 	return nil
 }
 
-// checkRule accepts the TCPMSS rules gre-hook writes and nothing else.
-func checkRule(args []string) error {
+// checkRule accepts, of the rules gre-hook writes into c, only the kind
+// that belongs there: TCPMSS rules in mss.Out, reflection guards in
+// mss.In. A rule without gre-hook's comment is someone else's, written
+// back as read.
+func checkRule(c mss.Chain, args []string) error {
 	s := mss.Join(args)
-	if !strings.HasPrefix(s, "-o ") || !strings.Contains(s, " -j TCPMSS") || !strings.Contains(s, "--comment ") {
-		return fmt.Errorf("not a TCPMSS rule of gre-hook's")
+	if !strings.Contains(s, "--comment gre-hook:") {
+		return nil
+	}
+	switch c {
+	case mss.Out:
+		if !strings.HasPrefix(s, "-o ") || !strings.Contains(s, " -j TCPMSS") {
+			return fmt.Errorf("not a TCPMSS rule of gre-hook's")
+		}
+	case mss.In:
+		if !strings.HasPrefix(s, "-i ") || !strings.Contains(s, " ! -p gre -m addrtype --src-type LOCAL ") || !strings.HasSuffix(s, " -j DROP") {
+			return fmt.Errorf("not a reflection guard of gre-hook's")
+		}
 	}
 	return nil
 }
 
 // AddForeign adds a rule to POSTROUTING that is not gre-hook's.
-func (t *Tables) AddForeign(spec string) {
+func (t *Tables) AddForeign(spec string) { t.AddForeignTo("POSTROUTING", spec) }
+
+// AddForeignTo adds a rule that is not gre-hook's to a built-in chain.
+func (t *Tables) AddForeignTo(builtin, spec string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.post = append(t.post, spec)
+	t.tbl.builtin[builtin] = append(t.tbl.builtin[builtin], spec)
 }
 
-// SetChain replaces the chain's rules, creating it, to simulate another
+// SetChain replaces mss.Out's rules, creating it, to simulate another
 // underlay's rules or drift. Each rule is the text after "-A GRE-HOOK ".
-func (t *Tables) SetChain(rules ...string) {
+func (t *Tables) SetChain(rules ...string) { t.SetChainOf(mss.Out, rules...) }
+
+// SetChainOf replaces c's rules, creating it. Each rule is the text after
+// "-A CHAIN ".
+func (t *Tables) SetChainOf(c mss.Chain, rules ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.exists = true
-	t.chain = nil
+	lines := []string{}
 	for _, r := range rules {
-		t.chain = append(t.chain, "-A "+mss.Chain+" "+r)
+		lines = append(lines, "-A "+c.Name+" "+r)
 	}
+	t.tbl.user[c.Name] = lines
 }
 
-// Dump prints the table as `iptables -t mangle -S` would, for the chain
-// and POSTROUTING, prefixed with the binary's name.
+// Dump prints the table as `iptables -t mangle -S` would, for the
+// built-in chains that jump to gre-hook's chains and those chains,
+// prefixed with the binary's name.
 func (t *Tables) Dump() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -223,14 +292,20 @@ func (t *Tables) Dump() string {
 		bin = "ip6tables"
 	}
 	var b strings.Builder
-	for _, p := range t.post {
-		fmt.Fprintf(&b, "%s -A POSTROUTING %s\n", bin, p)
+	for _, name := range builtins {
+		for _, p := range t.tbl.builtin[name] {
+			fmt.Fprintf(&b, "%s -A %s %s\n", bin, name, p)
+		}
 	}
-	if t.exists {
-		fmt.Fprintf(&b, "%s -N %s\n", bin, mss.Chain)
-	}
-	for _, r := range t.chain {
-		fmt.Fprintf(&b, "%s %s\n", bin, r)
+	for _, c := range mss.Chains {
+		rules, ok := t.tbl.user[c.Name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "%s -N %s\n", bin, c.Name)
+		for _, r := range rules {
+			fmt.Fprintf(&b, "%s %s\n", bin, r)
+		}
 	}
 	return b.String()
 }

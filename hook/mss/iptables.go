@@ -81,12 +81,12 @@ func (s *System) List(table, chain string) ([]string, bool, error) {
 }
 
 // JumpExists implements Backend.
-func (s *System) JumpExists() (bool, error) {
+func (s *System) JumpExists(c Chain) (bool, error) {
 	ipt, err := s.iptables()
 	if err != nil {
 		return false, err
 	}
-	return ipt.Exists("mangle", "POSTROUTING", JumpSpec...)
+	return ipt.Exists("mangle", c.From, c.JumpSpec()...)
 }
 
 // Restore implements Backend.

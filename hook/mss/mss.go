@@ -1,11 +1,18 @@
-// Package mss keeps gre-hook's TCP MSS clamping rules.
+// Package mss keeps gre-hook's iptables rules, in two chains of the
+// mangle table that gre-hook owns:
 //
-// The rules live in one chain that gre-hook owns in the mangle table,
-// jumped to from POSTROUTING. Each rule carries a comment naming gre-hook,
-// the underlay and the tunnel. A run reads the chain once, works out the
-// chain it wants, and writes it back in one atomic iptables-restore, so the
-// cost does not grow with the number of tunnels and a failed write changes
-// nothing.
+//   - GRE-HOOK (Out), jumped to from POSTROUTING, holds the TCP MSS
+//     clamping rules;
+//   - GRE-HOOK-IN (In), jumped to from PREROUTING, holds the reflection
+//     guards: on a tunnel that reflects keepalives, the drop of inner
+//     packets whose source is one of the router's own addresses and that
+//     are not GRE.
+//
+// Each rule carries a comment naming gre-hook, the underlay and the
+// tunnel. A run reads the chains it needs once, works out the chains it
+// wants, and writes them back in one atomic iptables-restore, so the cost
+// does not grow with the number of tunnels or chains and a failed write
+// changes nothing. A chain goes, with its jump, when its last rule goes.
 package mss
 
 import (
@@ -13,14 +20,30 @@ import (
 	"strings"
 )
 
-// Chain is the chain gre-hook owns in the mangle table.
-const Chain = "GRE-HOOK"
+// Chain is one of gre-hook's chains in the mangle table, and the built-in
+// chain that jumps to it.
+type Chain struct {
+	Name string
+	From string
+}
 
-// JumpComment marks the jump from POSTROUTING into Chain.
+var (
+	// Out holds the MSS rules.
+	Out = Chain{Name: "GRE-HOOK", From: "POSTROUTING"}
+	// In holds the reflection guards.
+	In = Chain{Name: "GRE-HOOK-IN", From: "PREROUTING"}
+)
+
+// Chains is every chain of gre-hook's, in the order a write handles them.
+var Chains = []Chain{Out, In}
+
+// JumpComment marks the jump from the built-in chain into each chain.
 const JumpComment = "gre-hook"
 
-// JumpSpec is the jump rule's spec, in iptables -S order.
-var JumpSpec = []string{"-m", "comment", "--comment", JumpComment, "-j", Chain}
+// JumpSpec is c's jump rule's spec, in iptables -S order.
+func (c Chain) JumpSpec() []string {
+	return []string{"-m", "comment", "--comment", JumpComment, "-j", c.Name}
+}
 
 // Backend is the iptables operations used for one address family.
 type Backend interface {
@@ -29,8 +52,8 @@ type Backend interface {
 	// List returns chain's rules as `iptables -S` prints them (the -N line
 	// included); exists is false when the chain does not exist.
 	List(table, chain string) (lines []string, exists bool, err error)
-	// JumpExists reports whether POSTROUTING jumps to Chain.
-	JumpExists() (bool, error)
+	// JumpExists reports whether c.From jumps to c.Name.
+	JumpExists(c Chain) (bool, error)
 	// Restore feeds input to `iptables-restore --noflush`.
 	Restore(input string) error
 }
@@ -38,33 +61,71 @@ type Backend interface {
 // Logger prints changes before they are made.
 type Logger func(cmds ...string)
 
-// State is gre-hook's chain in one family's mangle table, as read.
-type State struct {
-	Family int
+// ChainState is one of gre-hook's chains, as read.
+type ChainState struct {
+	Chain
 	// Lines are the chain's rules as `iptables -S` prints them.
 	Lines []string
-	// Exists: the chain exists. Jump: POSTROUTING jumps to it.
+	// Exists: the chain exists. Jump: its built-in chain jumps to it.
 	Exists, Jump bool
 }
 
-// Read reads b's chain and, if the chain exists, the jump to it.
-func Read(b Backend) (State, error) {
+// State is gre-hook's chains in one family's mangle table, as read.
+type State struct {
+	Family int
+	// Chains are the chains read, in the order of Chains. Diff leaves
+	// alone a chain that was not read.
+	Chains []ChainState
+}
+
+// Chain returns c as read, and whether it was read.
+func (s State) Chain(c Chain) (ChainState, bool) {
+	for _, cs := range s.Chains {
+		if cs.Chain == c {
+			return cs, true
+		}
+	}
+	return ChainState{Chain: c}, false
+}
+
+// Read reads the chains of b that chains names, in the order of Chains,
+// and, for each that exists, the jump to it.
+func Read(b Backend, chains ...Chain) (State, error) {
 	s := State{Family: b.Family()}
 	bin := binary(s.Family)
-	var err error
-	s.Lines, s.Exists, err = b.List("mangle", Chain)
-	if err != nil {
-		return State{}, fmt.Errorf("reading %s mangle chain %s: %w", bin, Chain, err)
-	}
-	if s.Exists {
-		if s.Jump, err = b.JumpExists(); err != nil {
-			return State{}, fmt.Errorf("reading %s mangle POSTROUTING: %w", bin, err)
+	for _, c := range Chains {
+		if !has(chains, c) {
+			continue
 		}
+		cs := ChainState{Chain: c}
+		var err error
+		cs.Lines, cs.Exists, err = b.List("mangle", c.Name)
+		if err != nil {
+			return State{}, fmt.Errorf("reading %s mangle chain %s: %w", bin, c.Name, err)
+		}
+		if cs.Exists {
+			if cs.Jump, err = b.JumpExists(c); err != nil {
+				return State{}, fmt.Errorf("reading %s mangle %s: %w", bin, c.From, err)
+			}
+		}
+		s.Chains = append(s.Chains, cs)
 	}
 	return s, nil
 }
 
-// Change is the one write that makes a chain hold the rules wanted.
+func has(chains []Chain, c Chain) bool {
+	for _, x := range chains {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Rules are rules by chain, each as the arguments after `-A CHAIN`.
+type Rules map[Chain][][]string
+
+// Change is the one write that makes the chains hold the rules wanted.
 type Change struct {
 	Family int
 	// Cmds are the iptables commands the write stands for, one a line.
@@ -72,94 +133,140 @@ type Change struct {
 	// Input is for `iptables-restore --noflush`; "" when there is
 	// nothing to change.
 	Input string
-	// Remove: the write removes the chain.
-	Remove bool
-	// Prev are the rules mine held before, to put back with Sync.
-	Prev [][]string
-	// Missing are the wanted rules the chain lacks.
-	Missing [][]string
+	// Chains are the chains the write changes, and Removed those of them
+	// it removes.
+	Chains, Removed []Chain
+	// Prev are the rules mine held before in each chain read, to put back
+	// with Sync.
+	Prev Rules
+	// Missing are the wanted rules the chains lack.
+	Missing Rules
 }
 
-// Diff works out the write that makes the rules of s for which
-// mine(comment) holds equal to want, keeping every other rule as it is.
-// It reads and changes nothing.
-func Diff(s State, mine func(comment string) bool, want [][]string) Change {
-	bin := binary(s.Family)
-	c := Change{Family: s.Family}
-	var others []string
-	for _, l := range s.Lines {
-		args, ok := ruleArgs(l)
+// Diff works out the write that makes the rules of each chain of s for
+// which mine(comment) holds equal to want's for that chain, keeping every
+// other rule as it is. Rules wanted in a chain s does not hold are not
+// written: the caller reads every chain it wants rules in. It reads and
+// changes nothing.
+func Diff(s State, mine func(comment string) bool, want Rules) Change {
+	c := Change{Family: s.Family, Prev: Rules{}, Missing: Rules{}}
+	var decls, body strings.Builder
+	for _, cs := range s.Chains {
+		w := want[cs.Chain]
+		prev, others := split(cs, mine)
+		c.Prev[cs.Chain] = prev
+		ch, ok := diffChain(binary(s.Family), cs, others, prev, w)
+		if !ok {
+			continue
+		}
+		c.Chains = append(c.Chains, cs.Chain)
+		if ch.remove {
+			c.Removed = append(c.Removed, cs.Chain)
+		}
+		c.Cmds = append(c.Cmds, ch.cmds...)
+		if len(ch.missing) > 0 {
+			c.Missing[cs.Chain] = ch.missing
+		}
+		decls.WriteString(ch.decl)
+		body.WriteString(ch.body)
+	}
+	if len(c.Chains) == 0 {
+		return c
+	}
+	// One atomic write for every chain: one process, and all or nothing.
+	// The chains are declared first, as iptables-save writes them.
+	c.Input = "*mangle\n" + decls.String() + body.String() + "COMMIT\n"
+	return c
+}
+
+// split parts cs's rules into mine, as arguments, and the others, as
+// their lines.
+func split(cs ChainState, mine func(comment string) bool) (prev [][]string, others []string) {
+	for _, l := range cs.Lines {
+		args, ok := ruleArgs(l, cs.Name)
 		if !ok {
 			continue
 		}
 		if mine(commentOf(args)) {
-			c.Prev = append(c.Prev, args)
+			prev = append(prev, args)
 		} else {
 			others = append(others, l)
 		}
 	}
-	jump := s.Exists && s.Jump
+	return prev, others
+}
 
+// chainChange is the part of a write that concerns one chain.
+type chainChange struct {
+	cmds []string
+	// decl declares the chain; body is its lines in the write after the
+	// declarations.
+	decl, body string
+	remove     bool
+	missing    [][]string
+}
+
+// diffChain is the change of one chain, and whether there is any.
+func diffChain(bin string, cs ChainState, others []string, prev, want [][]string) (chainChange, bool) {
+	var ch chainChange
+	name, from, jumpSpec := cs.Name, cs.From, Join(cs.JumpSpec())
+	jump := cs.Exists && cs.Jump
 	if len(others) == 0 && len(want) == 0 {
-		if !s.Exists && !jump {
-			return c
+		if !cs.Exists {
+			return ch, false
 		}
-		for _, r := range c.Prev {
-			c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
+		for _, r := range prev {
+			ch.cmds = append(ch.cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, name, Join(r)))
 		}
-		// The jump, the rules and the chain go in one atomic write, like
-		// every other change: one process, and all or nothing.
 		var in strings.Builder
-		in.WriteString("*mangle\n")
 		if jump {
-			c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -D POSTROUTING %s", bin, Join(JumpSpec)))
-			fmt.Fprintf(&in, "-D POSTROUTING %s\n", Join(JumpSpec))
+			ch.cmds = append(ch.cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, from, jumpSpec))
+			fmt.Fprintf(&in, "-D %s %s\n", from, jumpSpec)
 		}
-		c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -X %s", bin, Chain))
-		fmt.Fprintf(&in, "-F %s\n-X %s\nCOMMIT\n", Chain, Chain)
-		c.Input, c.Remove = in.String(), true
-		return c
+		ch.cmds = append(ch.cmds, fmt.Sprintf("%s -t mangle -X %s", bin, name))
+		fmt.Fprintf(&in, "-F %s\n-X %s\n", name, name)
+		ch.body, ch.remove = in.String(), true
+		return ch, true
 	}
 
-	if s.Exists && jump && equal(c.Prev, want) {
-		return c
+	if cs.Exists && jump && equal(prev, want) {
+		return ch, false
 	}
-	if !s.Exists {
-		c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -N %s", bin, Chain))
+	if !cs.Exists {
+		ch.cmds = append(ch.cmds, fmt.Sprintf("%s -t mangle -N %s", bin, name))
 	}
 	if !jump {
-		c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -A POSTROUTING %s", bin, Join(JumpSpec)))
+		ch.cmds = append(ch.cmds, fmt.Sprintf("%s -t mangle -A %s %s", bin, from, jumpSpec))
 	}
-	wantSet, prevSet := set(want), set(c.Prev)
-	for _, r := range c.Prev {
+	wantSet, prevSet := set(want), set(prev)
+	for _, r := range prev {
 		if !wantSet[Join(r)] {
-			c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, Chain, Join(r)))
+			ch.cmds = append(ch.cmds, fmt.Sprintf("%s -t mangle -D %s %s", bin, name, Join(r)))
 		}
 	}
 	for _, r := range want {
 		if !prevSet[Join(r)] {
-			c.Cmds = append(c.Cmds, fmt.Sprintf("%s -t mangle -A %s %s", bin, Chain, Join(r)))
-			c.Missing = append(c.Missing, r)
+			ch.cmds = append(ch.cmds, fmt.Sprintf("%s -t mangle -A %s %s", bin, name, Join(r)))
+			ch.missing = append(ch.missing, r)
 		}
 	}
 
-	var in strings.Builder
-	in.WriteString("*mangle\n")
 	// With --noflush, declaring an existing user chain flushes it; the
 	// explicit -F makes that so on every iptables version and backend.
-	fmt.Fprintf(&in, ":%s - [0:0]\n-F %s\n", Chain, Chain)
+	ch.decl = fmt.Sprintf(":%s - [0:0]\n", name)
+	var in strings.Builder
+	fmt.Fprintf(&in, "-F %s\n", name)
 	for _, l := range others {
 		in.WriteString(l + "\n")
 	}
 	for _, r := range want {
-		fmt.Fprintf(&in, "-A %s %s\n", Chain, Join(r))
+		fmt.Fprintf(&in, "-A %s %s\n", name, Join(r))
 	}
 	if !jump {
-		fmt.Fprintf(&in, "-A POSTROUTING %s\n", Join(JumpSpec))
+		fmt.Fprintf(&in, "-A %s %s\n", from, jumpSpec)
 	}
-	in.WriteString("COMMIT\n")
-	c.Input = in.String()
-	return c
+	ch.body = in.String()
+	return ch, true
 }
 
 // Apply writes c to b.
@@ -168,20 +275,33 @@ func (c Change) Apply(b Backend) error {
 		return nil
 	}
 	if err := b.Restore(c.Input); err != nil {
-		if c.Remove {
-			return fmt.Errorf("removing %s mangle chain %s: %w", binary(c.Family), Chain, err)
+		verb := "writing"
+		if len(c.Removed) == len(c.Chains) {
+			verb = "removing"
 		}
-		return fmt.Errorf("writing %s mangle chain %s: %w", binary(c.Family), Chain, err)
+		return fmt.Errorf("%s %s mangle %s: %w", verb, binary(c.Family), chainNames(c.Chains), err)
 	}
 	return nil
 }
 
-// Sync makes the rules of Chain for which mine(comment) holds equal to
-// want, keeping every other rule as it is: Read, Diff, log and Apply. It
-// returns the rules it found for mine, so that a failed run can put them
-// back with another Sync.
-func Sync(b Backend, mine func(comment string) bool, want [][]string, log Logger) (prev [][]string, err error) {
-	s, err := Read(b)
+// chainNames says "chain GRE-HOOK", or "chains GRE-HOOK and GRE-HOOK-IN".
+func chainNames(cs []Chain) string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Name
+	}
+	if len(names) == 1 {
+		return "chain " + names[0]
+	}
+	return "chains " + strings.Join(names, " and ")
+}
+
+// Sync makes the rules of each chain of chains for which mine(comment)
+// holds equal to want's for that chain, keeping every other rule as it
+// is: Read, Diff, log and Apply. It returns the rules it found for mine,
+// so that a failed run can put them back with another Sync.
+func Sync(b Backend, chains []Chain, mine func(comment string) bool, want Rules, log Logger) (prev Rules, err error) {
+	s, err := Read(b, chains...)
 	if err != nil {
 		return nil, err
 	}
@@ -200,10 +320,11 @@ func binary(family int) string {
 	return "iptables"
 }
 
-// ruleArgs splits an `-A CHAIN ...` line into the rule's arguments.
-func ruleArgs(line string) ([]string, bool) {
+// ruleArgs splits an `-A CHAIN ...` line of chain into the rule's
+// arguments.
+func ruleArgs(line, chain string) ([]string, bool) {
 	f := Split(line)
-	if len(f) < 2 || f[0] != "-A" || f[1] != Chain {
+	if len(f) < 2 || f[0] != "-A" || f[1] != chain {
 		return nil, false
 	}
 	return f[2:], true

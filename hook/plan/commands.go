@@ -179,6 +179,17 @@ func RuleSpec(r MSSRule) []string {
 	return append(spec, "--clamp-mss-to-pmtu")
 }
 
+// GuardSpec is the reflection guard of a tunnel that reflects keepalives,
+// in iptables' own -S order: it drops the inner packets that come in
+// through the tunnel with one of the router's own addresses as source
+// (which accept_local lets in) unless they are GRE, as the reflected
+// keepalives are. It goes in the IPv4 table only: accept_local and the
+// keepalives are IPv4's.
+func GuardSpec(underlay, tunnel string) []string {
+	return []string{"-i", tunnel, "!", "-p", "gre", "-m", "addrtype", "--src-type", "LOCAL",
+		"-m", "comment", "--comment", Comment(underlay, tunnel), "-j", "DROP"}
+}
+
 // IptablesCmd names the binary for a family.
 func IptablesCmd(family int) string {
 	if family == 6 {

@@ -271,8 +271,10 @@ func envInt(t *testing.T, name string, def int) int {
 // TestConcurrentUnderlays brings 8 underlays, each with its tunnels, up
 // and down in parallel as ifupdown does (one gre-hook per underlay, all at
 // once, from the environment ifupdown sets), round after round. After each
-// up the kernel must hold exactly the configured links, routes and MSS
-// rules, none twice and none lost; after each down nothing of gre-hook's.
+// up the kernel must hold exactly the configured links, routes, MSS rules
+// and reflection guards (the first tunnel of each underlay reflects
+// keepalives), none twice and none lost; after each down nothing of
+// gre-hook's.
 //
 // GRE_HOOK_STRESS_ROUNDS (default 2) and GRE_HOOK_STRESS_TUNNELS (tunnels
 // per underlay, default 3) size it. Under software emulation a round takes
@@ -296,14 +298,20 @@ func TestConcurrentUnderlays(t *testing.T) {
 		ns.dummy(eth, fmt.Sprintf("198.18.%d.1/24", i), 1500)
 		for j := 0; j < perUnderlay; j++ {
 			name := fmt.Sprintf("s%dt%d", i, j)
-			fmt.Fprintf(&cfg, "[[tunnel]]\nname = %q\nunderlay = %q\nremote = \"203.0.113.%d\"\naddress = [\"10.%d.%d.1/30\"]\n[[tunnel.route]]\nto = \"172.16.%d.0/24\"\n\n",
-				name, eth, i*10+j, i, j*4, i*10+j)
+			reflect := ""
+			if j == 0 {
+				reflect = "keepalive_reflect = true\n"
+				wantRules = append(wantRules, fmt.Sprintf("-A GRE-HOOK-IN -i %s ! -p gre -m addrtype --src-type LOCAL -m comment --comment gre-hook:%s:%s -j DROP", name, eth, name))
+			}
+			fmt.Fprintf(&cfg, "[[tunnel]]\nname = %q\nunderlay = %q\nremote = \"203.0.113.%d\"\naddress = [\"10.%d.%d.1/30\"]\n%s[[tunnel.route]]\nto = \"172.16.%d.0/24\"\n\n",
+				name, eth, i*10+j, i, j*4, reflect, i*10+j)
 			wantLinks[name] = "gre-hook:" + eth
 			wantRoutes = append(wantRoutes, fmt.Sprintf("172.16.%d.0/24 via 10.%d.%d.2 dev %s proto 176 metric 0 table main", i*10+j, i, j*4, name))
 			wantRules = append(wantRules, fmt.Sprintf("-A GRE-HOOK -o %s -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment gre-hook:%s:%s -j TCPMSS --clamp-mss-to-pmtu", name, eth, name))
 		}
 	}
-	wantRules = append(wantRules, "-A POSTROUTING -m comment --comment gre-hook -j GRE-HOOK", "-N GRE-HOOK")
+	wantRules = append(wantRules, "-A POSTROUTING -m comment --comment gre-hook -j GRE-HOOK", "-N GRE-HOOK",
+		"-A PREROUTING -m comment --comment gre-hook -j GRE-HOOK-IN", "-N GRE-HOOK-IN")
 	sort.Strings(wantRoutes)
 	sort.Strings(wantRules)
 	path := writeConfig(t, cfg.String())

@@ -81,6 +81,9 @@ type Tunnel struct {
 	Defaults []Route `json:"defaults,omitempty"`
 	// MSS lists the address families (4, 6) that have a rule.
 	MSS []int `json:"mss,omitempty"`
+	// Guard: the tunnel reflects keepalives and has a reflection guard,
+	// an IPv4 rule in gre-hook's chain GRE-HOOK-IN.
+	Guard bool `json:"guard,omitempty"`
 	// Down is the configured down_command, kept so it runs even if the
 	// config is gone by the time the underlay goes down.
 	Down []string `json:"down_command,omitempty"`
@@ -191,6 +194,19 @@ func (r *Record) Families() map[int]bool {
 		}
 	}
 	return out
+}
+
+// Guarded reports whether a tunnel of r has a reflection guard.
+func (r *Record) Guarded() bool {
+	if r == nil {
+		return false
+	}
+	for _, t := range r.Tunnels {
+		if t.Guard {
+			return true
+		}
+	}
+	return false
 }
 
 // Store reads and writes records in one directory.

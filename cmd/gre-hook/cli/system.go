@@ -59,5 +59,5 @@ type emptyTables struct{ family int }
 
 func (e emptyTables) Family() int                               { return e.family }
 func (emptyTables) List(string, string) ([]string, bool, error) { return nil, false, nil }
-func (emptyTables) JumpExists() (bool, error)                   { return false, nil }
+func (emptyTables) JumpExists(mss.Chain) (bool, error)          { return false, nil }
 func (emptyTables) Restore(string) error                        { return nil }
