@@ -6,7 +6,9 @@
 // (or a second GRE tunnel with the same local, remote and key) fails with
 // EEXIST, a route replace is keyed on destination, table and metric, a
 // route via a gateway needs the device up and the gateway on a connected
-// prefix, and an IPv6 route asked for with metric 0 gets metric 1024.
+// prefix, an IPv6 route asked for with metric 0 gets metric 1024, and a
+// GRE link's tunnel attributes change in place (SetTunnel) but for its
+// kind, and a gre link's remote that would make it point-to-point or not.
 package fake
 
 import (
