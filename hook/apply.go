@@ -79,7 +79,7 @@ func (x *executor) apply(st *step) error {
 		case len(st.cmds) == 0:
 			return fmt.Errorf("interrupted: %w", err)
 		}
-		return fmt.Errorf("interrupted before %q: %w", st.cmds[0], err)
+		return fmt.Errorf("interrupted before %q: %w", bareCmd(st.cmds[0]), err)
 	}
 	if st.prepare != nil {
 		st.prepare(x)
@@ -98,7 +98,7 @@ func (x *executor) apply(st *step) error {
 		if st.bare {
 			return err
 		}
-		return fmt.Errorf("%s: %w", st.cmds[0], err)
+		return fmt.Errorf("%s: %w", bareCmd(st.cmds[0]), err)
 	}
 	if st.undo != nil {
 		x.undos = append(x.undos, undo{cmd: st.undoCmd, fn: st.undo})
@@ -139,15 +139,25 @@ func (x *executor) addLink(l plan.Link) error {
 		err = x.sys.Net.AddLink(kernelLink(l))
 	}
 	if errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("%w (%s)", err, explainExists(x.sys.Net, l))
+		return fmt.Errorf("%w (%s)", err, explainExists(x.sys.Net, l, false))
 	}
 	return err
 }
 
-// explainExists says why the kernel refused a new tunnel with EEXIST when
-// no link has its name: another tunnel, perhaps the kernel's fallback
-// device, already has the same local, remote and key.
-func explainExists(n Net, l plan.Link) string {
+// setTunnel changes the tunnel attributes of l's link in place.
+func (x *executor) setTunnel(l plan.Link) error {
+	err := x.sys.Net.SetTunnel(kernelLink(l))
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("%w (%s)", err, explainExists(x.sys.Net, l, true))
+	}
+	return err
+}
+
+// explainExists says why the kernel refused a new tunnel, or new
+// attributes for one, with EEXIST when no other link has its name: another
+// tunnel, perhaps the kernel's fallback device, already has the same
+// local, remote and key. inPlace: l's link exists, and was to take them.
+func explainExists(n Net, l plan.Link, inPlace bool) string {
 	links, err := n.Links()
 	if err != nil {
 		return "the kernel already has a tunnel with these parameters"
@@ -156,7 +166,7 @@ func explainExists(n Net, l plan.Link) string {
 		if o.GRE && o.Name != l.Name && o.Local == l.Local && o.Remote == l.Remote && o.IKey == l.IKey && o.Kind == string(l.Mode) {
 			return fmt.Sprintf("tunnel %s already uses local %s remote %s key %d", o.Name, l.Local, l.Remote, l.IKey)
 		}
-		if o.Name == l.Name {
+		if o.Name == l.Name && !inPlace {
 			return fmt.Sprintf("a link named %s appeared meanwhile", l.Name)
 		}
 	}

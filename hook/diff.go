@@ -24,7 +24,8 @@ type step struct {
 	tunnel string
 	// cmds are the commands a person would type for the change, as up
 	// prints them: the first is the change, the rest say what the same
-	// call also does (a new link gets its alias and MTU with it).
+	// call also does (a new link gets its alias and MTU with it). The
+	// first may end in a comment (commentMark) saying why it is done so.
 	cmds []string
 	// why says what differs, for status.
 	why []reason
@@ -46,6 +47,9 @@ type step struct {
 	// dropsRoutesVia names a link the change deletes: the kernel deletes
 	// its routes with it.
 	dropsRoutesVia string
+	// news: the change is one a daemon told by up_command must hear of
+	// (diffCommands).
+	news bool
 	// prepare edits the run's snapshot when the step is reached, in a dry
 	// run too, so that the steps after it see the kernel as it will be.
 	prepare func(x *executor)
@@ -92,22 +96,53 @@ func diffTunnels(want []plan.Tunnel, s *snapshot, rec *state.Record) []step {
 	return out
 }
 
-// touched names the tunnels that steps change.
+// commentMark begins the comment that may end a step's first command.
+const commentMark = "  # "
+
+// bareCmd is cmd without its comment.
+func bareCmd(cmd string) string {
+	if i := strings.Index(cmd, commentMark); i >= 0 {
+		return cmd[:i]
+	}
+	return cmd
+}
+
+// touched names the tunnels whose steps are news for their up_command: a
+// link made (a new index), an address added or removed, the multicast
+// flag changed. A change in place (MTU, TTL, endpoints, keys), a route or
+// an MSS rule leaves a multicast daemon's VIF as it was: no news.
 func touched(steps []step) map[string]bool {
 	out := map[string]bool{}
 	for _, st := range steps {
-		if st.tunnel != "" && len(st.cmds) > 0 {
+		if st.tunnel != "" && st.news && len(st.cmds) > 0 {
 			out[st.tunnel] = true
 		}
 	}
 	return out
 }
 
+// linkMatches reports whether have is want's link, with want's tunnel
+// attributes.
 func linkMatches(have rtnl.Link, want plan.Link) bool {
-	// The ip6 modes have no pmtudisc: the kernel reports none.
-	return have.GRE && have.Kind == string(want.Mode) && have.Local == want.Local && have.Remote == want.Remote &&
-		have.TTL == want.TTL && have.TOS == want.TOS && (have.PMTUDisc == want.PMTUDisc || want.Mode.Outer6()) &&
-		have.IKey == want.IKey && have.OKey == want.OKey
+	return have.GRE && have.Kind == string(want.Mode) && len(plan.Changes(planLink(have), want)) == 0
+}
+
+// remakes says why the kernel cannot turn have into want in place, as
+// have's comment and status's reason, or "" when it can. A live GRE
+// link's changelink takes new tunnel attributes (local, remote, ttl, tos,
+// pmtudisc, keys) and keeps the link's index; it cannot change the link's
+// kind (the RTM_NEWLINK fails with EOPNOTSUPP), nor (rtnl.RemoteChangeable)
+// make a gre link point-to-point or not.
+func remakes(have rtnl.Link, want plan.Link) (comment, why string) {
+	switch {
+	case !have.GRE || have.Kind != string(want.Mode):
+		return fmt.Sprintf("mode %s, was %s: the kernel cannot change a link's kind", want.Mode, kindOf(have)),
+			fmt.Sprintf("mode is %s, want %s; the kernel cannot change a link's kind, so up makes it again", kindOf(have), want.Mode)
+	case !rtnl.RemoteChangeable(have.Kind, have.Remote, want.Remote):
+		return fmt.Sprintf("remote %s, was %s: the kernel cannot make a gre link point-to-point or not", want.Remote, have.Remote),
+			fmt.Sprintf("remote is %s, want %s; the kernel cannot make a gre link point-to-point or not, so up makes it again", have.Remote, want.Remote)
+	}
+	return "", ""
 }
 
 // diffTunnel is the steps for one tunnel; old is its entry in the
@@ -128,16 +163,15 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 		out = append(out, st)
 	}
 	have, exists := s.links[name]
-	fresh = !exists || !linkMatches(have, want)
-	if exists && !linkMatches(have, want) {
-		// Ours (precheck saw to that) but with other tunnel attributes:
-		// the config changed since it was made. Recreate it.
+	fresh = !exists
+	if comment, why := remakes(have, want); exists && why != "" {
+		// Ours (precheck saw to that), but of another kind than the
+		// config now says: delete it and make it again.
+		fresh = true
 		prev, prevAddrs, prevRoutes := have, s.addrs[have.Index], routesVia(routes, name)
 		add(step{
-			cmds: []string{plan.DelLinkCmd(name)},
-			why: because(name, "link attributes differ: have %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d; want %s local %s remote %s ttl %d tos %d pmtudisc %v key %d/%d",
-				have.Kind, have.Local, have.Remote, have.TTL, have.TOS, have.PMTUDisc, have.IKey, have.OKey,
-				want.Mode, want.Local, want.Remote, want.TTL, want.TOS, want.PMTUDisc, want.IKey, want.OKey),
+			cmds:    []string{plan.DelLinkCmd(name) + commentMark + comment},
+			why:     because(name, "%s", why),
 			change:  func(x *executor) error { return x.sys.Net.DelLink(name) },
 			undoCmd: "recreate " + name + " as it was",
 			undo:    func(x *executor) error { return recreate(x.sys.Net, prev, prevAddrs, prevRoutes) },
@@ -160,10 +194,27 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 			cmds = append(cmds, plan.MulticastCmd(want))
 		}
 		cmds = append(cmds, plan.MTUCmd(want))
-		add(step{cmds: cmds, why: because(name, "link %s does not exist", name),
+		add(step{cmds: cmds, why: because(name, "link %s does not exist", name), news: true,
 			change:  func(x *executor) error { return x.addLink(want) },
 			undoCmd: plan.DelLinkCmd(name), undo: func(x *executor) error { return x.sys.Net.DelLink(name) }})
 	} else {
+		if cs := plan.Changes(planLink(have), want); len(cs) > 0 {
+			// In place: the link keeps its index, so its addresses,
+			// routes and MSS rule stay, and so do the multicast daemons'
+			// VIFs, which they key by index. The change keeps the MTU;
+			// the step below sets it.
+			prev := have
+			back := make([]plan.Change, len(cs))
+			var why []reason
+			for i, c := range cs {
+				back[i] = plan.Change{Attr: c.Attr, Have: c.Want, Want: c.Have}
+				why = append(why, reason{name, c.Why()})
+			}
+			add(step{cmds: []string{plan.ChangeTunnelCmd(want, cs) + commentMark + "in place, was " + plan.Was(cs)}, why: why,
+				change:  func(x *executor) error { return x.setTunnel(want) },
+				undoCmd: plan.ChangeTunnelCmd(want, back),
+				undo:    func(x *executor) error { return x.sys.Net.SetTunnel(prev) }})
+		}
 		if have.FwMark != want.FwMark {
 			// In place: the kernel's changelink takes a new fwmark (Linux
 			// 4.12 and later), and the link keeps its routes, the main
@@ -175,8 +226,9 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 				undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
 		}
 		if have.Multicast != want.Multicast {
+			// News: a multicast daemon makes VIFs only on multicast links.
 			prev := have.Multicast
-			add(step{cmds: []string{plan.MulticastCmd(want)}, why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast),
+			add(step{cmds: []string{plan.MulticastCmd(want)}, why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast), news: true,
 				change: func(x *executor) error { return x.sys.Net.SetMulticast(name, want.Multicast) },
 				undo:   func(x *executor) error { return x.sys.Net.SetMulticast(name, prev) }})
 		}
@@ -198,18 +250,9 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 		if hasAddr(present, a.Prefix) {
 			continue
 		}
-		add(step{cmds: []string{plan.AddAddrCmd(name, a)}, why: because(name, "address %s is missing", a.Prefix),
+		add(step{cmds: []string{plan.AddAddrCmd(name, a)}, why: because(name, "address %s is missing", a.Prefix), news: true,
 			change:  func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(a)) },
 			undoCmd: plan.DelAddrCmd(name, a), undo: func(x *executor) error { return x.sys.Net.DelAddr(name, a.Prefix) }})
-	}
-	for _, p := range present {
-		if p.Prefix.Addr().IsLinkLocalUnicast() || wantsAddr(t.Addrs, p.Prefix) {
-			continue
-		}
-		pa := planAddr(p)
-		add(step{cmds: []string{plan.DelAddrCmd(name, pa)}, why: because(name, "address %s is not in the config", p.Prefix),
-			change:  func(x *executor) error { return x.sys.Net.DelAddr(name, pa.Prefix) },
-			undoCmd: plan.AddAddrCmd(name, pa), undo: func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(pa)) }})
 	}
 	if !exists || !have.Up {
 		add(step{cmds: []string{plan.UpCmd(name)}, why: because(name, "link is down"), change: func(x *executor) error { return x.sys.Net.SetUp(name) }})
@@ -242,6 +285,19 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 	}
 	for _, st := range staleRoutes(t, routes, old) {
 		add(st)
+	}
+	// Addresses the config no longer has go last: a rollback puts them
+	// back before the routes through their gateways, which the kernel
+	// refuses (ENETUNREACH) on a link without them. On a link changed in
+	// place, nothing else puts them back.
+	for _, p := range present {
+		if p.Prefix.Addr().IsLinkLocalUnicast() || wantsAddr(t.Addrs, p.Prefix) {
+			continue
+		}
+		pa := planAddr(p)
+		add(step{cmds: []string{plan.DelAddrCmd(name, pa)}, why: because(name, "address %s is not in the config", p.Prefix), news: true,
+			change:  func(x *executor) error { return x.sys.Net.DelAddr(name, pa.Prefix) },
+			undoCmd: plan.AddAddrCmd(name, pa), undo: func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(pa)) }})
 	}
 	return out, routes
 }
@@ -347,8 +403,8 @@ func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []
 }
 
 // diffCommands is the up_commands of the tunnels in touched. An
-// up_command tells a daemon about a new or changed interface; a tunnel
-// the run did not touch needs no news.
+// up_command tells a daemon about a new interface, or one whose addresses
+// or multicast flag changed; other tunnels have no news for it.
 func diffCommands(underlay string, want []plan.Tunnel, touched map[string]bool) []step {
 	var out []step
 	for _, t := range want {

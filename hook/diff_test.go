@@ -93,6 +93,23 @@ func TestDiff(t *testing.T) {
 	inTable := rtnl.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: plan.DefaultPolicy.Table, Metric: 1, Protocol: plan.RouteProtocol}
 	marked := w
 	marked.Link.FwMark = plan.DefaultPolicy.Mark
+	edited := w
+	edited.Link.TTL, edited.Link.MTU, edited.Link.Remote = 32, 1400, addr("203.0.113.9")
+	withUpEdited := edited
+	withUpEdited.Up = withUp.Up
+	// made is the commands that make w's link, its address and route.
+	made := []string{
+		"ip tunnel add gre1 mode gre remote 203.0.113.2 local 198.51.100.1 ttl 64",
+		"ip link set gre1 alias gre-hook:eth1",
+		"ip link set gre1 multicast on",
+		"ip link set gre1 mtu 1476",
+		"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1",
+		"ip link set gre1 up",
+		"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176",
+	}
+	moved := w
+	moved.Addrs = []plan.Addr{{Prefix: pfx("10.0.0.5/30"), Broadcast: addr("10.0.0.7")}}
+	moved.Routes = []plan.Route{{Dst: pfx("192.168.3.0/24"), Gw: addr("10.0.0.6"), Dev: "gre1"}}
 	for _, tc := range []struct {
 		name   string
 		want   []plan.Tunnel
@@ -102,18 +119,11 @@ func TestDiff(t *testing.T) {
 		cmds   []string
 	}{
 		{name: "in place", want: []plan.Tunnel{w}, kernel: kernelWith(w), chains: chainWith(w.MSS...)},
-		{name: "nothing yet", want: []plan.Tunnel{w}, kernel: kernelWith(w, noGRE), chains: map[int]mss.State{4: {Family: 4, Chains: []mss.ChainState{{Chain: mss.Out}}}}, cmds: []string{
-			"ip tunnel add gre1 mode gre remote 203.0.113.2 local 198.51.100.1 ttl 64",
-			"ip link set gre1 alias gre-hook:eth1",
-			"ip link set gre1 multicast on",
-			"ip link set gre1 mtu 1476",
-			"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1",
-			"ip link set gre1 up",
-			"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176",
+		{name: "nothing yet", want: []plan.Tunnel{w}, kernel: kernelWith(w, noGRE), chains: map[int]mss.State{4: {Family: 4, Chains: []mss.ChainState{{Chain: mss.Out}}}}, cmds: append(made,
 			"iptables -t mangle -N GRE-HOOK",
 			"iptables -t mangle -A POSTROUTING -m comment --comment gre-hook -j GRE-HOOK",
-			"iptables -t mangle -A GRE-HOOK " + rule,
-		}},
+			"iptables -t mangle -A GRE-HOOK "+rule,
+		)},
 		{name: "mtu changed", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
 			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }),
 			cmds:   []string{"ip link set gre1 mtu 1476"}},
@@ -142,17 +152,32 @@ func TestDiff(t *testing.T) {
 				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("192.168.3.0/24"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: 7, Protocol: plan.RouteProtocol})
 			}),
 			cmds: []string{"ip route del 192.168.3.0/24 via 10.0.0.2 dev gre1 table 7"}},
-		{name: "attributes changed: recreate, routes anew", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+		{name: "ttl changed: in place", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
 			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.TTL = 10; s.links["gre1"] = l }),
+			cmds:   []string{"ip link set gre1 type gre ttl 64  # in place, was ttl 10"}},
+		{name: "ttl, mtu and remote edited: in place, then the mtu", want: []plan.Tunnel{edited}, chains: chainWith(w.MSS...), kernel: kernelWith(w),
+			cmds: []string{"ip link set gre1 type gre remote 203.0.113.9 ttl 32  # in place, was remote 203.0.113.2 ttl 64", "ip link set gre1 mtu 1400"}},
+		{name: "local, tos, pmtudisc and keys: in place", want: []plan.Tunnel{func() plan.Tunnel {
+			t := w
+			t.Link.Local, t.Link.TOS, t.Link.PMTUDisc, t.Link.TTL, t.Link.IKey, t.Link.OKey = addr("198.51.100.7"), 0x10, false, 0, 7, 8
+			return t
+		}()}, chains: chainWith(w.MSS...), kernel: kernelWith(w),
+			cmds: []string{"ip link set gre1 type gre local 198.51.100.7 ttl 0 tos 0x10 nopmtudisc ikey 7 okey 8  # in place, was local 198.51.100.1 ttl 64 tos 0x0 pmtudisc nokey"}},
+		{name: "key taken away: in place", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.IKey, l.OKey = 5, 5; s.links["gre1"] = l }),
+			cmds:   []string{"ip link set gre1 type gre nokey  # in place, was key 5"}},
+		{name: "mode changed: recreate, routes anew", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Kind, l.TTL = "gretap", 10; s.links["gre1"] = l }),
+			cmds:   append([]string{"ip link del gre1  # mode gre, was gretap: the kernel cannot change a link's kind"}, made...)},
+		{name: "remote from none: recreate", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Remote = addr("0.0.0.0"); s.links["gre1"] = l }),
+			cmds:   append([]string{"ip link del gre1  # remote 203.0.113.2, was 0.0.0.0: the kernel cannot make a gre link point-to-point or not"}, made...)},
+		{name: "address and routes edited: old routes, then the old address, go last", want: []plan.Tunnel{moved}, chains: chainWith(moved.MSS...), kernel: kernelWith(w),
 			cmds: []string{
-				"ip link del gre1",
-				"ip tunnel add gre1 mode gre remote 203.0.113.2 local 198.51.100.1 ttl 64",
-				"ip link set gre1 alias gre-hook:eth1",
-				"ip link set gre1 multicast on",
-				"ip link set gre1 mtu 1476",
-				"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1",
-				"ip link set gre1 up",
-				"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176",
+				"ip addr add 10.0.0.5/30 broadcast 10.0.0.7 dev gre1",
+				"ip route replace 192.168.3.0/24 via 10.0.0.6 dev gre1 proto 176",
+				"ip route del 192.168.2.0/24 via 10.0.0.2 dev gre1",
+				"ip addr del 10.0.0.1/30 dev gre1",
 			}},
 		{name: "MSS rule deleted", want: []plan.Tunnel{w}, kernel: kernelWith(w), chains: chainWith(),
 			cmds: []string{"iptables -t mangle -A GRE-HOOK " + rule}},
@@ -164,9 +189,22 @@ func TestDiff(t *testing.T) {
 			cmds: []string{"iptables -t mangle -D GRE-HOOK " + rule, "iptables -t mangle -D POSTROUTING -m comment --comment gre-hook -j GRE-HOOK",
 				"iptables -t mangle -X GRE-HOOK"}},
 		{name: "up_command only for a touched tunnel", want: []plan.Tunnel{withUp}, kernel: kernelWith(w), chains: chainWith(w.MSS...)},
-		{name: "up_command after a change", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }),
-			cmds:   []string{"ip link set gre1 mtu 1476", "/usr/local/bin/notify gre1"}},
+		// An up_command tells the daemons what they need: a new index, new
+		// addresses, the multicast flag. A change in place keeps their VIF.
+		{name: "no up_command after a change in place", want: []plan.Tunnel{withUpEdited}, chains: chainWith(w.MSS...), kernel: kernelWith(w),
+			cmds: []string{"ip link set gre1 type gre remote 203.0.113.9 ttl 32  # in place, was remote 203.0.113.2 ttl 64", "ip link set gre1 mtu 1400"}},
+		{name: "no up_command after a route change", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { s.routes[4] = s.routes[4][:3] }),
+			cmds:   []string{"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176"}},
+		{name: "up_command after an address change", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { s.addrs[5] = nil }),
+			cmds:   []string{"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1", "/usr/local/bin/notify gre1"}},
+		{name: "up_command after multicast on", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Multicast = false; s.links["gre1"] = l }),
+			cmds:   []string{"ip link set gre1 multicast on", "/usr/local/bin/notify gre1"}},
+		{name: "up_command after a recreate", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
+			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Kind = "gretap"; s.links["gre1"] = l }),
+			cmds:   append(append([]string{"ip link del gre1  # mode gre, was gretap: the kernel cannot change a link's kind"}, made...), "/usr/local/bin/notify gre1")},
 		// The main table's default is never in the commands.
 		{name: "default route into gre-hook's table", want: []plan.Tunnel{def}, kernel: kernelWith(w), chains: chainWith(w.MSS...),
 			cmds: []string{"ip route replace default via 10.0.0.2 dev gre1 table 18247 metric 1 proto 176"}},
@@ -225,5 +263,42 @@ func TestDiffStepFields(t *testing.T) {
 	}
 	if strings.Join(why, "; ") != "link gre1 does not exist" {
 		t.Errorf("why for a missing link: %q", why)
+	}
+}
+
+// A change in place says what differs, attribute by attribute, and its
+// undo puts each back; a recreate names what forces it.
+func TestDiffInPlaceFields(t *testing.T) {
+	w := wantGRE()
+	edited := w
+	edited.Link.TTL, edited.Link.MTU, edited.Link.Remote, edited.Link.IKey, edited.Link.OKey = 32, 1400, addr("203.0.113.9"), 5, 5
+	steps := diffSteps("eth1", []plan.Tunnel{edited}, kernelWith(w), nil, chainWith(w.MSS...))
+	if len(steps) != 2 {
+		t.Fatalf("steps: %q", commands(steps))
+	}
+	st := steps[0]
+	var why []string
+	for _, r := range st.why {
+		why = append(why, r.text)
+	}
+	if got := strings.Join(why, "; "); got != "remote is 203.0.113.2, want 203.0.113.9; ttl is 64, want 32; key: have nokey, want key 5" {
+		t.Errorf("why: %s", got)
+	}
+	if st.undoCmd != "ip link set gre1 type gre remote 203.0.113.2 ttl 64 nokey" || st.undo == nil || st.news {
+		t.Errorf("in-place step: undo %q, news %v", st.undoCmd, st.news)
+	}
+	if bareCmd(st.cmds[0]) != "ip link set gre1 type gre remote 203.0.113.9 ttl 32 key 5" {
+		t.Errorf("bare command: %q", bareCmd(st.cmds[0]))
+	}
+
+	steps = diffSteps("eth1", []plan.Tunnel{w}, kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Kind = "ip6gre"; s.links["gre1"] = l }), nil, chainWith(w.MSS...))
+	why = nil
+	for _, st := range steps {
+		for _, r := range st.why {
+			why = append(why, r.text)
+		}
+	}
+	if got := strings.Join(why, "; "); got != "mode is ip6gre, want gre; the kernel cannot change a link's kind, so up makes it again" {
+		t.Errorf("why for a recreate: %s", got)
 	}
 }

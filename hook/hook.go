@@ -70,6 +70,10 @@ type Net interface {
 	Routes(family int) ([]rtnl.Route, error)
 	// AddLink creates l, with l.FwMark.
 	AddLink(l rtnl.Link) error
+	// SetTunnel changes the tunnel attributes of GRE link l.Name in
+	// place to l's (local, remote, ttl, tos, pmtudisc, keys), keeping its
+	// index, MTU, fwmark and everything else.
+	SetTunnel(l rtnl.Link) error
 	// SetFwMark sets the mark of a GRE link's outer packets in place.
 	SetFwMark(name string, mark uint32) error
 	SetMTU(name string, mtu int) error

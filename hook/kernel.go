@@ -14,6 +14,13 @@ func kernelLink(l plan.Link) rtnl.Link {
 		Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: l.PMTUDisc, IKey: l.IKey, OKey: l.OKey, FwMark: l.FwMark}
 }
 
+// planLink is the tunnel attributes of have, a GRE link read back, as a
+// plan has them.
+func planLink(have rtnl.Link) plan.Link {
+	return plan.Link{Name: have.Name, Mode: config.Mode(have.Kind), Local: have.Local, Remote: have.Remote, TTL: have.TTL, TOS: have.TOS,
+		PMTUDisc: have.PMTUDisc, IKey: have.IKey, OKey: have.OKey, MTU: have.MTU, Multicast: have.Multicast, Alias: have.Alias, FwMark: have.FwMark}
+}
+
 // kernelRoute is r installed (or deleted) with protocol proto.
 func kernelRoute(r plan.Route, proto int) rtnl.Route {
 	return rtnl.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: r.Metric, Protocol: proto}

@@ -1,8 +1,6 @@
 package hook
 
 import (
-	"context"
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -178,9 +176,10 @@ func TestLegacyUpRollsBack(t *testing.T) {
 	e := newEnv(t)
 	toLegacy(e)
 	legacy := e.dump()
-	// The up_command runs after the migration's steps.
-	e.write(strings.Replace(defaultRoute, "default_route = true", "default_route = true\nup_command = [\"/bin/false\"]", 1))
-	e.sys.Command = func(context.Context, []string, []string) error { return errors.New("exit status 1") }
+	// The MSS rules are written after the migration's steps. (An
+	// up_command would not run: the migration changes the link in place.)
+	e.write(strings.Replace(defaultRoute, "default_route = true", "default_route = true\nmss = 1300", 1))
+	e.fk.V4.FailNth("Restore", 1)
 	_, err := e.run(PhaseUp)
 	if err == nil {
 		t.Fatal("no error")

@@ -200,7 +200,8 @@ func TestUnderlayMissingOrDown(t *testing.T) {
 	diff(t, "state", e.dump(), before)
 }
 
-// injections are the steps of site1's bring-up that can fail.
+// injections are the steps of site1's bring-up, and of the edits between
+// the configs, that can fail.
 var injections = []struct {
 	op  string
 	nth int
@@ -221,6 +222,7 @@ var injections = []struct {
 	{"DelAddr", 1, false},
 	{"DelRoute", 1, false},
 	{"SetMTU", 1, false},
+	{"SetTunnel", 1, false},
 	{"Restore", 1, false},
 	{"Restore", 1, true},
 }

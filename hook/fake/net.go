@@ -6,7 +6,9 @@
 // (or a second GRE tunnel with the same local, remote and key) fails with
 // EEXIST, a route replace is keyed on destination, table and metric, a
 // route via a gateway needs the device up and the gateway on a connected
-// prefix, and an IPv6 route asked for with metric 0 gets metric 1024.
+// prefix, an IPv6 route asked for with metric 0 gets metric 1024, and a
+// GRE link's tunnel attributes change in place (SetTunnel) but for its
+// kind, and a gre link's remote that would make it point-to-point or not.
 package fake
 
 import (
@@ -665,11 +667,50 @@ func (n *Net) SetEndpoints(name string, local, remote netip.Addr) error {
 	if !l.GRE {
 		return unix.EOPNOTSUPP
 	}
+	c := *l
+	c.Local, c.Remote = local, remote
+	return n.change(l, c)
+}
+
+// SetTunnel implements hook.Net: it changes a GRE link's tunnel
+// attributes in place, as the kernel's changelink does. The link keeps its
+// index, MTU, fwmark, addresses and routes. Like the kernel, it refuses
+// another kind (EOPNOTSUPP), a gre link's remote that would make it
+// point-to-point or not (EINVAL, rtnl.RemoteChangeable), and attributes
+// that would make it another tunnel's twin (EEXIST).
+func (n *Net) SetTunnel(t rtnl.Link) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.f.hit("SetTunnel"); err != nil {
+		return err
+	}
+	l, err := n.link(t.Name)
+	if err != nil {
+		return err
+	}
+	if !l.GRE || l.Kind != t.Kind {
+		return unix.EOPNOTSUPP
+	}
+	c := *l
+	c.Local, c.Remote, c.TTL, c.IKey, c.OKey = t.Local, t.Remote, t.TTL, t.IKey, t.OKey
+	if !strings.HasPrefix(l.Kind, "ip6") {
+		// The ip6 kinds take neither: see AddLink.
+		c.TOS, c.PMTUDisc = t.TOS, t.PMTUDisc
+	}
+	return n.change(l, c)
+}
+
+// change gives GRE link l the tunnel attributes of c, as the kernel's
+// changelink does, or says why the kernel would refuse.
+func (n *Net) change(l *rtnl.Link, c rtnl.Link) error {
+	if !rtnl.RemoteChangeable(l.Kind, l.Remote, c.Remote) {
+		return unix.EINVAL
+	}
 	for _, o := range n.links {
-		if o != l && o.GRE && o.Kind == l.Kind && o.Local == local && o.Remote == remote && o.IKey == l.IKey {
+		if o != l && o.GRE && o.Kind == l.Kind && o.Local == c.Local && o.Remote == c.Remote && o.IKey == c.IKey {
 			return unix.EEXIST
 		}
 	}
-	l.Local, l.Remote = local, remote
+	*l = c
 	return nil
 }

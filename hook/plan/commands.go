@@ -197,3 +197,103 @@ func IptablesCmd(family int) string {
 	}
 	return "iptables"
 }
+
+// Change is one tunnel attribute the kernel changes on a live link.
+type Change struct {
+	// Attr names it: local, remote, ttl, tos, pmtudisc or key.
+	Attr string
+	// Have and Want are its values, in the words ip link takes.
+	Have, Want string
+}
+
+// Changes lists the tunnel attributes in which have differs from want,
+// in the order ip link prints them. The ip6 modes have no pmtudisc: the
+// kernel reports none, so it is not compared.
+func Changes(have, want Link) []Change {
+	var out []Change
+	add := func(attr, h, w string) {
+		if h != w {
+			out = append(out, Change{Attr: attr, Have: h, Want: w})
+		}
+	}
+	add("local", have.Local.String(), want.Local.String())
+	add("remote", have.Remote.String(), want.Remote.String())
+	add("ttl", fmt.Sprint(have.TTL), fmt.Sprint(want.TTL))
+	add("tos", tosWords(have.TOS), tosWords(want.TOS))
+	if !want.Mode.Outer6() {
+		add("pmtudisc", pmtuWords(have.PMTUDisc), pmtuWords(want.PMTUDisc))
+	}
+	add("key", keyWords(have.IKey, have.OKey), keyWords(want.IKey, want.OKey))
+	return out
+}
+
+// ChangeTunnelCmd renders changing l's tunnel attributes in place: each
+// change's new value, as `ip link set NAME type MODE` takes them (it keeps
+// the attributes left out).
+func ChangeTunnelCmd(l Link, cs []Change) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ip link set %s type %s", l.Name, l.Mode)
+	for _, c := range cs {
+		b.WriteString(" " + words(c.Attr, c.Want))
+	}
+	return b.String()
+}
+
+// Was renders the old values of cs, for a comment after the command that
+// changes them.
+func Was(cs []Change) string {
+	var w []string
+	for _, c := range cs {
+		w = append(w, words(c.Attr, c.Have))
+	}
+	return strings.Join(w, " ")
+}
+
+// words is attr with value v as ip link takes it: pmtudisc and the keys
+// are their own words.
+func words(attr, v string) string {
+	if attr == "pmtudisc" || attr == "key" {
+		return v
+	}
+	return attr + " " + v
+}
+
+func tosWords(tos uint8) string {
+	if tos == 1 {
+		return "inherit"
+	}
+	return fmt.Sprintf("0x%x", tos)
+}
+
+func pmtuWords(on bool) string {
+	if on {
+		return "pmtudisc"
+	}
+	return "nopmtudisc"
+}
+
+// keyWords are ip link's words for a tunnel's keys; 0 is no key.
+func keyWords(ikey, okey uint32) string {
+	if ikey == okey {
+		if ikey == 0 {
+			return "nokey"
+		}
+		return fmt.Sprintf("key %d", ikey)
+	}
+	w := []string{"noikey", "nookey"}
+	if ikey != 0 {
+		w[0] = fmt.Sprintf("ikey %d", ikey)
+	}
+	if okey != 0 {
+		w[1] = fmt.Sprintf("okey %d", okey)
+	}
+	return strings.Join(w, " ")
+}
+
+// Why says what differs, as status reports it.
+func (c Change) Why() string {
+	if c.Attr == "pmtudisc" || c.Attr == "key" {
+		return fmt.Sprintf("%s: have %s, want %s", c.Attr, c.Have, c.Want)
+	}
+	return fmt.Sprintf("%s is %s, want %s", c.Attr, c.Have, c.Want)
+}

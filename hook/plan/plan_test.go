@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -209,11 +210,26 @@ func TestCommands(t *testing.T) {
 			"-o t -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment gre-hook:eth1:t -j TCPMSS --set-mss 1400"},
 		{IptablesCmd(4) + " " + IptablesCmd(6), "iptables ip6tables"},
 		{Comment("eth1", "t"), "gre-hook:eth1:t"},
+		// In place: only what differs, in ip's words; the ip6 modes have
+		// no pmtudisc to compare.
+		{ChangeTunnelCmd(l, Changes(l, withKeys(l, 7, 7))), "ip link set t type gretap key 7"},
+		{ChangeTunnelCmd(l, Changes(l, withKeys(l, 0, 0))) + " # " + Was(Changes(l, withKeys(l, 0, 0))), "ip link set t type gretap nokey # ikey 7 okey 8"},
+		{ChangeTunnelCmd(l, Changes(l, withKeys(l, 0, 8))), "ip link set t type gretap noikey okey 8"},
+		{ChangeTunnelCmd(l, Changes(l, Link{Name: "t", Mode: l.Mode, Local: l.Local, Remote: netip.MustParseAddr("203.0.113.9"), TTL: 64, PMTUDisc: true, IKey: 7, OKey: 8})),
+			"ip link set t type gretap remote 203.0.113.9 ttl 64 tos 0x0 pmtudisc"},
+		{fmt.Sprint(len(Changes(Link{Mode: config.ModeIP6GRE, PMTUDisc: true}, Link{Mode: config.ModeIP6GRE}))), "0"},
+		{Changes(l, withKeys(l, 0, 8))[0].Why() + "; " + Changes(l, Link{Mode: l.Mode, TTL: 3, TOS: 1, IKey: 7, OKey: 8, Local: l.Local, Remote: l.Remote})[0].Why(),
+			"key: have ikey 7 okey 8, want noikey okey 8; ttl is 0, want 3"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got  %s\nwant %s", tc.got, tc.want)
 		}
 	}
+}
+
+func withKeys(l Link, ikey, okey uint32) Link {
+	l.IKey, l.OKey = ikey, okey
+	return l
 }
 
 func TestMSSFamilies(t *testing.T) {

@@ -33,10 +33,11 @@ func TestStatusPrintsWhatUpRuns(t *testing.T) {
 				addrs = append(addrs, fmt.Sprintf("%s/%d", a.Local, a.Prefixlen))
 			}
 		}
-		return fmt.Sprintf("mtu %d up %v addrs %v\nroutes %v\nmangle %v", l.Mtu, l.has("UP"), addrs, ns.ourRoutes(), ns.mangle("iptables"))
+		return fmt.Sprintf("index %d mtu %d ttl %s up %v addrs %v\nroutes %v\nmangle %v", ns.linkIndex("gre-site2"), l.Mtu, l.data("ttl"), l.has("UP"), addrs,
+			ns.ourRoutes(), ns.mangle("iptables"))
 	}
 	clean := kernel()
-	if !strings.Contains(clean, "mtu 1476 up true addrs [10.0.0.1/30]") || !strings.Contains(clean, "192.168.2.0/24 via 10.0.0.2 dev gre-site2") ||
+	if !strings.Contains(clean, "mtu 1476 ttl 255 up true addrs [10.0.0.1/30]") || !strings.Contains(clean, "192.168.2.0/24 via 10.0.0.2 dev gre-site2") ||
 		!strings.Contains(clean, "gre-hook:eth1:gre-site2") {
 		t.Fatalf("kernel after up:\n%s", clean)
 	}
@@ -66,6 +67,8 @@ func TestStatusPrintsWhatUpRuns(t *testing.T) {
 		want  string // one of the commands up must run
 	}{
 		{"changed mtu", func() { ns.ip("link", "set", "gre-site2", "mtu", "1400") }, "ip link set gre-site2 mtu 1476"},
+		// Changed back in place: the index stays.
+		{"changed ttl", func() { ns.ip("link", "set", "gre-site2", "type", "gre", "ttl", "64") }, "ip link set gre-site2 type gre ttl 255  # in place, was ttl 64"},
 		{"deleted route", func() { ns.ip("route", "del", "192.168.2.0/24") }, "ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre-site2 proto 176"},
 		{"deleted MSS rule", func() {
 			ns.exec("iptables", append([]string{"-t", "mangle", "-D"}, strings.Fields(strings.TrimPrefix(rule, "-A "))...)...)

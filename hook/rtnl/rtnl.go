@@ -167,7 +167,10 @@ func fromNetlink(l netlink.Link) Link {
 		out.GRE = true
 		out.Kind = greKind(t.Local, t.Remote, "gretap", "ip6gretap")
 		out.Local, out.Remote = ip(t.Local), ip(t.Remote)
-		out.TTL, out.TOS, out.PMTUDisc, out.IKey, out.OKey = t.Ttl, t.Tos, t.PMtuDisc != 0, t.IKey, t.OKey
+		// netlink v1.3.0's parseGretapData reads IFLA_GRE_IKEY into OKey
+		// and IFLA_GRE_OKEY into IKey (its Gretun and its requests get
+		// them right): swap them back.
+		out.TTL, out.TOS, out.PMTUDisc, out.IKey, out.OKey = t.Ttl, t.Tos, t.PMtuDisc != 0, t.OKey, t.IKey
 	}
 	return out
 }
@@ -716,16 +719,72 @@ func LoadModule(name string) error {
 // `ip link set NAME type gre local L remote R` does: one RTM_NEWLINK
 // without NLM_F_CREATE, so the link keeps its index, and with it its
 // addresses, routes and the MSS rule that names it.
-//
-// The kernel's changelink resets every tunnel parameter the request leaves
-// out (ipgre_netlink_parms and ip6gre_netlink_parms start from zero), so,
-// as iproute2 does, the request carries back every IFLA_INFO_DATA
-// attribute the kernel reports now, with only the endpoints new. It has no
-// IFLA_IFNAME: naming a link that is up, even by its own name, fails with
-// EBUSY after the tunnel has already changed. And no IFLA_MTU: the kernel
-// then keeps the MTU, since the lower device does not change.
 func (h *Handle) SetEndpoints(name string, local, remote netip.Addr) error {
-	return h.changeGRE(name, map[uint16][]byte{nl.IFLA_GRE_LOCAL: local.AsSlice(), nl.IFLA_GRE_REMOTE: remote.AsSlice()}, false)
+	return h.changeGRE(name, func(_ string, d map[uint16][]byte) error {
+		d[nl.IFLA_GRE_LOCAL], d[nl.IFLA_GRE_REMOTE] = local.AsSlice(), remote.AsSlice()
+		return nil
+	})
+}
+
+// SetTunnel changes the tunnel attributes of GRE link l.Name in place to
+// l's: local, remote, ttl, tos, pmtudisc and keys (0 for none), as `ip
+// link set NAME type KIND ...` does. The link keeps its index, MTU, fwmark
+// and every other attribute. The ip6 kinds have no tos or pmtudisc
+// attribute (the traffic class is part of their flowinfo): l's are left
+// out for them.
+func (h *Handle) SetTunnel(l Link) error {
+	return h.changeGRE(l.Name, func(kind string, d map[uint16][]byte) error {
+		if kind != l.Kind {
+			return fmt.Errorf("link %s is a %s, not a %s: the kernel cannot change a link's kind: %w", l.Name, kind, l.Kind, unix.EOPNOTSUPP)
+		}
+		d[nl.IFLA_GRE_LOCAL], d[nl.IFLA_GRE_REMOTE] = l.Local.AsSlice(), l.Remote.AsSlice()
+		d[nl.IFLA_GRE_TTL] = nl.Uint8Attr(l.TTL)
+		if !strings.HasPrefix(kind, "ip6") {
+			var pmtu uint8
+			if l.PMTUDisc {
+				pmtu = 1
+			}
+			d[nl.IFLA_GRE_TOS], d[nl.IFLA_GRE_PMTUDISC] = nl.Uint8Attr(l.TOS), nl.Uint8Attr(pmtu)
+		}
+		// The key flag in IFLA_GRE_[IO]FLAGS says the key is used; the
+		// other flags (checksums, sequence numbers) stay as they are.
+		for _, k := range []struct {
+			key, flags uint16
+			v          uint32
+		}{{nl.IFLA_GRE_IKEY, nl.IFLA_GRE_IFLAGS, l.IKey}, {nl.IFLA_GRE_OKEY, nl.IFLA_GRE_OFLAGS, l.OKey}} {
+			var flags uint16
+			if f := d[k.flags]; len(f) >= 2 {
+				flags = binary.BigEndian.Uint16(f)
+			}
+			flags &^= nl.GRE_KEY
+			if k.v != 0 {
+				flags |= nl.GRE_KEY
+			}
+			d[k.flags] = binary.BigEndian.AppendUint16(nil, flags)
+			d[k.key] = binary.BigEndian.AppendUint32(nil, k.v)
+		}
+		return nil
+	})
+}
+
+// RemoteChangeable reports whether the kernel changes, in place, the
+// remote of a live GRE link of kind from one address to another. A gre
+// link (not the tap or ip6 kinds) is point-to-point with a unicast
+// remote, broadcast with a multicast one and neither with none, and
+// ip_tunnel_changelink refuses (EINVAL) a remote that would make it
+// another of these.
+func RemoteChangeable(kind string, from, to netip.Addr) bool {
+	return kind != "gre" || peerClass(from) == peerClass(to)
+}
+
+func peerClass(a netip.Addr) int {
+	switch {
+	case !a.IsValid() || a.IsUnspecified():
+		return 0
+	case a.IsMulticast():
+		return 1
+	}
+	return 2
 }
 
 // greFwMark is IFLA_GRE_FWMARK, which vishvananda/netlink v1.3.0 neither
@@ -734,18 +793,28 @@ func (h *Handle) SetEndpoints(name string, local, remote netip.Addr) error {
 const greFwMark = 20
 
 // SetFwMark sets the mark a GRE link puts on its encapsulated packets, in
-// place, as `ip link set NAME type gre fwmark M` does. The link keeps its
-// MTU: the request carries it back, since a GRE changelink without
-// IFLA_MTU recomputes the MTU from the route to the remote (ip_tunnel_update
-// with set_mtu), which would undo the one gre-hook set.
+// place, as `ip link set NAME type gre fwmark M` does.
 func (h *Handle) SetFwMark(name string, mark uint32) error {
-	return h.changeGRE(name, map[uint16][]byte{greFwMark: nl.Uint32Attr(mark)}, true)
+	return h.changeGRE(name, func(_ string, d map[uint16][]byte) error {
+		d[greFwMark] = nl.Uint32Attr(mark)
+		return nil
+	})
 }
 
-// changeGRE changes some IFLA_INFO_DATA attributes of a GRE link in place
-// (set), and sends back every other one the kernel reports now; keepMTU
-// sends back its MTU too.
-func (h *Handle) changeGRE(name string, set map[uint16][]byte, keepMTU bool) error {
+// changeGRE changes a GRE link in place: one RTM_NEWLINK without
+// NLM_F_CREATE on its index, whose IFLA_INFO_DATA is every attribute the
+// kernel reports now (by type), as edit leaves them.
+//
+// The kernel's changelink resets every tunnel parameter the request leaves
+// out (ipgre_netlink_parms and ip6gre_netlink_parms start from zero), so,
+// as iproute2 does, the request carries back what the kernel reports. It
+// has no IFLA_IFNAME: naming a link that is up, even by its own name,
+// fails with EBUSY after the tunnel has already changed. And it carries
+// the link's MTU back: without IFLA_MTU, a changelink recomputes the MTU,
+// from the route to the remote (ip6gre_tnl_change; ip_tunnel_update when
+// the fwmark changes) or by the change in header length (ipgre_link_update,
+// when a key comes or goes), which would undo the one gre-hook set.
+func (h *Handle) changeGRE(name string, edit func(kind string, data map[uint16][]byte) error) error {
 	l, err := h.byName(name)
 	if err != nil {
 		return fmt.Errorf("looking up link %s: %w", name, err)
@@ -772,38 +841,38 @@ func (h *Handle) changeGRE(name string, set map[uint16][]byte, keepMTU bool) err
 	default:
 		return fmt.Errorf("link %s is a %q, not a GRE tunnel", name, kind)
 	}
+	d := make(map[uint16][]byte, len(data))
+	for _, a := range data {
+		d[a.Attr.Type&nl.NLA_TYPE_MASK] = a.Value
+	}
+	if err := edit(kind, d); err != nil {
+		return err
+	}
 
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
 	req.Sockets = h.route
 	m := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	m.Index = int32(index)
 	req.AddData(m)
-	if keepMTU {
-		attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
-		if err != nil {
-			return fmt.Errorf("reading link %s: %w", name, err)
-		}
-		for _, a := range attrs {
-			if a.Attr.Type&nl.NLA_TYPE_MASK == unix.IFLA_MTU {
-				req.AddData(nl.NewRtAttr(unix.IFLA_MTU, a.Value))
-			}
+	attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
+	if err != nil {
+		return fmt.Errorf("reading link %s: %w", name, err)
+	}
+	for _, a := range attrs {
+		if a.Attr.Type&nl.NLA_TYPE_MASK == unix.IFLA_MTU {
+			req.AddData(nl.NewRtAttr(unix.IFLA_MTU, a.Value))
 		}
 	}
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated(kind))
-	d := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
-	types := make([]int, 0, len(set))
-	for t := range set {
+	di := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	types := make([]int, 0, len(d))
+	for t := range d {
 		types = append(types, int(t))
 	}
 	sort.Ints(types)
 	for _, t := range types {
-		d.AddRtAttr(t, set[uint16(t)])
-	}
-	for _, a := range data {
-		if _, ok := set[a.Attr.Type&nl.NLA_TYPE_MASK]; !ok {
-			d.AddRtAttr(int(a.Attr.Type&nl.NLA_TYPE_MASK), a.Value)
-		}
+		di.AddRtAttr(t, d[uint16(t)])
 	}
 	req.AddData(info)
 	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
