@@ -192,7 +192,6 @@ mode = "ip6gretap"
 local = "auto"
 remote = "2001:db8::2"
 ttl = 0
-tos = 1
 pmtudisc = false
 ikey = 1
 okey = 4294967295
@@ -216,7 +215,7 @@ via = "fd00::1"
 	}
 	want := Tunnel{
 		Name: "t1", Underlay: "eth1", Mode: ModeIP6GRETap, Remote: netip.MustParseAddr("2001:db8::2"),
-		TTL: 0, TOS: 1, PMTUDisc: false, IKey: 1, OKey: 4294967295, MTU: 1400, Multicast: false,
+		TTL: 0, PMTUDisc: false, IKey: 1, OKey: 4294967295, MTU: 1400, Multicast: false,
 		Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/31"), netip.MustParsePrefix("fd00::/127")},
 		Peers:     []netip.Addr{netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("fd00::1")},
 		Routes: []Route{

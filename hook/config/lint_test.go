@@ -68,6 +68,10 @@ func TestCheckTable(t *testing.T) {
 ` + a + `:8:1: tunnel "gre1": unknown key "colour"
 ` + a + `:9:1: tunnel "gre1": tos: 300 is out of range 0-255 (1 inherits the inner packet's TOS)
 ` + a + `:10:1: tunnel "gre1": pmtudisc: must be true or false, not a string ("no")`},
+		{"tos on gre", []string{"a.toml", gre1 + "tos = 16\n"}, ""},
+		{"tos on an IPv6 underlay, which the kernel ignores",
+			[]string{"a.toml", "[[tunnel]]\nname = \"gre6\"\nunderlay = \"eth1\"\nmode = \"ip6gre\"\nremote = \"2001:db8::2\"\ntos = 16\n"},
+			a + `:6:1: tunnel "gre6": tos: mode ip6gre has no tos the kernel keeps (it ignores the attribute; the outer IPv6 header's traffic class comes from the flow information, which gre-hook does not set): leave tos out`},
 		{"a type error in one tunnel does not hide another's errors",
 			[]string{"a.toml", gre1 + "ttl = \"high\"\n" + strings.Replace(gre2, "203.0.113.2", "203.0.113.300", 1)},
 			a + `:6:1: tunnel "gre1": ttl: must be an integer, not a string ("high")
