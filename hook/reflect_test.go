@@ -210,3 +210,40 @@ func TestReflectionSysctlFails(t *testing.T) {
 	}
 	diff(t, "state after the failed up", e.dump(), baseline)
 }
+
+// TestReflectionEditInPlace: an edit a live reflecting tunnel takes in
+// place (ttl) keeps its link, and so its sysctls: up neither sets them
+// again nor, when a later step fails, rolls them back to conf.default's
+// values, which would stop the reflection on a tunnel that is up.
+func TestReflectionEditInPlace(t *testing.T) {
+	e := newEnv(t)
+	e.write(reflectConfig)
+	e.mustRun(PhaseUp)
+	before := e.dump()
+	edited := strings.Replace(reflectConfig, "keepalive_reflect = true", "keepalive_reflect = true\nttl = 64", 1)
+	e.write(edited)
+	e.log.Reset()
+	req := e.req(PhaseUp)
+	req.DryRun = true
+	if err := run(req, e.sys); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, e.log.String())
+	}
+	if s := sysctlLines(e.log.String()); s != "" {
+		t.Errorf("a dry run of an in-place edit would set the sysctls again:\n%s", s)
+	}
+	// The same edit with an MSS change, whose write fails after the
+	// in-place change.
+	e.write(strings.Replace(edited, "ttl = 64", "ttl = 64\nmss = 1300", 1))
+	e.fk.V4.FailNth("Restore", 1)
+	out, err := e.run(PhaseUp)
+	if err == nil {
+		t.Fatalf("up succeeded despite the injected failure:\n%s", out)
+	}
+	if !strings.Contains(out, "ttl 64") {
+		t.Fatalf("the failed up did not get as far as the in-place change:\n%s", out)
+	}
+	if s := sysctlLines(out); s != "" {
+		t.Errorf("the failed up set or rolled back the sysctls of a link it kept:\n%s", s)
+	}
+	diff(t, "state after the rolled-back up", e.dump(), before)
+}

@@ -113,7 +113,8 @@ func readSysctls(sc Sysctl, want []plan.Tunnel, s *snapshot) error {
 
 // diffSysctls is the steps that set up the interface of every tunnel in
 // want that reflects keepalives. A link the diff makes, or makes again,
-// starts with conf.default's values.
+// starts with conf.default's values; one it changes in place keeps its
+// own.
 func diffSysctls(want []plan.Tunnel, s *snapshot) []step {
 	var out []step
 	for i := range want {
@@ -123,7 +124,11 @@ func diffSysctls(want []plan.Tunnel, s *snapshot) []step {
 		}
 		name := t.Link.Name
 		have, exists := s.links[name]
-		fresh := !exists || !linkMatches(have, t.Link)
+		fresh := !exists
+		if exists {
+			_, why := remakes(have, t.Link)
+			fresh = why != ""
+		}
 		for _, set := range reflectSysctls {
 			key, value := confKey(name, set.name), set.value
 			cur, known := s.sysctls[key]
