@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -208,13 +209,20 @@ func dpkgInstalled(pkg string) bool {
 	return strings.HasPrefix(string(out), "ii")
 }
 
+// installMu keeps the daemon tests, which run in parallel, from running
+// dpkg at once.
+var installMu sync.Mutex
+
 // requireDaemons fails the test unless the network managers are installed
 // in this root and the gre-hook package is too, installing it from
-// GRE_HOOK_DEB if no test before has. It stays installed for the next
-// daemon test (this root is thrown away); TestPackage purges it before its
-// own install.
+// GRE_HOOK_DEB if no test before has. It stays installed for the other
+// daemon test (this root is thrown away). TestPackage, which is not
+// parallel and so runs before them, purges what it installs; if it ran
+// after one, it purges that install before its own.
 func requireDaemons(t *testing.T) {
 	t.Helper()
+	installMu.Lock()
+	defer installMu.Unlock()
 	for _, p := range netDaemonPackages {
 		if !dpkgInstalled(p) {
 			t.Fatalf("%s is not installed in this root. These tests run only in scripts/vm's throwaway guest, "+

@@ -141,6 +141,7 @@ func configured(t *testing.T, rs []*daemonRouter) {
 // systemd-networkd and networkd-dispatcher, with the gre-hook package's
 // dispatcher links and nothing else calling gre-hook.
 func TestNetworkd(t *testing.T) {
+	t.Parallel() // with TestNetworkManager: each router has its own daemons
 	d := newDaemonSites(t, newNetworkdRouter)
 	rs := d.rs
 	t.Run("boot", func(t *testing.T) {

@@ -78,6 +78,7 @@ func newNMRouter(t *testing.T, ns *netns, addr, gw string) *daemonRouter {
 // router's underlay from a keyfile, the gre-hook package's dispatcher
 // links and Debian's 01-ifupdown calling gre-hook.
 func TestNetworkManager(t *testing.T) {
+	t.Parallel() // with TestNetworkd: each router has its own daemons
 	d := newDaemonSites(t, newNMRouter)
 	sites := d.sites
 	// NetworkManager shows the tunnels as "connected (externally)", with an

@@ -23,8 +23,9 @@ func TestPackage(t *testing.T) {
 	// man-db's trigger rebuilds its whole index, minutes under emulation;
 	// this root is thrown away, so skip it as its own switch allows.
 	os.Remove("/var/lib/man-db/auto-update")
-	// The daemon tests, when they ran first in this root, left the
-	// package installed: the install below is onto a root without it.
+	// A daemon test that ran first in this root (run on its own, say)
+	// left the package installed: the install below is onto a root
+	// without it.
 	if dpkgInstalled("gre-hook") {
 		if out, err := exec.Command("dpkg", "--purge", "gre-hook").CombinedOutput(); err != nil {
 			t.Fatalf("dpkg --purge of the package the daemon tests left: %v\n%s", err, out)
