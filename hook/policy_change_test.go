@@ -45,6 +45,9 @@ func (o *observed) did(op string, err error) error {
 }
 
 func (o *observed) AddLink(l rtnl.Link) error { return o.did("AddLink", o.Net.AddLink(l)) }
+func (o *observed) SetTunnel(l rtnl.Link) error {
+	return o.did("SetTunnel "+l.Name, o.Net.SetTunnel(l))
+}
 func (o *observed) SetFwMark(n string, m uint32) error {
 	return o.did("SetFwMark "+n, o.Net.SetFwMark(n, m))
 }
