@@ -43,7 +43,9 @@ type executor struct {
 	unlisted map[string]bool
 	// policy is the run's policy routing; defaults says the run may change
 	// default routes or rules, and others is then every other record.
-	policy   plan.Policy
+	policy plan.Policy
+	// move is a change of policy, run before anything else; nil if none.
+	move     *move
 	defaults bool
 	others   map[string]*state.Record
 	// unreadable names the other records that could not be read: no

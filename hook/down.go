@@ -116,7 +116,7 @@ func down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sy
 	if others, unreadable := othersOf(sys.Store, req.Iface); unreadable != "" {
 		l.warn("%s", keepRulesNote(unreadable))
 	} else {
-		errs = append(errs, td.dropRules(needsRules(plan.DefaultPolicy.Table, others))...)
+		errs = append(errs, td.dropRules(needsRules(others))...)
 	}
 	if req.DryRun {
 		return join(errs)

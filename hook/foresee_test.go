@@ -77,7 +77,8 @@ func TestStatusForesees(t *testing.T) {
 	e.write(localElsewhere)
 	e.mustRun(PhaseUp)
 	drift, out = status(t, e)
-	want = "gre-site2 on eth1: drift\n  - local 198.51.100.7 is not an address of this host; the tunnel carries nothing until it is\n"
+	want = "gre-site2 on eth1: drift\n  - local 198.51.100.7 is not an address of this host; the tunnel carries nothing until it is\n" +
+		"policy routing: table 18247, rules at priorities 32700 and 32701, fwmark 0x4747\n"
 	if !drift || out != want {
 		t.Errorf("status (drift %v):\n%s\nwant:\n%s", drift, out, want)
 	}

@@ -181,7 +181,7 @@ func GC(ctx context.Context, req Request, cfg *config.Config, sys *System) error
 		}
 		kept[u] = k
 	}
-	need := needsRules(plan.DefaultPolicy.Table, kept)
+	need := needsRules(kept)
 	if len(broken) > 0 {
 		need = map[int]bool{4: true, 6: true}
 	}

@@ -173,9 +173,15 @@ func warnNoDefault(n Net, withdrawn []state.Route, l *logger) {
 		if err != nil {
 			continue
 		}
+		// The main table, or the table of gre-hook's the withdrawn
+		// routes were in.
+		tables := map[uint32]bool{0: true}
+		for _, d := range withdrawn {
+			tables[d.Table] = true
+		}
 		left := false
 		for _, r := range routes {
-			left = left || (r.Dst.Bits() == 0 && (r.Table == 0 || r.Table == plan.DefaultPolicy.Table))
+			left = left || (r.Dst.Bits() == 0 && tables[r.Table])
 		}
 		if !left {
 			l.warn("with the dead tunnel's default route withdrawn, this router has no IPv%d default route: the main table has none, "+
@@ -288,8 +294,12 @@ type WatchedTunnel struct {
 	// or moved endpoint may have changed since the config was read.
 	Local, Remote netip.Addr
 	IKey, OKey    uint32
-	Interval      time.Duration
-	Retries       int
+	// FwMark is the link's mark: the keepalives carry the same, so that
+	// they are routed as the tunnel's own outer packets are, whatever
+	// the policy in force (a config edit not yet applied changes neither).
+	FwMark   uint32
+	Interval time.Duration
+	Retries  int
 	// The record's liveness, with the latest reply the watcher's
 	// liveness file knows; Sync: the record says a change is due or was
 	// cut short (dead, or routes still to put back), and SetLiveness with
@@ -314,7 +324,7 @@ func Watched(sys *System, cfgPath string) ([]WatchedTunnel, error) {
 		if ct.Keepalive == nil || lk == nil {
 			return
 		}
-		w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey,
+		w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey, FwMark: lk.FwMark,
 			Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Dead: t.Dead,
 			Sync: t.Dead || len(t.Withdrawn) > 0}
 		if t.DeadSince != nil {

@@ -17,14 +17,21 @@ import (
 // The rules of a family exist while some record lists a default route of
 // that family in gre-hook's table, and go with the last.
 
-// policyOf is the policy a run applies.
-func policyOf(*config.Config) plan.Policy { return plan.DefaultPolicy }
+// policyOf is the policy cfg asks for: its [policy] table, over the
+// defaults (a Config not read from files has none).
+func policyOf(cfg *config.Config) plan.Policy {
+	if cfg == nil || cfg.Policy == (config.Policy{}) {
+		return plan.DefaultPolicy
+	}
+	return plan.PolicyOf(cfg.Policy)
+}
 
 // defaultMetrics picks the metric of each default_route tunnel of
 // tunnels (the run's, of underlay own) in pol.Table: the one its record
-// has, else its place among the config's default_route tunnels (1, 2,
-// ...), moved on past a metric that another tunnel holds in the table or
-// in a record.
+// has (in whichever table of gre-hook's: a change of policy keeps it),
+// else its place among the config's default_route tunnels (1, 2, ...),
+// moved on past a metric that another tunnel holds in gre-hook's tables
+// or in a record.
 func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Record, others map[string]*state.Record, s *snapshot, pol plan.Policy) map[string]uint32 {
 	out := map[string]uint32{}
 	place := map[string]uint32{}
@@ -44,7 +51,9 @@ func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Reco
 	taken := map[uint32]string{}
 	for _, f := range []int{4, 6} {
 		for _, r := range s.routes[f] {
-			if r.IsDefault() && r.Table == pol.Table && !mine[r.Dev] {
+			// A default of gre-hook's in another table than main is in the
+			// table of a policy being moved from, and moves with its metric.
+			if r.IsDefault() && (r.Table == pol.Table || r.Table != 0 && r.Protocol == plan.RouteProtocol) && !mine[r.Dev] {
 				taken[r.Metric] = r.Dev
 			}
 		}
@@ -52,7 +61,7 @@ func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Reco
 	for _, o := range others {
 		for _, t := range o.Tunnels {
 			for _, d := range append(t.OwnedDefaults(), t.Withdrawn...) {
-				if d.Dst.Bits() == 0 && d.Table == pol.Table && !mine[t.Name] {
+				if d.Dst.Bits() == 0 && d.Table != 0 && !mine[t.Name] {
 					taken[d.Metric] = t.Name
 				}
 			}
@@ -64,7 +73,7 @@ func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Reco
 		}
 		if prev := rec.Find(t.Name); prev != nil {
 			for _, d := range prev.OwnedDefaults() {
-				if d.Table == pol.Table && taken[d.Metric] == "" {
+				if taken[d.Metric] == "" {
 					out[t.Name] = d.Metric
 				}
 			}
@@ -86,15 +95,16 @@ func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Reco
 	return out
 }
 
-// needsRules is the families in which recs list a default route in
-// table: those whose rules must exist.
-func needsRules(table uint32, recs ...map[string]*state.Record) map[int]bool {
+// needsRules is the families in which recs list a default route in a
+// table of gre-hook's (any but main: the table of the policy a record was
+// written under): those whose rules must exist.
+func needsRules(recs ...map[string]*state.Record) map[int]bool {
 	out := map[int]bool{}
 	for _, m := range recs {
 		for _, rec := range m {
 			for _, t := range rec.Tunnels {
 				for _, d := range t.Defaults {
-					if d.Table == table && d.Table != 0 {
+					if d.Table != 0 {
 						out[familyOf(d.Dst.Addr())] = true
 					}
 				}

@@ -38,7 +38,11 @@ func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Recor
 // lists stays listed: a run cut short before its write still leaves it in
 // the kernel, and the next run must read its chain to remove it.
 func union(a, b *state.Record) *state.Record {
-	out := &state.Record{Version: state.Version, Underlay: b.Underlay}
+	out := &state.Record{Version: state.Version, Underlay: b.Underlay, Policy: b.Policy}
+	if a != nil {
+		// The policy in force until the run is done.
+		out.Policy = a.Policy
+	}
 	out.Tunnels = append(out.Tunnels, b.Tunnels...)
 	if a != nil {
 		for _, t := range a.Tunnels {

@@ -191,7 +191,7 @@ func TestStatusPrintsFix(t *testing.T) {
 	_, out := status(t, e)
 	rule := "iptables -t mangle -A GRE-HOOK -o gre-site2 -p tcp -m tcp --tcp-flags SYN,RST SYN -m comment --comment gre-hook:eth1:gre-site2 -j TCPMSS --clamp-mss-to-pmtu"
 	want := "gre-site2 on eth1: drift\n  - mtu is 1400, want 1476\n  - iptables MSS rule is missing: " + strings.TrimPrefix(rule, "iptables -t mangle -A GRE-HOOK ") +
-		"\neth1: up would run:\n  ip link set gre-site2 mtu 1476\n  " + rule + "\n"
+		"\npolicy routing: table 18247, rules at priorities 32700 and 32701, fwmark 0x4747\neth1: up would run:\n  ip link set gre-site2 mtu 1476\n  " + rule + "\n"
 	if out != want {
 		t.Errorf("status:\n%s\nwant:\n%s", out, want)
 	}

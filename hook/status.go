@@ -10,6 +10,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
@@ -27,6 +28,9 @@ type TunnelStatus struct {
 	Fix []string `json:"fix,omitempty"`
 	// Keepalive is set for tunnels gre-hook watch follows.
 	Keepalive *KeepaliveStatus `json:"keepalive,omitempty"`
+	// Policy is the policy routing in force for a tunnel that is up: its
+	// record's (POLICY-ROUTING.md).
+	Policy *plan.Policy `json:"policy,omitempty"`
 }
 
 // Status compares the kernel with the config for each configured tunnel
@@ -40,8 +44,27 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		return false, err
 	}
 	// Each underlay is judged by the config its tunnels came from.
-	recs, _, _ := sys.Store.All()
+	recs, broken, _ := sys.Store.All()
 	srcs := newSources(req, cfg)
+	// The policy routing in force, and a move that the config asks for
+	// (up on any underlay would run it first).
+	choice := choosePolicy(policyOf(cfg), nil, recs, strings.Join(sortedKeys(broken), ", "), snap)
+	var mv *move
+	var moved map[int][]rtnl.Rule
+	if choice.moving {
+		rules, err := readRules(sys.Net)
+		if err != nil {
+			return false, err
+		}
+		if mv, err = planMove(choice.use, snap, rules, needsRules(recs)); err != nil {
+			return false, err
+		}
+		drift = true
+		moved = mv.rules
+		after := *snap
+		after.links, after.routes = mv.links, mv.routes
+		snap = &after
+	}
 	var tunnels []config.Tunnel
 	var report []TunnelStatus
 	cfgOf := map[string]*config.Config{}
@@ -83,7 +106,11 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 	live, _ := state.ReadLiveness(sys.Store.Dir)
 	fixes := map[string][]string{}
 	for _, u := range order {
-		sts, fix, err := statusUnderlay(sys, snap, recs, u, groups[u], live, cfgOf[u])
+		pol := policyOf(cfgOf[u])
+		if cfgOf[u] == cfg {
+			pol = choice.use
+		}
+		sts, fix, err := statusUnderlay(sys, snap, recs, u, groups[u], live, cfgOf[u], pol, moved)
 		if err != nil {
 			return false, err
 		}
@@ -131,6 +158,22 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 			fmt.Fprintf(&b, "  - %s\n", p)
 		}
 	}
+	if in := inForce(recs); len(in) > 0 {
+		fmt.Fprintf(&b, "policy routing: %s\n", describePolicies(in))
+	}
+	if choice.why != "" {
+		drift = true
+		fmt.Fprintf(&b, "  - %s\n", choice.why)
+	}
+	if mv != nil {
+		fmt.Fprintf(&b, "  - the config asks for %s: up on any underlay moves every underlay to it\n", choice.use)
+		if cmds := mv.cmds(); len(cmds) > 0 {
+			fmt.Fprintf(&b, "policy routing: up would run:\n")
+			for _, c := range cmds {
+				fmt.Fprintf(&b, "  %s\n", c)
+			}
+		}
+	}
 	for _, u := range order {
 		if len(fixes[u]) == 0 {
 			continue
@@ -147,9 +190,11 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 // statusUnderlay is the status of the configured tunnels cs of underlay
 // u, in their order, and the commands up would run on u, in its order.
 // live is what gre-hook watch last wrote of its peers.
-func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry, srcCfg *config.Config) ([]TunnelStatus, []string, error) {
+// pol is the policy routing up would apply, and rules, when set, the
+// kernel's rules as a move of it leaves them.
+func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry, srcCfg *config.Config,
+	pol plan.Policy, rules map[int][]rtnl.Rule) ([]TunnelStatus, []string, error) {
 	rec := recs[u]
-	pol := policyOf(srcCfg)
 	sts := make([]TunnelStatus, len(cs))
 	ul, uerr := underlayOf(snap, u)
 	upNow := uerr == nil && ul.Up
@@ -158,6 +203,10 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 		st := &sts[i]
 		*st = TunnelStatus{Tunnel: c.Name, Underlay: u, State: "up"}
 		st.Keepalive = keepaliveStatus(c, rec, live)
+		if rec.Find(c.Name) != nil {
+			p := rec.Applied()
+			st.Policy = &p
+		}
 		have, exists := snap.links[c.Name]
 		switch {
 		case !upNow:
@@ -221,9 +270,11 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 		}
 		steps := diffSteps(u, want, snap, rec, chains)
 		if involvesDefaults(cs, rec) {
-			rules, err := readRules(sys.Net)
-			if err != nil {
-				return nil, nil, err
+			if rules == nil {
+				var err error
+				if rules, err = readRules(sys.Net); err != nil {
+					return nil, nil, err
+				}
 			}
 			// What up would record: this underlay's tunnels as planned.
 			mine := &state.Record{Underlay: u}
@@ -243,7 +294,7 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 					others[name] = r
 				}
 			}
-			need := needsRules(pol.Table, others, map[string]*state.Record{u: mine})
+			need := needsRules(others, map[string]*state.Record{u: mine})
 			steps = append(steps, diffPolicy(pol, need, defaultFamilies(want), rules, false)...)
 			steps = append(steps, diffLegacy(want, rec)...)
 		}

@@ -74,12 +74,14 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		l.warn("underlay %s is down, so a real up would fail now (\"bring it up first\"); planning as if it were up", req.Iface)
 	}
 	tunnels = autoLocals(tunnels, snap, req.Iface, rec)
-	pol := policyOf(cfg)
-	var others map[string]*state.Record
-	var unreadable string
 	defaults := involvesDefaults(tunnels, rec)
-	if defaults {
-		others, unreadable = othersOf(sys.Store, req.Iface)
+	// Every record: the policy is the router's, and a change of it moves
+	// every underlay (policymove.go).
+	others, unreadable := othersOf(sys.Store, req.Iface)
+	choice := choosePolicy(policyOf(cfg), rec, others, unreadable, snap)
+	pol := choice.use
+	if choice.why != "" {
+		l.warn("%s", choice.why)
 	}
 	forgetUnwatched(tunnels, rec)
 	want, err := plan.Up(tunnels, u, plan.Options{Policy: pol, Metrics: defaultMetrics(cfg, tunnels, rec, others, snap, pol)})
@@ -97,8 +99,19 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	// The record lists what each tunnel has when its peer is alive; a dead
 	// one's routes are then withdrawn from the plan.
 	newRec := merged(req.Iface, rec, want)
+	newRec.Policy = &pol
 	keepLiveness(newRec, rec)
 	want = withdrawDead(want, rec)
+	var mv *move
+	if choice.moving {
+		rules, err := readRules(sys.Net)
+		if err != nil {
+			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
+		}
+		if mv, err = planMove(pol, snap, rules, needsRules(others, map[string]*state.Record{req.Iface: newRec})); err != nil {
+			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
+		}
+	}
 	if err := readSysctls(sys.Sysctl, want, snap); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
@@ -127,17 +140,37 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	newRec.Tunnels = append(newRec.Tunnels, unresolved...)
 	newRec.Source = src
 	newRec.Insecure = req.AllowInsecure
+	switch {
+	case mv != nil && req.DryRun:
+		l.change("# policy routing moves, on every underlay, from " + describePolicies(choice.from) + " to " + pol.String())
+	case mv != nil:
+		l.note("policy routing moves, on every underlay, from %s to %s", describePolicies(choice.from), pol)
+	case req.DryRun && defaults:
+		l.change("# policy routing: " + pol.String())
+	}
+	if mv != nil {
+		warnOtherSources(req, cfg, others, pol, l)
+	}
 	lg := newLedger(sys.Store, req.Iface, rec)
 	lg.setOwn(newRec)
 	x := &executor{ctx: ctx, sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, snap: snap, tables: tables,
-		newRec: newRec, ledger: lg, unlisted: map[string]bool{}, policy: pol, defaults: defaults, others: others, unreadable: unreadable}
+		newRec: newRec, ledger: lg, unlisted: map[string]bool{}, policy: pol, move: mv, defaults: defaults, others: others, unreadable: unreadable}
 	x.checkpoint = func() error {
 		if req.DryRun {
 			return nil
 		}
 		// A superset of what this run may create, so that a run killed
-		// midway can still be torn down.
-		return sys.Store.Save(union(rec, newRec))
+		// midway can still be torn down; with a move, of every record.
+		cp := union(rec, newRec)
+		if mv != nil {
+			for _, u := range sortedKeys(others) {
+				if err := sys.Store.Save(movedRecord(others[u], pol, true)); err != nil {
+					return err
+				}
+			}
+			cp = withOwnedDefaults(cp, rec)
+		}
+		return sys.Store.Save(cp)
 	}
 	if err := x.checkpoint(); err != nil {
 		return err
@@ -155,6 +188,13 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		back := restoreRecord(req.Iface, rec)
 		if len(undoErrs) > 0 {
 			back = union(rec, newRec)
+		} else if mv != nil {
+			// The other records as they were: the move is undone.
+			for _, u := range sortedKeys(others) {
+				if serr := sys.Store.Save(others[u]); serr != nil {
+					undoErrs = append(undoErrs, serr)
+				}
+			}
 		}
 		if serr := sys.Store.Save(back); serr != nil {
 			undoErrs = append(undoErrs, serr)
@@ -168,6 +208,12 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	if !req.DryRun {
 		if errs := lg.save(); len(errs) > 0 {
 			return join(errs)
+		}
+		if mv != nil {
+			// Read again: the ledger may have saved some of them.
+			if errs := saveMoved(sys.Store, sortedKeys(others), pol); len(errs) > 0 {
+				return fmt.Errorf("bringing up tunnels on %s: every underlay is moved to %s, but: %w", req.Iface, pol, join(errs))
+			}
 		}
 		if err := sys.Store.Save(newRec); err != nil {
 			return err
@@ -184,6 +230,14 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 // read in the background; then the rules, the up_commands, and last the
 // removal of tunnels the config no longer has.
 func apply(x *executor, want []plan.Tunnel, rec *state.Record) error {
+	if x.move != nil {
+		// The policy first, on every underlay; what follows sees the
+		// kernel as the move leaves it.
+		if err := x.run(x.move.steps); err != nil {
+			return err
+		}
+		x.snap.links, x.snap.routes = x.move.links, x.move.routes
+	}
 	steps := diffTunnels(want, x.snap, rec)
 	if err := x.run(steps); err != nil {
 		return err
@@ -196,7 +250,10 @@ func apply(x *executor, want []plan.Tunnel, rec *state.Record) error {
 		if err != nil {
 			return err
 		}
-		need := needsRules(x.policy.Table, x.others, map[string]*state.Record{x.underlay: x.newRec})
+		if x.dry && x.move != nil {
+			rules = x.move.rules // as the move would leave them
+		}
+		need := needsRules(x.others, map[string]*state.Record{x.underlay: x.newRec})
 		if x.unreadable != "" {
 			x.l.warn("%s", keepRulesNote(x.unreadable))
 		}

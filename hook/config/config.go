@@ -28,8 +28,8 @@ const (
 )
 
 // DefaultRouteTable is the routing table that holds the default routes
-// of default_route tunnels, gre-hook's own: a [[tunnel.route]] may not
-// name it (plan.DefaultPolicy).
+// of default_route tunnels, gre-hook's own, without a [policy] table
+// (DefaultPolicy).
 const DefaultRouteTable = 18247
 
 // Mode is the kind of GRE link.
@@ -149,7 +149,12 @@ func (t *Tunnel) Carries6() bool {
 // Config is the merged configuration.
 type Config struct {
 	Tunnels []Tunnel
-	Files   []string
+	// Policy is the router's policy routing: the [policy] table of the
+	// files, else DefaultPolicy. PolicyFrom is where it was first set
+	// (file:line:col), "" for the defaults.
+	Policy     Policy
+	PolicyFrom string
+	Files      []string
 	// at says where each tunnel's keys are, for warnings; it is nil in a
 	// Config that was not read from files.
 	at []tunnelAt
@@ -319,11 +324,17 @@ func Load(files []string) (*Config, error) {
 func parseAll(files []string, data [][]byte, errs Errors) (*Config, Errors) {
 	cfg := &Config{Files: files}
 	var all []parsed
+	var pols []filePolicy
 	for i, f := range files {
-		ps, ferrs := parseFile(f, data[i])
+		ps, pol, ferrs := parseFile(f, data[i])
 		errs = append(errs, ferrs...)
 		all = append(all, ps...)
+		pols = append(pols, pol)
 	}
+	pol, from, set, perrs := mergePolicy(pols)
+	cfg.Policy, cfg.PolicyFrom = pol, from
+	errs = append(errs, perrs...)
+	errs = append(errs, checkRouteTables(all, pol, set)...)
 	errs = append(errs, crossCheck(all)...)
 	for _, p := range all {
 		if p.ok {
@@ -413,7 +424,9 @@ func (p *Problem) Error() string {
 // Parse decodes and validates one file's tunnels. It does not check
 // conflicts between tunnels; Load does.
 func Parse(file string, data []byte) ([]Tunnel, Errors) {
-	ps, errs := parseFile(file, data)
+	ps, fp, errs := parseFile(file, data)
+	pol, _, set, _ := mergePolicy([]filePolicy{fp})
+	errs = append(errs, checkRouteTables(ps, pol, set)...)
 	var out []Tunnel
 	for _, p := range ps {
 		if p.ok {
@@ -424,16 +437,17 @@ func Parse(file string, data []byte) ([]Tunnel, Errors) {
 }
 
 // parseFile decodes and validates one file's tunnels, every one of them,
-// and reports every problem: keys of the wrong type and unknown keys do
-// not stop the rest being checked.
-func parseFile(file string, data []byte) ([]parsed, Errors) {
+// and its [policy] table, and reports every problem: keys of the wrong
+// type and unknown keys do not stop the rest being checked.
+func parseFile(file string, data []byte) ([]parsed, filePolicy, Errors) {
 	if bytes.IndexByte(data, 0) >= 0 {
-		return nil, Errors{fmt.Errorf("%s: not a text file (contains NUL bytes)", file)}
+		return nil, nil, Errors{fmt.Errorf("%s: not a text file (contains NUL bytes)", file)}
 	}
 	var doc map[string]interface{}
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
-		return nil, Errors{decodeError(file, err)}
+		return nil, nil, Errors{decodeError(file, err)}
 	}
+	var pol filePolicy
 	loc := newLocator(string(data))
 	var errs Errors
 	top := func(k string) position {
@@ -445,8 +459,14 @@ func parseFile(file string, data []byte) ([]parsed, Errors) {
 	var tunnels []map[string]interface{}
 	for _, k := range sortedKeys(doc, top) {
 		p := top(k)
+		if k == "policy" {
+			var perrs Errors
+			pol, perrs = parsePolicy(file, loc, doc[k])
+			errs = append(errs, perrs...)
+			continue
+		}
 		if k != "tunnel" {
-			errs = append(errs, &Problem{File: file, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf("unknown key %q (the file holds [[tunnel]] tables only)", k)})
+			errs = append(errs, &Problem{File: file, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf("unknown key %q (the file holds [[tunnel]] tables and a [policy] table)", k)})
 			continue
 		}
 		ts, ok := tables(doc[k])
@@ -471,7 +491,7 @@ func parseFile(file string, data []byte) ([]parsed, Errors) {
 		errs = append(errs, v.errs...)
 		out = append(out, parsed{Tunnel: t, ok: len(v.errs) == 0, at: tunnelAt{loc: loc, index: i}})
 	}
-	return out, errs
+	return out, pol, errs
 }
 
 // sortProblems puts one tunnel's problems in the order of the lines

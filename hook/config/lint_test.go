@@ -121,7 +121,7 @@ func TestCheckTable(t *testing.T) {
 			a + `:1:1: tunnel: must be [[tunnel]] tables (double brackets), not a single table`},
 		{"unknown top-level key and a bad tunnel",
 			[]string{"a.toml", "debug = true\n" + strings.Replace(gre1, "eth1", "eth 1", 1)},
-			a + `:1:1: unknown key "debug" (the file holds [[tunnel]] tables only)
+			a + `:1:1: unknown key "debug" (the file holds [[tunnel]] tables and a [policy] table)
 ` + a + `:4:1: tunnel "gre1": underlay: "eth 1" contains a space, which Linux forbids in interface names`},
 		{"the same key twice",
 			[]string{"a.toml", gre1 + "ttl = 64\nttl = 65\n"},

@@ -18,6 +18,8 @@ type locator struct {
 	tunnels []tableLoc
 	// top holds keys and table headers outside [[tunnel]], for unknown keys.
 	top map[string]position
+	// policy holds the keys of the [policy] table.
+	policy map[string]position
 }
 
 type tableLoc struct {
@@ -27,8 +29,9 @@ type tableLoc struct {
 }
 
 func newLocator(text string) *locator {
-	l := &locator{top: map[string]position{}}
+	l := &locator{top: map[string]position{}, policy: map[string]position{}}
 	var cur *tableLoc
+	inPolicy := false
 	for i, raw := range strings.Split(text, "\n") {
 		line := strings.TrimRight(raw, "\r")
 		trimmed := strings.TrimLeft(line, " \t")
@@ -38,6 +41,7 @@ func newLocator(text string) *locator {
 		case strings.HasPrefix(trimmed, "#") || trimmed == "":
 			continue
 		case strings.HasPrefix(trimmed, "[["):
+			inPolicy = false
 			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(strings.SplitN(trimmed[2:], "]]", 2)[0]), "]"))
 			switch name {
 			case "tunnel":
@@ -61,7 +65,17 @@ func newLocator(text string) *locator {
 				l.top[strings.SplitN(name, ".", 2)[0]] = pos
 			}
 			cur = nil
+			inPolicy = name == "policy"
 		default:
+			if inPolicy {
+				if eq := strings.IndexByte(trimmed, '='); eq > 0 {
+					key := strings.Trim(strings.TrimSpace(trimmed[:eq]), `"'`)
+					if _, seen := l.policy[key]; !seen {
+						l.policy[key] = pos
+					}
+				}
+				continue
+			}
 			if cur == nil {
 				eq := strings.IndexByte(trimmed, '=')
 				if eq > 0 && len(l.tunnels) == 0 {

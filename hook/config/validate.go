@@ -469,9 +469,8 @@ func (v *validator) route(i int, rr rawRoute, t *Tunnel) Route {
 	if rr.Table < 0 || rr.Table > 0xffffffff || rr.Table == 253 || rr.Table == 255 {
 		v.fail(i, "table", "%d is not a usable routing table (1-4294967295, not 253 or 255)", rr.Table)
 	}
-	if rr.Table == DefaultRouteTable {
-		v.fail(i, "table", "%d is gre-hook's own table for the default routes of default_route tunnels (see hook/POLICY-ROUTING.md); use another", rr.Table)
-	}
+	// The policy's table is refused later (checkRouteTables): another
+	// file may set it.
 	r.Table = uint32(rr.Table)
 	if r.Table == 254 {
 		// The main table: the kernel reports it as such and gre-hook

@@ -37,16 +37,28 @@ type Underlay struct {
 // (hook/POLICY-ROUTING.md): in table Table, chosen by a rule at Priority
 // that sends everything to the main table but its default route, and one
 // at Priority+1 that sends everything not marked Mark to Table. Every
-// tunnel's outer packets carry Mark.
+// tunnel's outer packets carry Mark. Records keep the policy they were
+// written under.
 type Policy struct {
-	Table    uint32
-	Priority uint32
-	Mark     uint32
+	Table    uint32 `json:"table"`
+	Priority uint32 `json:"priority"`
+	Mark     uint32 `json:"fwmark"`
 }
 
-// DefaultPolicy is the policy gre-hook uses: below the kernel's main rule
-// (32766), leaving 1 to 32699 to the admin's own rules; 47 is GRE.
-var DefaultPolicy = Policy{Table: config.DefaultRouteTable, Priority: 32700, Mark: 0x4747}
+// DefaultPolicy is the policy without a [policy] table: below the
+// kernel's main rule (32766), leaving 1 to 32699 to the admin's own
+// rules; 47 is GRE.
+var DefaultPolicy = PolicyOf(config.DefaultPolicy)
+
+// PolicyOf is the config's [policy] table.
+func PolicyOf(p config.Policy) Policy {
+	return Policy{Table: p.Table, Priority: p.Priority, Mark: p.FwMark}
+}
+
+// String is the policy as status and --dry-run show it.
+func (p Policy) String() string {
+	return fmt.Sprintf("table %d, rules at priorities %d and %d, fwmark %#x", p.Table, p.Priority, p.Priority+1, p.Mark)
+}
 
 // Rule is one of gre-hook's policy routing rules.
 type Rule struct {

@@ -95,12 +95,19 @@ func policySites(t *testing.T) *twoSites {
 // and the main table's specific routes go by main, nothing loops.
 func checkPolicyPaths(t *testing.T, s *twoSites, tunnel, underlay, mainDev string) {
 	t.Helper()
+	checkPolicyPathsOf(t, s, tunnel, underlay, mainDev, polTable, polMark)
+}
+
+// checkPolicyPathsOf is checkPolicyPaths with the table and fwmark of a
+// [policy] table.
+func checkPolicyPathsOf(t *testing.T, s *twoSites, tunnel, underlay, mainDev, table, mark string) {
+	t.Helper()
 	r1 := s.r1
-	if got := r1.routeGet("192.0.2.99", ""); !strings.Contains(got, " dev "+tunnel+" ") || !strings.Contains(got, " table "+polTable+" ") {
-		t.Fatalf("ip route get 192.0.2.99: %q, want dev %s table %s", got, tunnel, polTable)
+	if got := r1.routeGet("192.0.2.99", ""); !strings.Contains(got, " dev "+tunnel+" ") || !strings.Contains(got, " table "+table+" ") {
+		t.Fatalf("ip route get 192.0.2.99: %q, want dev %s table %s", got, tunnel, table)
 	}
-	r1.mustRouteVia("the outer packets", "203.0.113.1", polMark, underlay)
-	r1.mustRouteVia("marked traffic elsewhere, by the main default", "192.0.2.99", polMark, mainDev)
+	r1.mustRouteVia("the outer packets", "203.0.113.1", mark, underlay)
+	r1.mustRouteVia("marked traffic elsewhere, by the main default", "192.0.2.99", mark, mainDev)
 	r1.mustRouteVia("a connected route of main", "198.51.100.254", "", underlay)
 	r1.mustRouteVia("a LAN route of main", "192.168.2.10", "", tunnel)
 	txErr := r1.counter(tunnel, "tx_errors")

@@ -162,8 +162,22 @@ type Record struct {
 	// Insecure: written by a run that skipped the config checks
 	// (GRE_HOOK_INSECURE_CONFIG). A checked run warns about such a record
 	// and does not run the commands it lists.
-	Insecure bool     `json:"insecure,omitempty"`
-	Tunnels  []Tunnel `json:"tunnels"`
+	Insecure bool `json:"insecure,omitempty"`
+	// Policy is the policy routing the run that wrote the record applied,
+	// to every underlay at once: the table of the tunnels' default routes,
+	// the priorities of the rules, the fwmark of the links. Nil in records
+	// written before it could be configured, which had plan.DefaultPolicy
+	// (Applied).
+	Policy  *plan.Policy `json:"policy,omitempty"`
+	Tunnels []Tunnel     `json:"tunnels"`
+}
+
+// Applied is the policy routing in force when r was written.
+func (r *Record) Applied() plan.Policy {
+	if r == nil || r.Policy == nil {
+		return plan.DefaultPolicy
+	}
+	return *r.Policy
 }
 
 // DefaultSource is Record.Source for the default config locations.
@@ -346,6 +360,9 @@ func Parse(data []byte) (*Record, error) {
 	}
 	if msg := config.KernelIfName(r.Underlay); msg != "" {
 		return nil, fmt.Errorf("underlay: %s", msg)
+	}
+	if p := r.Policy; p != nil && (p.Table == 0 || p.Table >= 253 && p.Table <= 255 || p.Priority < 1 || p.Priority > 32764 || p.Mark == 0) {
+		return nil, fmt.Errorf("policy %s is not one gre-hook applies", p)
 	}
 	seen := map[string]bool{}
 	for _, t := range r.Tunnels {

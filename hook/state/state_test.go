@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook/plan"
 )
 
 func sample() *Record {
@@ -101,6 +103,26 @@ func TestParseNewerVersion(t *testing.T) {
 	}
 }
 
+// The policy a record was written under round-trips; a record without
+// one (written before it could be configured) had the fixed values.
+func TestRecordPolicy(t *testing.T) {
+	r, err := Parse([]byte(`{"version":1,"underlay":"eth1","policy":{"table":100,"priority":1000,"fwmark":16},"tunnels":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (plan.Policy{Table: 100, Priority: 1000, Mark: 16}); r.Applied() != want {
+		t.Errorf("Applied() = %+v, want %+v", r.Applied(), want)
+	}
+	old, err := Parse([]byte(`{"version":1,"underlay":"eth1","tunnels":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var none *Record
+	if old.Applied() != plan.DefaultPolicy || none.Applied() != plan.DefaultPolicy {
+		t.Errorf("a record without a policy: %+v", old.Applied())
+	}
+}
+
 func TestParseRejects(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{`{`, "corrupt: unexpected EOF"},
@@ -118,6 +140,9 @@ func TestParseRejects(t *testing.T) {
 		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","pin":{"dst":"1.2.3.4/32","dev":"x y"}}]}`, `tunnel "a": route 1.2.3.4/32: bad device name`},
 		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","pin":{"dst":"bogus"}}]}`, `corrupt: netip.ParsePrefix("bogus"): no '/'`},
 		{`{"version":1,"underlay":"eth1","tunnels":[{"name":"a","down_command":["rm","-rf","/"]}]}`, `tunnel "a": down_command: "rm" must be an absolute path: the command runs without a shell and without PATH lookup`},
+		{`{"version":1,"underlay":"eth1","policy":{"table":254,"priority":32700,"fwmark":1},"tunnels":[]}`, `policy table 254, rules at priorities 32700 and 32701, fwmark 0x1 is not one gre-hook applies`},
+		{`{"version":1,"underlay":"eth1","policy":{"table":100,"priority":32765,"fwmark":1},"tunnels":[]}`, `policy table 100, rules at priorities 32765 and 32766, fwmark 0x1 is not one gre-hook applies`},
+		{`{"version":1,"underlay":"eth1","policy":{"table":100,"priority":1,"fwmark":0},"tunnels":[]}`, `policy table 100, rules at priorities 1 and 2, fwmark 0x0 is not one gre-hook applies`},
 	} {
 		_, err := Parse([]byte(tc.text))
 		if err == nil || err.Error() != tc.want {

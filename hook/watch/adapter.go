@@ -35,7 +35,7 @@ func (e *engine) Watched() ([]Target, error) {
 	for _, w := range ws {
 		out = append(out, Target{
 			Underlay: w.Underlay, Tunnel: w.Tunnel,
-			Local: w.Local, Remote: w.Remote, IKey: w.IKey, OKey: w.OKey,
+			Local: w.Local, Remote: w.Remote, IKey: w.IKey, OKey: w.OKey, Mark: w.FwMark,
 			Interval: w.Interval, Retries: w.Retries,
 			Alive: !w.Dead, DeadSince: w.DeadSince, LastReply: w.LastReply, Sync: w.Sync,
 		})

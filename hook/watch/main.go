@@ -58,6 +58,9 @@ func Main(opts Options, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer conn.Close()
+	// Each keepalive then carries its link's mark (Watcher.send); this
+	// one, the default, says at once when the watcher may not mark
+	// (SO_MARK needs CAP_NET_ADMIN).
 	if err := conn.SetMark(plan.DefaultPolicy.Mark); err != nil {
 		return fail(err)
 	}

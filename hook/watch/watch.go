@@ -37,8 +37,12 @@ type Target struct {
 	// keys, as the kernel's link has them (0: none).
 	Local, Remote netip.Addr
 	IKey, OKey    uint32
-	Interval      time.Duration
-	Retries       int
+	// Mark is the fwmark the link puts on its outer packets; its
+	// keepalives carry the same (SO_MARK), so that they leave as the
+	// tunnel's own packets do, by the main table (hook/POLICY-ROUTING.md).
+	Mark     uint32
+	Interval time.Duration
+	Retries  int
 	// Alive is the liveness the record holds, so that a watcher started
 	// while a peer is dead carries on from there; DeadSince and LastReply
 	// are the times the record and the liveness file kept (zero: none).
@@ -68,6 +72,12 @@ type Engine interface {
 type Conn interface {
 	SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error
 	Receive(ctx context.Context) (keepalive.Received, error)
+}
+
+// marker is a Conn whose packets can carry a fwmark, as *keepalive.Conn's
+// can.
+type marker interface {
+	SetMark(mark uint32) error
 }
 
 // filterer is a Conn that can have the kernel drop packets from sources
@@ -105,6 +115,10 @@ type Watcher struct {
 	Nonces *keepalive.Nonces
 	nonce  [keepalive.NonceLen]byte // the one being sent
 	seq    uint64                   // the last sequence number sent, on any tunnel
+	// mark is the socket's fwmark, once markSet: one socket serves every
+	// tunnel, so it changes only when a tunnel has another mark.
+	mark    uint32
+	markSet bool
 
 	tunnels map[Key]*tunnel
 	// byPair finds the tunnels a packet from Src to Dst belongs to.
@@ -396,6 +410,12 @@ func (w *Watcher) send(t *tunnel) error {
 	w.Nonces.Put(&w.nonce, t.Local, t.Remote, t.IKey, w.seq)
 	t.recent[t.nextRecent] = w.seq
 	t.nextRecent = (t.nextRecent + 1) % recentNonces
+	if m, ok := w.Conn.(marker); ok && (!w.markSet || w.mark != t.Mark) {
+		if err := m.SetMark(t.Mark); err != nil {
+			return err
+		}
+		w.mark, w.markSet = t.Mark, true
+	}
 	return w.Conn.SendNonce(t.Local, t.Remote, t.OKey, t.IKey, w.nonce[:])
 }
 

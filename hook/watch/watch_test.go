@@ -35,11 +35,27 @@ type fakeConn struct {
 	from        map[netip.Addr]netip.Addr // the local of the last keepalive to each remote
 	lastReply   keepalive.Received        // the last reply made
 	repliesOnly []bool
+	mark        uint32                // the socket's SO_MARK
+	marks       map[netip.Addr]uint32 // the mark of the last keepalive to each remote
+}
+
+func (c *fakeConn) SetMark(mark uint32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mark = mark
+	return nil
+}
+
+func (c *fakeConn) markOf(remote netip.Addr) (uint32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.marks[remote]
+	return m, ok
 }
 
 func newFakeConn() *fakeConn {
 	return &fakeConn{cut: map[netip.Addr]bool{}, sent: map[netip.Addr]int{}, answered: map[netip.Addr]int{},
-		unanswerd: map[netip.Addr]int{}, in: make(chan keepalive.Received, 1024), from: map[netip.Addr]netip.Addr{}}
+		unanswerd: map[netip.Addr]int{}, in: make(chan keepalive.Received, 1024), from: map[netip.Addr]netip.Addr{}, marks: map[netip.Addr]uint32{}}
 }
 
 func (c *fakeConn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce []byte) error {
@@ -47,6 +63,7 @@ func (c *fakeConn) SendNonce(local, remote netip.Addr, okey, ikey uint32, nonce 
 	defer c.mu.Unlock()
 	c.sent[remote]++
 	c.from[remote] = local
+	c.marks[remote] = c.mark
 	if c.cut[remote] {
 		c.unanswerd[remote]++
 		return nil

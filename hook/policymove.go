@@ -1,0 +1,449 @@
+package hook
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/state"
+)
+
+// A change of the [policy] table while tunnels are up (POLICY-ROUTING.md,
+// "Changing the values"). The policy is the router's: a tunnel whose link
+// still carries the old mark while a rule names the new one has its outer
+// packets routed into a tunnel. So the first up after the change moves
+// every underlay at once: it re-marks every link of gre-hook's, moves
+// every default route of gre-hook's to the new table, replaces the rules,
+// and rewrites every record. Its order keeps, at every moment, a default
+// route in force for the traffic and the main table for every outer
+// packet:
+//
+//  1. bridge rules `fwmark M lookup main`, for the old marks and the new,
+//     at the priority just below the lowest of gre-hook's rules old and
+//     new (after the rules already there at it): while the marks change,
+//     every tunnel's outer packets are routed by main whichever mark they
+//     carry, before any rule could send them to a table;
+//  2. the default routes, copied into the new table;
+//  3. the new rules;
+//  4. the links re-marked;
+//  5. the old rules deleted, the one to the old table first;
+//  6. the old table's default routes deleted;
+//  7. the bridge rules deleted.
+//
+// Without a change of mark there is no bridge: the marked packets skip the
+// rules to both tables. Each step has its undo, so a failure rolls the
+// whole move back, in reverse, with the same guarantees.
+
+// policyChoice is the policy a run applies and whether it moves the
+// router to it.
+type policyChoice struct {
+	use plan.Policy
+	// from are the policies the records say are in force other than use;
+	// moving is set when they, or the kernel, hold another.
+	from   []plan.Policy
+	moving bool
+	// why says why the config's policy is not applied ("" if it is).
+	why string
+}
+
+// choosePolicy decides the policy of a run whose config asks for want,
+// with rec the record of its own underlay (nil if none) and others every
+// other record that could be read (unreadable names those that could
+// not). A move must reach every record, so with one unreadable the policy
+// in force stays.
+func choosePolicy(want plan.Policy, rec *state.Record, others map[string]*state.Record, unreadable string, s *snapshot) policyChoice {
+	all := map[string]*state.Record{}
+	for u, r := range others {
+		all[u] = r
+	}
+	if rec != nil {
+		all[rec.Underlay] = rec
+	}
+	var from []plan.Policy
+	for _, p := range inForce(all) {
+		if p != want {
+			from = append(from, p)
+		}
+	}
+	if len(from) == 0 && !staleInKernel(want, s) {
+		return policyChoice{use: want}
+	}
+	if unreadable == "" {
+		return policyChoice{use: want, from: from, moving: true}
+	}
+	keep := want
+	switch {
+	case rec != nil:
+		keep = rec.Applied()
+	case len(from) > 0:
+		keep = from[0]
+	}
+	if keep == want {
+		return policyChoice{use: want}
+	}
+	return policyChoice{use: keep, why: fmt.Sprintf("the config's [policy] (%s) is not applied: the record of %s cannot be read, and a change of policy must reach every underlay at once; "+
+		"gre-hook keeps %s until that record is mended or moved aside (then run up again)", want, unreadable, keep)}
+}
+
+// inForce is the policies recs were written under, each once, in the
+// order of their underlays.
+func inForce(recs map[string]*state.Record) []plan.Policy {
+	var out []plan.Policy
+	seen := map[plan.Policy]bool{}
+	for _, u := range sortedKeys(recs) {
+		if p := recs[u].Applied(); !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// staleInKernel reports whether the kernel holds something of gre-hook's
+// made under another policy than pol: a link with another mark (but none:
+// the previous release marked nothing, and its own up marks it), or a
+// default route in a table of gre-hook's other than pol's.
+func staleInKernel(pol plan.Policy, s *snapshot) bool {
+	for _, l := range s.links {
+		if ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark {
+			return true
+		}
+	}
+	for _, f := range []int{4, 6} {
+		for _, r := range s.routes[f] {
+			if movable(r, pol, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func ownedLink(l rtnl.Link) bool { return l.GRE && strings.HasPrefix(l.Alias, plan.AliasPrefix) }
+
+// movable reports whether r is a default route of gre-hook's in the table
+// of another policy than pol, through one of its links.
+func movable(r rtnl.Route, pol plan.Policy, s *snapshot) bool {
+	l, ok := s.links[r.Dev]
+	return r.Protocol == plan.RouteProtocol && r.IsDefault() && r.Table != 0 && r.Table != pol.Table && ok && ownedLink(l)
+}
+
+// move is a change of policy: the steps, and the kernel as they leave it.
+type move struct {
+	steps []step
+	links map[string]rtnl.Link
+	// routes and rules are the kernel's after the steps.
+	routes map[int][]rtnl.Route
+	rules  map[int][]rtnl.Rule
+}
+
+// planMove is the steps that move every underlay to pol, from the kernel
+// as s and rules have it. need is the families whose rules must exist
+// afterwards (the records' default routes). It refuses a move that would
+// replace a route gre-hook did not make in pol's table.
+func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[int]bool) (*move, error) {
+	mv := &move{links: map[string]rtnl.Link{}, routes: map[int][]rtnl.Route{}, rules: map[int][]rtnl.Rule{}}
+	for n, l := range s.links {
+		mv.links[n] = l
+	}
+	for _, f := range []int{4, 6} {
+		mv.routes[f] = append([]rtnl.Route(nil), s.routes[f]...)
+		mv.rules[f] = append([]rtnl.Rule(nil), rules[f]...)
+	}
+	marks := map[uint32]bool{}
+	var relink []rtnl.Link
+	for _, n := range sortedKeys(s.links) {
+		if l := s.links[n]; ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark {
+			marks[l.FwMark] = true
+			relink = append(relink, l)
+		}
+	}
+	var old, moved []plan.Route
+	for _, f := range []int{4, 6} {
+		for _, r := range s.routes[f] {
+			if !movable(r, pol, s) {
+				continue
+			}
+			p := planRoute(r)
+			n := p
+			n.Table = pol.Table
+			if f := findRoute(s.routes, n, false); f != nil {
+				return nil, fmt.Errorf("moving the default route of %s to table %d ([policy] table): the table has a route at metric %d that gre-hook did not make (via %s dev %s, proto %d); "+
+					"the table must be gre-hook's own", r.Dev, pol.Table, n.Metric, f.Gw, f.Dev, f.Protocol)
+			}
+			old, moved = append(old, p), append(moved, n)
+		}
+	}
+
+	var bridges []plan.Rule
+	if len(marks) > 0 {
+		marks[pol.Mark] = true
+		var ms []uint32
+		for m := range marks {
+			ms = append(ms, m)
+		}
+		sort.Slice(ms, func(i, j int) bool { return ms[i] < ms[j] })
+		for _, f := range []int{4, 6} {
+			low, have := pol.Priority, false
+			for _, r := range rules[f] {
+				if r.Protocol == plan.RouteProtocol {
+					have = true
+					if r.Priority < low {
+						low = r.Priority
+					}
+				}
+			}
+			if !have && !need[f] {
+				continue // no rule looks at the marks in this family
+			}
+			// Before every rule of gre-hook's, old or new.
+			if low > 1 {
+				low--
+			}
+			for _, m := range ms {
+				bridges = append(bridges, plan.Rule{Family: f, Priority: low, Table: 0, Mark: m, SuppressPrefixLen: -1})
+			}
+		}
+	}
+	isBridge := func(r rtnl.Rule) bool {
+		for _, b := range bridges {
+			if sameRule(r, b) {
+				return true
+			}
+		}
+		return false
+	}
+
+	// 1. Bridges, 2. routes into the new table, 3. the new rules.
+	for _, b := range bridges {
+		mv.addRule(b)
+	}
+	for _, n := range moved {
+		n := n
+		if have := findRoute(mv.routes, n, true); have != nil && have.Dev == n.Dev && have.Gw == n.Gw {
+			continue
+		}
+		mv.steps = append(mv.steps, step{tunnel: n.Dev, cmds: []string{plan.ReplaceRouteCmd(n)},
+			change:  func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(n, plan.RouteProtocol)) },
+			undoCmd: plan.DelRouteCmd(n), undo: func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(n, plan.RouteProtocol)) }})
+		setRouteAt(mv.routes, n, &rtnl.Route{Dst: n.Dst, Gw: n.Gw, Dev: n.Dev, Table: n.Table, Metric: n.Metric, Protocol: plan.RouteProtocol})
+	}
+	for _, f := range []int{4, 6} {
+		if need[f] {
+			for _, r := range pol.Rules(f) {
+				mv.addRule(r)
+			}
+		}
+	}
+	// 4. The links.
+	for _, l := range relink {
+		name, prev := l.Name, l.FwMark
+		want := plan.Link{Name: name, Mode: config.Mode(l.Kind), FwMark: pol.Mark}
+		mv.steps = append(mv.steps, step{tunnel: name, cmds: []string{plan.FwMarkCmd(want)},
+			change:  func(x *executor) error { return x.sys.Net.SetFwMark(name, pol.Mark) },
+			undoCmd: plan.FwMarkCmd(plan.Link{Name: name, Mode: want.Mode, FwMark: prev}),
+			undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
+		l.FwMark = pol.Mark
+		mv.links[name] = l
+	}
+	// 5. The old rules, the one to a table first.
+	for _, f := range []int{4, 6} {
+		var stale []rtnl.Rule
+		for _, r := range mv.rules[f] {
+			wanted := isBridge(r)
+			for _, w := range pol.Rules(f) {
+				wanted = wanted || sameRule(r, w)
+			}
+			if r.Protocol == plan.RouteProtocol && !wanted {
+				stale = append(stale, r)
+			}
+		}
+		sort.SliceStable(stale, func(i, j int) bool {
+			if (stale[i].Table != 0) != (stale[j].Table != 0) {
+				return stale[i].Table != 0
+			}
+			return stale[i].Priority > stale[j].Priority
+		})
+		for _, r := range stale {
+			mv.delRule(r)
+		}
+	}
+	// 6. The old routes, 7. the bridges.
+	for _, p := range old {
+		p := p
+		mv.steps = append(mv.steps, step{tunnel: p.Dev, cmds: []string{plan.DelRouteCmd(p)},
+			change:  func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(p, plan.RouteProtocol)) },
+			undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }})
+		setRouteAt(mv.routes, p, nil)
+	}
+	for _, f := range []int{4, 6} {
+		for _, r := range append([]rtnl.Rule(nil), mv.rules[f]...) {
+			if isBridge(r) && r.Protocol == plan.RouteProtocol {
+				mv.delRule(r)
+			}
+		}
+	}
+	return mv, nil
+}
+
+// addRule adds the step that adds r, unless the kernel has it.
+func (mv *move) addRule(r plan.Rule) {
+	for _, have := range mv.rules[r.Family] {
+		if sameRule(have, r) {
+			return
+		}
+	}
+	k := kernelRule(r)
+	mv.steps = append(mv.steps, step{cmds: []string{plan.AddRuleCmd(r)},
+		change:  func(x *executor) error { return x.sys.Net.AddRule(k) },
+		undoCmd: plan.DelRuleCmd(r), undo: func(x *executor) error { return x.sys.Net.DelRule(k) }})
+	mv.rules[r.Family] = append(mv.rules[r.Family], k)
+}
+
+// delRule adds the step that deletes the kernel's rule r.
+func (mv *move) delRule(r rtnl.Rule) {
+	p := planRule(r)
+	mv.steps = append(mv.steps, step{cmds: []string{plan.DelRuleCmd(p)},
+		change:  func(x *executor) error { return x.sys.Net.DelRule(r) },
+		undoCmd: plan.AddRuleCmd(p), undo: func(x *executor) error { return x.sys.Net.AddRule(r) }})
+	var keep []rtnl.Rule
+	for _, have := range mv.rules[r.Family] {
+		if have != r {
+			keep = append(keep, have)
+		}
+	}
+	mv.rules[r.Family] = keep
+}
+
+// cmds is the move's commands, in order.
+func (mv *move) cmds() []string {
+	var out []string
+	for _, st := range mv.steps {
+		out = append(out, st.cmds...)
+	}
+	return out
+}
+
+// movedRecord is rec under pol: the policy, and its tunnels' default
+// routes, listed and withdrawn, in pol's table. With keep, the old entries
+// stay as well and so does the policy: the intent a run saves before the
+// move, so that whatever a crash leaves, a down takes it all and a
+// failover withdraws it all, and the next up moves again. rec is not
+// changed.
+func movedRecord(rec *state.Record, pol plan.Policy, keep bool) *state.Record {
+	out := *rec
+	if !keep {
+		p := pol
+		out.Policy = &p
+	}
+	out.Tunnels = make([]state.Tunnel, len(rec.Tunnels))
+	for i, t := range rec.Tunnels {
+		t.Defaults = movedRoutes(t.Defaults, pol, keep)
+		t.Withdrawn = movedRoutes(t.Withdrawn, pol, keep)
+		out.Tunnels[i] = t
+	}
+	return &out
+}
+
+// movedRoutes is rs with its default routes in gre-hook's tables moved to
+// pol's (kept where they are too, with keep), each once.
+func movedRoutes(rs []state.Route, pol plan.Policy, keep bool) []state.Route {
+	var out []state.Route
+	add := func(r state.Route) {
+		for _, have := range out {
+			if have == r {
+				return
+			}
+		}
+		out = append(out, r)
+	}
+	for _, r := range rs {
+		if r.Dst.Bits() != 0 || r.Table == 0 || r.Table == pol.Table {
+			add(r)
+			continue
+		}
+		if keep {
+			add(r)
+		}
+		r.Table = pol.Table
+		add(r)
+	}
+	return out
+}
+
+// saveMoved rewrites the records of underlays under pol, each read again
+// from the store.
+func saveMoved(store state.Store, underlays []string, pol plan.Policy) []error {
+	var errs []error
+	for _, u := range underlays {
+		rec, err := store.Load(u)
+		if err == nil && rec != nil {
+			err = store.Save(movedRecord(rec, pol, false))
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// withOwnedDefaults is cp with the default routes rec lists in gre-hook's
+// tables added to its tunnels of the same name: the intent of a run that
+// moves them.
+func withOwnedDefaults(cp, rec *state.Record) *state.Record {
+	if rec == nil {
+		return cp
+	}
+	for i := range cp.Tunnels {
+		t := &cp.Tunnels[i]
+		prev := rec.Find(t.Name)
+		if prev == nil {
+			continue
+		}
+		defaults := append([]state.Route(nil), t.Defaults...)
+	next:
+		for _, d := range prev.OwnedDefaults() {
+			for _, have := range defaults {
+				if have == d {
+					continue next
+				}
+			}
+			defaults = append(defaults, d)
+		}
+		t.Defaults = defaults
+	}
+	return cp
+}
+
+// describePolicies names policies, for messages.
+func describePolicies(ps []plan.Policy) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, " and ")
+}
+
+// warnOtherSources warns, when a run moves the policy to pol, about the
+// underlays whose tunnels came from another config asking for another:
+// that config's next up moves the router back.
+func warnOtherSources(req Request, cfg *config.Config, others map[string]*state.Record, pol plan.Policy, l *logger) {
+	srcs := newSources(req, cfg)
+	for _, u := range sortedKeys(others) {
+		rec := others[u]
+		if rec.Source == "" || rec.Source == srcs.own {
+			continue
+		}
+		c, err := srcs.forRecord(rec)
+		if err != nil {
+			l.warn("the tunnels on %s came from %s, which cannot be read (%v): if its [policy] differs, its next up moves every underlay back", u, describeSource(rec.Source), err)
+			continue
+		}
+		if p := policyOf(c); p != pol {
+			l.warn("the tunnels on %s came from %s, whose policy routing is %s: its next up moves every underlay back; give both configs the same [policy]", u, describeSource(rec.Source), p)
+		}
+	}
+}
