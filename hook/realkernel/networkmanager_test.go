@@ -77,6 +77,14 @@ func newNMRouter(t *testing.T, ns *netns, addr, gw string) *daemonRouter {
 // TestNetworkManager: the two sites with NetworkManager managing each
 // router's underlay from a keyfile, the gre-hook package's dispatcher
 // links and Debian's 01-ifupdown calling gre-hook.
+// nmcli is the command line of an nmcli that waits up to 120 s: its
+// default of 10 s is less than a down may take here, where the
+// dispatcher's pre-down runs gre-hook under emulation (seen: "Error:
+// Timeout expired (10 seconds)").
+func nmcli(args ...string) []string {
+	return append([]string{"nmcli", "--wait", "120"}, args...)
+}
+
 func TestNetworkManager(t *testing.T) {
 	t.Parallel() // with TestNetworkd: each router has its own daemons
 	d := newDaemonSites(t, newNMRouter)
@@ -101,14 +109,14 @@ func TestNetworkManager(t *testing.T) {
 		notNMs(t)
 	})
 	t.Run("nmcli connection down and up", func(t *testing.T) {
-		d.each("nmcli", "connection", "down", "underlay")
+		d.each(nmcli("connection", "down", "underlay")...)
 		d.clean(t, "after nmcli connection down")
-		d.each("nmcli", "connection", "up", "underlay")
+		d.each(nmcli("connection", "up", "underlay")...)
 		d.up(t, "after nmcli connection up")
 		notNMs(t)
 	})
 	t.Run("nmcli device reapply", func(t *testing.T) {
-		d.each("nmcli", "device", "reapply", "eth1")
+		d.each(nmcli("device", "reapply", "eth1")...)
 		d.up(t, "after nmcli device reapply")
 		notNMs(t)
 	})
@@ -128,7 +136,7 @@ func TestNetworkManager(t *testing.T) {
 		notNMs(t)
 	})
 	t.Run("down at the end", func(t *testing.T) {
-		d.each("nmcli", "connection", "down", "underlay")
+		d.each(nmcli("connection", "down", "underlay")...)
 		d.clean(t, "after nmcli connection down")
 	})
 }
