@@ -49,7 +49,7 @@ address = ["10.0.0.1/30"]
 			if time.Since(start) > 5*time.Second {
 				t.Fatalf("round %d: gre-p's local is %q 5s after ppp0 came back with %s; watcher log:\n%s", round, l.data("local"), addr, w.log.String())
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond)
 		}
 		t.Logf("round %d: gre-p followed ppp0 to %s within %.3fs of the new address (%.3fs after the old link's deletion began)",
 			round, addr, time.Since(start).Seconds(), time.Since(del).Seconds())
@@ -159,7 +159,7 @@ remote = "2001:db8:2::1"
 		if time.Since(start) > 5*time.Second {
 			t.Fatalf("the follower moved gre-v6 to %q, want %s; addresses:\n%s\nwatcher log:\n%s", l.data("local"), stable2, n.ip("-6", "addr", "show", "dev", "eth1"), w.log.String())
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("the follower moved gre-v6 to %s in %.3fs", stable2, time.Since(start).Seconds())
 	if r := n.up(cfg, "eth1"); strings.Contains(r.stderr, "+ ") {

@@ -359,11 +359,12 @@ func TestWatchFailoverByPolicy(t *testing.T) {
 	}
 }
 
-// waitFor polls cond every 20ms for at most within, and returns when it
-// first held.
+// waitFor polls cond every 200ms for at most within, and returns when it
+// first held. cond runs ip: under emulation each run is a few hundred ms
+// of CPU, and a finer poll would take the CPU from what it waits for.
 func waitFor(t *testing.T, within time.Duration, cond func() bool) time.Time {
 	t.Helper()
-	for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
 		if cond() {
 			return time.Now()
 		}

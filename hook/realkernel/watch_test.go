@@ -328,7 +328,9 @@ func (w *watchProc) until(since time.Time, line string, cond func() bool) (logge
 		if cond() {
 			held = time.Now()
 		}
-		time.Sleep(20 * time.Millisecond)
+		// cond runs ip: a finer poll would take the CPU from what it
+		// waits for.
+		time.Sleep(200 * time.Millisecond)
 	}
 	logged = <-seen
 	if logged.IsZero() || held.IsZero() {
