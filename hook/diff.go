@@ -229,14 +229,16 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 			// News: a multicast daemon makes VIFs only on multicast links.
 			prev := have.Multicast
 			add(step{cmds: []string{plan.MulticastCmd(want)}, why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast), news: true,
-				change: func(x *executor) error { return x.sys.Net.SetMulticast(name, want.Multicast) },
-				undo:   func(x *executor) error { return x.sys.Net.SetMulticast(name, prev) }})
+				change:  func(x *executor) error { return x.sys.Net.SetMulticast(name, want.Multicast) },
+				undoCmd: plan.MulticastCmd(plan.Link{Name: name, Multicast: prev}),
+				undo:    func(x *executor) error { return x.sys.Net.SetMulticast(name, prev) }})
 		}
 		if have.MTU != want.MTU {
 			prev := have.MTU
 			add(step{cmds: []string{plan.MTUCmd(want)}, why: because(name, "mtu is %d, want %d", have.MTU, want.MTU),
-				change: func(x *executor) error { return x.sys.Net.SetMTU(name, want.MTU) },
-				undo:   func(x *executor) error { return x.sys.Net.SetMTU(name, prev) }})
+				change:  func(x *executor) error { return x.sys.Net.SetMTU(name, want.MTU) },
+				undoCmd: plan.MTUCmd(plan.Link{Name: name, MTU: prev}),
+				undo:    func(x *executor) error { return x.sys.Net.SetMTU(name, prev) }})
 		}
 	}
 

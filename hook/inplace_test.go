@@ -164,6 +164,12 @@ func TestEditInPlaceRollsBack(t *testing.T) {
 				!strings.Contains(err.Error(), "ip link set gre-site2 type gre remote 203.0.113.9 ttl 64: SetTunnel: injected failure") {
 				t.Errorf("the rollback did not put the attributes back:\n%s", out)
 			}
+			// The log names every revert, the MTU's too, once it was
+			// changed (the MSS and up_command failures come after it).
+			if tc.name != "the change in place fails" && tc.name != "the mtu after it fails" &&
+				!strings.Contains(out, "gre-hook: + ip link set gre-site2 mtu 1476\n") {
+				t.Errorf("the rollback's log does not put the mtu back:\n%s", out)
+			}
 			diff(t, "kernel after the rollback", e.dump(), dump)
 			if i := e.index("gre-site2"); i != index {
 				t.Errorf("the rollback made the link again: index %d -> %d", index, i)
