@@ -184,7 +184,11 @@ to = "192.168.1.0/24"
 		s.r1.must(s.r1.gh(r1env, "up", "--config", r1cfg, "--iface", "eth1", "--dry-run"))
 		withLost := time.Since(t0)
 		t.Logf("up with an unanswered name took %s; dry runs: %s with it, %s without", took, withLost, base)
-		if withLost-base > 6*time.Second {
+		// gre-hook gives a name 3 s; the resolver's own default with
+		// this resolv.conf is 5 s a try and 2 tries, 10 s. The bound is
+		// between the two, generous for a loaded emulated CPU (6.2 s
+		// was seen there with the 3 s cap working).
+		if withLost-base > 9*time.Second {
 			t.Errorf("the unanswered name cost %s", withLost-base)
 		}
 		if _, ok := s.r1.link("gre-lost"); ok {
