@@ -7,61 +7,57 @@ import (
 	"github.com/gre-hook/gre-hook/hook/mss"
 )
 
-// countingTables answers from fixed rules and counts the reads.
+// countingTables answers from fixed rules and counts the reads, each one
+// iptables process.
 type countingTables struct {
-	lines       []string
-	lists, jump int
+	lines []string
+	reads int
 }
 
 func (c *countingTables) Family() int { return 4 }
-func (c *countingTables) List(table, chain string) ([]string, bool, error) {
-	c.lists++
-	return c.lines, c.lines != nil, nil
+func (c *countingTables) ReadChains(chains []mss.Chain) ([]mss.ChainState, error) {
+	c.reads++
+	out := make([]mss.ChainState, len(chains))
+	for i, ch := range chains {
+		out[i] = mss.ChainState{Chain: ch, Lines: c.lines, Exists: c.lines != nil, Jump: c.lines != nil}
+	}
+	return out, nil
 }
-func (c *countingTables) JumpExists(mss.Chain) (bool, error) { c.jump++; return true, nil }
-func (c *countingTables) Restore(string) error               { return nil }
+func (c *countingTables) Restore(string) error { return nil }
 
 func TestReadAheadAnswersTheFirstReadOnly(t *testing.T) {
 	c := &countingTables{lines: []string{"-N GRE-HOOK", "-A GRE-HOOK -o t1 -j TCPMSS --clamp-mss-to-pmtu"}}
 	r := newReadAhead(c, []mss.Chain{mss.Out})
 	<-r.done
-	if c.lists != 1 || c.jump != 1 {
-		t.Fatalf("read ahead: %d lists and %d jump checks, want 1 and 1", c.lists, c.jump)
+	if c.reads != 1 {
+		t.Fatalf("read ahead: %d reads, want 1", c.reads)
 	}
 	c.lines = append(c.lines, "-A GRE-HOOK -o t2 -j TCPMSS --clamp-mss-to-pmtu")
-	first, ok, err := r.List("mangle", mss.Out.Name)
-	if err != nil || !ok || len(first) != 2 {
-		t.Fatalf("first List: %q %v %v, want the 2 lines read ahead", first, ok, err)
+	first, err := mss.Read(r, mss.Out)
+	if err != nil || len(first.Chains) != 1 || !first.Chains[0].Exists || !first.Chains[0].Jump || len(first.Chains[0].Lines) != 2 {
+		t.Fatalf("first Read: %+v %v, want the 2 lines read ahead", first, err)
 	}
-	if _, err := r.JumpExists(mss.Out); err != nil {
-		t.Fatal(err)
+	if c.reads != 1 {
+		t.Errorf("first Read ran iptables again (%d reads)", c.reads)
 	}
-	if c.lists != 1 || c.jump != 1 {
-		t.Errorf("first List and JumpExists ran iptables again (%d lists, %d jump checks)", c.lists, c.jump)
-	}
-	second, _, _ := r.List("mangle", mss.Out.Name)
-	r.JumpExists(mss.Out)
-	if !reflect.DeepEqual(second, c.lines) || c.lists != 2 || c.jump != 2 {
-		t.Errorf("second read: %q after %d lists and %d jump checks; want a fresh read of %q", second, c.lists, c.jump, c.lines)
+	second, _ := mss.Read(r, mss.Out)
+	if !reflect.DeepEqual(second.Chains[0].Lines, c.lines) || c.reads != 2 {
+		t.Errorf("second read: %q after %d reads; want a fresh read of %q", second.Chains[0].Lines, c.reads, c.lines)
 	}
 }
 
 func TestReadAheadOfAMissingChain(t *testing.T) {
 	c := &countingTables{}
 	r := newReadAhead(c, []mss.Chain{mss.Out})
-	if _, ok, _ := r.List("mangle", mss.Out.Name); ok {
-		t.Fatal("List says the missing chain exists")
-	}
-	if c.jump != 0 {
-		t.Errorf("the jump was checked for a missing chain")
+	if s, _ := mss.Read(r, mss.Out); s.Chains[0].Exists || s.Chains[0].Jump {
+		t.Fatal("Read says the missing chain exists")
 	}
 	c.lines = []string{"-N GRE-HOOK"}
-	if _, ok, _ := r.List("mangle", mss.Out.Name); !ok {
-		t.Error("second List did not read afresh")
+	if s, _ := mss.Read(r, mss.Out); !s.Chains[0].Exists {
+		t.Error("second Read did not read afresh")
 	}
-	r.JumpExists(mss.Out)
-	if c.jump != 1 {
-		t.Errorf("JumpExists after the chain appeared: %d checks, want 1", c.jump)
+	if c.reads != 2 {
+		t.Errorf("%d reads, want 2", c.reads)
 	}
 }
 
@@ -69,24 +65,24 @@ func TestReadAheadOfBothChains(t *testing.T) {
 	c := &countingTables{lines: []string{"-N X"}}
 	r := newReadAhead(c, []mss.Chain{mss.Out, mss.In})
 	<-r.done
-	if c.lists != 2 || c.jump != 2 {
-		t.Fatalf("read ahead of two chains: %d lists and %d jump checks, want 2 and 2", c.lists, c.jump)
+	if c.reads != 1 {
+		t.Fatalf("read ahead of two chains: %d reads, want 1", c.reads)
 	}
 	s, err := mss.Read(r, mss.Out, mss.In)
 	if err != nil || len(s.Chains) != 2 || !s.Chains[1].Exists || !s.Chains[1].Jump {
 		t.Fatalf("Read: %+v %v", s, err)
 	}
-	if c.lists != 2 || c.jump != 2 {
-		t.Errorf("reading both chains ran iptables again (%d lists, %d jump checks)", c.lists, c.jump)
+	if c.reads != 1 {
+		t.Errorf("reading both chains ran iptables again (%d reads)", c.reads)
 	}
 
-	// A backend made for one chain reads the other afresh.
+	// A backend made for one chain reads both afresh, in one read.
 	c = &countingTables{lines: []string{"-N X"}}
 	r = newReadAhead(c, []mss.Chain{mss.Out})
-	if _, err := mss.Read(r, mss.Out, mss.In); err != nil {
-		t.Fatal(err)
+	if s, err := mss.Read(r, mss.Out, mss.In); err != nil || len(s.Chains) != 2 {
+		t.Fatalf("Read: %+v %v", s, err)
 	}
-	if c.lists != 2 || c.jump != 2 {
-		t.Errorf("%d lists and %d jump checks, want 2 and 2", c.lists, c.jump)
+	if c.reads != 2 {
+		t.Errorf("%d reads, want 2", c.reads)
 	}
 }

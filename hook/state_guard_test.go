@@ -219,9 +219,9 @@ func TestGuardKeepsOthers(t *testing.T) {
 
 // guardSpecs is GRE-HOOK-IN's rules now, as the text after "-A GRE-HOOK-IN ".
 func guardSpecs(e *env) []string {
-	lines, _, _ := e.fk.V4.List("mangle", mss.In.Name)
+	cs, _ := e.fk.V4.ReadChains([]mss.Chain{mss.In})
 	var out []string
-	for _, l := range lines {
+	for _, l := range cs[0].Lines {
 		if strings.HasPrefix(l, "-A ") {
 			out = append(out, strings.TrimPrefix(l, "-A "+mss.In.Name+" "))
 		}

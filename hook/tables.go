@@ -69,21 +69,16 @@ type dryTables struct {
 	l *logger
 }
 
-func (d dryTables) List(table, chain string) ([]string, bool, error) {
-	lines, exists, err := d.Backend.List(table, chain)
+func (d dryTables) ReadChains(chains []mss.Chain) ([]mss.ChainState, error) {
+	cs, err := d.Backend.ReadChains(chains)
 	if err != nil {
 		d.l.warn("cannot read the current rules (%s); planning as if there were none", strings.TrimSpace(err.Error()))
-		return nil, false, nil
+		cs = make([]mss.ChainState, len(chains))
+		for i, c := range chains {
+			cs[i].Chain = c
+		}
 	}
-	return lines, exists, nil
-}
-
-func (d dryTables) JumpExists(c mss.Chain) (bool, error) {
-	ok, err := d.Backend.JumpExists(c)
-	if err != nil {
-		return false, nil
-	}
-	return ok, nil
+	return cs, nil
 }
 
 func (dryTables) Restore(string) error { return nil }

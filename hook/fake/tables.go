@@ -19,8 +19,9 @@ type Tables struct {
 	tbl    table
 	// Restores are the inputs Restore was given, in order.
 	Restores []string
-	// Listed are the chains List was asked for, in order: each read
-	// costs iptables processes.
+	// Reads counts ReadChains calls: each is one iptables process.
+	Reads int
+	// Listed are the chains ReadChains was asked for, in order.
 	Listed []string
 	// Removes counts committed restores that deleted a chain.
 	Removes int
@@ -73,8 +74,7 @@ func NewTables(family int) *Tables {
 }
 
 // FailNth makes the nth call (1-based, counted from now) of op fail with
-// ErrInjected. op is a method of mss.Backend: List, JumpExists, Restore or
-// Remove.
+// ErrInjected. op is Read (ReadChains) or Restore.
 func (t *Tables) FailNth(op string, nth int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -91,35 +91,34 @@ func (t *Tables) Disarm() {
 // Family implements mss.Backend.
 func (t *Tables) Family() int { return t.family }
 
-// List implements mss.Backend.
-func (t *Tables) List(table, chain string) ([]string, bool, error) {
+// ReadChains implements mss.Backend: one read, as one `iptables -S` of
+// the table.
+func (t *Tables) ReadChains(chains []mss.Chain) ([]mss.ChainState, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.Listed = append(t.Listed, chain)
-	if err := t.f.hit("List"); err != nil {
-		return nil, false, err
+	t.Reads++
+	for _, c := range chains {
+		t.Listed = append(t.Listed, c.Name)
 	}
-	rules, ok := t.tbl.user[chain]
-	if table != "mangle" || !ok {
-		return nil, false, nil
+	if err := t.f.hit("Read"); err != nil {
+		return nil, err
 	}
-	return append([]string{"-N " + chain}, rules...), true, nil
-}
-
-// JumpExists implements mss.Backend.
-func (t *Tables) JumpExists(c mss.Chain) (bool, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.f.hit("JumpExists"); err != nil {
-		return false, err
-	}
-	j := mss.Join(c.JumpSpec())
-	for _, p := range t.tbl.builtin[c.From] {
-		if p == j {
-			return true, nil
+	out := make([]mss.ChainState, 0, len(chains))
+	for _, c := range chains {
+		cs := mss.ChainState{Chain: c}
+		if rules, ok := t.tbl.user[c.Name]; ok {
+			cs.Exists = true
+			cs.Lines = append([]string{"-N " + c.Name}, rules...)
+			j := mss.Join(c.JumpSpec())
+			for _, p := range t.tbl.builtin[c.From] {
+				if p == j {
+					cs.Jump = true
+				}
+			}
 		}
+		out = append(out, cs)
 	}
-	return false, nil
+	return out, nil
 }
 
 // Restore implements mss.Backend, as iptables-restore --noflush.

@@ -9,10 +9,10 @@
 //     are not GRE.
 //
 // Each rule carries a comment naming gre-hook, the underlay and the
-// tunnel. A run reads the chains it needs once, works out the chains it
-// wants, and writes them back in one atomic iptables-restore, so the cost
-// does not grow with the number of tunnels or chains and a failed write
-// changes nothing. A chain goes, with its jump, when its last rule goes.
+// tunnel. A run reads the chains it needs once, in one `iptables -S` of
+// the whole mangle table, works out the chains it wants, and writes them
+// back in one atomic iptables-restore, so the cost does not grow with the
+// number of tunnels or chains and a failed write changes nothing. A chain goes, with its jump, when its last rule goes.
 package mss
 
 import (
@@ -49,11 +49,11 @@ func (c Chain) JumpSpec() []string {
 type Backend interface {
 	// Family is 4 or 6.
 	Family() int
-	// List returns chain's rules as `iptables -S` prints them (the -N line
-	// included); exists is false when the chain does not exist.
-	List(table, chain string) (lines []string, exists bool, err error)
-	// JumpExists reports whether c.From jumps to c.Name.
-	JumpExists(c Chain) (bool, error)
+	// ReadChains reads chains of the mangle table, all at once: for each,
+	// in the order given, whether it exists, its rules as `iptables -S
+	// CHAIN` prints them (the -N line included) and whether its built-in
+	// chain jumps to it (only asked when it exists).
+	ReadChains(chains []Chain) ([]ChainState, error)
 	// Restore feeds input to `iptables-restore --noflush`.
 	Restore(input string) error
 }
@@ -79,38 +79,44 @@ type State struct {
 }
 
 // Chain returns c as read, and whether it was read.
-func (s State) Chain(c Chain) (ChainState, bool) {
-	for _, cs := range s.Chains {
-		if cs.Chain == c {
-			return cs, true
-		}
-	}
-	return ChainState{Chain: c}, false
-}
+func (s State) Chain(c Chain) (ChainState, bool) { return find(s.Chains, c) }
 
 // Read reads the chains of b that chains names, in the order of Chains,
-// and, for each that exists, the jump to it.
+// and, for each that exists, the jump to it: one read of the table for
+// them all.
 func Read(b Backend, chains ...Chain) (State, error) {
 	s := State{Family: b.Family()}
-	bin := binary(s.Family)
+	var read []Chain
 	for _, c := range Chains {
-		if !has(chains, c) {
-			continue
+		if has(chains, c) {
+			read = append(read, c)
 		}
-		cs := ChainState{Chain: c}
-		var err error
-		cs.Lines, cs.Exists, err = b.List("mangle", c.Name)
-		if err != nil {
-			return State{}, fmt.Errorf("reading %s mangle chain %s: %w", bin, c.Name, err)
-		}
-		if cs.Exists {
-			if cs.Jump, err = b.JumpExists(c); err != nil {
-				return State{}, fmt.Errorf("reading %s mangle %s: %w", bin, c.From, err)
-			}
+	}
+	if len(read) == 0 {
+		return s, nil
+	}
+	got, err := b.ReadChains(read)
+	if err != nil {
+		return State{}, fmt.Errorf("reading %s mangle %s: %w", binary(s.Family), chainNames(read), err)
+	}
+	for _, c := range read {
+		cs, ok := find(got, c)
+		if !ok {
+			return State{}, fmt.Errorf("reading %s mangle %s: no answer for %s", binary(s.Family), chainNames(read), c.Name)
 		}
 		s.Chains = append(s.Chains, cs)
 	}
 	return s, nil
+}
+
+// find is c's state in cs.
+func find(cs []ChainState, c Chain) (ChainState, bool) {
+	for _, x := range cs {
+		if x.Chain == c {
+			return x, true
+		}
+	}
+	return ChainState{Chain: c}, false
 }
 
 func has(chains []Chain, c Chain) bool {

@@ -57,7 +57,12 @@ func NewSystem(inv *Invocation, stderr io.Writer) (*hook.System, func(), error) 
 // emptyTables stands in for iptables in an unprivileged dry run.
 type emptyTables struct{ family int }
 
-func (e emptyTables) Family() int                               { return e.family }
-func (emptyTables) List(string, string) ([]string, bool, error) { return nil, false, nil }
-func (emptyTables) JumpExists(mss.Chain) (bool, error)          { return false, nil }
-func (emptyTables) Restore(string) error                        { return nil }
+func (e emptyTables) Family() int { return e.family }
+func (emptyTables) ReadChains(chains []mss.Chain) ([]mss.ChainState, error) {
+	out := make([]mss.ChainState, len(chains))
+	for i, c := range chains {
+		out[i].Chain = c
+	}
+	return out, nil
+}
+func (emptyTables) Restore(string) error { return nil }
