@@ -518,7 +518,11 @@ func TestWatchFootprint(t *testing.T) {
 
 	w := startWatch(t, r1, path)
 	pid := w.cmd.Process.Pid
-	time.Sleep(2 * time.Second) // let it settle
+	// Let it settle: its start (config, records, links) is not what the
+	// idle window measures, and on a loaded emulated CPU it took longer
+	// than a fixed 2 s (6.4% "idle" CPU in CI4).
+	w.waitLog("watching 0 tunnel(s)", 1, 60*time.Second)
+	time.Sleep(2 * time.Second)
 	c0, _, _ := procUsage(t, pid)
 	time.Sleep(window)
 	c1, idleRSS, _ := procUsage(t, pid)
