@@ -271,16 +271,17 @@ func TestWatchPlainPeerFailover(t *testing.T) {
 	t.Logf("interval %v, retries %d: after the cut, dead in %.2fs and routes gone in %.2fs (issue's bound %v); after the restore, alive in %.2fs and routes back in %.2fs (bound %v)",
 		interval, retries, deadAt.Sub(cutAt).Seconds(), goneAt.Sub(cutAt).Seconds(), bound,
 		aliveAt.Sub(restoreAt).Seconds(), backAt.Sub(restoreAt).Seconds(), 2*interval)
-	// The watcher's decisions get 2s of slack for the shared TCG VM; the
-	// route changes, made by a run of up, 10s more.
+	// The watcher's decisions get 4s of slack for the shared TCG VM; the
+	// route changes, made by a run of up, 20s more (17.8 s was seen with
+	// the guest's CPUs saturated).
 	for _, c := range []struct {
 		what      string
 		took, max time.Duration
 	}{
-		{"dead after the cut", deadAt.Sub(cutAt), bound + 2*time.Second},
-		{"routes gone after the cut", goneAt.Sub(cutAt), bound + 11*time.Second},
-		{"alive after the restore", aliveAt.Sub(restoreAt), 2*interval + 2*time.Second},
-		{"routes back after the restore", backAt.Sub(restoreAt), 2*interval + 11*time.Second},
+		{"dead after the cut", deadAt.Sub(cutAt), bound + 4*time.Second},
+		{"routes gone after the cut", goneAt.Sub(cutAt), bound + 24*time.Second},
+		{"alive after the restore", aliveAt.Sub(restoreAt), 2*interval + 4*time.Second},
+		{"routes back after the restore", backAt.Sub(restoreAt), 2*interval + 24*time.Second},
 	} {
 		if c.took > c.max {
 			t.Errorf("%s: %v, want within %v", c.what, c.took, c.max)
