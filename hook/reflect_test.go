@@ -222,13 +222,7 @@ func TestReflectionEditInPlace(t *testing.T) {
 	before := e.dump()
 	edited := strings.Replace(reflectConfig, "keepalive_reflect = true", "keepalive_reflect = true\nttl = 64", 1)
 	e.write(edited)
-	e.log.Reset()
-	req := e.req(PhaseUp)
-	req.DryRun = true
-	if err := run(req, e.sys); err != nil {
-		t.Fatalf("dry run: %v\n%s", err, e.log.String())
-	}
-	if s := sysctlLines(e.log.String()); s != "" {
+	if s := sysctlLines(e.dryRun()); s != "" {
 		t.Errorf("a dry run of an in-place edit would set the sysctls again:\n%s", s)
 	}
 	// The same edit with an MSS change, whose write fails after the
