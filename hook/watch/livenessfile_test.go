@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -71,4 +72,38 @@ func TestLivenessFileWrittenOnChangesNotPerReply(t *testing.T) {
 		_, l := writes()
 		return len(l) == 1 && !l[0].Alive
 	})
+}
+
+// A tunnel whose remote moves has a new peer: the liveness file shows the
+// new remote at once, never with the old peer's last reply, and the first
+// reply from the new one is written at once, as a first reply is (the
+// real-kernel TestWatchDynamicEndpoints waited up to refreshGap for it).
+func TestLivenessFileFollowsAMove(t *testing.T) {
+	defer func(g time.Duration) { refreshGap = g }(refreshGap)
+	refreshGap = 200 * testEvery
+	d := startDyn(t, map[string][]netip.Addr{"site2.test": {site2}}, []Endpoint{named("gre-site2", "site2.test", site2)}, target("gre-site2", site2))
+	d.waitFor("a reply from the old address in the liveness file", func() bool {
+		l := d.eng.lastWritten()
+		return len(l) == 1 && l[0].Remote == site2 && !l[0].LastReply.IsZero()
+	})
+	// Let one refresh of the old peer's replies pass, so that the
+	// next is refreshGap away.
+	time.Sleep(5 * testEvery)
+	d.names.set("site2.test", site2new)
+	d.nextMove(5 * time.Second)
+	moved := time.Now()
+	d.waitFor("the new remote in the liveness file", func() bool {
+		l := d.eng.lastWritten()
+		return len(l) == 1 && l[0].Remote == site2new
+	})
+	if l := d.eng.lastWritten(); !l[0].LastReply.IsZero() && l[0].LastReply.Before(moved) {
+		t.Errorf("the new remote is shown with a reply from before the move: %+v", l[0])
+	}
+	d.waitFor("a reply from the new address in the liveness file", func() bool {
+		l := d.eng.lastWritten()
+		return len(l) == 1 && l[0].Remote == site2new && l[0].LastReply.After(moved)
+	})
+	if took := time.Since(moved); took > refreshGap/2 {
+		t.Errorf("the first reply from the new address was written %v after the move, want at once (refreshGap %v)", took, refreshGap)
+	}
 }

@@ -542,6 +542,14 @@ func (w *Watcher) reload(now time.Time) {
 		if t.Interval != tg.Interval && t.next.After(now.Add(tg.Interval)) {
 			t.next = now.Add(tg.Interval)
 		}
+		if t.Remote != tg.Remote || t.Local != tg.Local {
+			// Moved: a new peer, whose silence counts from now and
+			// whose first reply is written at once. Replies to the
+			// old addresses no longer match (byPair, the nonces).
+			t.lastReply, t.silentSince, t.missed, t.sent, t.heard = time.Time{}, now, 0, false, false
+			t.recent = [recentNonces]uint64{}
+			w.dirty = true
+		}
 		alive := t.alive
 		t.Target = tg
 		if !t.pending {
