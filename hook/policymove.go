@@ -47,13 +47,23 @@ type policyChoice struct {
 	moving bool
 	// why says why the config's policy is not applied ("" if it is).
 	why string
+	// refuse, when set, is why no policy can be applied: the run must
+	// change nothing.
+	refuse string
+	// mend are the other underlays whose records say another policy
+	// than use while the kernel is in use: the run rewrites them.
+	mend []string
 }
 
 // choosePolicy decides the policy of a run whose config asks for want,
 // with rec the record of its own underlay (nil if none) and others every
 // other record that could be read (unreadable names those that could
-// not). A move must reach every record, so with one unreadable the policy
-// in force stays.
+// not). A move must reach every record, so with one unreadable no move
+// is made: the run applies the policy the kernel is in, whatever the
+// records say (a move left half done makes them disagree), preferring
+// its own record's, then the others', then the config's. Another one's
+// rules would route the outer packets of links marked for the kernel's
+// into a tunnel. When the kernel is in none of them, the run is refused.
 func choosePolicy(want plan.Policy, rec *state.Record, others map[string]*state.Record, unreadable string, s *snapshot) policyChoice {
 	all := map[string]*state.Record{}
 	for u, r := range others {
@@ -74,18 +84,34 @@ func choosePolicy(want plan.Policy, rec *state.Record, others map[string]*state.
 	if unreadable == "" {
 		return policyChoice{use: want, from: from, moving: true}
 	}
-	keep := want
-	switch {
-	case rec != nil:
-		keep = rec.Applied()
-	case len(from) > 0:
-		keep = from[0]
+	var cands []plan.Policy
+	if rec != nil {
+		cands = append(cands, rec.Applied())
 	}
-	if keep == want {
-		return policyChoice{use: want}
+	cands = append(append(cands, inForce(others)...), want)
+	for _, p := range cands {
+		if staleInKernel(p, s) {
+			continue
+		}
+		c := policyChoice{use: p}
+		for _, u := range sortedKeys(others) {
+			if others[u].Applied() != p {
+				c.mend = append(c.mend, u)
+			}
+		}
+		if p != want {
+			c.why = fmt.Sprintf("the config's [policy] (%s) is not applied: the record of %s cannot be read, and a change of policy must reach every underlay at once; "+
+				"gre-hook keeps %s until that record is mended or moved aside (then run up again)", want, unreadable, p)
+		}
+		return c
 	}
-	return policyChoice{use: keep, why: fmt.Sprintf("the config's [policy] (%s) is not applied: the record of %s cannot be read, and a change of policy must reach every underlay at once; "+
-		"gre-hook keeps %s until that record is mended or moved aside (then run up again)", want, unreadable, keep)}
+	named := "no record that can be read names one"
+	if in := inForce(all); len(in) > 0 {
+		named = "the records name " + describePolicies(in)
+	}
+	return policyChoice{use: want, refuse: fmt.Sprintf("gre-hook's links and default routes are not all under one policy routing (a change of policy was left half done; %s, the config %s), "+
+		"and the record of %s cannot be read, so the change cannot be finished; nothing was changed: mend that record or move it aside, then run up again",
+		named, want, unreadable)}
 }
 
 // inForce is the policies recs were written under, each once, in the
@@ -120,6 +146,33 @@ func staleInKernel(pol plan.Policy, s *snapshot) bool {
 		}
 	}
 	return false
+}
+
+// staleItems names what staleInKernel finds, for messages.
+func staleItems(pol plan.Policy, s *snapshot) []string {
+	var out []string
+	for _, n := range sortedKeys(s.links) {
+		if l := s.links[n]; ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark {
+			out = append(out, fmt.Sprintf("%s marked %#x", n, l.FwMark))
+		}
+	}
+	for _, f := range []int{4, 6} {
+		for _, r := range s.routes[f] {
+			if movable(r, pol, s) {
+				out = append(out, fmt.Sprintf("%s's default in table %d", r.Dev, r.Table))
+			}
+		}
+	}
+	return out
+}
+
+// describeFrom names what a move starts from: the records' policies, or
+// when they all say pol already, what the kernel holds under another.
+func describeFrom(c policyChoice, s *snapshot) string {
+	if len(c.from) > 0 {
+		return describePolicies(c.from)
+	}
+	return "what the kernel holds under another (" + strings.Join(staleItems(c.use, s), ", ") + ")"
 }
 
 func ownedLink(l rtnl.Link) bool { return l.GRE && strings.HasPrefix(l.Alias, plan.AliasPrefix) }

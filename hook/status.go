@@ -165,6 +165,10 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		drift = true
 		fmt.Fprintf(&b, "  - %s\n", choice.why)
 	}
+	if choice.refuse != "" {
+		drift = true
+		fmt.Fprintf(&b, "  - up is refused: %s\n", choice.refuse)
+	}
 	if mv != nil {
 		fmt.Fprintf(&b, "  - the config asks for %s: up on any underlay moves every underlay to it\n", choice.use)
 		if cmds := mv.cmds(); len(cmds) > 0 {

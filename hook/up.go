@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
@@ -80,6 +81,9 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	others, unreadable := othersOf(sys.Store, req.Iface)
 	choice := choosePolicy(policyOf(cfg), rec, others, unreadable, snap)
 	pol := choice.use
+	if choice.refuse != "" {
+		return fmt.Errorf("bringing up tunnels on %s: %s", req.Iface, choice.refuse)
+	}
 	if choice.why != "" {
 		l.warn("%s", choice.why)
 	}
@@ -142,9 +146,9 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	newRec.Insecure = req.AllowInsecure
 	switch {
 	case mv != nil && req.DryRun:
-		l.change("# policy routing moves, on every underlay, from " + describePolicies(choice.from) + " to " + pol.String())
+		l.change("# policy routing moves, on every underlay, from " + describeFrom(choice, snap) + " to " + pol.String())
 	case mv != nil:
-		l.note("policy routing moves, on every underlay, from %s to %s", describePolicies(choice.from), pol)
+		l.note("policy routing moves, on every underlay, from %s to %s", describeFrom(choice, snap), pol)
 	case req.DryRun && defaults:
 		l.change("# policy routing: " + pol.String())
 	}
@@ -213,6 +217,13 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 			// Read again: the ledger may have saved some of them.
 			if errs := saveMoved(sys.Store, sortedKeys(others), pol); len(errs) > 0 {
 				return fmt.Errorf("bringing up tunnels on %s: every underlay is moved to %s, but: %w", req.Iface, pol, join(errs))
+			}
+		}
+		if len(choice.mend) > 0 {
+			// The kernel is in pol already: only the records change.
+			l.note("the records of %s said another policy routing than the kernel's, %s; rewritten", strings.Join(choice.mend, ", "), pol)
+			if errs := saveMoved(sys.Store, choice.mend, pol); len(errs) > 0 {
+				return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, join(errs))
 			}
 		}
 		if err := sys.Store.Save(newRec); err != nil {
