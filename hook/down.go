@@ -51,22 +51,14 @@ func down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sy
 		// there is to go by, so look for them rather than give up.
 		l.warn("%v; looking for gre-hook's links on %s by their marks", cfgErr, req.Iface)
 	}
-	if !req.DryRun {
-		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
 	// Read under the lock: an up that ran while this run waited may have
-	// replaced the default route, and only its record says so.
-	rec, err := sys.Store.Load(req.Iface)
+	// changed what the record lists. Without the record, what the tunnels
+	// took from the kernel is unknown: an error, not a guess.
+	rec, unlock, err := openRecord(req, sys, l, !req.DryRun, "taking down")
 	if err != nil {
-		// Without the record the replaced default route is unknown, and
-		// removing the tunnel would take the router's default with it.
-		return fmt.Errorf("taking down tunnels on %s: %w", req.Iface, err)
+		return err
 	}
-	distrust(rec, req, l)
+	defer unlock()
 
 	links, err := sys.Net.Links()
 	if err != nil {

@@ -178,6 +178,25 @@ func describeSource(s string) string {
 	return s
 }
 
+// openRecord takes the state lock (with lock) and reads the underlay's
+// record under it, as an up or a down begins: a run that held the lock
+// meanwhile may have changed it. what names the run in errors ("bringing
+// up", "taking down"); unlock is never nil.
+func openRecord(req Request, sys *System, l *logger, lock bool, what string) (rec *state.Record, unlock func(), err error) {
+	unlock = func() {}
+	if lock {
+		if unlock, err = state.Lock(sys.Store.Dir, sys.LockWait); err != nil {
+			return nil, nil, err
+		}
+	}
+	if rec, err = sys.Store.Load(req.Iface); err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("%s tunnels on %s: %w", what, req.Iface, err)
+	}
+	distrust(rec, req, l)
+	return rec, unlock, nil
+}
+
 // distrust keeps a checked run from honouring what an unchecked one
 // wrote: a record made under GRE_HOOK_INSECURE_CONFIG may list commands
 // from a config anyone could have written. It says so, and drops them.

@@ -16,7 +16,8 @@ import (
 // apply -> record. The plan is what the config wants (package plan), the
 // diff the steps from the kernel as it is to the plan (diff.go), apply
 // runs them or undoes them all (apply.go), and the record remembers what
-// the run made (record.go).
+// the run made (record.go). upRun holds one run's state through its
+// phases: plan, prepare, execute.
 func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *logger) error {
 	tunnels := cfg.For(req.Iface)
 	if len(tunnels) == 0 && !sys.Store.Exists(req.Iface) {
@@ -27,18 +28,11 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	if !req.locked {
 		resolved = resolveRemotes(ctx, sys, tunnels)
 	}
-	if !req.DryRun && !req.locked {
-		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
-	rec, err := sys.Store.Load(req.Iface)
+	rec, unlock, err := openRecord(req, sys, l, !req.DryRun && !req.locked, "bringing up")
 	if err != nil {
-		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
+		return err
 	}
-	distrust(rec, req, l)
+	defer unlock()
 	src := sourceOf(req)
 	if rec != nil && rec.Source != "" && rec.Source != src && !req.SwitchConfig {
 		// Hooks run once per stanza, and a dual-stack underlay's inet6
@@ -55,12 +49,56 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	if req.locked {
 		resolved = withRecorded(resolved, tunnels, rec)
 	}
-	tunnels, unresolved := withRemotes(tunnels, resolved, rec, l)
+	r := &upRun{ctx: ctx, req: req, cfg: cfg, sys: sys, l: l, rec: rec, src: src}
+	r.tunnels, r.unresolved = withRemotes(tunnels, resolved, rec, l)
+	if err := r.plan(); err != nil {
+		return err
+	}
+	if err := r.prepare(); err != nil {
+		return err
+	}
+	return r.execute()
+}
 
+// upRun is one up, from its plan to its record.
+type upRun struct {
+	ctx context.Context
+	req Request
+	cfg *config.Config
+	sys *System
+	l   *logger
+	// rec is the underlay's record as the run found it (nil if none), src
+	// the config's source.
+	rec *state.Record
+	src string
+	// tunnels are the config's tunnels with their remotes; unresolved
+	// those whose name did not resolve.
+	tunnels    []config.Tunnel
+	unresolved []state.Tunnel
+
+	snap     *snapshot
+	defaults bool
+	// others are the other underlays' records, unreadable those that
+	// could not be read; choice is the policy the run applies.
+	others     map[string]*state.Record
+	unreadable string
+	choice     policyChoice
+	want       []plan.Tunnel
+	newRec     *state.Record
+	mv         *move
+	tables     map[int]mss.Backend
+}
+
+// plan reads the kernel and decides: the policy, what the config wants
+// of it, the record to write and, with a change of policy, the move.
+// Nothing changes yet.
+func (r *upRun) plan() error {
+	req, sys, l := r.req, r.sys, r.l
 	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
 		return err
 	}
+	r.snap = snap
 	u, err := underlayOf(snap, req.Iface)
 	switch {
 	case err != nil && req.DryRun:
@@ -74,91 +112,102 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	case !u.Up:
 		l.warn("underlay %s is down, so a real up would fail now (\"bring it up first\"); planning as if it were up", req.Iface)
 	}
-	tunnels = autoLocals(tunnels, snap, req.Iface, rec)
-	defaults := involvesDefaults(tunnels, rec)
+	r.tunnels = autoLocals(r.tunnels, snap, req.Iface, r.rec)
+	r.defaults = involvesDefaults(r.tunnels, r.rec)
 	// Every record: the policy is the router's, and a change of it moves
 	// every underlay (policymove.go).
-	others, unreadable := othersOf(sys.Store, req.Iface)
-	choice := choosePolicy(policyOf(cfg), rec, others, unreadable, snap)
-	pol := choice.use
-	if choice.refuse != "" {
-		return fmt.Errorf("bringing up tunnels on %s: %s", req.Iface, choice.refuse)
+	r.others, r.unreadable = othersOf(sys.Store, req.Iface)
+	r.choice = choosePolicy(policyOf(r.cfg), r.rec, r.others, r.unreadable, snap)
+	pol := r.choice.use
+	if r.choice.refuse != "" {
+		return fmt.Errorf("bringing up tunnels on %s: %s", req.Iface, r.choice.refuse)
 	}
-	if choice.why != "" {
-		l.warn("%s", choice.why)
+	if r.choice.why != "" {
+		l.warn("%s", r.choice.why)
 	}
-	forgetUnwatched(tunnels, rec)
-	want, err := plan.Up(tunnels, u, plan.Options{Policy: pol, Metrics: defaultMetrics(cfg, tunnels, rec, others, snap, pol)})
+	forgetUnwatched(r.tunnels, r.rec)
+	want, err := plan.Up(r.tunnels, u, plan.Options{Policy: pol, Metrics: defaultMetrics(r.cfg, r.tunnels, r.rec, r.others, snap, pol)})
 	if err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
 	if err := precheck(want, snap); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
-	for _, c := range tunnels {
+	for _, c := range r.tunnels {
 		if msg := absentLocal(snap, c); msg != "" {
 			l.warn("tunnel %q: %s", c.Name, msg)
 		}
 	}
 	// The record lists what each tunnel has when its peer is alive; a dead
 	// one's routes are then withdrawn from the plan.
-	newRec := merged(req.Iface, rec, want)
-	newRec.Policy = &pol
-	keepLiveness(newRec, rec)
-	want = withdrawDead(want, rec)
-	var mv *move
-	if choice.moving {
+	r.newRec = merged(req.Iface, r.rec, want)
+	r.newRec.Policy = &pol
+	keepLiveness(r.newRec, r.rec)
+	r.want = withdrawDead(want, r.rec)
+	if r.choice.moving {
 		rules, err := readRules(sys.Net)
 		if err != nil {
 			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 		}
-		if mv, err = planMove(pol, snap, rules, needsRules(others, map[string]*state.Record{req.Iface: newRec})); err != nil {
+		if r.mv, err = planMove(pol, snap, rules, needsRules(r.others, map[string]*state.Record{req.Iface: r.newRec})); err != nil {
 			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 		}
 	}
-	if err := readSysctls(sys.Sysctl, want, snap); err != nil {
+	return nil
+}
+
+// prepare checks what can be checked without changing anything, then
+// loads the modules and starts reading the iptables chains.
+func (r *upRun) prepare() error {
+	req, sys, l := r.req, r.sys, r.l
+	if err := readSysctls(sys.Sysctl, r.want, r.snap); err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 	}
-
 	// Everything that can be checked without changing anything has been;
 	// what follows needs the tools to be there.
 	if !req.DryRun {
-		for _, m := range modules(want) {
+		for _, m := range modules(r.want) {
 			if err := sys.LoadModule(m); err != nil {
 				return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 			}
 		}
-	} else if err := modulesMissing(sys, want); err != nil {
+	} else if err := modulesMissing(sys, r.want); err != nil {
 		l.warn("%v; a real up would fail", err)
 	}
-	tables := map[int]mss.Backend{}
-	for f, chains := range ruleChains(want, rec) {
+	r.tables = map[int]mss.Backend{}
+	for f, chains := range ruleChains(r.want, r.rec) {
 		b, err := sys.Tables(f)
 		if err != nil {
 			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
 		}
 		// Read now, in the background, and used once the links are made.
-		tables[f] = newReadAhead(b, chains)
+		r.tables[f] = newReadAhead(b, chains)
 	}
+	return nil
+}
 
-	newRec.Tunnels = append(newRec.Tunnels, unresolved...)
-	newRec.Source = src
+// execute saves the run's intent, applies the plan, rolls it all back on
+// a failure, and saves the records.
+func (r *upRun) execute() error {
+	req, sys, l, rec, newRec, mv, pol := r.req, r.sys, r.l, r.rec, r.newRec, r.mv, r.choice.use
+	newRec.Tunnels = append(newRec.Tunnels, r.unresolved...)
+	newRec.Source = r.src
 	newRec.Insecure = req.AllowInsecure
 	switch {
 	case mv != nil && req.DryRun:
-		l.change("# policy routing moves, on every underlay, from " + describeFrom(choice, snap) + " to " + pol.String())
+		l.change("# policy routing moves, on every underlay, from " + describeFrom(r.choice, r.snap) + " to " + pol.String())
 	case mv != nil:
-		l.note("policy routing moves, on every underlay, from %s to %s", describeFrom(choice, snap), pol)
-	case req.DryRun && defaults:
+		l.note("policy routing moves, on every underlay, from %s to %s", describeFrom(r.choice, r.snap), pol)
+	case req.DryRun && r.defaults:
 		l.change("# policy routing: " + pol.String())
 	}
 	if mv != nil {
-		warnOtherSources(req, cfg, others, pol, l)
+		warnOtherSources(req, r.cfg, r.others, pol, l)
 	}
 	lg := newLedger(sys.Store, req.Iface, rec)
 	lg.setOwn(newRec)
-	x := &executor{ctx: ctx, sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, snap: snap, tables: tables,
-		newRec: newRec, ledger: lg, unlisted: map[string]bool{}, policy: pol, move: mv, defaults: defaults, others: others, unreadable: unreadable}
+	x := &executor{ctx: r.ctx, sys: sys, l: l, dry: req.DryRun, underlay: req.Iface, snap: r.snap, tables: r.tables,
+		newRec: newRec, ledger: lg, unlisted: map[string]bool{}, policy: pol, move: mv, defaults: r.defaults, others: r.others, unreadable: r.unreadable}
 	x.checkpoint = func() error {
 		if req.DryRun {
 			return nil
@@ -167,8 +216,8 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		// midway can still be torn down; with a move, of every record.
 		cp := union(rec, newRec)
 		if mv != nil {
-			for _, u := range sortedKeys(others) {
-				if err := sys.Store.Save(movedRecord(others[u], pol, true)); err != nil {
+			for _, u := range sortedKeys(r.others) {
+				if err := sys.Store.Save(movedRecord(r.others[u], pol, true)); err != nil {
 					return err
 				}
 			}
@@ -179,61 +228,72 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 	if err := x.checkpoint(); err != nil {
 		return err
 	}
-	err = apply(x, want, rec)
-	if err != nil {
+	if err := apply(x, r.want, rec); err != nil {
 		if req.DryRun {
 			return err
 		}
-		undoErrs := x.rollback()
-		// A complete rollback put the kernel back as the old record
-		// describes it. An incomplete one may have left a replaced
-		// default route out of the kernel, and only the new record
-		// remembers it: keep both.
-		back := restoreRecord(req.Iface, rec)
-		if len(undoErrs) > 0 {
-			back = union(rec, newRec)
-		} else if mv != nil {
-			// The other records as they were: the move is undone.
-			for _, u := range sortedKeys(others) {
-				if serr := sys.Store.Save(others[u]); serr != nil {
-					undoErrs = append(undoErrs, serr)
-				}
-			}
-		}
-		if serr := sys.Store.Save(back); serr != nil {
-			undoErrs = append(undoErrs, serr)
-		}
-		msg := fmt.Sprintf("bringing up tunnels on %s: %v; rolled back", req.Iface, err)
-		if len(undoErrs) > 0 {
-			msg = fmt.Sprintf("bringing up tunnels on %s: %v; rollback incomplete: %v", req.Iface, err, join(undoErrs))
-		}
-		return &wrapped{msg: msg, err: err}
+		return r.rollback(x, err)
 	}
 	if !req.DryRun {
-		if errs := lg.save(); len(errs) > 0 {
-			return join(errs)
-		}
-		if mv != nil {
-			// Read again: the ledger may have saved some of them.
-			if errs := saveMoved(sys.Store, sortedKeys(others), pol); len(errs) > 0 {
-				return fmt.Errorf("bringing up tunnels on %s: every underlay is moved to %s, but: %w", req.Iface, pol, join(errs))
-			}
-		}
-		if len(choice.mend) > 0 {
-			// The kernel is in pol already: only the records change.
-			l.note("the records of %s said another policy routing than the kernel's, %s; rewritten", strings.Join(choice.mend, ", "), pol)
-			if errs := saveMoved(sys.Store, choice.mend, pol); len(errs) > 0 {
-				return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, join(errs))
-			}
-		}
-		if err := sys.Store.Save(newRec); err != nil {
+		if err := r.commit(lg); err != nil {
 			return err
 		}
 	}
 	if !l.changed {
-		l.note("%s: %d tunnel(s) already up", req.Iface, len(want))
+		l.note("%s: %d tunnel(s) already up", req.Iface, len(r.want))
 	}
 	return nil
+}
+
+// commit saves the records of a run that succeeded.
+func (r *upRun) commit(lg *ledger) error {
+	req, sys, l, mv, pol := r.req, r.sys, r.l, r.mv, r.choice.use
+	if errs := lg.save(); len(errs) > 0 {
+		return join(errs)
+	}
+	if mv != nil {
+		// Read again: the ledger may have saved some of them.
+		if errs := saveMoved(sys.Store, sortedKeys(r.others), pol); len(errs) > 0 {
+			return fmt.Errorf("bringing up tunnels on %s: every underlay is moved to %s, but: %w", req.Iface, pol, join(errs))
+		}
+	}
+	if len(r.choice.mend) > 0 {
+		// The kernel is in pol already: only the records change.
+		l.note("the records of %s said another policy routing than the kernel's, %s; rewritten", strings.Join(r.choice.mend, ", "), pol)
+		if errs := saveMoved(sys.Store, r.choice.mend, pol); len(errs) > 0 {
+			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, join(errs))
+		}
+	}
+	return sys.Store.Save(r.newRec)
+}
+
+// rollback undoes a failed run and puts the records back as they were.
+func (r *upRun) rollback(x *executor, err error) error {
+	sys, rec := r.sys, r.rec
+	undoErrs := x.rollback()
+	// A complete rollback put the kernel back as the old record
+	// describes it. An incomplete one may have left a replaced
+	// default route out of the kernel, and only the new record
+	// remembers it: keep both.
+	back := restoreRecord(r.req.Iface, rec)
+	if len(undoErrs) > 0 {
+		back = union(rec, r.newRec)
+	} else if r.mv != nil {
+		// The other records as they were: the move is undone.
+		for _, u := range sortedKeys(r.others) {
+			if serr := sys.Store.Save(r.others[u]); serr != nil {
+				undoErrs = append(undoErrs, serr)
+			}
+		}
+	}
+	if serr := sys.Store.Save(back); serr != nil {
+		undoErrs = append(undoErrs, serr)
+	}
+	msg := fmt.Sprintf("bringing up tunnels on %s: %v; rolled back", r.req.Iface, err)
+	if len(undoErrs) > 0 {
+		msg = fmt.Sprintf("bringing up tunnels on %s: %v; rollback incomplete: %v", r.req.Iface, err, join(undoErrs))
+	}
+	return &wrapped{msg: msg, err: err}
 }
 
 // apply runs the diff of want against the kernel, in the order diff
