@@ -206,61 +206,12 @@ func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[
 		mv.routes[f] = append([]rtnl.Route(nil), s.routes[f]...)
 		mv.rules[f] = append([]rtnl.Rule(nil), rules[f]...)
 	}
-	marks := map[uint32]bool{}
-	var relink []rtnl.Link
-	for _, n := range sortedKeys(s.links) {
-		if l := s.links[n]; ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark {
-			marks[l.FwMark] = true
-			relink = append(relink, l)
-		}
+	relink, marks := remarked(pol, s)
+	old, moved, err := movedDefaults(pol, s)
+	if err != nil {
+		return nil, err
 	}
-	var old, moved []plan.Route
-	for _, f := range []int{4, 6} {
-		for _, r := range s.routes[f] {
-			if !movable(r, pol, s) {
-				continue
-			}
-			p := planRoute(r)
-			n := p
-			n.Table = pol.Table
-			if f := findRoute(s.routes, n, false); f != nil {
-				return nil, fmt.Errorf("moving the default route of %s to table %d ([policy] table): the table has a route at metric %d that gre-hook did not make (via %s dev %s, proto %d); "+
-					"the table must be gre-hook's own", r.Dev, pol.Table, n.Metric, f.Gw, f.Dev, f.Protocol)
-			}
-			old, moved = append(old, p), append(moved, n)
-		}
-	}
-
-	var bridges []plan.Rule
-	if len(marks) > 0 {
-		marks[pol.Mark] = true
-		var ms []uint32
-		for m := range marks {
-			ms = append(ms, m)
-		}
-		sort.Slice(ms, func(i, j int) bool { return ms[i] < ms[j] })
-		for _, f := range []int{4, 6} {
-			low, have := pol.Priority, false
-			for _, r := range rules[f] {
-				if r.Protocol == plan.RouteProtocol {
-					have = true
-					if r.Priority < low {
-						low = r.Priority
-					}
-				}
-			}
-			if !have && !need[f] {
-				continue // no rule looks at the marks in this family
-			}
-			// Before every rule of gre-hook's, old or new.
-			if low > 1 {
-				low--
-			}
-			for _, m := range ms {
-				bridges = append(bridges, plan.Rule{Family: f, Priority: low, Table: 0, Mark: m, SuppressPrefixLen: -1})
-			}
-		}
-	}
+	bridges := bridgeRules(pol, marks, rules, need)
 	isBridge := func(r rtnl.Rule) bool {
 		for _, b := range bridges {
 			if sameRule(r, b) {
@@ -275,14 +226,7 @@ func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[
 		mv.addRule(b)
 	}
 	for _, n := range moved {
-		n := n
-		if have := findRoute(mv.routes, n, true); have != nil && have.Dev == n.Dev && have.Gw == n.Gw {
-			continue
-		}
-		mv.steps = append(mv.steps, step{tunnel: n.Dev, cmds: []string{plan.ReplaceRouteCmd(n)},
-			change:  func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(n, plan.RouteProtocol)) },
-			undoCmd: plan.DelRouteCmd(n), undo: func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(n, plan.RouteProtocol)) }})
-		setRouteAt(mv.routes, n, &rtnl.Route{Dst: n.Dst, Gw: n.Gw, Dev: n.Dev, Table: n.Table, Metric: n.Metric, Protocol: plan.RouteProtocol})
+		mv.copyRoute(n)
 	}
 	for _, f := range []int{4, 6} {
 		if need[f] {
@@ -293,14 +237,7 @@ func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[
 	}
 	// 4. The links.
 	for _, l := range relink {
-		name, prev := l.Name, l.FwMark
-		want := plan.Link{Name: name, Mode: config.Mode(l.Kind), FwMark: pol.Mark}
-		mv.steps = append(mv.steps, step{tunnel: name, cmds: []string{plan.FwMarkCmd(want)},
-			change:  func(x *executor) error { return x.sys.Net.SetFwMark(name, pol.Mark) },
-			undoCmd: plan.FwMarkCmd(plan.Link{Name: name, Mode: want.Mode, FwMark: prev}),
-			undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
-		l.FwMark = pol.Mark
-		mv.links[name] = l
+		mv.remark(l, pol.Mark)
 	}
 	// 5. The old rules, the one to a table first.
 	for _, f := range []int{4, 6} {
@@ -326,11 +263,7 @@ func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[
 	}
 	// 6. The old routes, 7. the bridges.
 	for _, p := range old {
-		p := p
-		mv.steps = append(mv.steps, step{tunnel: p.Dev, cmds: []string{plan.DelRouteCmd(p)},
-			change:  func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(p, plan.RouteProtocol)) },
-			undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }})
-		setRouteAt(mv.routes, p, nil)
+		mv.delRoute(p)
 	}
 	for _, f := range []int{4, 6} {
 		for _, r := range append([]rtnl.Rule(nil), mv.rules[f]...) {
@@ -340,6 +273,114 @@ func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[
 		}
 	}
 	return mv, nil
+}
+
+// remarked is gre-hook's links marked otherwise than pol, in name order,
+// and their marks.
+func remarked(pol plan.Policy, s *snapshot) ([]rtnl.Link, map[uint32]bool) {
+	marks := map[uint32]bool{}
+	var relink []rtnl.Link
+	for _, n := range sortedKeys(s.links) {
+		if l := s.links[n]; ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark {
+			marks[l.FwMark] = true
+			relink = append(relink, l)
+		}
+	}
+	return relink, marks
+}
+
+// movedDefaults is gre-hook's default routes in other tables than pol's,
+// as they are (old) and as they will be in pol's table (moved). A route
+// gre-hook did not make at the place one would take is an error.
+func movedDefaults(pol plan.Policy, s *snapshot) (old, moved []plan.Route, err error) {
+	for _, f := range []int{4, 6} {
+		for _, r := range s.routes[f] {
+			if !movable(r, pol, s) {
+				continue
+			}
+			p := planRoute(r)
+			n := p
+			n.Table = pol.Table
+			if f := findRoute(s.routes, n, false); f != nil {
+				return nil, nil, fmt.Errorf("moving the default route of %s to table %d ([policy] table): the table has a route at metric %d that gre-hook did not make (via %s dev %s, proto %d); "+
+					"the table must be gre-hook's own", r.Dev, pol.Table, n.Metric, f.Gw, f.Dev, f.Protocol)
+			}
+			old, moved = append(old, p), append(moved, n)
+		}
+	}
+	return old, moved, nil
+}
+
+// bridgeRules is the rules `fwmark M lookup main` for the old marks and
+// pol's, in each family that has rules of gre-hook's or needs them, just
+// before the lowest of them; none without a change of mark.
+func bridgeRules(pol plan.Policy, marks map[uint32]bool, rules map[int][]rtnl.Rule, need map[int]bool) []plan.Rule {
+	if len(marks) == 0 {
+		return nil
+	}
+	ms := []uint32{pol.Mark}
+	for m := range marks {
+		if m != pol.Mark {
+			ms = append(ms, m)
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i] < ms[j] })
+	var bridges []plan.Rule
+	for _, f := range []int{4, 6} {
+		low, have := pol.Priority, false
+		for _, r := range rules[f] {
+			if r.Protocol == plan.RouteProtocol {
+				have = true
+				if r.Priority < low {
+					low = r.Priority
+				}
+			}
+		}
+		if !have && !need[f] {
+			continue // no rule looks at the marks in this family
+		}
+		// Before every rule of gre-hook's, old or new.
+		if low > 1 {
+			low--
+		}
+		for _, m := range ms {
+			bridges = append(bridges, plan.Rule{Family: f, Priority: low, Table: 0, Mark: m, SuppressPrefixLen: -1})
+		}
+	}
+	return bridges
+}
+
+// copyRoute adds the step that puts n, a default route of gre-hook's, in
+// its new table, unless it is there.
+func (mv *move) copyRoute(n plan.Route) {
+	if have := findRoute(mv.routes, n, true); have != nil && have.Dev == n.Dev && have.Gw == n.Gw {
+		return
+	}
+	mv.steps = append(mv.steps, step{tunnel: n.Dev, cmds: []string{plan.ReplaceRouteCmd(n)},
+		change:  func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(n, plan.RouteProtocol)) },
+		undoCmd: plan.DelRouteCmd(n), undo: func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(n, plan.RouteProtocol)) }})
+	setRouteAt(mv.routes, n, &rtnl.Route{Dst: n.Dst, Gw: n.Gw, Dev: n.Dev, Table: n.Table, Metric: n.Metric, Protocol: plan.RouteProtocol})
+}
+
+// delRoute adds the step that deletes p, a default route of gre-hook's in
+// its old table.
+func (mv *move) delRoute(p plan.Route) {
+	mv.steps = append(mv.steps, step{tunnel: p.Dev, cmds: []string{plan.DelRouteCmd(p)},
+		change:  func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(p, plan.RouteProtocol)) },
+		undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }})
+	setRouteAt(mv.routes, p, nil)
+}
+
+// remark adds the step that marks l, a link of gre-hook's, with mark.
+func (mv *move) remark(l rtnl.Link, mark uint32) {
+	name, prev := l.Name, l.FwMark
+	want := plan.Link{Name: name, Mode: config.Mode(l.Kind), FwMark: mark}
+	mv.steps = append(mv.steps, step{tunnel: name, cmds: []string{plan.FwMarkCmd(want)},
+		change:  func(x *executor) error { return x.sys.Net.SetFwMark(name, mark) },
+		undoCmd: plan.FwMarkCmd(plan.Link{Name: name, Mode: want.Mode, FwMark: prev}),
+		undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
+	l.FwMark = mark
+	mv.links[name] = l
 }
 
 // addRule adds the step that adds r, unless the kernel has it.
