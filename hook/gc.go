@@ -53,165 +53,205 @@ func GC(ctx context.Context, req Request, cfg *config.Config, sys *System) error
 	for _, u := range sortedKeys(recs) {
 		distrust(recs[u], req, l)
 	}
-	var errs []error
+	g := &gcRun{req: req, sys: sys, l: l, recs: recs, broken: broken, srcs: newSources(req, cfg), protected: map[string]bool{}}
 	for _, u := range sortedKeys(broken) {
-		errs = append(errs, broken[u])
+		g.errs = append(g.errs, broken[u])
 	}
-	snap, err := takeSnapshot(sys.Net)
-	if err != nil {
+	if g.snap, err = takeSnapshot(sys.Net); err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
-	srcs := newSources(req, cfg)
 	// protected underlays are left alone: what explains them is unknown.
-	protected := map[string]bool{}
 	for u := range broken {
-		protected[u] = true
+		g.protected[u] = true
 	}
 	for _, u := range sortedKeys(recs) {
-		if _, err := srcs.forRecord(recs[u]); err != nil {
-			protected[u] = true
-			errs = append(errs, fmt.Errorf("leaving the tunnels on %s alone: %w", u, err))
+		if _, err := g.srcs.forRecord(recs[u]); err != nil {
+			g.protected[u] = true
+			g.errs = append(g.errs, fmt.Errorf("leaving the tunnels on %s alone: %w", u, err))
 		} else if src := recs[u].Source; src != "" && src != sourceOf(req) {
 			l.note("%s: judged by %s, the config its tunnels came from", u, describeSource(src))
 		}
 	}
-	explained := func(underlay, tunnel string) bool {
-		if protected[underlay] {
-			return true
-		}
-		if _, ok := snap.links[underlay]; !ok {
-			return false
-		}
-		c, _ := srcs.forRecord(recs[underlay])
-		if c == nil || !hasTunnel(c, underlay, tunnel) {
-			return false
-		}
-		return recs[underlay].Find(tunnel) != nil
-	}
-
-	// Victims by underlay: from records and from link aliases.
-	victims := map[string][]state.Tunnel{}
-	unlisted := map[string]bool{}
-	listed := map[string]bool{}
-	for u, rec := range recs {
-		for _, t := range rec.Tunnels {
-			listed[t.Name] = true
-			if !explained(u, t.Name) {
-				victims[u] = append(victims[u], t)
-			}
-		}
-	}
-	for _, lk := range snap.links {
-		if !strings.HasPrefix(lk.Alias, plan.AliasPrefix) || listed[lk.Name] {
-			continue
-		}
-		u := strings.TrimPrefix(lk.Alias, plan.AliasPrefix)
-		if !explained(u, lk.Name) {
-			victims[u] = append(victims[u], state.Tunnel{Name: lk.Name})
-			unlisted[lk.Name] = true
-		}
-	}
-
-	for _, f := range []int{4, 6} {
-		b, err := sys.Tables(f)
-		if err != nil {
-			continue // no iptables, no rules of ours
-		}
-		if req.DryRun {
-			b = dryTables{b, l}
-		}
-		mine := func(c string) bool {
-			u, t, ok := splitComment(c)
-			return ok && !explained(u, t)
-		}
-		if _, err := mss.Sync(b, allChains[f], mine, nil, l.change); err != nil {
-			errs = append(errs, err)
-		}
-	}
-
+	victims, unlisted := g.victims()
+	g.rules()
 	lg := ledgerOf(sys.Store, recs)
 	for _, u := range sortedKeys(victims) {
 		vs := victims[u]
 		sort.Slice(vs, func(i, j int) bool { return vs[i].Name < vs[j].Name })
-		td := &teardown{sys: sys, l: l, dry: req.DryRun, underlay: u, links: snap.links, routes: snap.routes, ledger: lg, unlisted: unlisted}
+		td := &teardown{sys: sys, l: l, dry: req.DryRun, underlay: u, links: g.snap.links, routes: g.snap.routes, ledger: lg, unlisted: unlisted}
 		td.runDown(vs)
-		errs = append(errs, td.tunnels(vs)...)
+		g.errs = append(g.errs, td.tunnels(vs)...)
 	}
-
-	// Pins whose tunnel is gone and whose record was lost: routes of ours
-	// on a device that is not one of our tunnels, unclaimed by any record.
-	pinned := map[string]bool{}
-	for _, lk := range snap.links {
-		// An underlay left alone keeps its tunnels' pins too.
-		if u := strings.TrimPrefix(lk.Alias, plan.AliasPrefix); u != lk.Alias && protected[u] && lk.Remote.IsValid() {
-			pinned[netip.PrefixFrom(lk.Remote, lk.Remote.BitLen()).String()] = true
-		}
-	}
-	for u, rec := range recs {
-		for _, t := range rec.Tunnels {
-			if t.Pin != nil && explained(u, t.Name) {
-				pinned[t.Pin.Dst.String()] = true
-			}
-		}
-	}
-	pins := &teardown{sys: sys, l: l, dry: req.DryRun, links: snap.links}
-	for _, f := range []int{4, 6} {
-		for _, r := range snap.routes[f] {
-			if r.Protocol != plan.RouteProtocol || pinned[r.Dst.String()] || r.IsDefault() {
-				continue
-			}
-			if lk, ok := snap.links[r.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
-				continue // goes with its tunnel, or stays with it
-			}
-			if err := pins.delRoute(state.FromPlan(planRoute(r), 0)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-
-	// gre-hook's rules stay while a record that stays lists a default
-	// route of their family; an underlay left alone keeps its own.
-	kept := map[string]*state.Record{}
-	for u, rec := range recs {
-		k := &state.Record{Underlay: u}
-		for _, t := range rec.Tunnels {
-			if explained(u, t.Name) {
-				k.Tunnels = append(k.Tunnels, t)
-			}
-		}
-		kept[u] = k
-	}
-	need := needsRules(kept)
-	if len(broken) > 0 {
-		need = map[int]bool{4: true, 6: true}
-	}
-	rules := &teardown{sys: sys, l: l, dry: req.DryRun, links: snap.links}
-	errs = append(errs, rules.dropRules(need)...)
-
+	g.pins()
+	g.policyRules()
 	if !req.DryRun {
-		for u, rec := range recs {
-			var keep []state.Tunnel
-			for _, t := range rec.Tunnels {
-				if explained(u, t.Name) {
-					keep = append(keep, t)
-				}
-			}
-			if len(keep) == len(rec.Tunnels) && !lg.dirty[u] {
-				continue
-			}
-			rec.Tunnels = keep
-			if err := sys.Store.Save(rec); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		g.save(lg)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("gc: %w", join(errs))
+	if len(g.errs) > 0 {
+		return fmt.Errorf("gc: %w", join(g.errs))
 	}
 	if !l.changed {
 		l.note("gc: nothing to remove")
 	}
 	return nil
+}
+
+// gcRun is one gc: the records, the kernel, and the errors so far; it
+// carries on past each.
+type gcRun struct {
+	req    Request
+	sys    *System
+	l      *logger
+	recs   map[string]*state.Record
+	broken map[string]error
+	snap   *snapshot
+	srcs   *sources
+	// protected underlays are left alone: what explains them is unknown.
+	protected map[string]bool
+	errs      []error
+}
+
+// explained reports whether a tunnel stays: its underlay is left alone,
+// or the underlay exists, its config has the tunnel and its record lists
+// it.
+func (g *gcRun) explained(underlay, tunnel string) bool {
+	if g.protected[underlay] {
+		return true
+	}
+	if _, ok := g.snap.links[underlay]; !ok {
+		return false
+	}
+	c, _ := g.srcs.forRecord(g.recs[underlay])
+	if c == nil || !hasTunnel(c, underlay, tunnel) {
+		return false
+	}
+	return g.recs[underlay].Find(tunnel) != nil
+}
+
+// victims is what gc removes, by underlay: from the records and from the
+// links' aliases; unlisted names those no record lists.
+func (g *gcRun) victims() (victims map[string][]state.Tunnel, unlisted map[string]bool) {
+	victims, unlisted = map[string][]state.Tunnel{}, map[string]bool{}
+	listed := map[string]bool{}
+	for u, rec := range g.recs {
+		for _, t := range rec.Tunnels {
+			listed[t.Name] = true
+			if !g.explained(u, t.Name) {
+				victims[u] = append(victims[u], t)
+			}
+		}
+	}
+	for _, lk := range g.snap.links {
+		if !strings.HasPrefix(lk.Alias, plan.AliasPrefix) || listed[lk.Name] {
+			continue
+		}
+		u := strings.TrimPrefix(lk.Alias, plan.AliasPrefix)
+		if !g.explained(u, lk.Name) {
+			victims[u] = append(victims[u], state.Tunnel{Name: lk.Name})
+			unlisted[lk.Name] = true
+		}
+	}
+	return victims, unlisted
+}
+
+// rules removes the iptables rules of tunnels that do not stay.
+func (g *gcRun) rules() {
+	for _, f := range []int{4, 6} {
+		b, err := g.sys.Tables(f)
+		if err != nil {
+			continue // no iptables, no rules of ours
+		}
+		if g.req.DryRun {
+			b = dryTables{b, g.l}
+		}
+		mine := func(c string) bool {
+			u, t, ok := splitComment(c)
+			return ok && !g.explained(u, t)
+		}
+		if _, err := mss.Sync(b, allChains[f], mine, nil, g.l.change); err != nil {
+			g.errs = append(g.errs, err)
+		}
+	}
+}
+
+// pins removes the previous release's pins whose tunnel is gone and whose
+// record was lost: routes of ours on a device that is not one of our
+// tunnels, unclaimed by any record.
+func (g *gcRun) pins() {
+	pinned := map[string]bool{}
+	for _, lk := range g.snap.links {
+		// An underlay left alone keeps its tunnels' pins too.
+		if u := strings.TrimPrefix(lk.Alias, plan.AliasPrefix); u != lk.Alias && g.protected[u] && lk.Remote.IsValid() {
+			pinned[netip.PrefixFrom(lk.Remote, lk.Remote.BitLen()).String()] = true
+		}
+	}
+	for u, rec := range g.recs {
+		for _, t := range rec.Tunnels {
+			if t.Pin != nil && g.explained(u, t.Name) {
+				pinned[t.Pin.Dst.String()] = true
+			}
+		}
+	}
+	pins := &teardown{sys: g.sys, l: g.l, dry: g.req.DryRun, links: g.snap.links}
+	for _, f := range []int{4, 6} {
+		for _, r := range g.snap.routes[f] {
+			if r.Protocol != plan.RouteProtocol || pinned[r.Dst.String()] || r.IsDefault() {
+				continue
+			}
+			if lk, ok := g.snap.links[r.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
+				continue // goes with its tunnel, or stays with it
+			}
+			if err := pins.delRoute(state.FromPlan(planRoute(r), 0)); err != nil {
+				g.errs = append(g.errs, err)
+			}
+		}
+	}
+}
+
+// kept is each record with only the tunnels that stay.
+func (g *gcRun) kept() map[string]*state.Record {
+	kept := map[string]*state.Record{}
+	for u, rec := range g.recs {
+		k := &state.Record{Underlay: u}
+		for _, t := range rec.Tunnels {
+			if g.explained(u, t.Name) {
+				k.Tunnels = append(k.Tunnels, t)
+			}
+		}
+		kept[u] = k
+	}
+	return kept
+}
+
+// policyRules keeps gre-hook's ip rules while a record that stays lists
+// a default route of their family; an underlay left alone keeps its own.
+func (g *gcRun) policyRules() {
+	need := needsRules(g.kept())
+	if len(g.broken) > 0 {
+		need = map[int]bool{4: true, 6: true}
+	}
+	rules := &teardown{sys: g.sys, l: g.l, dry: g.req.DryRun, links: g.snap.links}
+	g.errs = append(g.errs, rules.dropRules(need)...)
+}
+
+// save rewrites the records that lost tunnels, or whose entries the
+// ledger changed.
+func (g *gcRun) save(lg *ledger) {
+	for u, rec := range g.recs {
+		var keep []state.Tunnel
+		for _, t := range rec.Tunnels {
+			if g.explained(u, t.Name) {
+				keep = append(keep, t)
+			}
+		}
+		if len(keep) == len(rec.Tunnels) && !lg.dirty[u] {
+			continue
+		}
+		rec.Tunnels = keep
+		if err := g.sys.Store.Save(rec); err != nil {
+			g.errs = append(g.errs, err)
+		}
+	}
 }
 
 func hasTunnel(c *config.Config, underlay, name string) bool {
