@@ -131,6 +131,29 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 	}
 	header := v.loc.find(v.index, -1, "")
 	t.Line, t.Col = header.Line, header.Col
+	// In this order, which is the order of the errors: later checks read
+	// what earlier ones set (the mode, the addresses, the peers).
+	for _, check := range tunnelChecks {
+		check(v, r, &t)
+	}
+	return t
+}
+
+var tunnelChecks = []func(v *validator, r rawTunnel, t *Tunnel){
+	(*validator).tunnelNames,
+	(*validator).tunnelMode,
+	(*validator).tunnelEndpoints,
+	(*validator).tunnelParams,
+	(*validator).tunnelAddresses,
+	(*validator).tunnelPeers,
+	(*validator).tunnelRoutes,
+	(*validator).tunnelMTU,
+	(*validator).tunnelMSS,
+	(*validator).tunnelRest,
+}
+
+// tunnelNames checks the tunnel's and its underlay's names.
+func (v *validator) tunnelNames(r rawTunnel, t *Tunnel) {
 	if msg := ValidIfName(r.Name); msg != "" {
 		v.fail(-1, "name", "%s", msg)
 	} else if fallbackNames[r.Name] {
@@ -141,7 +164,10 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 	} else if r.Underlay == r.Name {
 		v.fail(-1, "underlay", "a tunnel cannot be its own underlay")
 	}
+}
 
+// tunnelMode checks the mode; gre if none.
+func (v *validator) tunnelMode(r rawTunnel, t *Tunnel) {
 	switch m := Mode(r.Mode); m {
 	case "":
 		t.Mode = ModeGRE
@@ -150,7 +176,11 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 	default:
 		v.fail(-1, "mode", "%q is not one of gre, gretap, ip6gre, ip6gretap", r.Mode)
 	}
+}
 
+// tunnelEndpoints checks remote (an address, or a name resolved later)
+// and local against the mode's family and each other.
+func (v *validator) tunnelEndpoints(r rawTunnel, t *Tunnel) {
 	outer := "IPv4"
 	if t.Mode.Outer6() {
 		outer = "IPv6"
@@ -187,7 +217,10 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 			}
 		}
 	}
+}
 
+// tunnelParams checks ttl, tos, pmtudisc, multicast and the keys.
+func (v *validator) tunnelParams(r rawTunnel, t *Tunnel) {
 	if r.TTL != nil {
 		if *r.TTL < 0 || *r.TTL > 255 {
 			v.fail(-1, "ttl", "%d is out of range 0-255 (0 inherits the inner packet's TTL)", *r.TTL)
@@ -225,7 +258,11 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 	if r.OKey != nil {
 		t.OKey = v.key("okey", r.OKey)
 	}
+}
 
+// tunnelAddresses checks the tunnel's own addresses: at most one a
+// family.
+func (v *validator) tunnelAddresses(r rawTunnel, t *Tunnel) {
 	for _, s := range r.Address {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -245,7 +282,11 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 	if fams := familiesOf(t.Addresses); fams[4] > 1 || fams[6] > 1 {
 		v.fail(-1, "address", "at most one IPv4 and one IPv6 address")
 	}
+}
 
+// tunnelPeers checks the peers given, on the tunnel's prefixes, and
+// derives the others from the addresses.
+func (v *validator) tunnelPeers(r rawTunnel, t *Tunnel) {
 	explicit := map[int]bool{}
 	for _, s := range r.Peer {
 		a, ok := v.addr(-1, "peer", s)
@@ -272,15 +313,21 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 			t.Peers = append(t.Peers, peer)
 		}
 	}
+}
 
+// tunnelRoutes checks the routes and default_route, which needs a peer.
+func (v *validator) tunnelRoutes(r rawTunnel, t *Tunnel) {
 	for i, rr := range r.Route {
-		t.Routes = append(t.Routes, v.route(i, rr, &t))
+		t.Routes = append(t.Routes, v.route(i, rr, t))
 	}
 	t.DefaultRoute = r.DefaultRoute
 	if t.DefaultRoute && len(t.Peers) == 0 {
 		v.fail(-1, "default_route", "needs a tunnel peer: give an address such as 10.0.0.1/30, or a peer")
 	}
+}
 
+// tunnelMTU checks mtu: IPv6 on the tunnel needs 1280.
+func (v *validator) tunnelMTU(r rawTunnel, t *Tunnel) {
 	if r.MTU != nil {
 		min := int64(68)
 		if fams := familiesOf(t.Addresses); fams[6] > 0 {
@@ -292,7 +339,10 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 			t.MTU = int(*r.MTU)
 		}
 	}
+}
 
+// tunnelMSS checks mss: "pmtu", "off" or a number of bytes.
+func (v *validator) tunnelMSS(r rawTunnel, t *Tunnel) {
 	switch m := r.MSS.(type) {
 	case nil:
 	case string:
@@ -311,10 +361,13 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 	default:
 		v.fail(-1, "mss", "must be \"pmtu\", \"off\" or a number of bytes, not %s", describe(m))
 	}
+}
 
+// tunnelRest checks the commands, the keepalive and resolve_interval.
+func (v *validator) tunnelRest(r rawTunnel, t *Tunnel) {
 	t.UpCommand = v.command("up_command", r.UpCommand)
 	t.DownCommand = v.command("down_command", r.DownCommand)
-	v.keepalive(&t, r)
+	v.keepalive(t, r)
 	t.ResolveInterval = DefaultResolveInterval
 	if r.ResolveInterval != nil {
 		if *r.ResolveInterval < 1 || *r.ResolveInterval > 86400 {
@@ -323,7 +376,6 @@ func (v *validator) tunnel(r rawTunnel) Tunnel {
 			t.ResolveInterval = int(*r.ResolveInterval)
 		}
 	}
-	return t
 }
 
 // DefaultResolveInterval is how often, in seconds, gre-hook watch resolves
