@@ -148,120 +148,158 @@ func remakes(have rtnl.Link, want plan.Link) (comment, why string) {
 // diffTunnel is the steps for one tunnel; old is its entry in the
 // underlay's record, nil if none. routes is the kernel's routes as the
 // steps before leave them, and the result has them as these steps do.
+// The link first (made again, made, or changed in place), then its
+// addresses, its state, its routes, and last the addresses it no longer
+// has.
 func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *state.Tunnel) ([]step, map[int][]rtnl.Route) {
 	want := t.Link
-	name := want.Name
-	var out []step
-	// fresh: the link is (re)made, and the first step says why; the rest
-	// follow from it.
-	fresh := false
-	add := func(st step) {
-		st.tunnel = name
-		if fresh && len(out) > 0 {
-			st.why = nil
-		}
-		out = append(out, st)
-	}
-	have, exists := s.links[name]
-	fresh = !exists
+	c := &tunnelSteps{name: want.Name}
+	have, exists := s.links[want.Name]
+	c.fresh = !exists
 	if comment, why := remakes(have, want); exists && why != "" {
-		// Ours (precheck saw to that), but of another kind than the
-		// config now says: delete it and make it again.
-		fresh = true
-		prev, prevAddrs, prevRoutes := have, s.addrs[have.Index], routesVia(routes, name)
-		add(step{
-			cmds:    []string{plan.DelLinkCmd(name) + commentMark + comment},
-			why:     because(name, "%s", why),
-			change:  func(x *executor) error { return x.sys.Net.DelLink(name) },
-			undoCmd: "recreate " + name + " as it was",
-			undo:    func(x *executor) error { return recreate(x.sys.Net, prev, prevAddrs, prevRoutes) },
-			// The kernel deletes the link's routes with it: they must not
-			// be deleted (and put back, on a link whose addresses no
-			// longer reach their gateways) again.
-			dropsRoutesVia: name,
-		})
-		routes = withoutRoutesVia(routes, name)
-		exists = false
-		have = rtnl.Link{}
+		routes = c.remake(have, s.addrs[have.Index], routes, comment, why)
+		exists, have = false, rtnl.Link{}
 	}
 	if !exists {
-		// AddLink sets these too; they are printed for the reader.
-		cmds := []string{plan.AddLinkCmd(want), plan.AliasCmd(want)}
-		if want.FwMark != 0 {
-			cmds = append(cmds, plan.FwMarkCmd(want))
-		}
-		if want.Multicast {
-			cmds = append(cmds, plan.MulticastCmd(want))
-		}
-		cmds = append(cmds, plan.MTUCmd(want))
-		add(step{cmds: cmds, why: because(name, "link %s does not exist", name), news: true,
-			change:  func(x *executor) error { return x.addLink(want) },
-			undoCmd: plan.DelLinkCmd(name), undo: func(x *executor) error { return x.sys.Net.DelLink(name) }})
+		c.addLink(want)
 	} else {
-		if cs := plan.Changes(planLink(have), want); len(cs) > 0 {
-			// In place: the link keeps its index, so its addresses,
-			// routes and MSS rule stay, and so do the multicast daemons'
-			// VIFs, which they key by index. The change keeps the MTU;
-			// the step below sets it.
-			prev := have
-			back := make([]plan.Change, len(cs))
-			var why []reason
-			for i, c := range cs {
-				back[i] = plan.Change{Attr: c.Attr, Have: c.Want, Want: c.Have}
-				why = append(why, reason{name, c.Why()})
-			}
-			add(step{cmds: []string{plan.ChangeTunnelCmd(want, cs) + commentMark + "in place, was " + plan.Was(cs)}, why: why,
-				change:  func(x *executor) error { return x.setTunnel(want) },
-				undoCmd: plan.ChangeTunnelCmd(want, back),
-				undo:    func(x *executor) error { return x.sys.Net.SetTunnel(prev) }})
-		}
-		if have.FwMark != want.FwMark {
-			// In place: the kernel's changelink takes a new fwmark (Linux
-			// 4.12 and later), and the link keeps its routes, the main
-			// default of a tunnel of the previous release among them.
-			prev := have.FwMark
-			add(step{cmds: []string{plan.FwMarkCmd(want)}, why: because(name, "fwmark is %#x, want %#x", have.FwMark, want.FwMark),
-				change:  func(x *executor) error { return x.sys.Net.SetFwMark(name, want.FwMark) },
-				undoCmd: plan.FwMarkCmd(plan.Link{Name: name, Mode: want.Mode, FwMark: prev}),
-				undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
-		}
-		if have.Multicast != want.Multicast {
-			// News: a multicast daemon makes VIFs only on multicast links.
-			prev := have.Multicast
-			add(step{cmds: []string{plan.MulticastCmd(want)}, why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast), news: true,
-				change:  func(x *executor) error { return x.sys.Net.SetMulticast(name, want.Multicast) },
-				undoCmd: plan.MulticastCmd(plan.Link{Name: name, Multicast: prev}),
-				undo:    func(x *executor) error { return x.sys.Net.SetMulticast(name, prev) }})
-		}
-		if have.MTU != want.MTU {
-			prev := have.MTU
-			add(step{cmds: []string{plan.MTUCmd(want)}, why: because(name, "mtu is %d, want %d", have.MTU, want.MTU),
-				change:  func(x *executor) error { return x.sys.Net.SetMTU(name, want.MTU) },
-				undoCmd: plan.MTUCmd(plan.Link{Name: name, MTU: prev}),
-				undo:    func(x *executor) error { return x.sys.Net.SetMTU(name, prev) }})
-		}
+		c.changeLink(have, want)
 	}
-
 	// Addresses: exactly the configured ones, on a link that is ours.
 	var present []rtnl.Addr
 	if exists {
 		present = s.addrs[have.Index]
 	}
-	for _, a := range t.Addrs {
+	c.addAddrs(t.Addrs, present)
+	if !exists || !have.Up {
+		name := want.Name
+		c.add(step{cmds: []string{plan.UpCmd(name)}, why: because(name, "link is down"), change: func(x *executor) error { return x.sys.Net.SetUp(name) }})
+	}
+	c.routes(t, routes, old)
+	c.delAddrs(t.Addrs, present)
+	return c.out, routes
+}
+
+// tunnelSteps collects one tunnel's steps. fresh: the link is (re)made,
+// and the first step says why; the rest follow from it.
+type tunnelSteps struct {
+	name  string
+	fresh bool
+	out   []step
+}
+
+func (c *tunnelSteps) add(st step) {
+	st.tunnel = c.name
+	if c.fresh && len(c.out) > 0 {
+		st.why = nil
+	}
+	c.out = append(c.out, st)
+}
+
+// remake deletes have, ours (precheck saw to that) but of another kind
+// than the config now says, to make it again; routes lose those via it.
+func (c *tunnelSteps) remake(have rtnl.Link, addrs []rtnl.Addr, routes map[int][]rtnl.Route, comment, why string) map[int][]rtnl.Route {
+	name := c.name
+	c.fresh = true
+	prev, prevAddrs, prevRoutes := have, addrs, routesVia(routes, name)
+	c.add(step{
+		cmds:    []string{plan.DelLinkCmd(name) + commentMark + comment},
+		why:     because(name, "%s", why),
+		change:  func(x *executor) error { return x.sys.Net.DelLink(name) },
+		undoCmd: "recreate " + name + " as it was",
+		undo:    func(x *executor) error { return recreate(x.sys.Net, prev, prevAddrs, prevRoutes) },
+		// The kernel deletes the link's routes with it: they must not
+		// be deleted (and put back, on a link whose addresses no
+		// longer reach their gateways) again.
+		dropsRoutesVia: name,
+	})
+	return withoutRoutesVia(routes, name)
+}
+
+// addLink makes the link.
+func (c *tunnelSteps) addLink(want plan.Link) {
+	name := want.Name
+	// AddLink sets these too; they are printed for the reader.
+	cmds := []string{plan.AddLinkCmd(want), plan.AliasCmd(want)}
+	if want.FwMark != 0 {
+		cmds = append(cmds, plan.FwMarkCmd(want))
+	}
+	if want.Multicast {
+		cmds = append(cmds, plan.MulticastCmd(want))
+	}
+	cmds = append(cmds, plan.MTUCmd(want))
+	c.add(step{cmds: cmds, why: because(name, "link %s does not exist", name), news: true,
+		change:  func(x *executor) error { return x.addLink(want) },
+		undoCmd: plan.DelLinkCmd(name), undo: func(x *executor) error { return x.sys.Net.DelLink(name) }})
+}
+
+// changeLink changes the link in place where it differs from want.
+func (c *tunnelSteps) changeLink(have rtnl.Link, want plan.Link) {
+	name := want.Name
+	if cs := plan.Changes(planLink(have), want); len(cs) > 0 {
+		// In place: the link keeps its index, so its addresses,
+		// routes and MSS rule stay, and so do the multicast daemons'
+		// VIFs, which they key by index. The change keeps the MTU;
+		// the step below sets it.
+		prev := have
+		back := make([]plan.Change, len(cs))
+		var why []reason
+		for i, ch := range cs {
+			back[i] = plan.Change{Attr: ch.Attr, Have: ch.Want, Want: ch.Have}
+			why = append(why, reason{name, ch.Why()})
+		}
+		c.add(step{cmds: []string{plan.ChangeTunnelCmd(want, cs) + commentMark + "in place, was " + plan.Was(cs)}, why: why,
+			change:  func(x *executor) error { return x.setTunnel(want) },
+			undoCmd: plan.ChangeTunnelCmd(want, back),
+			undo:    func(x *executor) error { return x.sys.Net.SetTunnel(prev) }})
+	}
+	if have.FwMark != want.FwMark {
+		// In place: the kernel's changelink takes a new fwmark (Linux
+		// 4.12 and later), and the link keeps its routes, the main
+		// default of a tunnel of the previous release among them.
+		prev := have.FwMark
+		c.add(step{cmds: []string{plan.FwMarkCmd(want)}, why: because(name, "fwmark is %#x, want %#x", have.FwMark, want.FwMark),
+			change:  func(x *executor) error { return x.sys.Net.SetFwMark(name, want.FwMark) },
+			undoCmd: plan.FwMarkCmd(plan.Link{Name: name, Mode: want.Mode, FwMark: prev}),
+			undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
+	}
+	if have.Multicast != want.Multicast {
+		// News: a multicast daemon makes VIFs only on multicast links.
+		prev := have.Multicast
+		c.add(step{cmds: []string{plan.MulticastCmd(want)}, why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast), news: true,
+			change:  func(x *executor) error { return x.sys.Net.SetMulticast(name, want.Multicast) },
+			undoCmd: plan.MulticastCmd(plan.Link{Name: name, Multicast: prev}),
+			undo:    func(x *executor) error { return x.sys.Net.SetMulticast(name, prev) }})
+	}
+	if have.MTU != want.MTU {
+		prev := have.MTU
+		c.add(step{cmds: []string{plan.MTUCmd(want)}, why: because(name, "mtu is %d, want %d", have.MTU, want.MTU),
+			change:  func(x *executor) error { return x.sys.Net.SetMTU(name, want.MTU) },
+			undoCmd: plan.MTUCmd(plan.Link{Name: name, MTU: prev}),
+			undo:    func(x *executor) error { return x.sys.Net.SetMTU(name, prev) }})
+	}
+}
+
+// addAddrs adds the configured addresses the link lacks.
+func (c *tunnelSteps) addAddrs(want []plan.Addr, present []rtnl.Addr) {
+	name := c.name
+	for _, a := range want {
 		a := a
 		if hasAddr(present, a.Prefix) {
 			continue
 		}
-		add(step{cmds: []string{plan.AddAddrCmd(name, a)}, why: because(name, "address %s is missing", a.Prefix), news: true,
+		c.add(step{cmds: []string{plan.AddAddrCmd(name, a)}, why: because(name, "address %s is missing", a.Prefix), news: true,
 			change:  func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(a)) },
 			undoCmd: plan.DelAddrCmd(name, a), undo: func(x *executor) error { return x.sys.Net.DelAddr(name, a.Prefix) }})
 	}
-	if !exists || !have.Up {
-		add(step{cmds: []string{plan.UpCmd(name)}, why: because(name, "link is down"), change: func(x *executor) error { return x.sys.Net.SetUp(name) }})
-	}
+}
 
-	// Routes. A replace needs no undo for a route that was not there: a
-	// rollback deletes it, or the link that takes it along.
+// routes puts in the tunnel's routes and default routes, and takes out
+// those of old it no longer has. A replace needs no undo for a route
+// that was not there: a rollback deletes it, or the link that takes it
+// along.
+func (c *tunnelSteps) routes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel) {
+	name := c.name
 	replace := func(r plan.Route) *step {
 		prev := findRoute(routes, r, true)
 		if prev != nil && prev.Gw == r.Gw && prev.Dev == r.Dev {
@@ -282,26 +320,29 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 	// never displaces anyone's route.
 	for _, r := range append(append([]plan.Route{}, t.Routes...), t.Defaults...) {
 		if st := replace(r); st != nil {
-			add(*st)
+			c.add(*st)
 		}
 	}
 	for _, st := range staleRoutes(t, routes, old) {
-		add(st)
+		c.add(st)
 	}
-	// Addresses the config no longer has go last: a rollback puts them
-	// back before the routes through their gateways, which the kernel
-	// refuses (ENETUNREACH) on a link without them. On a link changed in
-	// place, nothing else puts them back.
+}
+
+// delAddrs removes the addresses the config no longer has. They go last:
+// a rollback puts them back before the routes through their gateways,
+// which the kernel refuses (ENETUNREACH) on a link without them. On a
+// link changed in place, nothing else puts them back.
+func (c *tunnelSteps) delAddrs(want []plan.Addr, present []rtnl.Addr) {
+	name := c.name
 	for _, p := range present {
-		if p.Prefix.Addr().IsLinkLocalUnicast() || wantsAddr(t.Addrs, p.Prefix) {
+		if p.Prefix.Addr().IsLinkLocalUnicast() || wantsAddr(want, p.Prefix) {
 			continue
 		}
 		pa := planAddr(p)
-		add(step{cmds: []string{plan.DelAddrCmd(name, pa)}, why: because(name, "address %s is not in the config", p.Prefix), news: true,
+		c.add(step{cmds: []string{plan.DelAddrCmd(name, pa)}, why: because(name, "address %s is not in the config", p.Prefix), news: true,
 			change:  func(x *executor) error { return x.sys.Net.DelAddr(name, pa.Prefix) },
 			undoCmd: plan.AddAddrCmd(name, pa), undo: func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(pa)) }})
 	}
-	return out, routes
 }
 
 func missingRoute(tunnel string, r plan.Route) []reason {
