@@ -150,3 +150,23 @@ func TestPolicyMoveFromTheKernelNamed(t *testing.T) {
 		t.Errorf("gre-b not re-marked:\n%s", e.dump())
 	}
 }
+
+// A config's [policy] that is not applied, because another record cannot
+// be read, is drift for status with --json as without: the JSON has no
+// line for it, so the exit code is all it says.
+func TestPolicyNotAppliedIsDriftInJSON(t *testing.T) {
+	e := newBare(t)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
+	if err := os.WriteFile(filepath.Join(e.sys.Store.Dir, "eth2.json"), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.write(polA + twoDefaults)
+	req := Request{Config: e.cfg, AllowInsecure: true, Iface: "eth1"}
+	for _, asJSON := range []bool{false, true} {
+		var buf strings.Builder
+		if drift, err := Status(req, mustLoad(t, req), e.sys, &buf, asJSON); err != nil || !drift {
+			t.Errorf("status (json %v): drift %v, %v\n%s", asJSON, drift, err, buf.String())
+		}
+	}
+}

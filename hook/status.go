@@ -45,7 +45,6 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 	}
 	// Each underlay is judged by the config its tunnels came from.
 	recs, broken, _ := sys.Store.All()
-	srcs := newSources(req, cfg)
 	// The policy routing in force, and a move that the config asks for
 	// (up on any underlay would run it first).
 	choice := choosePolicy(policyOf(cfg), nil, recs, strings.Join(sortedKeys(broken), ", "), snap)
@@ -59,19 +58,65 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		if mv, err = planMove(choice.use, snap, rules, needsRules(recs)); err != nil {
 			return false, err
 		}
-		drift = true
 		moved = mv.rules
 		after := *snap
 		after.links, after.routes = mv.links, mv.routes
 		snap = &after
 	}
+	drift = mv != nil || choice.why != "" || choice.refuse != ""
+	g := groupTunnels(req, cfg, recs, newSources(req, cfg))
+	report := g.report
+	live, _ := state.ReadLiveness(sys.Store.Dir)
+	fixes := map[string][]string{}
+	for _, u := range g.order {
+		pol := policyOf(g.cfgOf[u])
+		if g.cfgOf[u] == cfg {
+			pol = choice.use
+		}
+		sts, fix, err := statusUnderlay(sys, snap, recs, u, g.groups[u], live, g.cfgOf[u], pol, moved)
+		if err != nil {
+			return false, err
+		}
+		if len(fix) > 0 {
+			fixes[u] = fix
+		}
+		report = append(report, sts...)
+	}
+	report = append(report, unconfigured(req, snap, g.configured)...)
+	for _, st := range report {
+		drift = drift || st.State == "drift" || st.State == "unresolved"
+	}
+	drift = drift || len(fixes) > 0
+	if asJSON {
+		if report == nil {
+			report = []TunnelStatus{}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return drift, enc.Encode(report)
+	}
+	return drift, writeStatus(out, report, recs, choice, mv, g.order, fixes)
+}
+
+// statusGroups is the configured tunnels status judges, by underlay: each
+// underlay by the config its tunnels came from.
+type statusGroups struct {
+	order  []string
+	groups map[string][]config.Tunnel
+	cfgOf  map[string]*config.Config
+	// configured names every tunnel of the configs read, on any underlay.
+	configured map[string]bool
+	// report has the underlays whose config cannot be read.
+	report []TunnelStatus
+}
+
+func groupTunnels(req Request, cfg *config.Config, recs map[string]*state.Record, srcs *sources) statusGroups {
+	g := statusGroups{groups: map[string][]config.Tunnel{}, cfgOf: map[string]*config.Config{}, configured: map[string]bool{}}
 	var tunnels []config.Tunnel
-	var report []TunnelStatus
-	cfgOf := map[string]*config.Config{}
 	for _, t := range cfg.Tunnels {
 		if rec := recs[t.Underlay]; rec == nil || rec.Source == "" || rec.Source == srcs.own {
 			tunnels = append(tunnels, t)
-			cfgOf[t.Underlay] = cfg
+			g.cfgOf[t.Underlay] = cfg
 		}
 	}
 	for _, u := range sortedKeys(recs) {
@@ -81,51 +126,29 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		}
 		c, err := srcs.forRecord(rec)
 		if err != nil {
-			drift = true
-			report = append(report, TunnelStatus{Underlay: u, State: "drift", Problems: []string{err.Error()}})
+			g.report = append(g.report, TunnelStatus{Underlay: u, State: "drift", Problems: []string{err.Error()}})
 			continue
 		}
 		tunnels = append(tunnels, c.For(u)...)
-		cfgOf[u] = c
+		g.cfgOf[u] = c
 	}
 	// Each underlay is judged as a whole, as up works on it: the diff of
 	// its tunnels against the kernel is what up would do.
-	var order []string
-	groups := map[string][]config.Tunnel{}
-	configured := map[string]bool{}
 	for _, c := range tunnels {
-		configured[c.Name] = true
+		g.configured[c.Name] = true
 		if req.Iface != "" && c.Underlay != req.Iface {
 			continue
 		}
-		if groups[c.Underlay] == nil {
-			order = append(order, c.Underlay)
+		if g.groups[c.Underlay] == nil {
+			g.order = append(g.order, c.Underlay)
 		}
-		groups[c.Underlay] = append(groups[c.Underlay], c)
+		g.groups[c.Underlay] = append(g.groups[c.Underlay], c)
 	}
-	live, _ := state.ReadLiveness(sys.Store.Dir)
-	fixes := map[string][]string{}
-	for _, u := range order {
-		pol := policyOf(cfgOf[u])
-		if cfgOf[u] == cfg {
-			pol = choice.use
-		}
-		sts, fix, err := statusUnderlay(sys, snap, recs, u, groups[u], live, cfgOf[u], pol, moved)
-		if err != nil {
-			return false, err
-		}
-		for _, st := range sts {
-			if st.State == "drift" || st.State == "unresolved" {
-				drift = true
-			}
-		}
-		if len(fix) > 0 {
-			drift = true
-			fixes[u] = fix
-		}
-		report = append(report, sts...)
-	}
-	// Links of gre-hook's that no config has.
+	return g
+}
+
+// unconfigured is the links of gre-hook's that no config has.
+func unconfigured(req Request, snap *snapshot, configured map[string]bool) []TunnelStatus {
 	var extra []string
 	for _, l := range snap.links {
 		u := strings.TrimPrefix(l.Alias, plan.AliasPrefix)
@@ -134,20 +157,17 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		}
 	}
 	sort.Strings(extra)
+	var out []TunnelStatus
 	for _, name := range extra {
-		drift = true
-		report = append(report, TunnelStatus{Tunnel: name, Underlay: strings.TrimPrefix(snap.links[name].Alias, plan.AliasPrefix), State: "drift",
+		out = append(out, TunnelStatus{Tunnel: name, Underlay: strings.TrimPrefix(snap.links[name].Alias, plan.AliasPrefix), State: "drift",
 			Problems: []string{"gre-hook made this link but no config has it (gre-hook gc removes it)"}})
 	}
+	return out
+}
 
-	if asJSON {
-		if report == nil {
-			report = []TunnelStatus{}
-		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return drift, enc.Encode(report)
-	}
+// writeStatus prints the report, the policy routing, and what up would
+// run, underlay by underlay in order.
+func writeStatus(out io.Writer, report []TunnelStatus, recs map[string]*state.Record, choice policyChoice, mv *move, order []string, fixes map[string][]string) error {
 	var b strings.Builder
 	for _, st := range report {
 		fmt.Fprintf(&b, "%s on %s: %s%s\n", st.Tunnel, st.Underlay, st.State, describeRemote(st))
@@ -162,11 +182,9 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 		fmt.Fprintf(&b, "policy routing: %s\n", describePolicies(in))
 	}
 	if choice.why != "" {
-		drift = true
 		fmt.Fprintf(&b, "  - %s\n", choice.why)
 	}
 	if choice.refuse != "" {
-		drift = true
 		fmt.Fprintf(&b, "  - up is refused: %s\n", choice.refuse)
 	}
 	if mv != nil {
@@ -187,8 +205,8 @@ func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON 
 			fmt.Fprintf(&b, "  %s\n", c)
 		}
 	}
-	_, err = io.WriteString(out, b.String())
-	return drift, err
+	_, err := io.WriteString(out, b.String())
+	return err
 }
 
 // statusUnderlay is the status of the configured tunnels cs of underlay
