@@ -229,122 +229,17 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 			p := rec.Applied()
 			st.Policy = &p
 		}
-		have, exists := snap.links[c.Name]
-		switch {
-		case !upNow:
-			st.State = "down"
-			if exists && have.Alias == plan.Alias(u) {
-				st.Problems = append(st.Problems, fmt.Sprintf("underlay %s is down or absent but the tunnel exists", u))
-			}
-			continue
-		case exists && have.Alias != plan.Alias(u):
-			st.Problems = append(st.Problems, fmt.Sprintf("link %s exists but is not gre-hook's (alias %q)", c.Name, have.Alias))
-			continue
-		case c.RemoteName != "" && !remoteFromRecord(&c, rec, st):
-			st.State = "unresolved"
-			st.Problems = append(st.Problems, fmt.Sprintf("remote %s has not been resolved; gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, u))
-			continue
+		if w, ok := plannedTunnel(c, st, snap, recs, u, ul, upNow, srcCfg, pol); ok {
+			want = append(want, w)
 		}
-		one := autoLocals([]config.Tunnel{c}, snap, u, rec)
-		others := map[string]*state.Record{}
-		for name, r := range recs {
-			if name != u {
-				others[name] = r
-			}
-		}
-		metrics := defaultMetrics(srcCfg, one, rec, others, snap, pol)
-		w, err := plan.Up(one, ul, plan.Options{Policy: pol, Metrics: metrics})
-		if err == nil {
-			if k := rec.Find(c.Name); k != nil && k.Dead && c.Keepalive != nil {
-				w = withdrawDead(w, rec)
-			}
-			err = precheck(w, snap)
-		}
-		if err != nil {
-			st.Problems = append(st.Problems, err.Error())
-			continue
-		}
-		if msg := absentLocal(snap, c); msg != "" {
-			st.Problems = append(st.Problems, msg)
-		}
-		want = append(want, w[0])
 	}
 	var fix []string
 	if upNow {
-		chains := map[int]mss.State{}
-		need := ruleChains(want, nil)
-		for f, cs := range ruleChains(want, rec) {
-			// Families only the record names are read if they can be.
-			b, err := sys.Tables(f)
-			var c mss.State
-			if err == nil {
-				c, err = mss.Read(b, cs...)
-			}
-			switch {
-			case err == nil:
-				chains[f] = c
-			case len(need[f]) > 0:
-				return nil, nil, err
-			}
-		}
-		if err := readSysctls(sys.Sysctl, want, snap); err != nil {
+		steps, err := statusSteps(sys, snap, recs, u, cs, want, pol, rules)
+		if err != nil {
 			return nil, nil, err
 		}
-		steps := diffSteps(u, want, snap, rec, chains)
-		if involvesDefaults(cs, rec) {
-			if rules == nil {
-				var err error
-				if rules, err = readRules(sys.Net); err != nil {
-					return nil, nil, err
-				}
-			}
-			// What up would record: this underlay's tunnels as planned.
-			mine := &state.Record{Underlay: u}
-			for _, w := range want {
-				e := state.Tunnel{Name: w.Link.Name}
-				for _, d := range w.Defaults {
-					e.Defaults = append(e.Defaults, state.FromPlan(d, 0))
-				}
-				if k := rec.Find(w.Link.Name); k != nil && k.Dead {
-					e.Defaults = k.OwnedDefaults()
-				}
-				mine.Tunnels = append(mine.Tunnels, e)
-			}
-			others := map[string]*state.Record{}
-			for name, r := range recs {
-				if name != u {
-					others[name] = r
-				}
-			}
-			need := needsRules(others, map[string]*state.Record{u: mine})
-			steps = append(steps, diffPolicy(pol, need, defaultFamilies(want), rules, false)...)
-			steps = append(steps, diffLegacy(want, rec)...)
-		}
-		index := map[string]int{}
-		for i, c := range cs {
-			index[c.Name] = i
-		}
-		for _, st := range steps {
-			if !st.drifts() {
-				continue
-			}
-			fix = append(fix, st.cmds...)
-			about := map[string]bool{}
-			if st.tunnel != "" {
-				about[st.tunnel] = true
-			}
-			for _, r := range st.why {
-				about[r.tunnel] = true
-				if i, ok := index[r.tunnel]; ok {
-					sts[i].Problems = append(sts[i].Problems, r.text)
-				}
-			}
-			for name := range about {
-				if i, ok := index[name]; ok {
-					sts[i].Fix = append(sts[i].Fix, st.cmds...)
-				}
-			}
-		}
+		fix = attribute(steps, cs, sts)
 	}
 	if err := modulesMissing(sys, want); err != nil && upNow {
 		// The commands would fail at the first link; say why instead.
@@ -362,4 +257,141 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 		}
 	}
 	return sts, fix, nil
+}
+
+// plannedTunnel is the plan up would make for c, or why there is none in
+// st (its state and problems): the underlay is down, the link is not
+// gre-hook's, the remote is unresolved, or the plan is refused.
+func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *snapshot, recs map[string]*state.Record, u string, ul plan.Underlay, upNow bool,
+	srcCfg *config.Config, pol plan.Policy) (plan.Tunnel, bool) {
+	rec := recs[u]
+	have, exists := snap.links[c.Name]
+	switch {
+	case !upNow:
+		st.State = "down"
+		if exists && have.Alias == plan.Alias(u) {
+			st.Problems = append(st.Problems, fmt.Sprintf("underlay %s is down or absent but the tunnel exists", u))
+		}
+		return plan.Tunnel{}, false
+	case exists && have.Alias != plan.Alias(u):
+		st.Problems = append(st.Problems, fmt.Sprintf("link %s exists but is not gre-hook's (alias %q)", c.Name, have.Alias))
+		return plan.Tunnel{}, false
+	case c.RemoteName != "" && !remoteFromRecord(&c, rec, st):
+		st.State = "unresolved"
+		st.Problems = append(st.Problems, fmt.Sprintf("remote %s has not been resolved; gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, u))
+		return plan.Tunnel{}, false
+	}
+	one := autoLocals([]config.Tunnel{c}, snap, u, rec)
+	metrics := defaultMetrics(srcCfg, one, rec, othersThan(recs, u), snap, pol)
+	w, err := plan.Up(one, ul, plan.Options{Policy: pol, Metrics: metrics})
+	if err == nil {
+		if k := rec.Find(c.Name); k != nil && k.Dead && c.Keepalive != nil {
+			w = withdrawDead(w, rec)
+		}
+		err = precheck(w, snap)
+	}
+	if err != nil {
+		st.Problems = append(st.Problems, err.Error())
+		return plan.Tunnel{}, false
+	}
+	if msg := absentLocal(snap, c); msg != "" {
+		st.Problems = append(st.Problems, msg)
+	}
+	return w[0], true
+}
+
+// othersThan is recs without u's.
+func othersThan(recs map[string]*state.Record, u string) map[string]*state.Record {
+	others := map[string]*state.Record{}
+	for name, r := range recs {
+		if name != u {
+			others[name] = r
+		}
+	}
+	return others
+}
+
+// statusSteps is the steps up would run on underlay u, whose configured
+// tunnels cs plan as want: the tunnels', the MSS rules', and with default
+// routes the policy rules (from rules, when a move has them, else the
+// kernel's).
+func statusSteps(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, want []plan.Tunnel,
+	pol plan.Policy, rules map[int][]rtnl.Rule) ([]step, error) {
+	rec := recs[u]
+	chains := map[int]mss.State{}
+	need := ruleChains(want, nil)
+	for f, cs := range ruleChains(want, rec) {
+		// Families only the record names are read if they can be.
+		b, err := sys.Tables(f)
+		var c mss.State
+		if err == nil {
+			c, err = mss.Read(b, cs...)
+		}
+		switch {
+		case err == nil:
+			chains[f] = c
+		case len(need[f]) > 0:
+			return nil, err
+		}
+	}
+	if err := readSysctls(sys.Sysctl, want, snap); err != nil {
+		return nil, err
+	}
+	steps := diffSteps(u, want, snap, rec, chains)
+	if !involvesDefaults(cs, rec) {
+		return steps, nil
+	}
+	if rules == nil {
+		var err error
+		if rules, err = readRules(sys.Net); err != nil {
+			return nil, err
+		}
+	}
+	// What up would record: this underlay's tunnels as planned.
+	mine := &state.Record{Underlay: u}
+	for _, w := range want {
+		e := state.Tunnel{Name: w.Link.Name}
+		for _, d := range w.Defaults {
+			e.Defaults = append(e.Defaults, state.FromPlan(d, 0))
+		}
+		if k := rec.Find(w.Link.Name); k != nil && k.Dead {
+			e.Defaults = k.OwnedDefaults()
+		}
+		mine.Tunnels = append(mine.Tunnels, e)
+	}
+	needRules := needsRules(othersThan(recs, u), map[string]*state.Record{u: mine})
+	steps = append(steps, diffPolicy(pol, needRules, defaultFamilies(want), rules, false)...)
+	return append(steps, diffLegacy(want, rec)...), nil
+}
+
+// attribute gives each step that drifts to the tunnels it is about, in
+// sts (problems and fix), and returns all their commands in order.
+func attribute(steps []step, cs []config.Tunnel, sts []TunnelStatus) []string {
+	var fix []string
+	index := map[string]int{}
+	for i, c := range cs {
+		index[c.Name] = i
+	}
+	for _, st := range steps {
+		if !st.drifts() {
+			continue
+		}
+		fix = append(fix, st.cmds...)
+		about := map[string]bool{}
+		if st.tunnel != "" {
+			about[st.tunnel] = true
+		}
+		for _, r := range st.why {
+			about[r.tunnel] = true
+			if i, ok := index[r.tunnel]; ok {
+				sts[i].Problems = append(sts[i].Problems, r.text)
+			}
+		}
+		for name := range about {
+			if i, ok := index[name]; ok {
+				sts[i].Fix = append(sts[i].Fix, st.cmds...)
+			}
+		}
+	}
+	return fix
 }
