@@ -125,97 +125,26 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 		args, getenv = nil, d.hookEnv(getenv)
 	}
 	inv := &Invocation{Command: CmdRun, LockWait: 30 * time.Second, XtablesWait: 10, CommandLimit: 30 * time.Second}
-	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
-	if inv.StateDir != "" && !filepath.IsAbs(inv.StateDir) {
-		return nil, usageErr("GRE_HOOK_STATE_DIR=%q is not an absolute path; records and the lock would land in whatever directory gre-hook is run from", inv.StateDir)
-	}
-	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
-		n, err := strconv.ParseFloat(v, 64)
-		// ParseFloat takes "NaN", which every comparison calls false, so
-		// the range is written to hold only for real numbers in it.
-		if err != nil || !(n >= 0 && n <= 3600) {
-			return nil, usageErr("GRE_HOOK_LOCK_WAIT=%q is not a number of seconds from 0 to 3600", v)
-		}
-		inv.LockWait = time.Duration(n * float64(time.Second))
-	}
-	if v := getenv("GRE_HOOK_XTABLES_WAIT"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 3600 {
-			return nil, usageErr("GRE_HOOK_XTABLES_WAIT=%q is not a whole number of seconds from 1 to 3600", v)
-		}
-		inv.XtablesWait = n
-	}
-	req := &inv.Request
-	switch {
-	case getenv("GRE_HOOK_INSECURE_CONFIG") == "1":
-		inv.InsecureConfig = "GRE_HOOK_INSECURE_CONFIG=1"
-	case getenv("IF_GRE_HOOK_INSECURE_CONFIG") == "yes":
-		inv.InsecureConfig = "gre-hook-insecure-config yes (IF_GRE_HOOK_INSECURE_CONFIG=yes)"
-	}
-	req.AllowInsecure = inv.InsecureConfig != ""
-
-	// Flags may come before or after the command, and each at most once.
-	if err := repeatedFlag(args); err != nil {
+	if err := inv.fromEnv(getenv); err != nil {
 		return nil, err
 	}
-	fs := flag.NewFlagSet("gre-hook", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var iface, phase, cfg string
-	var dry, verbose, version, help, jsonOut, switchCfg, strict bool
-	fs.StringVar(&iface, "iface", "", "")
-	fs.StringVar(&phase, "phase", "", "")
-	fs.StringVar(&cfg, "config", "", "")
-	fs.BoolVar(&dry, "dry-run", false, "")
-	fs.BoolVar(&verbose, "v", false, "")
-	fs.BoolVar(&verbose, "verbose", false, "")
-	fs.BoolVar(&version, "version", false, "")
-	fs.BoolVar(&help, "h", false, "")
-	fs.BoolVar(&help, "help", false, "")
-	fs.BoolVar(&jsonOut, "json", false, "")
-	fs.BoolVar(&switchCfg, "switch-config", false, "")
-	fs.BoolVar(&strict, "strict", false, "")
-	var words []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			return nil, usageErr("%v (try --help)", err)
-		}
-		if rest = fs.Args(); len(rest) == 0 {
-			break
-		}
-		words, rest = append(words, rest[0]), rest[1:]
+	fl, err := parseFlags(args)
+	if err != nil {
+		return nil, err
 	}
-
 	// A phase named on the command line: "gre-hook up" in a post-up line.
 	// ifupdown2 gives stanza commands no PHASE, so this is the form that
 	// works under both managers.
-	var argPhase string
-	if len(words) > 0 {
-		switch Command(words[0]) {
-		case "up", "down":
-			argPhase = words[0]
-		case CmdCheck, CmdGC, CmdStatus, CmdWatch:
-			inv.Command = Command(words[0])
-		case CmdHelp:
-			help = true
-			words = words[1:]
-		default:
-			return nil, usageErr("unknown command %q (try --help)", words[0])
-		}
-		if len(words) > 1 {
-			return nil, usageErr("unexpected argument %q after the command %s (try --help)", words[1], words[0])
-		}
-		if help && len(words) == 1 {
-			if _, ok := commandUsage[words[0]]; !ok {
-				return nil, usageErr("no help for %q: it is not a command (try --help)", words[0])
-			}
-		}
+	argPhase, err := inv.command(fl)
+	if err != nil {
+		return nil, err
 	}
 	switch {
-	case help:
-		if inv.HelpFor == "" && len(words) > 0 {
-			inv.HelpFor = words[0]
+	case fl.help:
+		if inv.HelpFor == "" && len(fl.words) > 0 {
+			inv.HelpFor = fl.words[0]
 		}
-		if inv.HelpFor == "" && (set(fs, "phase") || set(fs, "iface")) {
+		if inv.HelpFor == "" && (fl.set["phase"] || fl.set["iface"]) {
 			inv.HelpFor = "up"
 		}
 		inv.Command = CmdHelp
@@ -223,53 +152,24 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 			return nil, usageErr("no help for %q: it is not a command (try --help)", inv.HelpFor)
 		}
 		return inv, nil
-	case version:
+	case fl.version:
 		inv.Command = CmdVersion
 		return inv, nil
 	}
-	flags := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { flags[f.Name] = true })
-	// name is the command as the user would write it, for messages.
-	name := string(inv.Command)
-	if inv.Command == CmdRun {
-		switch {
-		case argPhase != "":
-			name = argPhase
-		case phase == "up" || phase == "down":
-			name = phase
-		default:
-			name = "up/down"
-		}
-	}
-	only := func(allowed ...string) error {
-		ok := map[string]bool{"config": true, "v": true, "verbose": true}
-		for _, a := range allowed {
-			ok[a] = true
-		}
-		for _, f := range sortedFlags(flags) {
-			if !ok[f] {
-				help := "gre-hook " + name + " --help"
-				if name == "up/down" {
-					help = "gre-hook up --help"
-				}
-				return usageErr("--%s does not go with %s (try %s)", f, name, help)
-			}
-		}
-		return nil
-	}
-
-	req.Config = cfg
+	req := &inv.Request
+	req.Config = fl.config
 	if req.Config == "" {
 		req.Config = getenv("GRE_HOOK_CONFIG")
 	}
 	if req.Config == "" {
 		req.Config = getenv("IF_GRE_HOOK_CONFIG")
 	}
-	req.DryRun = dry
-	req.SwitchConfig = switchCfg
-	req.Verbose = verbose || getenv("VERBOSITY") == "1"
-	inv.JSON = jsonOut
-	inv.Strict = strict
+	req.DryRun = fl.dry
+	req.SwitchConfig = fl.switchCfg
+	req.Verbose = fl.verbose || getenv("VERBOSITY") == "1"
+	inv.JSON = fl.json
+	inv.Strict = fl.strict
+	only := func(allowed ...string) error { return fl.only(inv.Command, argPhase, allowed...) }
 
 	switch inv.Command {
 	case CmdCheck:
@@ -282,59 +182,205 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 		if err := only("iface", "json"); err != nil {
 			return nil, err
 		}
-		if iface != "" {
-			if msg := config.ValidIfName(iface); msg != "" {
+		if fl.iface != "" {
+			if msg := config.ValidIfName(fl.iface); msg != "" {
 				return nil, usageErr("--iface: %s", msg)
 			}
 		}
-		req.Iface = iface
+		req.Iface = fl.iface
 		return inv, nil
 	}
 	if err := only("iface", "phase", "dry-run", "switch-config"); err != nil {
 		return nil, err
 	}
-	if switchCfg && (argPhase == "down" || phase == "down" || phase == "pre-down") {
+	if fl.switchCfg && (argPhase == "down" || fl.phase == "down" || fl.phase == "pre-down") {
 		return nil, usageErr("--switch-config goes with up only: down takes down what gre-hook brought up, whichever config that came from")
 	}
+	if err := inv.target(fl, argPhase, getenv); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
 
-	fromEnv := !flags["iface"] && !flags["phase"] && argPhase == ""
+// fromEnv takes the settings the environment gives every command.
+func (inv *Invocation) fromEnv(getenv func(string) string) error {
+	inv.StateDir = getenv("GRE_HOOK_STATE_DIR")
+	if inv.StateDir != "" && !filepath.IsAbs(inv.StateDir) {
+		return usageErr("GRE_HOOK_STATE_DIR=%q is not an absolute path; records and the lock would land in whatever directory gre-hook is run from", inv.StateDir)
+	}
+	if v := getenv("GRE_HOOK_LOCK_WAIT"); v != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		// ParseFloat takes "NaN", which every comparison calls false, so
+		// the range is written to hold only for real numbers in it.
+		if err != nil || !(n >= 0 && n <= 3600) {
+			return usageErr("GRE_HOOK_LOCK_WAIT=%q is not a number of seconds from 0 to 3600", v)
+		}
+		inv.LockWait = time.Duration(n * float64(time.Second))
+	}
+	if v := getenv("GRE_HOOK_XTABLES_WAIT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 3600 {
+			return usageErr("GRE_HOOK_XTABLES_WAIT=%q is not a whole number of seconds from 1 to 3600", v)
+		}
+		inv.XtablesWait = n
+	}
+	switch {
+	case getenv("GRE_HOOK_INSECURE_CONFIG") == "1":
+		inv.InsecureConfig = "GRE_HOOK_INSECURE_CONFIG=1"
+	case getenv("IF_GRE_HOOK_INSECURE_CONFIG") == "yes":
+		inv.InsecureConfig = "gre-hook-insecure-config yes (IF_GRE_HOOK_INSECURE_CONFIG=yes)"
+	}
+	inv.Request.AllowInsecure = inv.InsecureConfig != ""
+	return nil
+}
+
+// flagValues is the command line: the flags' values, which were set, and
+// the words that are not flags.
+type flagValues struct {
+	iface, phase, config                                 string
+	dry, verbose, version, help, json, switchCfg, strict bool
+	set                                                  map[string]bool
+	words                                                []string
+}
+
+// parseFlags reads the flags, which may come before or after the
+// command, each at most once.
+func parseFlags(args []string) (*flagValues, error) {
+	if err := repeatedFlag(args); err != nil {
+		return nil, err
+	}
+	fl := &flagValues{set: map[string]bool{}}
+	fs := flag.NewFlagSet("gre-hook", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&fl.iface, "iface", "", "")
+	fs.StringVar(&fl.phase, "phase", "", "")
+	fs.StringVar(&fl.config, "config", "", "")
+	fs.BoolVar(&fl.dry, "dry-run", false, "")
+	fs.BoolVar(&fl.verbose, "v", false, "")
+	fs.BoolVar(&fl.verbose, "verbose", false, "")
+	fs.BoolVar(&fl.version, "version", false, "")
+	fs.BoolVar(&fl.help, "h", false, "")
+	fs.BoolVar(&fl.help, "help", false, "")
+	fs.BoolVar(&fl.json, "json", false, "")
+	fs.BoolVar(&fl.switchCfg, "switch-config", false, "")
+	fs.BoolVar(&fl.strict, "strict", false, "")
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return nil, usageErr("%v (try --help)", err)
+		}
+		if rest = fs.Args(); len(rest) == 0 {
+			break
+		}
+		fl.words, rest = append(fl.words, rest[0]), rest[1:]
+	}
+	fs.Visit(func(f *flag.Flag) { fl.set[f.Name] = true })
+	return fl, nil
+}
+
+// command takes the command word, if any, and returns the phase it names
+// ("up", "down"), if it is one.
+func (inv *Invocation) command(fl *flagValues) (argPhase string, err error) {
+	if len(fl.words) == 0 {
+		return "", nil
+	}
+	switch Command(fl.words[0]) {
+	case "up", "down":
+		argPhase = fl.words[0]
+	case CmdCheck, CmdGC, CmdStatus, CmdWatch:
+		inv.Command = Command(fl.words[0])
+	case CmdHelp:
+		fl.help = true
+		fl.words = fl.words[1:]
+	default:
+		return "", usageErr("unknown command %q (try --help)", fl.words[0])
+	}
+	if len(fl.words) > 1 {
+		return "", usageErr("unexpected argument %q after the command %s (try --help)", fl.words[1], fl.words[0])
+	}
+	if fl.help && len(fl.words) == 1 {
+		if _, ok := commandUsage[fl.words[0]]; !ok {
+			return "", usageErr("no help for %q: it is not a command (try --help)", fl.words[0])
+		}
+	}
+	return argPhase, nil
+}
+
+// only refuses the flags set that do not go with the command (config and
+// verbose go with all).
+func (fl *flagValues) only(cmd Command, argPhase string, allowed ...string) error {
+	// name is the command as the user would write it, for messages.
+	name := string(cmd)
+	if cmd == CmdRun {
+		switch {
+		case argPhase != "":
+			name = argPhase
+		case fl.phase == "up" || fl.phase == "down":
+			name = fl.phase
+		default:
+			name = "up/down"
+		}
+	}
+	ok := map[string]bool{"config": true, "v": true, "verbose": true}
+	for _, a := range allowed {
+		ok[a] = true
+	}
+	for _, f := range sortedFlags(fl.set) {
+		if !ok[f] {
+			help := "gre-hook " + name + " --help"
+			if name == "up/down" {
+				help = "gre-hook up --help"
+			}
+			return usageErr("--%s does not go with %s (try %s)", f, name, help)
+		}
+	}
+	return nil
+}
+
+// target sets the interface and phase of an up or down: from the flags,
+// from a command word and IFACE, or from ifupdown's IFACE and PHASE. A
+// hook call for an interface or phase that is never gre-hook's becomes
+// CmdNothing.
+func (inv *Invocation) target(fl *flagValues, argPhase string, getenv func(string) string) error {
+	req := &inv.Request
+	iface, phase := fl.iface, fl.phase
+	fromEnv := !fl.set["iface"] && !fl.set["phase"] && argPhase == ""
 	switch {
 	case argPhase != "":
-		if flags["phase"] {
-			return nil, usageErr("the phase is given twice: %q and --phase %q", argPhase, phase)
+		if fl.set["phase"] {
+			return usageErr("the phase is given twice: %q and --phase %q", argPhase, phase)
 		}
 		phase = argPhase
-		if !flags["iface"] {
+		if !fl.set["iface"] {
 			req.Line = getenv("PHASE") == ""
 			iface = getenv("IFACE")
 			if iface == "" {
-				return nil, usageErr("%s: no interface: IFACE is not set; by hand, add --iface IFACE", argPhase)
+				return usageErr("%s: no interface: IFACE is not set; by hand, add --iface IFACE", argPhase)
 			}
 			if skipIface(iface, getenv) {
 				inv.Command = CmdNothing
-				return inv, nil
+				return nil
 			}
 		}
 	case fromEnv:
 		iface, phase = getenv("IFACE"), getenv("PHASE")
 		if iface == "" && phase == "" {
-			return nil, usageErr("no IFACE and PHASE in the environment; by hand, use --iface IFACE --phase up|down (try --help)")
+			return usageErr("no IFACE and PHASE in the environment; by hand, use --iface IFACE --phase up|down (try --help)")
 		}
 		// ifupdown calls hooks for every interface and phase; most are
 		// not ours, and those must stay silent and cheap.
 		if skipIface(iface, getenv) {
 			inv.Command = CmdNothing
-			return inv, nil
+			return nil
 		}
 		if iface != "" && phase == "" {
 			// ifupdown2 runs post-up and pre-down lines with IFACE but
 			// without PHASE or MODE; which one this is cannot be told, and
 			// doing nothing silently would leave the site unjoined.
-			return nil, usageErr("IFACE=%s but PHASE is not set, so the phase is unknown (ifupdown2 sets no PHASE for stanza commands); "+
+			return usageErr("IFACE=%s but PHASE is not set, so the phase is unknown (ifupdown2 sets no PHASE for stanza commands); "+
 				"write the phase in the stanza: \"post-up /usr/sbin/gre-hook up\" and \"pre-down /usr/sbin/gre-hook down\"", iface)
 		}
-	case !flags["iface"] || !flags["phase"]:
-		return nil, usageErr("--iface and --phase go together")
+	case !fl.set["iface"] || !fl.set["phase"]:
+		return usageErr("--iface and --phase go together")
 	}
 	switch phase {
 	case "up", "post-up":
@@ -344,22 +390,16 @@ func Parse(args []string, getenv func(string) string) (*Invocation, error) {
 	default:
 		if fromEnv {
 			inv.Command = CmdNothing
-			return inv, nil
+			return nil
 		}
-		return nil, usageErr("--phase %q is not up or down", phase)
+		return usageErr("--phase %q is not up or down", phase)
 	}
 	if msg := config.ValidIfName(iface); msg != "" {
-		return nil, usageErr("interface name %s", msg)
+		return usageErr("interface name %s", msg)
 	}
 	req.Iface = iface
-	req.ByHand = flags["iface"]
-	return inv, nil
-}
-
-func set(fs *flag.FlagSet, name string) bool {
-	found := false
-	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
-	return found
+	req.ByHand = fl.set["iface"]
+	return nil
 }
 
 func sortedFlags(m map[string]bool) []string {
