@@ -91,20 +91,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	}
 
 	if inv.Command == CmdRun && nothingToDo(inv, cfg, cfgErr) {
-		if r := inv.Request; r.Line && r.Phase == hook.PhaseUp {
-			// ifupdown2 hides the output of a line that succeeds, and its
-			// lines never see gre-hook-config: a silent no-op here is a site
-			// left unjoined with no word to the admin.
-			fmt.Fprintf(stderr, "gre-hook: up on %s: %s has no tunnels on %s, and gre-hook brought none up there; "+
-				"ifupdown2 gives post-up lines no stanza options, gre-hook-config included: name the config on the line, "+
-				"\"post-up /usr/sbin/gre-hook up --config PATH\", or leave the line out and let the if-up.d hook do it\n",
-				r.Iface, hook.DescribeConfig(r), r.Iface)
-			return ExitUsage
-		}
-		if inv.Request.Verbose {
-			fmt.Fprintf(stderr, "gre-hook: no tunnels on %s\n", inv.Request.Iface)
-		}
-		return ExitOK
+		return noTunnels(inv.Request, stderr)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -127,6 +114,24 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 			return ExitUsage
 		}
 		return ExitFailed
+	}
+	return ExitOK
+}
+
+// noTunnels ends a run on an underlay that has no tunnels and no record.
+func noTunnels(r hook.Request, stderr io.Writer) int {
+	if r.Line && r.Phase == hook.PhaseUp {
+		// ifupdown2 hides the output of a line that succeeds, and its
+		// lines never see gre-hook-config: a silent no-op here is a site
+		// left unjoined with no word to the admin.
+		fmt.Fprintf(stderr, "gre-hook: up on %s: %s has no tunnels on %s, and gre-hook brought none up there; "+
+			"ifupdown2 gives post-up lines no stanza options, gre-hook-config included: name the config on the line, "+
+			"\"post-up /usr/sbin/gre-hook up --config PATH\", or leave the line out and let the if-up.d hook do it\n",
+			r.Iface, hook.DescribeConfig(r), r.Iface)
+		return ExitUsage
+	}
+	if r.Verbose {
+		fmt.Fprintf(stderr, "gre-hook: no tunnels on %s\n", r.Iface)
 	}
 	return ExitOK
 }
