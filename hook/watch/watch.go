@@ -205,25 +205,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 	recvCtx, stopRecv := context.WithCancel(context.Background())
 	defer stopRecv()
-	packets := make(chan keepalive.Received, 256)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			r, err := w.Conn.Receive(recvCtx)
-			if err != nil {
-				if recvCtx.Err() == nil {
-					recvErr <- err
-				}
-				return
-			}
-			select {
-			case packets <- r:
-			case <-recvCtx.Done():
-				return
-			}
-		}
-	}()
-
+	packets, recvErr := w.receive(recvCtx)
 	work := make(chan change)
 	results := make(chan result, 1)
 	defer close(work)
@@ -295,6 +277,30 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// receive reads the socket on its own goroutine until ctx is done: the
+// replies, and the error that ends it, if the socket fails.
+func (w *Watcher) receive(ctx context.Context) (<-chan keepalive.Received, <-chan error) {
+	packets := make(chan keepalive.Received, 256)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			r, err := w.Conn.Receive(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					recvErr <- err
+				}
+				return
+			}
+			select {
+			case packets <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return packets, recvErr
 }
 
 // nextDue is when the loop must next wake: the earliest keepalive due,
