@@ -157,69 +157,11 @@ func (t *Tables) Restore(input string) error {
 			// With --noflush, declaring an existing chain flushes it.
 			tbl.user[f[0]] = []string{}
 		default:
-			args := mss.Split(line)
-			if len(args) < 2 {
-				return bad("bad rule")
+			gone, why := tbl.apply(mss.Split(line))
+			if why != "" {
+				return bad(why)
 			}
-			op, name := args[0], args[1]
-			rules, exists := tbl.user[name]
-			c, user := userChain(name)
-			switch {
-			case user && op == "-F" && len(args) == 2:
-				if !exists {
-					return bad("no chain")
-				}
-				tbl.user[name] = []string{}
-			case user && op == "-A":
-				if !exists {
-					return bad("no chain")
-				}
-				if err := checkRule(c, args[2:]); err != nil {
-					return bad(err.Error())
-				}
-				tbl.user[name] = append(rules, "-A "+name+" "+mss.Join(args[2:]))
-			case user && op == "-X" && len(args) == 2:
-				if !exists {
-					return bad("no chain")
-				}
-				if len(rules) > 0 {
-					return bad("chain is not empty")
-				}
-				for _, b := range builtins {
-					for _, p := range tbl.builtin[b] {
-						if strings.HasSuffix(p, "-j "+name) {
-							return bad("Too many links: the chain is still referenced")
-						}
-					}
-				}
-				delete(tbl.user, name)
-				removed = true
-			case isBuiltin(name) && op == "-D":
-				spec := mss.Join(args[2:])
-				found := false
-				for k, p := range tbl.builtin[name] {
-					if p == spec {
-						tbl.builtin[name] = append(tbl.builtin[name][:k:k], tbl.builtin[name][k+1:]...)
-						found = true
-						break
-					}
-				}
-				if !found {
-					return bad("no such rule in " + name)
-				}
-			case isBuiltin(name) && op == "-A":
-				spec := mss.Join(args[2:])
-				if n := len(args); n >= 2 && args[n-2] == "-j" {
-					if _, ok := userChain(args[n-1]); ok {
-						if _, ok := tbl.user[args[n-1]]; !ok {
-							return bad("jump to a chain that does not exist")
-						}
-					}
-				}
-				tbl.builtin[name] = append(tbl.builtin[name], spec)
-			default:
-				return bad("unexpected command")
-			}
+			removed = removed || gone
 		}
 	}
 	if !committed {
@@ -230,6 +172,71 @@ func (t *Tables) Restore(input string) error {
 		t.Removes++
 	}
 	return nil
+}
+
+// apply runs one rule command of an iptables-restore input on tbl: why
+// is the error iptables-restore would give, gone whether it removed a
+// chain.
+func (tbl *table) apply(args []string) (gone bool, why string) {
+	if len(args) < 2 {
+		return false, "bad rule"
+	}
+	op, name := args[0], args[1]
+	rules, exists := tbl.user[name]
+	c, user := userChain(name)
+	switch {
+	case user && op == "-F" && len(args) == 2:
+		if !exists {
+			return false, "no chain"
+		}
+		tbl.user[name] = []string{}
+	case user && op == "-A":
+		if !exists {
+			return false, "no chain"
+		}
+		if err := checkRule(c, args[2:]); err != nil {
+			return false, err.Error()
+		}
+		tbl.user[name] = append(rules, "-A "+name+" "+mss.Join(args[2:]))
+	case user && op == "-X" && len(args) == 2:
+		if !exists {
+			return false, "no chain"
+		}
+		if len(rules) > 0 {
+			return false, "chain is not empty"
+		}
+		for _, b := range builtins {
+			for _, p := range tbl.builtin[b] {
+				if strings.HasSuffix(p, "-j "+name) {
+					return false, "Too many links: the chain is still referenced"
+				}
+			}
+		}
+		delete(tbl.user, name)
+		return true, ""
+	case isBuiltin(name) && op == "-D":
+		spec := mss.Join(args[2:])
+		for k, p := range tbl.builtin[name] {
+			if p == spec {
+				tbl.builtin[name] = append(tbl.builtin[name][:k:k], tbl.builtin[name][k+1:]...)
+				return false, ""
+			}
+		}
+		return false, "no such rule in " + name
+	case isBuiltin(name) && op == "-A":
+		spec := mss.Join(args[2:])
+		if n := len(args); n >= 2 && args[n-2] == "-j" {
+			if _, ok := userChain(args[n-1]); ok {
+				if _, ok := tbl.user[args[n-1]]; !ok {
+					return false, "jump to a chain that does not exist"
+				}
+			}
+		}
+		tbl.builtin[name] = append(tbl.builtin[name], spec)
+	default:
+		return false, "unexpected command"
+	}
+	return false, ""
 }
 
 // checkRule accepts, of the rules gre-hook writes into c, only the kind
