@@ -263,7 +263,8 @@ func (td *teardown) releaseDefaults(t *state.Tunnel, defaults []state.Route, gon
 			setRouteAt(routes, p, &rtnl.Route{Dst: p.Dst, Gw: p.Gw, Dev: p.Dev, Table: p.Table, Metric: p.Metric, Protocol: dec.put.Protocol})
 		case dec.del:
 			if lost {
-				td.l.warn("tunnel %q: its %s goes with it, and no record says which route it replaced: the router has no %s now; add one back with `ip route add default via GATEWAY`",
+				td.l.warn("tunnel %q: its %s goes with it, and no record says which route it replaced: "+
+					"the router has no %s now; add one back with `ip route add default via GATEWAY`",
 					t.Name, what(d), what(d))
 			}
 			if err := td.delRoute(d); err != nil {

@@ -13,8 +13,8 @@ import (
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-// DynamicTunnel is a tunnel whose endpoints gre-hook watch follows (issue
-// 14): its remote is a DNS name, or its local is "auto", or both.
+// DynamicTunnel is a tunnel whose endpoints gre-hook watch follows: its
+// remote is a DNS name, or its local is "auto", or both.
 type DynamicTunnel struct {
 	Underlay string
 	Tunnel   string

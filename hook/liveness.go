@@ -14,7 +14,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-// Failover (issue 19): a dead peer is one narrow change, made from the
+// Failover: a dead peer is one narrow change, made from the
 // record alone. SetLiveness writes the intent first (dead, and the routes
 // it withdraws; or alive), then changes exactly those routes: the
 // tunnel's default route in gre-hook's table and its [[tunnel.route]]s.
@@ -254,7 +254,8 @@ func releaseLegacy(sys *System, rec *state.Record, t *state.Tunnel, l *logger) [
 	if len(errs) > 0 {
 		return errs
 	}
-	l.warn("tunnel %q on %s: its default route was in the main table (the previous release's form); run `gre-hook up --iface %s` to give it one in gre-hook's table", t.Name, rec.Underlay, rec.Underlay)
+	l.warn("tunnel %q on %s: its default route was in the main table (the previous release's form); "+
+		"run `gre-hook up --iface %s` to give it one in gre-hook's table", t.Name, rec.Underlay, rec.Underlay)
 	t.Defaults = t.OwnedDefaults()
 	t.Replaced, t.Seq, t.Displaced, t.Fallbacks = nil, 0, false, nil
 	errs = append(errs, lg.save()...)

@@ -109,7 +109,8 @@ func choosePolicy(want plan.Policy, rec *state.Record, others map[string]*state.
 	if in := inForce(all); len(in) > 0 {
 		named = "the records name " + describePolicies(in)
 	}
-	return policyChoice{use: want, refuse: fmt.Sprintf("gre-hook's links and default routes are not all under one policy routing (a change of policy was left half done; %s, the config %s), "+
+	return policyChoice{use: want, refuse: fmt.Sprintf("gre-hook's links and default routes are not all under one policy routing (a change of policy was left half done; "+
+		"%s, the config %s), "+
 		"and the record of %s cannot be read, so the change cannot be finished; nothing was changed: mend that record or move it aside, then run up again",
 		named, want, unreadable)}
 }
@@ -302,7 +303,8 @@ func movedDefaults(pol plan.Policy, s *snapshot) (old, moved []plan.Route, err e
 			n := p
 			n.Table = pol.Table
 			if f := findRoute(s.routes, n, false); f != nil {
-				return nil, nil, fmt.Errorf("moving the default route of %s to table %d ([policy] table): the table has a route at metric %d that gre-hook did not make (via %s dev %s, proto %d); "+
+				return nil, nil, fmt.Errorf("moving the default route of %s to table %d ([policy] table): "+
+					"the table has a route at metric %d that gre-hook did not make (via %s dev %s, proto %d); "+
 					"the table must be gre-hook's own", r.Dev, pol.Table, n.Metric, f.Gw, f.Dev, f.Protocol)
 			}
 			old, moved = append(old, p), append(moved, n)
@@ -537,7 +539,8 @@ func warnOtherSources(req Request, cfg *config.Config, others map[string]*state.
 			continue
 		}
 		if p := policyOf(c); p != pol {
-			l.warn("the tunnels on %s came from %s, whose policy routing is %s: its next up moves every underlay back; give both configs the same [policy]", u, describeSource(rec.Source), p)
+			l.warn("the tunnels on %s came from %s, whose policy routing is %s: "+
+				"its next up moves every underlay back; give both configs the same [policy]", u, describeSource(rec.Source), p)
 		}
 	}
 }

@@ -278,7 +278,8 @@ func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *snapshot, recs map[s
 		return plan.Tunnel{}, false
 	case c.RemoteName != "" && !remoteFromRecord(&c, rec, st):
 		st.State = "unresolved"
-		st.Problems = append(st.Problems, fmt.Sprintf("remote %s has not been resolved; gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, u))
+		st.Problems = append(st.Problems, fmt.Sprintf("remote %s has not been resolved; "+
+			"gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, u))
 		return plan.Tunnel{}, false
 	}
 	one := autoLocals([]config.Tunnel{c}, snap, u, rec)

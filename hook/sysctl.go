@@ -181,7 +181,8 @@ func reflectionWarnings(sc Sysctl, tunnels []string) []string {
 	}
 	var out []string
 	if v, err := sc.Get("net/ipv4/ip_forward"); err == nil && v == "0" {
-		out = append(out, fmt.Sprintf("net.ipv4.ip_forward is 0: %s cannot reflect the peer's keepalives (the kernel does not forward the reflected packet), so a peer with keepalives counts the tunnel down; gre-hook leaves global settings alone: set net.ipv4.ip_forward=1", which))
+		out = append(out, fmt.Sprintf("net.ipv4.ip_forward is 0: %s cannot reflect the peer's keepalives (the kernel does not forward the reflected packet), "+
+			"so a peer with keepalives counts the tunnel down; gre-hook leaves global settings alone: set net.ipv4.ip_forward=1", which))
 	}
 	// conf.all.rp_filter needs no warning: the tunnel's own 2 (loose) is
 	// the larger, whatever conf.all says.

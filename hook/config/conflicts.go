@@ -111,7 +111,8 @@ func (c *conflicts) addresses(p *parsed) {
 			case o.prefix.Addr() == a.Addr():
 				c.fail(p, -1, "address", "%s is already the address of tunnel %q (%s)", a.Addr(), o.p.Name, where(o.p, -1, "address"))
 			case o.prefix.Masked().Overlaps(a.Masked()):
-				c.fail(p, -1, "address", "%s overlaps %s of tunnel %q (%s): the kernel would reach the shared addresses through one of them only", a, o.prefix, o.p.Name, where(o.p, -1, "address"))
+				c.fail(p, -1, "address", "%s overlaps %s of tunnel %q (%s): "+
+					"the kernel would reach the shared addresses through one of them only", a, o.prefix, o.p.Name, where(o.p, -1, "address"))
 			default:
 				continue
 			}
@@ -146,7 +147,8 @@ func (c *conflicts) routes(p *parsed) {
 		case prev.p == p:
 			c.fail(p, ri, "to", "%s (%s) is already route #%d of this tunnel (%s)", r.To, tableMetric(r), prev.ri+1, where(prev.p, prev.ri, "to"))
 		default:
-			c.fail(p, ri, "to", "%s (%s) is also routed through tunnel %q (%s); each up would take the route from the other", r.To, tableMetric(r), prev.p.Name, where(prev.p, prev.ri, "to"))
+			c.fail(p, ri, "to", "%s (%s) is also routed through tunnel %q (%s); "+
+				"each up would take the route from the other", r.To, tableMetric(r), prev.p.Name, where(prev.p, prev.ri, "to"))
 		}
 	}
 }

@@ -87,7 +87,8 @@ func parsePolicy(file string, loc *locator, x interface{}) (filePolicy, Errors) 
 			}
 		case "priority":
 			if n < 1 || n > maxPriority {
-				fail(p, "priority: %d is out of range 1-%d: gre-hook's two rules take it and the next, and 0, 32766 and 32767 are the kernel's local, main and default rules", n, maxPriority)
+				fail(p, "priority: %d is out of range 1-%d: gre-hook's two rules take it and the next, "+
+					"and 0, 32766 and 32767 are the kernel's local, main and default rules", n, maxPriority)
 				continue
 			}
 		case "fwmark":

@@ -11,26 +11,15 @@ import (
 )
 
 // gre-hook runs as root and the config names commands to run, so a config
-// file is read only if nobody but root could have written it, or could
-// swap it for another file. As OpenSSH's safe_path and sudo do, that means:
-//
-//   - every directory on the way from / to the file is owned by root and
-//     not writable by group or others;
-//   - every symlink on the way is owned by root, and the path it points to
-//     is checked the same way, component by component;
-//   - the file itself is a regular file owned by root and not writable by
-//     group or others, checked on the descriptor it is then read from, so
-//     it cannot be swapped between the check and the read;
-//   - a directory whose *.toml files are all read is held to the same
-//     rule as a file.
-//
-// One exception: a directory on the way may be writable by others if it
-// has the sticky bit, as /tmp (1777) has. In a sticky directory nobody but
-// an entry's owner (or root) can rename or remove that entry, and the
-// entry the path goes through must itself be owned by root, so nobody
-// else can replace it. The exception does not hold for a directory whose
-// *.toml files are read: there anyone could add a file (a hard link to
-// some root-owned file, say).
+// is read only if nobody but root could have written it or swapped it, as
+// OpenSSH's safe_path and sudo judge: every directory from / down, every
+// symlink on the way (and its target, likewise) and the file itself owned
+// by root and writable by no group or other, the file checked on the
+// descriptor it is read from. A directory of *.toml files is held to a
+// file's rule. A sticky directory on the way (/tmp) may be writable by
+// others if the entry the path goes through is root's, as nobody else can
+// rename or remove it; not a directory whose files are read, where anyone
+// could add one.
 
 // trust is who may own config files, the directories above them, and the
 // symlinks on the way to them.

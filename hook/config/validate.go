@@ -230,7 +230,8 @@ func (v *validator) tunnelParams(r rawTunnel, t *Tunnel) {
 	}
 	if r.TOS != nil {
 		if t.Mode.Outer6() {
-			v.fail(-1, "tos", "mode %s has no tos the kernel keeps (it ignores the attribute; the outer IPv6 header's traffic class comes from the flow information, which gre-hook does not set): leave tos out", t.Mode)
+			v.fail(-1, "tos", "mode %s has no tos the kernel keeps (it ignores the attribute; "+
+				"the outer IPv6 header's traffic class comes from the flow information, which gre-hook does not set): leave tos out", t.Mode)
 		} else if *r.TOS < 0 || *r.TOS > 255 {
 			v.fail(-1, "tos", "%d is out of range 0-255 (1 inherits the inner packet's TOS)", *r.TOS)
 		} else {

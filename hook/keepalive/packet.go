@@ -1,28 +1,11 @@
 // Package keepalive is the wire half of GRE keepalives as Cisco routers
-// send them: a packet the peer reflects without knowing anything about
-// keepalives, and a raw socket that sends it and sees the reflection come
-// back.
-//
-// A keepalive is a GRE packet from the tunnel's local address to its remote
-// whose payload is a second, complete GRE packet addressed the other way,
-// from the remote back to the local address, with GRE protocol type 0. The
-// peer's tunnel strips the outer headers as it would for any packet and
-// routes what is left, which is addressed to us, out of its underlay. That
-// inner packet, arriving here as GRE from the remote with protocol type 0,
-// is the reply.
-//
-// Cisco's inner GRE header has nothing after it. The watcher's carries a
-// nonce (Nonces) there, which the reply brings back unchanged: the peer
-// forwards the inner packet as it would any other.
-//
-// A Linux peer reflects only if its tunnel interface accepts packets whose
-// source is one of its own addresses (net.ipv4.conf.<tunnel>.accept_local=1),
-// its reverse-path filter is not strict (the effective rp_filter, the
-// larger of conf.all's and the interface's, is 0 or 2, not 1), and it
-// forwards IPv4.
-//
-// Only IPv4 outer headers over plain gre tunnels are covered: no gretap,
-// ip6gre or ip6gretap.
+// send them: a GRE packet to the remote whose payload is a second GRE
+// packet addressed back to us (protocol type 0), which the peer's tunnel
+// decapsulates and routes back out of its underlay without knowing of
+// keepalives. The watcher puts a nonce after the inner header, and the
+// reply brings it back. A Linux peer reflects only with accept_local=1 and
+// a loose or no rp_filter on its tunnel, and forwarding on. IPv4 outer
+// headers over gre only.
 package keepalive
 
 import (

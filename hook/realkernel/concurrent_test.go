@@ -25,10 +25,10 @@ import (
 // gre-hook's.
 //
 // GRE_HOOK_STRESS_ROUNDS (default 2) and GRE_HOOK_STRESS_TUNNELS (tunnels
-// per underlay, default 3) size it. Under software emulation a round takes
-// some 20 to 30 seconds: every process start is slow, and the sixteen runs
-// of a round serialise on gre-hook's lock. CI runs 2 rounds; the 50
-// rounds are GRE_HOOK_STRESS_ROUNDS=50 (about 25 minutes in the VM).
+// per underlay, default 3) size it. Under software emulation every process
+// start is slow, and the sixteen runs of a round serialise on gre-hook's
+// lock; the test logs how long a round took. CI runs 2 rounds; a long
+// stress run is GRE_HOOK_STRESS_ROUNDS=50.
 func TestConcurrentUnderlays(t *testing.T) {
 	t.Parallel()
 	const underlays = 8

@@ -301,7 +301,7 @@ to = "192.168.1.0/24"
 	s.r2.down(r2cfg, "eth1")
 }
 
-// TestWatchDynamicEndpoints is issue 14's scenario with gre-hook watch at
+// TestWatchDynamicEndpoints is TestDynamicRemote's scenario with gre-hook watch at
 // both ends: site1 names its peer site2.test (its namespace's hosts file,
 // resolve_interval = 1) and site2's local is "auto". site2 is renumbered
 // and site2.test pointed at the new address; with no other action the

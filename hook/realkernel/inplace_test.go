@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Edits of a live tunnel's config (issue 23): what the kernel can change
+// Edits of a live tunnel's config: what the kernel can change
 // on a live link, up changes in place, and the link keeps its index.
 
 // tunnelView is what the kernel reports of a tunnel's link: its index and

@@ -268,7 +268,7 @@ func TestWatchPlainPeerFailover(t *testing.T) {
 	s.checkLANPing(t)
 
 	bound := interval*(retries+1) + time.Second
-	t.Logf("interval %v, retries %d: after the cut, dead in %.2fs and routes gone in %.2fs (issue's bound %v); after the restore, alive in %.2fs and routes back in %.2fs (bound %v)",
+	t.Logf("interval %v, retries %d: after the cut, dead in %.2fs and routes gone in %.2fs (bound %v); after the restore, alive in %.2fs and routes back in %.2fs (bound %v)",
 		interval, retries, deadAt.Sub(cutAt).Seconds(), goneAt.Sub(cutAt).Seconds(), bound,
 		aliveAt.Sub(restoreAt).Seconds(), backAt.Sub(restoreAt).Seconds(), 2*interval)
 	// The watcher's decisions get 4s of slack for the shared TCG VM; the
@@ -485,7 +485,7 @@ func statusKB(t *testing.T, pid int) map[string]int {
 // RSS and CPU with 100 tunnels sending a keepalive every second, all
 // answered by a peer with 100 plain tunnels told apart by their keys. Each
 // window lasts GRE_HOOK_WATCH_BENCH_SECONDS (default 10; scripts/bench uses
-// 60). The goal: RSS under 10 MB, idle CPU near 0%.
+// 60). The goal: RSS under 10 MB, idle CPU near 0%.
 func TestWatchFootprint(t *testing.T) {
 	const n = 100
 	window := 10 * time.Second
@@ -563,7 +563,7 @@ func TestWatchFootprint(t *testing.T) {
 		window, idleCPU, idleRSS, n, activeCPU, rss, hwm)
 	fmt.Printf("WATCH-BENCH window=%ds idle_cpu_pct=%.2f idle_rss_kb=%d tunnels=%d active_cpu_pct=%.2f rss_kb=%d peak_rss_kb=%d rss_anon_kb=%d rss_file_kb=%d\n",
 		int(window/time.Second), idleCPU, idleRSS, n, activeCPU, rss, hwm, anon, file)
-	// Regression guards, not the goals (RSS under 10 MB, idle
+	// Regression guards, not the goals (RSS under 10 MB, idle
 	// CPU near 0), which the emulated VM does not show: see scripts/README.md (Benchmark).
 	if idleCPU > 5 {
 		t.Errorf("CPU %.2f%% with nothing to watch, want near 0", idleCPU)

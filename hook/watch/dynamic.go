@@ -12,7 +12,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/resolve"
 )
 
-// Endpoints that move (issue 14). A tunnel whose remote is a DNS name has
+// Endpoints that move. A tunnel whose remote is a DNS name has
 // the name resolved again every ResolveInterval, on a goroutine of its
 // own, so that a slow DNS server holds neither keepalives nor the other
 // names; when the address changes, the tunnel is moved in place

@@ -108,10 +108,9 @@ func forwardHangups(hup <-chan os.Signal, reload chan<- struct{}, log io.Writer,
 
 // gcPercent is the watcher's GOGC, unless the environment sets one.
 // Between reloads it allocates little (a liveness file now and then), so
-// a tighter heap goal than the default 100 costs next to no collections,
-// and keeps the heap near 1 MB instead of the runtime's 4 MB minimum. Measured in the test VM with 100 watched
-// tunnels (hook/realkernel TestWatchFootprint): GOGC=100 left 7-9 MB of
-// anonymous memory, GOGC=50 about 5 MB.
+// a tighter heap goal than the default 100 costs next to no collections
+// and keeps the heap small (TestWatchFootprint and scripts/bench report
+// the resident memory).
 const gcPercent = 25
 
 // compacting is the engine, whose listings hand the memory they used
