@@ -74,7 +74,7 @@ func TestRetargetRefusesUnusableAddresses(t *testing.T) {
 		if c.remote != "" {
 			r = netip.MustParseAddr(c.remote)
 		}
-		err := Retarget(bg(), e.sys, "eth1", "gre-site2", l, r, nil)
+		err := engineTo(e.sys, nil).Retarget(bg(), "eth1", "gre-site2", l, r)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Retarget(%s, %s): %v, want %q", c.local, c.remote, err, c.want)
 		}

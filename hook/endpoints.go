@@ -3,7 +3,6 @@ package hook
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"time"
 
@@ -33,33 +32,57 @@ type DynamicTunnel struct {
 	Unresolved bool
 }
 
-// Dynamic lists what gre-hook watch follows besides keepalives: every
-// tunnel in a record whose config gives its remote as a name or its local
-// as "auto". A tunnel with an address for its remote and a fixed local is
-// not listed. Records are read as Watched reads them.
-func Dynamic(sys *System, cfgPath string) ([]DynamicTunnel, error) {
-	var out []DynamicTunnel
+// Watching is what gre-hook watch follows, from one read of the records,
+// the configs they name and the kernel's links: each record's tunnels
+// judged by the config the record names, else by the watcher's --config.
+type Watching struct {
+	// Keepalives: every tunnel whose config has keepalive, with the
+	// endpoints and keys its link has and the record's liveness.
+	Keepalives []WatchedTunnel
+	// Endpoints: every tunnel whose config gives its remote as a name or
+	// its local as "auto". One with an address for its remote and a fixed
+	// local is not listed.
+	Endpoints []DynamicTunnel
+}
+
+// watching lists what the watcher follows. A record or config that
+// cannot be read leaves its tunnels out and is reported in err, with the
+// others listed all the same.
+func watching(sys *System, cfgPath string) (Watching, error) {
+	var out Watching
+	live, _ := state.ReadLiveness(sys.Store.Dir)
 	err := eachRecordTunnel(sys, cfgPath, func(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) {
-		auto := !ct.Local.IsValid()
-		if ct.RemoteName == "" && !auto {
-			return
+		if ct.Keepalive != nil && lk != nil {
+			out.Keepalives = append(out.Keepalives, watchedTunnel(u, t, ct, lk, live))
 		}
-		d := DynamicTunnel{Underlay: u, Tunnel: t.Name, RemoteName: ct.RemoteName, Family: 4,
-			ResolveInterval: time.Duration(ct.ResolveInterval) * time.Second, LocalAuto: auto}
-		if ct.Mode.Outer6() {
-			d.Family = 6
+		if d, ok := dynamicTunnel(u, t, ct, lk); ok {
+			out.Endpoints = append(out.Endpoints, d)
 		}
-		switch {
-		case t.Unresolved && ct.RemoteName != "":
-			d.Unresolved = true
-		case lk == nil:
-			return // not (or no longer) gre-hook's tunnel
-		default:
-			d.Local, d.Remote = lk.Local, lk.Remote
-		}
-		out = append(out, d)
 	})
 	return out, err
+}
+
+// dynamicTunnel is t, on underlay u, as the watcher follows its
+// endpoints, if it does.
+func dynamicTunnel(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) (DynamicTunnel, bool) {
+	auto := !ct.Local.IsValid()
+	if ct.RemoteName == "" && !auto {
+		return DynamicTunnel{}, false
+	}
+	d := DynamicTunnel{Underlay: u, Tunnel: t.Name, RemoteName: ct.RemoteName, Family: 4,
+		ResolveInterval: time.Duration(ct.ResolveInterval) * time.Second, LocalAuto: auto}
+	if ct.Mode.Outer6() {
+		d.Family = 6
+	}
+	switch {
+	case t.Unresolved && ct.RemoteName != "":
+		d.Unresolved = true
+	case lk == nil:
+		return DynamicTunnel{}, false // not (or no longer) gre-hook's tunnel
+	default:
+		d.Local, d.Remote = lk.Local, lk.Remote
+	}
+	return d, true
 }
 
 // eachRecordTunnel calls fn for every tunnel of every record that the
@@ -118,18 +141,12 @@ func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *s
 	return join(errs)
 }
 
-// Reconcile brings up a tunnel that up recorded as unresolved, now that
+// reconcile brings up a tunnel that up recorded as unresolved, now that
 // gre-hook watch found its name resolves: it runs up for the underlay,
-// with the config its record names, under the run lock, as SetLiveness
+// with the config its record names, under the run lock, as setLiveness
 // does. A no-op when the record no longer lists the tunnel as unresolved
-// (an ifdown, or an up, came first). Changes are logged as up logs them,
-// to log (sys.Log if nil).
-func Reconcile(ctx context.Context, sys *System, underlay, tunnel string, log io.Writer) error {
-	if log == nil {
-		log = sys.Log
-	}
-	s := *sys
-	s.Log = log
+// (an ifdown, or an up, came first). Changes are logged as up logs them.
+func reconcile(ctx context.Context, sys *System, underlay, tunnel string) error {
 	// The names are looked up first, without the lock: a DNS server that
 	// does not answer must not hold an ifup. What changed meanwhile is
 	// read again under the lock.
@@ -141,7 +158,7 @@ func Reconcile(ctx context.Context, sys *System, underlay, tunnel string, log io
 		if t := rec.Find(tunnel); t == nil || !t.Unresolved {
 			return nil, Request{}, nil, nil
 		}
-		req := Request{Iface: underlay, Phase: PhaseUp, AllowInsecure: !sys.Store.Secure, locked: true}
+		req := Request{Iface: underlay, Phase: PhaseUp, AllowInsecure: !sys.Store.Secure}
 		if rec.Source != "" && rec.Source != state.DefaultSource {
 			req.Config = rec.Source
 		}
@@ -165,6 +182,7 @@ func Reconcile(ctx context.Context, sys *System, underlay, tunnel string, log io
 	if err != nil || rec == nil {
 		return err
 	}
-	req.resolved = resolved
-	return up(ctx, req, cfg, &s, &logger{w: log})
+	l := &logger{w: sys.Log}
+	distrust(rec, req, l)
+	return upLocked(ctx, req, cfg, sys, l, rec, resolved, true)
 }

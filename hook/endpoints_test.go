@@ -22,14 +22,14 @@ address = ["10.0.6.1/30"]
 resolve_interval = 7
 `
 
-// Dynamic lists the tunnels with a name for remote or an automatic local,
+// Watching lists the tunnels with a name for remote or an automatic local,
 // the unresolved ones included, and not the one with both fixed.
 func TestDynamicLists(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(dynamicConfig)
 	e.mustRun(PhaseUp)
-	ds, err := Dynamic(e.sys, e.cfg)
+	ds, err := dynamicOf(e.sys, e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestReconcileUnresolved(t *testing.T) {
 	}
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}, "site3.test": {"203.0.113.3"}})
 	var log strings.Builder
-	if err := Reconcile(bg(), e.sys, "eth1", "gre-site3", &log); err != nil {
+	if err := engineTo(e.sys, &log).Reconcile(bg(), "eth1", "gre-site3"); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(e.dump(), "link gre-site3 gre local 198.51.100.1 remote 203.0.113.3 ") {
@@ -73,12 +73,12 @@ func TestReconcileUnresolved(t *testing.T) {
 	}
 	// Nothing waits any more: a no-op.
 	log.Reset()
-	if err := Reconcile(bg(), e.sys, "eth1", "gre-site3", &log); err != nil || log.Len() != 0 {
+	if err := engineTo(e.sys, &log).Reconcile(bg(), "eth1", "gre-site3"); err != nil || log.Len() != 0 {
 		t.Errorf("second reconcile: %v\n%s", err, log.String())
 	}
 	// After a down, the watcher's late call must not bring anything up.
 	e.mustRun(PhaseDown)
-	if err := Reconcile(bg(), e.sys, "eth1", "gre-site3", &log); err != nil || strings.Contains(e.dump(), "link gre-") {
+	if err := engineTo(e.sys, &log).Reconcile(bg(), "eth1", "gre-site3"); err != nil || strings.Contains(e.dump(), "link gre-") {
 		t.Errorf("reconcile after down: %v\n%s", err, e.dump())
 	}
 }

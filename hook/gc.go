@@ -28,16 +28,16 @@ func splitComment(c string) (underlay, tunnel string, ok bool) {
 	return parts[0], parts[1], true
 }
 
-// GC removes every object of gre-hook's that the config and a completed
+// runGC removes every object of gre-hook's that the config and a completed
 // bring-up do not both account for: a tunnel is kept only if its config
 // has it on that underlay, the underlay exists, and the underlay's record
 // lists it. Its config is the one its record names (the config of the
-// stanza that brought it up), else the one this run reads. GC finds
+// stanza that brought it up), else the one this run reads. It finds
 // objects by the marks the kernel keeps (link alias, route protocol, rule
 // comment), so it works without records too. An underlay whose record or
 // recorded config cannot be read is left alone and reported. cfg is the
 // config req names.
-func GC(ctx context.Context, req Request, cfg *config.Config, sys *System) error {
+func runGC(ctx context.Context, req Request, cfg *config.Config, sys *System) error {
 	l := newLogger(req, sys)
 	if !req.DryRun {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)

@@ -87,24 +87,24 @@ func (e *env) run(phase Phase) (string, error) {
 func run(req Request, sys *System) error {
 	cfg, err := LoadConfig(req)
 	if req.Phase == PhaseDown {
-		return Down(bg(), req, cfg, err, sys)
+		return NewEngine(sys).Down(bg(), req, cfg, err)
 	}
 	if err != nil {
 		return err
 	}
-	return Up(bg(), req, cfg, sys)
+	return NewEngine(sys).Up(bg(), req, cfg)
 }
 
 // gc runs GC with the config req names.
 func gc(t *testing.T, req Request, sys *System) error {
 	t.Helper()
-	return GC(bg(), req, mustLoad(t, req), sys)
+	return NewEngine(sys).GC(bg(), req, mustLoad(t, req))
 }
 
 // statusOf runs Status, not as JSON, with the config req names.
 func statusOf(t *testing.T, req Request, sys *System, out io.Writer) (bool, error) {
 	t.Helper()
-	return Status(req, mustLoad(t, req), sys, out, false)
+	return NewEngine(sys).Status(req, mustLoad(t, req), out, false)
 }
 
 func mustLoad(t *testing.T, req Request) *config.Config {
@@ -191,5 +191,25 @@ func bg() context.Context { return context.Background() }
 // jsonStatusOf runs Status as JSON, with the config req names.
 func jsonStatusOf(t *testing.T, req Request, sys *System, out io.Writer) (bool, error) {
 	t.Helper()
-	return Status(req, mustLoad(t, req), sys, out, true)
+	return NewEngine(sys).Status(req, mustLoad(t, req), out, true)
+}
+
+// engineTo is the Engine over sys logging to w (sys's own log if nil).
+func engineTo(sys *System, w io.Writer) *Engine {
+	s := *sys
+	if w != nil {
+		s.Log = w
+	}
+	return NewEngine(&s)
+}
+
+// watchedOf and dynamicOf are the two lists of the Engine's Watching.
+func watchedOf(sys *System, cfgPath string) ([]WatchedTunnel, error) {
+	w, err := NewEngine(sys).Watching(cfgPath)
+	return w.Keepalives, err
+}
+
+func dynamicOf(sys *System, cfgPath string) ([]DynamicTunnel, error) {
+	w, err := NewEngine(sys).Watching(cfgPath)
+	return w.Endpoints, err
 }

@@ -54,12 +54,6 @@ type Request struct {
 	// IFACE but no PHASE, as ifupdown2 runs a post-up or pre-down line.
 	// Such a line sees no stanza options, gre-hook-config included.
 	Line bool
-
-	// locked: the caller holds the run lock (Reconcile).
-	// Such a run looks no name up: it takes resolved, looked up before
-	// the lock, and the record's address for a name not in it.
-	locked   bool
-	resolved map[resolve.Query]resolve.Result
 }
 
 // Net is the rtnetlink operations gre-hook uses, in package rtnl's terms
@@ -220,19 +214,6 @@ func LoadConfig(req Request) (*config.Config, error) {
 // DescribeConfig names the config req reads, for messages.
 func DescribeConfig(req Request) string {
 	return describeSource(sourceOf(req))
-}
-
-// Up brings up the tunnels that cfg, the config req names, has on
-// req.Iface.
-func Up(ctx context.Context, req Request, cfg *config.Config, sys *System) error {
-	return up(ctx, req, cfg, sys, newLogger(req, sys))
-}
-
-// Down takes down the tunnels on req.Iface. cfg is the config req names,
-// or nil when it could not be read, and cfgErr says why: down then goes
-// by the record and the kernel's marks.
-func Down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sys *System) error {
-	return down(ctx, req, cfg, cfgErr, sys, newLogger(req, sys))
 }
 
 func newLogger(req Request, sys *System) *logger {

@@ -3,7 +3,6 @@ package hook
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"strings"
 	"time"
@@ -70,18 +69,14 @@ func withdrawable(t *state.Tunnel) []state.Route {
 	return append(append([]state.Route{}, t.Routes...), t.OwnedDefaults()...)
 }
 
-// SetLiveness records whether a tunnel's peer answers and makes the
+// setLiveness records whether a tunnel's peer answers and makes the
 // kernel match the record, under the run lock: dead withdraws the
 // tunnel's routes, alive puts back those the record lists as withdrawn.
 // Called again with the record's own liveness, it repairs a change a
 // crash cut short. A no-op when no record lists the tunnel (an ifdown
 // came first). It logs one line on a change of liveness, naming the
-// tunnel, the peer and the silence, then each change as up does, to log
-// (sys.Log if nil).
-func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, alive bool, lastReply time.Time, log io.Writer) error {
-	if log == nil {
-		log = sys.Log
-	}
+// tunnel, the peer and the silence, then each change as up does.
+func setLiveness(ctx context.Context, sys *System, underlay, tunnel string, alive bool, lastReply time.Time) error {
 	unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 	if err != nil {
 		return err
@@ -95,7 +90,7 @@ func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 	if t == nil || t.Unresolved {
 		return nil
 	}
-	l := &logger{w: log, verbose: true}
+	l := &logger{w: sys.Log, verbose: true}
 	fail := func(err error) error { return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err) }
 	now := time.Now()
 	changed := t.Dead == alive
@@ -109,7 +104,7 @@ func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 	if alive {
 		if changed {
 			t.Dead, t.DeadSince = false, nil
-			fmt.Fprintf(log, "gre-hook: tunnel %q on %s: peer %s answers again%s; putting its routes back\n", tunnel, underlay, peer, silence(lastReply, now, " after "))
+			fmt.Fprintf(sys.Log, "gre-hook: tunnel %q on %s: peer %s answers again%s; putting its routes back\n", tunnel, underlay, peer, silence(lastReply, now, " after "))
 			if err := sys.Store.Save(rec); err != nil {
 				return fail(err)
 			}
@@ -126,7 +121,7 @@ func SetLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 	if changed {
 		t.Dead, t.DeadSince = true, &now
 		t.Withdrawn = withdrawable(t)
-		fmt.Fprintf(log, "gre-hook: tunnel %q on %s: peer %s is dead%s; withdrawing its routes\n", tunnel, underlay, peer, silence(lastReply, now, ", silent for "))
+		fmt.Fprintf(sys.Log, "gre-hook: tunnel %q on %s: peer %s is dead%s; withdrawing its routes\n", tunnel, underlay, peer, silence(lastReply, now, ", silent for "))
 		// The intent first: a crash after this is repaired from the record.
 		if err := sys.Store.Save(rec); err != nil {
 			return fail(err)
@@ -311,37 +306,25 @@ type WatchedTunnel struct {
 	Sync      bool
 }
 
-// Watched lists what the watcher must follow: every tunnel in a record
-// (state dir) whose config has keepalive, with local/remote/ikey/okey as
-// the kernel link has them, interval, retries, and the record's
-// liveness. Each record's tunnels are judged by the config the record
-// names, else by cfgPath ("" for the defaults). A record or config that
-// cannot be read leaves its tunnels out and is reported in err, with the
-// others listed all the same.
-func Watched(sys *System, cfgPath string) ([]WatchedTunnel, error) {
-	var out []WatchedTunnel
-	live, _ := state.ReadLiveness(sys.Store.Dir)
-	err := eachRecordTunnel(sys, cfgPath, func(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) {
-		if ct.Keepalive == nil || lk == nil {
-			return
+// watchedTunnel is t, on underlay u, as the watcher sends keepalives on
+// it: lk is its link, ct its config, and live the watcher's last liveness
+// file, whose newer replies count.
+func watchedTunnel(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link, live []state.LivenessEntry) WatchedTunnel {
+	w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey, FwMark: lk.FwMark,
+		Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Dead: t.Dead,
+		Sync: t.Dead || len(t.Withdrawn) > 0}
+	if t.DeadSince != nil {
+		w.DeadSince = *t.DeadSince
+	}
+	if t.LastReply != nil {
+		w.LastReply = *t.LastReply
+	}
+	for _, e := range live {
+		if e.Underlay == u && e.Tunnel == t.Name && e.LastReply.After(w.LastReply) {
+			w.LastReply = e.LastReply
 		}
-		w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey, FwMark: lk.FwMark,
-			Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Dead: t.Dead,
-			Sync: t.Dead || len(t.Withdrawn) > 0}
-		if t.DeadSince != nil {
-			w.DeadSince = *t.DeadSince
-		}
-		if t.LastReply != nil {
-			w.LastReply = *t.LastReply
-		}
-		for _, e := range live {
-			if e.Underlay == u && e.Tunnel == t.Name && e.LastReply.After(w.LastReply) {
-				w.LastReply = e.LastReply
-			}
-		}
-		out = append(out, w)
-	})
-	return out, err
+	}
+	return w
 }
 
 // KeepaliveStatus is a watched tunnel's liveness, as status shows it.

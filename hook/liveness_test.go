@@ -58,7 +58,7 @@ func newWatched(t *testing.T) *env {
 func (e *env) set(underlay, tunnel string, alive bool) string {
 	e.t.Helper()
 	e.log.Reset()
-	if err := SetLiveness(bg(), e.sys, underlay, tunnel, alive, time.Now().Add(-7*time.Second), &e.log); err != nil {
+	if err := engineTo(e.sys, &e.log).SetLiveness(bg(), underlay, tunnel, alive, time.Now().Add(-7*time.Second)); err != nil {
 		e.t.Fatalf("SetLiveness(%s, %s, %v): %v\n%s", underlay, tunnel, alive, err, e.log.String())
 	}
 	return e.log.String()
@@ -312,7 +312,7 @@ func TestStatusLiveness(t *testing.T) {
 	if !strings.Contains(buf.String(), "gre-a on eth1: up\n  keepalive: alive, no reply known (is gre-hook watch running?)\n") {
 		t.Errorf("status before the watcher:\n%s", buf.String())
 	}
-	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", false, clock.Add(-8*time.Second), &e.log); err != nil {
+	if err := engineTo(e.sys, &e.log).SetLiveness(bg(), "eth1", "gre-a", false, clock.Add(-8*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if err := state.WriteLiveness(e.sys.Store.Dir, []state.LivenessEntry{
@@ -378,13 +378,13 @@ func TestKeepaliveRemovedWhileDead(t *testing.T) {
 // kernel has them, with the record's liveness.
 func TestWatched(t *testing.T) {
 	e := newWatched(t)
-	if ws, err := Watched(e.sys, e.cfg); err != nil || len(ws) != 0 {
+	if ws, err := watchedOf(e.sys, e.cfg); err != nil || len(ws) != 0 {
 		t.Fatalf("nothing up: %v %v", ws, err)
 	}
 	e.mustOn("eth1", PhaseUp)
 	e.mustOn("eth2", PhaseUp)
 	e.set("eth2", "gre-b", false)
-	ws, err := Watched(e.sys, e.cfg)
+	ws, err := watchedOf(e.sys, e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestWatched(t *testing.T) {
 	}
 	// A tunnel without keepalive is not watched.
 	e.write(strings.Replace(watchedTwo, "keepalive = { interval = 2, retries = 3 }\n", "", 1))
-	if ws, err := Watched(e.sys, e.cfg); err != nil || len(ws) != 1 || ws[0].Tunnel != "gre-b" {
+	if ws, err := watchedOf(e.sys, e.cfg); err != nil || len(ws) != 1 || ws[0].Tunnel != "gre-b" {
 		t.Errorf("after keepalive removed from gre-a: %+v %v", ws, err)
 	}
 }
@@ -410,7 +410,7 @@ func TestWatched(t *testing.T) {
 // first), and reads no config: an emptied or broken one blocks nothing.
 func TestSetLivenessGoneOrUnconfigured(t *testing.T) {
 	e := newWatched(t)
-	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", false, time.Time{}, &e.log); err != nil {
+	if err := engineTo(e.sys, &e.log).SetLiveness(bg(), "eth1", "gre-a", false, time.Time{}); err != nil {
 		t.Fatalf("no record: %v", err)
 	}
 	if e.record() != "" {
@@ -485,7 +485,7 @@ func TestSetLivenessFailureIsRetried(t *testing.T) {
 	e.mustOn("eth1", PhaseUp)
 	upDump := e.dump()
 	sync := func() bool {
-		ws, err := Watched(e.sys, e.cfg)
+		ws, err := watchedOf(e.sys, e.cfg)
 		if err != nil || len(ws) != 1 {
 			t.Fatalf("watched: %+v %v", ws, err)
 		}
@@ -497,7 +497,7 @@ func TestSetLivenessFailureIsRetried(t *testing.T) {
 
 	e.fk.Net.FailNth("DelRoute", 1)
 	e.log.Reset()
-	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", false, time.Time{}, &e.log); err == nil {
+	if err := engineTo(e.sys, &e.log).SetLiveness(bg(), "eth1", "gre-a", false, time.Time{}); err == nil {
 		t.Fatalf("dead with a failing route change: no error\n%s", e.log.String())
 	}
 	if en := e.entry("eth1", "gre-a"); !en.Dead || len(en.Withdrawn) != 2 || !sync() {
@@ -510,7 +510,7 @@ func TestSetLivenessFailureIsRetried(t *testing.T) {
 
 	e.fk.Net.FailNth("ReplaceRoute", 1)
 	e.log.Reset()
-	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", true, time.Time{}, &e.log); err == nil {
+	if err := engineTo(e.sys, &e.log).SetLiveness(bg(), "eth1", "gre-a", true, time.Time{}); err == nil {
 		t.Fatalf("alive with a failing route change: no error\n%s", e.log.String())
 	}
 	if en := e.entry("eth1", "gre-a"); en.Dead || len(en.Withdrawn) != 2 || !sync() {

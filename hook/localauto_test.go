@@ -48,7 +48,7 @@ func TestLocalAutoKeepsTheRecordedLocal(t *testing.T) {
 		t.Fatalf("kernel:\n%s", e.dump())
 	}
 	e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.7/24"))
-	if err := Retarget(bg(), e.sys, "eth1", "gre-a", netip.MustParseAddr("198.51.100.7"), netip.Addr{}, nil); err != nil {
+	if err := engineTo(e.sys, nil).Retarget(bg(), "eth1", "gre-a", netip.MustParseAddr("198.51.100.7"), netip.Addr{}); err != nil {
 		t.Fatal(err)
 	}
 	if out := e.mustRun(PhaseUp); out != "" {

@@ -69,21 +69,21 @@ address = ["10.0.9.1/30"]
 		lookups = nil
 	}
 
-	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", false, time.Now().Add(-5*time.Second), &e.log); err != nil {
+	if err := engineTo(e.sys, &e.log).SetLiveness(bg(), "eth1", "gre-a", false, time.Now().Add(-5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	check("SetLiveness dead")
 	if strings.Contains(e.dump(), "192.168.2.0/24") {
 		t.Errorf("dead: the route is still there:\n%s", e.dump())
 	}
-	if err := SetLiveness(bg(), e.sys, "eth1", "gre-a", true, time.Now(), &e.log); err != nil {
+	if err := engineTo(e.sys, &e.log).SetLiveness(bg(), "eth1", "gre-a", true, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	check("SetLiveness alive")
 	if !strings.Contains(e.dump(), "192.168.2.0/24") || strings.Contains(e.dump(), "gre-late") {
 		t.Errorf("alive: the route is not back, or gre-late came up:\n%s", e.dump())
 	}
-	if err := Reconcile(bg(), e.sys, "eth1", "gre-late", &e.log); err != nil {
+	if err := engineTo(e.sys, &e.log).Reconcile(bg(), "eth1", "gre-late"); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

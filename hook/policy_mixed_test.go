@@ -165,7 +165,7 @@ func TestPolicyNotAppliedIsDriftInJSON(t *testing.T) {
 	req := Request{Config: e.cfg, AllowInsecure: true, Iface: "eth1"}
 	for _, asJSON := range []bool{false, true} {
 		var buf strings.Builder
-		if drift, err := Status(req, mustLoad(t, req), e.sys, &buf, asJSON); err != nil || !drift {
+		if drift, err := NewEngine(e.sys).Status(req, mustLoad(t, req), &buf, asJSON); err != nil || !drift {
 			t.Errorf("status (json %v): drift %v, %v\n%s", asJSON, drift, err, buf.String())
 		}
 	}

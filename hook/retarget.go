@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
@@ -19,20 +18,17 @@ type EndpointSetter interface {
 	SetEndpoints(name string, local, remote netip.Addr) error
 }
 
-// Retarget moves a tunnel gre-hook brought up to new endpoints without
+// retarget moves a tunnel gre-hook brought up to new endpoints without
 // deleting and re-creating it: its index, addresses, routes and MSS rule
 // stay. A zero local or remote keeps the current one. Its outer packets
 // carry gre-hook's fwmark and find the new remote through the main table
 // (POLICY-ROUTING.md): no route needs to move. The record follows, and one line is
-// logged (to log, or sys.Log if nil). It runs under the run lock, like up
+// logged. It runs under the run lock, like up
 // and down, and is a no-op when the link already has these endpoints.
 //
 // gre-hook watch calls it when a remote's name resolves to a new address,
 // and when the underlay address a local = "auto" tunnel uses goes away.
-func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, remote netip.Addr, log io.Writer) error {
-	if log == nil {
-		log = sys.Log
-	}
+func retarget(ctx context.Context, sys *System, underlay, tunnel string, local, remote netip.Addr) error {
 	fail := func(err error) error {
 		return fmt.Errorf("moving tunnel %q on %s: %w", tunnel, underlay, err)
 	}
@@ -102,7 +98,7 @@ func Retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	if e.RemoteName != "" {
 		name = " (" + e.RemoteName + ")"
 	}
-	fmt.Fprintf(log, "gre-hook: + %s  # %s on %s, in place, was %s%s\n",
+	fmt.Fprintf(sys.Log, "gre-hook: + %s  # %s on %s, in place, was %s%s\n",
 		endpointsCmd(tunnel, link.Kind, local, remote), tunnel, underlay, was, name)
 
 	e.Local, e.Remote = local, remote

@@ -32,7 +32,7 @@ func TestRetargetRemote(t *testing.T) {
 	dumpBefore := e.dump()
 
 	var log strings.Builder
-	if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9"), &log); err != nil {
+	if err := engineTo(e.sys, &log).Retarget(bg(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9")); err != nil {
 		t.Fatal(err)
 	}
 	want := "gre-hook: + ip link set gre-site2 type gre local 198.51.100.1 remote 203.0.113.9  # gre-site2 on eth1, in place, was remote 203.0.113.1 (site2.test)\n"
@@ -55,7 +55,7 @@ func TestRetargetRemote(t *testing.T) {
 
 	// Again: nothing to do, nothing logged.
 	log.Reset()
-	if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9"), &log); err != nil || log.Len() != 0 {
+	if err := engineTo(e.sys, &log).Retarget(bg(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9")); err != nil || log.Len() != 0 {
 		t.Errorf("second retarget: %v %q", err, log.String())
 	}
 	// An up that resolves the name to the new address agrees.
@@ -75,7 +75,7 @@ func TestRetargetLocal(t *testing.T) {
 	e.mustRun(PhaseUp)
 	e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.7/24"))
 	var log strings.Builder
-	if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.MustParseAddr("198.51.100.7"), netip.Addr{}, &log); err != nil {
+	if err := engineTo(e.sys, &log).Retarget(bg(), "eth1", "gre-site2", netip.MustParseAddr("198.51.100.7"), netip.Addr{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), "ip link set gre-site2 type gre local 198.51.100.7 remote 203.0.113.1  # gre-site2 on eth1, in place, was local 198.51.100.1 remote 203.0.113.1") ||
@@ -101,20 +101,20 @@ func TestRetargetRefuses(t *testing.T) {
 	}{
 		{"gre-site2", "203.0.113.9", `moving tunnel "gre-site2" on eth1: gre-hook's record does not list it as up`},
 	} {
-		err := Retarget(bg(), e.sys, "eth1", c.tunnel, netip.Addr{}, netip.MustParseAddr(c.remote), nil)
+		err := engineTo(e.sys, nil).Retarget(bg(), "eth1", c.tunnel, netip.Addr{}, netip.MustParseAddr(c.remote))
 		if err == nil || err.Error() != c.want {
 			t.Errorf("got %v, want %s", err, c.want)
 		}
 	}
 	e.mustRun(PhaseUp)
-	err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("2001:db8::9"), nil)
+	err := engineTo(e.sys, nil).Retarget(bg(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("2001:db8::9"))
 	if err == nil || !strings.Contains(err.Error(), "endpoints are of the family it was made with") {
 		t.Errorf("family change: %v", err)
 	}
 	// A failing change leaves the kernel and the record as they were.
 	dump, rec := e.dump(), e.record()
 	e.fk.Net.FailNth("SetEndpoints", 1)
-	if err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9"), nil); err == nil {
+	if err := engineTo(e.sys, nil).Retarget(bg(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9")); err == nil {
 		t.Error("no error from a failing change")
 	}
 	diff(t, "kernel after a failed retarget", e.dump(), dump)
@@ -137,7 +137,7 @@ func TestRetargetAfterRenumbering(t *testing.T) {
 			e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix(to))
 			local := netip.MustParsePrefix(to).Addr()
 			var log strings.Builder
-			if err := Retarget(bg(), e.sys, "eth1", "gre-site2", local, netip.Addr{}, &log); err != nil {
+			if err := engineTo(e.sys, &log).Retarget(bg(), "eth1", "gre-site2", local, netip.Addr{}); err != nil {
 				t.Fatal(err)
 			}
 			if strings.Count(log.String(), "\n") != 1 || !strings.Contains(log.String(), "type gre local "+local.String()) {
@@ -148,7 +148,7 @@ func TestRetargetAfterRenumbering(t *testing.T) {
 			}
 			// Again: nothing to do.
 			log.Reset()
-			if err := Retarget(bg(), e.sys, "eth1", "gre-site2", local, netip.Addr{}, &log); err != nil || log.Len() != 0 {
+			if err := engineTo(e.sys, &log).Retarget(bg(), "eth1", "gre-site2", local, netip.Addr{}); err != nil || log.Len() != 0 {
 				t.Errorf("again: %v %q", err, log.String())
 			}
 		})
@@ -169,7 +169,7 @@ func TestRetargetRefusesLegacyPin(t *testing.T) {
 		t.Fatal(err)
 	}
 	dump := e.dump()
-	err := Retarget(bg(), e.sys, "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9"), nil)
+	err := engineTo(e.sys, nil).Retarget(bg(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9"))
 	if err == nil || !strings.Contains(err.Error(), "run `gre-hook up --iface eth1` first") {
 		t.Errorf("got %v", err)
 	}

@@ -33,12 +33,12 @@ type TunnelStatus struct {
 	Policy *plan.Policy `json:"policy,omitempty"`
 }
 
-// Status compares the kernel with the config for each configured tunnel
+// runStatus compares the kernel with the config for each configured tunnel
 // (on iface, if set) and reports whether anything differs: whether the
 // diff up would run is empty. On drift it prints the commands up would
 // run to fix it. A tunnel whose underlay is missing or down is expected
 // to be absent. cfg is the config req names.
-func Status(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
+func runStatus(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
 	snap, err := takeSnapshot(sys.Net)
 	if err != nil {
 		return false, err

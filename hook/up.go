@@ -9,6 +9,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
+	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
@@ -24,15 +25,24 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 		l.note("no tunnels on %s", req.Iface)
 		return nil
 	}
-	resolved := req.resolved
-	if !req.locked {
-		resolved = resolveRemotes(ctx, sys, tunnels)
-	}
-	rec, unlock, err := openRecord(req, sys, l, !req.DryRun && !req.locked, "bringing up")
+	// The names are looked up before the lock: a DNS server that does not
+	// answer must not hold another underlay's ifup.
+	resolved := resolveRemotes(ctx, sys, tunnels)
+	rec, unlock, err := openRecord(req, sys, l, !req.DryRun, "bringing up")
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	return upLocked(ctx, req, cfg, sys, l, rec, resolved, false)
+}
+
+// upLocked is up under the run lock, with rec the underlay's record read
+// under it and resolved the names looked up before it. With
+// recordedNames (Reconcile), a name resolved lacks nothing: one not in
+// resolved takes the record's address.
+func upLocked(ctx context.Context, req Request, cfg *config.Config, sys *System, l *logger, rec *state.Record,
+	resolved map[resolve.Query]resolve.Result, recordedNames bool) error {
+	tunnels := cfg.For(req.Iface)
 	src := sourceOf(req)
 	if rec != nil && rec.Source != "" && rec.Source != src && !req.SwitchConfig {
 		// Hooks run once per stanza, and a dual-stack underlay's inet6
@@ -46,7 +56,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *lo
 			req.Iface, describeSource(rec.Source), describeSource(src))
 		return nil
 	}
-	if req.locked {
+	if recordedNames {
 		resolved = withRecorded(resolved, tunnels, rec)
 	}
 	r := &upRun{ctx: ctx, req: req, cfg: cfg, sys: sys, l: l, rec: rec, src: src}

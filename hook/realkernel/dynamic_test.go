@@ -259,10 +259,11 @@ to = "192.168.1.0/24"
 			t.Fatalf("change: %+v", c)
 		}
 		var log bytes.Buffer
-		if err := hook.Retarget(context.Background(), sys2, "eth1", "gre-site1", c.New, netip.Addr{}, &log); err != nil {
+		sys1.Log, sys2.Log = &log, &log
+		if err := hook.NewEngine(sys2).Retarget(context.Background(), "eth1", "gre-site1", c.New, netip.Addr{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := hook.Retarget(context.Background(), sys1, "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9"), &log); err != nil {
+		if err := hook.NewEngine(sys1).Retarget(context.Background(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9")); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("retarget log:\n%s", log.String())

@@ -23,13 +23,13 @@ func TestStaleAddrFollowerError(t *testing.T) {
 	defer w.stopDynamic()
 	now := time.Now()
 
-	w.reloadEndpoints(now) // follower 1 runs
+	w.reloadEndpoints(now, mover.eps, nil) // follower 1 runs
 	mover.eps = nil
-	w.reloadEndpoints(now) // the tunnel went down: follower 1 is stopped
+	w.reloadEndpoints(now, mover.eps, nil) // the tunnel went down: follower 1 is stopped
 	w.addrsFailed(addrFailure{1, errors.New("netlink: follower 1 failed")})
 
 	mover.eps = []Endpoint{auto}
-	w.reloadEndpoints(now) // follower 2 runs
+	w.reloadEndpoints(now, mover.eps, nil) // follower 2 runs
 	if w.dyn.stopAddrs == nil {
 		t.Fatal("no follower running after the tunnel came back")
 	}

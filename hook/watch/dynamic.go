@@ -24,16 +24,13 @@ import (
 // each the lists are read again, so keepalives go to the new addresses.
 
 // Endpoint is a tunnel whose endpoints the watcher follows, as
-// Mover.Endpoints reports it.
+// Engine.Watching lists it.
 type Endpoint = hook.DynamicTunnel
 
 func keyOf(e Endpoint) Key { return Key{e.Underlay, e.Tunnel} }
 
 // Mover is the hook side of following endpoints.
 type Mover interface {
-	// Endpoints lists the tunnels in a record whose remote is a name or
-	// whose local is "auto".
-	Endpoints() ([]Endpoint, error)
 	// Retarget changes a tunnel's endpoints in place; a zero address
 	// keeps that endpoint.
 	Retarget(ctx context.Context, underlay, tunnel string, local, remote netip.Addr) error
@@ -208,16 +205,16 @@ func (w *Watcher) endpointsSorted() []*endpoint {
 	return out
 }
 
-// reloadEndpoints asks the Mover for the tunnels to follow and merges
-// them with those followed: a new name is resolved after its interval
+// reloadEndpoints merges eps, the tunnels to follow as the engine lists
+// them, with those followed: a new name is resolved after its interval
 // (up has just resolved it) or at once if unresolved; one followed
-// already keeps its schedule.
-func (w *Watcher) reloadEndpoints(now time.Time) {
+// already keeps its schedule. err is the engine's: with none listed, the
+// followed stay as they are.
+func (w *Watcher) reloadEndpoints(now time.Time, eps []Endpoint, err error) {
 	if w.Mover == nil {
 		return
 	}
-	eps, err := w.Mover.Endpoints()
-	if err != nil {
+	if err != nil && len(eps) == 0 {
 		w.logf("reading the tunnels whose endpoints move: %v; keeping the %d followed so far", err, len(w.dyn.endpoints))
 		return
 	}

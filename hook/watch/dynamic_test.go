@@ -51,6 +51,7 @@ type fakeMover struct {
 	failErr error
 }
 
+// Endpoints is what the fake engine's Watching lists of m.
 func (m *fakeMover) Endpoints() ([]Endpoint, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -212,6 +213,7 @@ func startDyn(t *testing.T, names map[string][]netip.Addr, eps []Endpoint, targe
 	d.mover = &fakeMover{eps: eps, moves: make(chan move, 100), names: d.names}
 	d.rig = startRig(t, newFakeConn(), func(w *Watcher) {
 		d.mover.eng = w.Engine.(*fakeEngine)
+		d.mover.eng.mover = d.mover
 		w.Mover, w.Lookup, w.Addrs, w.LookupWait = d.mover, d.names.lookup, d.addrs, time.Second
 		w.OwnAddrs = func() (addrpolicy.Own, error) {
 			return addrpolicy.Own{Prefixes: []netip.Prefix{netip.PrefixFrom(site1, 24)}}, nil
@@ -365,9 +367,10 @@ func TestLocalAutoFollowsTheUnderlay(t *testing.T) {
 // "auto" tunnel is followed from address events alone, and with nothing
 // to follow the address follower does not run.
 func TestEndpointsWithoutNameNeedNoTimer(t *testing.T) {
-	w := &Watcher{Mover: &fakeMover{eps: []Endpoint{{Underlay: "eth1", Tunnel: "gre-x", Local: site1, Remote: site2, Family: 4, LocalAuto: true}}}}
+	eps := []Endpoint{{Underlay: "eth1", Tunnel: "gre-x", Local: site1, Remote: site2, Family: 4, LocalAuto: true}}
+	w := &Watcher{Mover: &fakeMover{eps: eps}}
 	w.initDynamic()
-	w.reloadEndpoints(time.Now())
+	w.reloadEndpoints(time.Now(), eps, nil)
 	if due, ok := w.nextDue(); ok {
 		t.Errorf("a local = \"auto\" tunnel wants a wake-up at %v", due)
 	}

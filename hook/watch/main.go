@@ -70,7 +70,9 @@ func Main(opts Options, stderr io.Writer) int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	eng := compacting{&engine{watchSys: watchSys, setSys: setSys, config: opts.Config, log: stderr}}
+	// The changes log what they change to the watcher's log.
+	watchSys.Log, setSys.Log = stderr, stderr
+	eng := compacting{&engine{watch: hook.NewEngine(watchSys), set: hook.NewEngine(setSys), dir: watchSys.Store.Dir, config: opts.Config}}
 	w := &Watcher{
 		Engine:  eng,
 		Conn:    conn,
@@ -117,18 +119,11 @@ const gcPercent = 25
 // back to the kernel: reading the records, the config and the kernel's
 // links at a reload (an ifup, an ifdown, a SIGHUP) is the one burst of
 // allocations, and the heap it grew would otherwise stay resident until
-// the runtime's scavenger returns it, slowly. A reload lists both what to
-// watch and whose endpoints to follow, so both hand it back.
+// the runtime's scavenger returns it, slowly.
 type compacting struct{ *engine }
 
-func (c compacting) Watched() ([]Target, error) {
-	ts, err := c.engine.Watched()
+func (c compacting) Watching() ([]Target, []Endpoint, error) {
+	ts, es, err := c.engine.Watching()
 	debug.FreeOSMemory()
-	return ts, err
-}
-
-func (c compacting) Endpoints() ([]Endpoint, error) {
-	es, err := c.engine.Endpoints()
-	debug.FreeOSMemory()
-	return es, err
+	return ts, es, err
 }

@@ -58,9 +58,12 @@ func (t Target) Key() Key { return Key{t.Underlay, t.Tunnel} }
 
 // Engine is the hook side the watcher drives.
 type Engine interface {
-	// Watched lists the tunnels to watch: those in a record whose config
-	// has keepalive.
-	Watched() ([]Target, error)
+	// Watching lists, from one read, the tunnels to watch (those in a
+	// record whose config has keepalive) and, for a watcher with a Mover,
+	// those whose endpoints move (whose remote is a name or whose local
+	// is "auto"). An error with some of either listed is a record or
+	// config that could not be read: the rest is listed all the same.
+	Watching() ([]Target, []Endpoint, error)
 	// SetLiveness records a peer dead or alive and brings the kernel in
 	// line: routes withdrawn, or put back.
 	SetLiveness(ctx context.Context, underlay, tunnel string, alive bool, lastReply time.Time) error
@@ -514,9 +517,14 @@ func (w *Watcher) done(r result) {
 // those that stay keep their counts. The tunnels whose endpoints move are
 // read again too.
 func (w *Watcher) reload(now time.Time) {
-	w.reloadEndpoints(now)
-	targets, err := w.Engine.Watched()
-	if err != nil {
+	targets, eps, err := w.Engine.Watching()
+	if err != nil && (len(targets) > 0 || len(eps) > 0) {
+		// Some records or configs could not be read; the others are
+		// followed all the same.
+		w.logf("%v", err)
+	}
+	w.reloadEndpoints(now, eps, err)
+	if err != nil && len(targets) == 0 {
 		w.logf("reading what to watch: %v; keeping the %d tunnel(s) watched so far", err, len(w.tunnels))
 		return
 	}

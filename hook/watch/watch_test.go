@@ -122,6 +122,8 @@ type fakeEngine struct {
 	fail    error
 	calls   chan call
 	written [][]state.LivenessEntry
+	// mover, when set, has the endpoints Watching lists.
+	mover *fakeMover
 }
 
 func (e *fakeEngine) setTargets(ts ...Target) {
@@ -130,10 +132,15 @@ func (e *fakeEngine) setTargets(ts ...Target) {
 	e.targets = append([]Target(nil), ts...)
 }
 
-func (e *fakeEngine) Watched() ([]Target, error) {
+func (e *fakeEngine) Watching() ([]Target, []Endpoint, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]Target(nil), e.targets...), nil
+	ts, m := append([]Target(nil), e.targets...), e.mover
+	e.mu.Unlock()
+	if m == nil {
+		return ts, nil, nil
+	}
+	eps, err := m.Endpoints()
+	return ts, eps, err
 }
 
 func (e *fakeEngine) SetLiveness(ctx context.Context, underlay, tunnel string, alive bool, lastReply time.Time) error {

@@ -139,11 +139,11 @@ func noTunnels(r hook.Request, stderr io.Writer) int {
 // runCommand calls package hook for a run, gc or status, with the config
 // Main read (cfgErr if it could not be read).
 func runCommand(ctx context.Context, inv *Invocation, cfg *config.Config, cfgErr error, sys *hook.System, stdout io.Writer) (drift bool, err error) {
-	req := inv.Request
+	req, eng := inv.Request, hook.NewEngine(sys)
 	if inv.Command == CmdRun && req.Phase == hook.PhaseDown {
 		// Down goes on without a config: the record and the kernel's
 		// marks say what is gre-hook's.
-		return false, hook.Down(ctx, req, cfg, cfgErr, sys)
+		return false, eng.Down(ctx, req, cfg, cfgErr)
 	}
 	if cfgErr != nil {
 		if inv.Command == CmdGC {
@@ -154,11 +154,11 @@ func runCommand(ctx context.Context, inv *Invocation, cfg *config.Config, cfgErr
 	}
 	switch inv.Command {
 	case CmdGC:
-		return false, hook.GC(ctx, req, cfg, sys)
+		return false, eng.GC(ctx, req, cfg)
 	case CmdStatus:
-		return hook.Status(req, cfg, sys, stdout, inv.JSON)
+		return eng.Status(req, cfg, stdout, inv.JSON)
 	}
-	return false, hook.Up(ctx, req, cfg, sys)
+	return false, eng.Up(ctx, req, cfg)
 }
 
 // nothingToDo reports, without opening netlink or taking the lock, that
