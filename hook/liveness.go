@@ -283,6 +283,7 @@ func ageOf(d time.Duration) string {
 }
 
 // WatchedTunnel is a tunnel gre-hook watch sends keepalives on.
+// The watcher takes it as it is (watch.Target).
 type WatchedTunnel struct {
 	Underlay string
 	Tunnel   string
@@ -290,17 +291,19 @@ type WatchedTunnel struct {
 	// or moved endpoint may have changed since the config was read.
 	Local, Remote netip.Addr
 	IKey, OKey    uint32
-	// FwMark is the link's mark: the keepalives carry the same, so that
+	// Mark is the link's fwmark: the keepalives carry the same, so that
 	// they are routed as the tunnel's own outer packets are, whatever
 	// the policy in force (a config edit not yet applied changes neither).
-	FwMark   uint32
+	Mark     uint32
 	Interval time.Duration
 	Retries  int
-	// The record's liveness, with the latest reply the watcher's
-	// liveness file knows; Sync: the record says a change is due or was
-	// cut short (dead, or routes still to put back), and SetLiveness with
-	// the record's liveness brings the kernel in line.
-	Dead      bool
+	// Alive is the record's liveness, so that a watcher started while a
+	// peer is dead carries on from there; DeadSince and LastReply are the
+	// times the record and the watcher's liveness file kept (zero: none).
+	// Sync: the record says a change is due or was cut short (dead, or
+	// routes still to put back), and SetLiveness with the record's
+	// liveness brings the kernel in line.
+	Alive     bool
 	DeadSince time.Time
 	LastReply time.Time
 	Sync      bool
@@ -310,8 +313,8 @@ type WatchedTunnel struct {
 // it: lk is its link, ct its config, and live the watcher's last liveness
 // file, whose newer replies count.
 func watchedTunnel(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link, live []state.LivenessEntry) WatchedTunnel {
-	w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey, FwMark: lk.FwMark,
-		Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Dead: t.Dead,
+	w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey, Mark: lk.FwMark,
+		Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Alive: !t.Dead,
 		Sync: t.Dead || len(t.Withdrawn) > 0}
 	if t.DeadSince != nil {
 		w.DeadSince = *t.DeadSince

@@ -393,10 +393,10 @@ func TestWatched(t *testing.T) {
 	}
 	a, b := ws[0], ws[1]
 	if a.Underlay != "eth1" || a.Tunnel != "gre-a" || a.Local != netip.MustParseAddr("198.51.100.1") || a.Remote != netip.MustParseAddr("203.0.113.5") ||
-		a.Interval != 2*time.Second || a.Retries != 3 || a.Dead {
+		a.Interval != 2*time.Second || a.Retries != 3 || !a.Alive {
 		t.Errorf("gre-a: %+v", a)
 	}
-	if b.Tunnel != "gre-b" || b.Local != netip.MustParseAddr("192.0.2.1") || b.Interval != time.Second || b.Retries != 5 || !b.Dead || b.DeadSince.IsZero() || b.LastReply.IsZero() {
+	if b.Tunnel != "gre-b" || b.Local != netip.MustParseAddr("192.0.2.1") || b.Interval != time.Second || b.Retries != 5 || b.Alive || b.DeadSince.IsZero() || b.LastReply.IsZero() {
 		t.Errorf("gre-b: %+v", b)
 	}
 	// A tunnel without keepalive is not watched.

@@ -21,19 +21,10 @@ type engine struct {
 	config     string // --config, for records that name none
 }
 
-// Watching lists the tunnels hook.Engine.Watching reports.
+// Watching lists what hook.Engine.Watching reports.
 func (e *engine) Watching() ([]Target, []Endpoint, error) {
 	w, err := e.watch.Watching(e.config)
-	out := make([]Target, 0, len(w.Keepalives))
-	for _, k := range w.Keepalives {
-		out = append(out, Target{
-			Underlay: k.Underlay, Tunnel: k.Tunnel,
-			Local: k.Local, Remote: k.Remote, IKey: k.IKey, OKey: k.OKey, Mark: k.FwMark,
-			Interval: k.Interval, Retries: k.Retries,
-			Alive: !k.Dead, DeadSince: k.DeadSince, LastReply: k.LastReply, Sync: k.Sync,
-		})
-	}
-	return out, w.Endpoints, err
+	return w.Keepalives, w.Endpoints, err
 }
 
 func (e *engine) SetLiveness(ctx context.Context, underlay, tunnel string, alive bool, lastReply time.Time) error {

@@ -80,7 +80,7 @@ func (m *fakeMover) Retarget(ctx context.Context, underlay, tunnel string, local
 	m.eng.mu.Lock()
 	defer m.eng.mu.Unlock()
 	for i := range m.eng.targets {
-		if m.eng.targets[i].Key() == (Key{underlay, tunnel}) {
+		if targetKey(m.eng.targets[i]) == (Key{underlay, tunnel}) {
 			if local.IsValid() {
 				m.eng.targets[i].Local = local
 			}

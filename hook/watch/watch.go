@@ -19,6 +19,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/keepalive"
 	"github.com/gre-hook/gre-hook/hook/resolve"
@@ -30,31 +31,10 @@ type Key struct{ Underlay, Tunnel string }
 
 func (k Key) String() string { return k.Tunnel + " on " + k.Underlay }
 
-// Target is one tunnel to watch, as Engine.Watched reports it.
-type Target struct {
-	Underlay, Tunnel string
-	// Local and Remote are the outer addresses, and IKey and OKey the
-	// keys, as the kernel's link has them (0: none).
-	Local, Remote netip.Addr
-	IKey, OKey    uint32
-	// Mark is the fwmark the link puts on its outer packets; its
-	// keepalives carry the same (SO_MARK), so that they leave as the
-	// tunnel's own packets do, by the main table (hook/POLICY-ROUTING.md).
-	Mark     uint32
-	Interval time.Duration
-	Retries  int
-	// Alive is the liveness the record holds, so that a watcher started
-	// while a peer is dead carries on from there; DeadSince and LastReply
-	// are the times the record and the liveness file kept (zero: none).
-	Alive                bool
-	DeadSince, LastReply time.Time
-	// Sync: the record says a change is due or was cut short, and a
-	// SetLiveness with the record's liveness brings the kernel in line.
-	Sync bool
-}
+// Target is a tunnel to watch, as the engine lists it.
+type Target = hook.WatchedTunnel
 
-// Key returns the tunnel's key.
-func (t Target) Key() Key { return Key{t.Underlay, t.Tunnel} }
+func targetKey(t Target) Key { return Key{t.Underlay, t.Tunnel} }
 
 // Engine is the hook side the watcher drives.
 type Engine interface {
@@ -485,7 +465,7 @@ func (t *tunnel) answers(n *keepalive.Nonces, nonce *[keepalive.NonceLen]byte) b
 
 func (w *Watcher) enqueue(t *tunnel) {
 	t.pending = true
-	w.queue = append(w.queue, change{kind: setLiveness, key: t.Key(), alive: t.alive, lastReply: t.lastReply})
+	w.queue = append(w.queue, change{kind: setLiveness, key: targetKey(t.Target), alive: t.alive, lastReply: t.lastReply})
 }
 
 // done takes the result of a SetLiveness. If the tunnel's liveness changed
@@ -530,7 +510,7 @@ func (w *Watcher) reload(now time.Time) {
 	}
 	seen := map[Key]bool{}
 	for _, tg := range targets {
-		k := tg.Key()
+		k := targetKey(tg)
 		seen[k] = true
 		t := w.tunnels[k]
 		if t == nil {
@@ -647,7 +627,7 @@ func (w *Watcher) tunnelsSorted() []*tunnel {
 		out = append(out, t)
 	}
 	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i].Key(), out[j].Key()
+		a, b := targetKey(out[i].Target), targetKey(out[j].Target)
 		if a.Underlay != b.Underlay {
 			return a.Underlay < b.Underlay
 		}
