@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/gre"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
@@ -24,8 +25,8 @@ var (
 // route through the peer, an MSS rule.
 func wantGRE() plan.Tunnel {
 	return plan.Tunnel{
-		Link: plan.Link{Name: "gre1", Mode: config.ModeGRE, Local: addr("198.51.100.1"), Remote: addr("203.0.113.2"),
-			TTL: 64, PMTUDisc: true, MTU: 1476, Multicast: true, Alias: plan.Alias("eth1")},
+		Link: plan.Link{Params: gre.Params{Local: addr("198.51.100.1"), Remote: addr("203.0.113.2"), TTL: 64, PMTUDisc: true}, Name: "gre1", Mode: config.ModeGRE,
+			MTU: 1476, Multicast: true, Alias: plan.Alias("eth1")},
 		Addrs:  []plan.Addr{{Prefix: pfx("10.0.0.1/30"), Broadcast: addr("10.0.0.3")}},
 		Routes: []plan.Route{{Dst: pfx("192.168.2.0/24"), Gw: addr("10.0.0.2"), Dev: "gre1"}},
 		MSS:    []plan.MSSRule{{Family: 4, Out: "gre1", Comment: plan.Comment("eth1", "gre1"), Mode: config.MSSPMTU}},
@@ -38,8 +39,7 @@ func kernelWith(w plan.Tunnel, edits ...func(*snapshot)) *snapshot {
 	s := &snapshot{
 		links: map[string]rtnl.Link{
 			"eth1": {Index: 2, Name: "eth1", MTU: 1500, Up: true},
-			"gre1": {Index: 5, Name: "gre1", Kind: "gre", Alias: w.Link.Alias, MTU: w.Link.MTU, Up: true, Multicast: w.Link.Multicast, GRE: true,
-				Local: w.Link.Local, Remote: w.Link.Remote, TTL: w.Link.TTL, PMTUDisc: w.Link.PMTUDisc},
+			"gre1": {Params: gre.Params{Local: w.Link.Local, Remote: w.Link.Remote, TTL: w.Link.TTL, PMTUDisc: w.Link.PMTUDisc}, Index: 5, Name: "gre1", Kind: "gre", Alias: w.Link.Alias, MTU: w.Link.MTU, Up: true, Multicast: w.Link.Multicast, GRE: true},
 		},
 		addrs: map[int][]rtnl.Addr{
 			2: {{Index: 2, Prefix: pfx("198.51.100.1/24"), Global: true}},

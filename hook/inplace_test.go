@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/gre"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
 
@@ -210,8 +211,7 @@ address = ["10.0.5.1/30"]
 	}
 	diff(t, "kernel", e.dump(), golden(t, onlyB))
 
-	e.fk.Net.AddForeignLink(rtnl.Link{Name: "foreign", Kind: "gre", GRE: true, MTU: 1476,
-		Local: netip.MustParseAddr("198.51.100.1"), Remote: netip.MustParseAddr("203.0.113.3")})
+	e.fk.Net.AddForeignLink(rtnl.Link{Params: gre.Params{Local: netip.MustParseAddr("198.51.100.1"), Remote: netip.MustParseAddr("203.0.113.3")}, Name: "foreign", Kind: "gre", GRE: true, MTU: 1476})
 	dump := e.dump()
 	e.write(strings.Replace(onlyB, "203.0.113.1", "203.0.113.3", 1))
 	_, err := e.run(PhaseUp)

@@ -10,15 +10,13 @@ import (
 
 // kernelLink is the link AddLink creates for l.
 func kernelLink(l plan.Link) rtnl.Link {
-	return rtnl.Link{Name: l.Name, Kind: string(l.Mode), Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast, GRE: true,
-		Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: l.PMTUDisc, IKey: l.IKey, OKey: l.OKey, FwMark: l.FwMark}
+	return rtnl.Link{Name: l.Name, Kind: string(l.Mode), Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast, GRE: true, Params: l.Params, FwMark: l.FwMark}
 }
 
 // planLink is the tunnel attributes of have, a GRE link read back, as a
 // plan has them.
 func planLink(have rtnl.Link) plan.Link {
-	return plan.Link{Name: have.Name, Mode: config.Mode(have.Kind), Local: have.Local, Remote: have.Remote, TTL: have.TTL, TOS: have.TOS,
-		PMTUDisc: have.PMTUDisc, IKey: have.IKey, OKey: have.OKey, MTU: have.MTU, Multicast: have.Multicast, Alias: have.Alias, FwMark: have.FwMark}
+	return plan.Link{Name: have.Name, Mode: config.Mode(have.Kind), Params: have.Params, MTU: have.MTU, Multicast: have.Multicast, Alias: have.Alias, FwMark: have.FwMark}
 }
 
 // kernelRoute is r installed (or deleted) with protocol proto.

@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/gre-hook/gre-hook/hook/gre"
 )
 
 // Default locations, used when no --config, GRE_HOOK_CONFIG or
@@ -71,14 +73,9 @@ type Tunnel struct {
 	Name     string
 	Underlay string
 	Mode     Mode
-	// Local is the zero Addr when the underlay's address is to be used.
-	Local    netip.Addr
-	Remote   netip.Addr
-	TTL      uint8
-	TOS      uint8
-	PMTUDisc bool
-	IKey     uint32
-	OKey     uint32
+	// The GRE attributes; Local is the zero Addr when the underlay's
+	// address is to be used.
+	gre.Params
 	// MTU is 0 when it is to be derived from the underlay's MTU.
 	MTU          int
 	Multicast    bool

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/gre-hook/gre-hook/hook/gre"
 )
 
 const file = "/etc/gre-hook/t.toml"
@@ -163,9 +165,9 @@ func TestDefaults(t *testing.T) {
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	want := Tunnel{
-		Name: "gre1", Underlay: "eth1", Mode: ModeGRE, Remote: netip.MustParseAddr("203.0.113.1"),
-		TTL: 255, PMTUDisc: true, Multicast: true, MSS: MSSPMTU, ResolveInterval: 300, File: file, Line: 1, Col: 1,
+	want := Tunnel{Params: gre.Params{Remote: netip.MustParseAddr("203.0.113.1"), TTL: 255, PMTUDisc: true},
+		Name: "gre1", Underlay: "eth1", Mode: ModeGRE,
+		Multicast: true, MSS: MSSPMTU, ResolveInterval: 300, File: file, Line: 1, Col: 1,
 	}
 	if len(ts) != 1 || !reflect.DeepEqual(ts[0], want) {
 		t.Errorf("got  %+v\nwant %+v", ts, want)
@@ -213,9 +215,9 @@ via = "fd00::1"
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	want := Tunnel{
-		Name: "t1", Underlay: "eth1", Mode: ModeIP6GRETap, Remote: netip.MustParseAddr("2001:db8::2"),
-		TTL: 0, PMTUDisc: false, IKey: 1, OKey: 4294967295, MTU: 1400, Multicast: false,
+	want := Tunnel{Params: gre.Params{Remote: netip.MustParseAddr("2001:db8::2"), TTL: 0, PMTUDisc: false, IKey: 1, OKey: 4294967295},
+		Name: "t1", Underlay: "eth1", Mode: ModeIP6GRETap,
+		MTU: 1400, Multicast: false,
 		Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/31"), netip.MustParsePrefix("fd00::/127")},
 		Peers:     []netip.Addr{netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("fd00::1")},
 		Routes: []Route{

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
+	"github.com/gre-hook/gre-hook/hook/gre"
 )
 
 type validator struct {
@@ -121,10 +122,9 @@ func ValidIfName(name string) string {
 
 func (v *validator) tunnel(r rawTunnel) Tunnel {
 	t := Tunnel{
+		Params:    gre.Params{TTL: 255, PMTUDisc: true},
 		Name:      r.Name,
 		Underlay:  r.Underlay,
-		TTL:       255,
-		PMTUDisc:  true,
 		Multicast: true,
 		MSS:       MSSPMTU,
 		File:      v.file,

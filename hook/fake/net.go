@@ -291,12 +291,10 @@ func (n *Net) AddLink(l rtnl.Link) error {
 	}
 	// ip6gre and ip6gretap have no pmtudisc: the kernel ignores
 	// IFLA_GRE_PMTUDISC for them and reports none, which reads as off.
-	pmtu := l.PMTUDisc && !strings.HasPrefix(l.Kind, "ip6")
-	n.links[l.Name] = &rtnl.Link{
-		Index: n.next, Name: l.Name, Kind: l.Kind, Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast,
-		GRE: true, Local: l.Local, Remote: l.Remote, TTL: l.TTL, TOS: l.TOS, PMTUDisc: pmtu, IKey: l.IKey, OKey: l.OKey,
-		FwMark: l.FwMark,
-	}
+	params := l.Params
+	params.PMTUDisc = l.PMTUDisc && !strings.HasPrefix(l.Kind, "ip6")
+	n.links[l.Name] = &rtnl.Link{Index: n.next, Name: l.Name, Kind: l.Kind, Alias: l.Alias, MTU: l.MTU, Multicast: l.Multicast,
+		GRE: true, Params: params, FwMark: l.FwMark}
 	n.next++
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/gre"
 )
 
 // RouteProtocol marks every route gre-hook installs, so that teardown and
@@ -92,15 +93,9 @@ type Options struct {
 
 // Link is a GRE link as gre-hook wants it.
 type Link struct {
-	Name      string
-	Mode      config.Mode
-	Local     netip.Addr
-	Remote    netip.Addr
-	TTL       uint8
-	TOS       uint8
-	PMTUDisc  bool
-	IKey      uint32
-	OKey      uint32
+	Name string
+	Mode config.Mode
+	gre.Params
 	MTU       int
 	Multicast bool
 	Alias     string
@@ -232,10 +227,10 @@ func upOne(c *config.Tunnel, u Underlay, o Options) (Tunnel, error) {
 		}
 		mtu = u.MTU - Overhead(c.Mode, c.OKey)
 	}
+	params := c.Params
+	params.Local = local
 	t := Tunnel{
-		Link: Link{
-			Name: c.Name, Mode: c.Mode, Local: local, Remote: c.Remote,
-			TTL: c.TTL, TOS: c.TOS, PMTUDisc: c.PMTUDisc, IKey: c.IKey, OKey: c.OKey,
+		Link: Link{Name: c.Name, Mode: c.Mode, Params: params,
 			MTU: mtu, Multicast: c.Multicast, Alias: Alias(u.Name), FwMark: o.Policy.Mark,
 		},
 		Up:         c.UpCommand,

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/gre"
 )
 
 var eth1 = Underlay{Name: "eth1", MTU: 1500, Up: true, Addrs: []netip.Addr{
@@ -38,8 +39,8 @@ func TestUpSite1(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Tunnel{{
-		Link: Link{Name: "gre-site2", Mode: config.ModeGRE, Local: netip.MustParseAddr("198.51.100.1"), Remote: netip.MustParseAddr("203.0.113.1"),
-			TTL: 255, PMTUDisc: true, MTU: 1476, Multicast: true, Alias: "gre-hook:eth1"},
+		Link: Link{Params: gre.Params{Local: netip.MustParseAddr("198.51.100.1"), Remote: netip.MustParseAddr("203.0.113.1"), TTL: 255, PMTUDisc: true}, Name: "gre-site2", Mode: config.ModeGRE,
+			MTU: 1476, Multicast: true, Alias: "gre-hook:eth1"},
 		Addrs:  []Addr{{Prefix: netip.MustParsePrefix("10.0.0.1/30"), Broadcast: netip.MustParseAddr("10.0.0.3")}},
 		Routes: []Route{{Dst: netip.MustParsePrefix("192.168.2.0/24"), Gw: netip.MustParseAddr("10.0.0.2"), Dev: "gre-site2"}},
 		MSS:    []MSSRule{{Family: 4, Out: "gre-site2", Comment: "gre-hook:eth1:gre-site2", Mode: config.MSSPMTU}},
@@ -185,14 +186,14 @@ ip rule del priority 32701 not fwmark 0x4747 lookup 18247 proto 176`
 }
 
 func TestCommands(t *testing.T) {
-	l := Link{Name: "t", Mode: config.ModeGRETap, Local: netip.MustParseAddr("198.51.100.1"), Remote: netip.MustParseAddr("203.0.113.1"),
-		TTL: 0, TOS: 1, IKey: 7, OKey: 8, MTU: 1400, Alias: "gre-hook:eth1"}
+	l := Link{Params: gre.Params{Local: netip.MustParseAddr("198.51.100.1"), Remote: netip.MustParseAddr("203.0.113.1"), TTL: 0, TOS: 1, IKey: 7, OKey: 8}, Name: "t", Mode: config.ModeGRETap,
+		MTU: 1400, Alias: "gre-hook:eth1"}
 	r6 := Route{Dst: netip.MustParsePrefix("fd10::/48"), Gw: netip.MustParseAddr("fd00::1"), Dev: "t", Table: 100, Metric: 5}
 	for _, tc := range []struct{ got, want string }{
 		{AddLinkCmd(l), "ip link add t type gretap remote 203.0.113.1 local 198.51.100.1 ttl 0 tos inherit ikey 7 okey 8 nopmtudisc"},
-		{AddLinkCmd(Link{Name: "t6", Mode: config.ModeIP6GRE, Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 64, TOS: 0x10, IKey: 9, OKey: 9, PMTUDisc: true}),
+		{AddLinkCmd(Link{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 64, TOS: 0x10, IKey: 9, OKey: 9, PMTUDisc: true}, Name: "t6", Mode: config.ModeIP6GRE}),
 			"ip -6 tunnel add t6 mode ip6gre remote 2001:db8::2 local 2001:db8::1 ttl 64 tos 0x10 key 9"},
-		{AddLinkCmd(Link{Name: "t6", Mode: config.ModeIP6GRETap, Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 255, PMTUDisc: true}),
+		{AddLinkCmd(Link{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 255, PMTUDisc: true}, Name: "t6", Mode: config.ModeIP6GRETap}),
 			"ip link add t6 type ip6gretap remote 2001:db8::2 local 2001:db8::1 ttl 255"},
 		{MulticastCmd(l), "ip link set t multicast off"},
 		{MTUCmd(l), "ip link set t mtu 1400"},
@@ -215,10 +216,10 @@ func TestCommands(t *testing.T) {
 		{ChangeTunnelCmd(l, Changes(l, withKeys(l, 7, 7))), "ip link set t type gretap key 7"},
 		{ChangeTunnelCmd(l, Changes(l, withKeys(l, 0, 0))) + " # " + Was(Changes(l, withKeys(l, 0, 0))), "ip link set t type gretap nokey # ikey 7 okey 8"},
 		{ChangeTunnelCmd(l, Changes(l, withKeys(l, 0, 8))), "ip link set t type gretap noikey okey 8"},
-		{ChangeTunnelCmd(l, Changes(l, Link{Name: "t", Mode: l.Mode, Local: l.Local, Remote: netip.MustParseAddr("203.0.113.9"), TTL: 64, PMTUDisc: true, IKey: 7, OKey: 8})),
+		{ChangeTunnelCmd(l, Changes(l, Link{Params: gre.Params{Local: l.Local, Remote: netip.MustParseAddr("203.0.113.9"), TTL: 64, PMTUDisc: true, IKey: 7, OKey: 8}, Name: "t", Mode: l.Mode})),
 			"ip link set t type gretap remote 203.0.113.9 ttl 64 tos 0x0 pmtudisc"},
-		{fmt.Sprint(len(Changes(Link{Mode: config.ModeIP6GRE, PMTUDisc: true}, Link{Mode: config.ModeIP6GRE}))), "0"},
-		{Changes(l, withKeys(l, 0, 8))[0].Why() + "; " + Changes(l, Link{Mode: l.Mode, TTL: 3, TOS: 1, IKey: 7, OKey: 8, Local: l.Local, Remote: l.Remote})[0].Why(),
+		{fmt.Sprint(len(Changes(Link{Params: gre.Params{PMTUDisc: true}, Mode: config.ModeIP6GRE}, Link{Mode: config.ModeIP6GRE}))), "0"},
+		{Changes(l, withKeys(l, 0, 8))[0].Why() + "; " + Changes(l, Link{Params: gre.Params{TTL: 3, TOS: 1, IKey: 7, OKey: 8, Local: l.Local, Remote: l.Remote}, Mode: l.Mode})[0].Why(),
 			"key: have ikey 7 okey 8, want noikey okey 8; ttl is 0, want 3"},
 	} {
 		if tc.got != tc.want {

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gre-hook/gre-hook/hook/gre"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
@@ -55,8 +56,8 @@ func TestRtnlSetTunnel(t *testing.T) {
 			t.Logf("kind %s", tc.kind)
 			name := "t-" + tc.kind
 			v6 := tc.kind[:3] == "ip6"
-			link := rtnl.Link{Name: name, Kind: tc.kind, Alias: plan.Alias("eth1"), MTU: 1300, GRE: true, TTL: 255, PMTUDisc: !v6,
-				Local: a(tc.local), Remote: a(tc.remote), FwMark: plan.DefaultPolicy.Mark}
+			link := rtnl.Link{Params: gre.Params{TTL: 255, PMTUDisc: !v6, Local: a(tc.local), Remote: a(tc.remote)}, Name: name, Kind: tc.kind, Alias: plan.Alias("eth1"), MTU: 1300, GRE: true,
+				FwMark: plan.DefaultPolicy.Mark}
 			if err := h.AddLink(link); err != nil {
 				t.Fatal(err)
 			}
@@ -95,8 +96,7 @@ func TestRtnlSetTunnel(t *testing.T) {
 				t.Errorf("after SetEndpoints the kernel reports\n%+v\nwant\n%+v", got, moved)
 			}
 
-			other := rtnl.Link{Name: "o-" + tc.kind, Kind: tc.kind, Alias: plan.Alias("eth1"), MTU: 1300, GRE: true, TTL: 255, PMTUDisc: !v6,
-				Local: a(tc.local), Remote: a(tc.remote)}
+			other := rtnl.Link{Params: gre.Params{TTL: 255, PMTUDisc: !v6, Local: a(tc.local), Remote: a(tc.remote)}, Name: "o-" + tc.kind, Kind: tc.kind, Alias: plan.Alias("eth1"), MTU: 1300, GRE: true}
 			if err := h.AddLink(other); err != nil {
 				t.Fatal(err)
 			}

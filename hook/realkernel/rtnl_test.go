@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/gre-hook/gre-hook/hook/gre"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
@@ -81,10 +82,8 @@ func names(m map[string]uint32, without ...string) string {
 func TestDelLinksInOneBatch(t *testing.T) {
 	h, nh := inNewNetns(t)
 	gre := func(name string, i int) {
-		l := rtnl.Link{
+		l := rtnl.Link{Params: gre.Params{Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})},
 			Name: name, Kind: "gre", Multicast: true, Alias: plan.Alias("eth1"),
-			Local:  netip.MustParseAddr("192.0.2.1"),
-			Remote: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}),
 		}
 		if err := h.AddLink(l); err != nil {
 			t.Fatalf("adding %s: %v", name, err)
@@ -182,8 +181,8 @@ func TestRtnlFwMarkAndRules(t *testing.T) {
 	nh.LinkSetUp(lo)
 	// An MTU other than the one the kernel derives (1476): a change of the
 	// fwmark must keep it.
-	link := rtnl.Link{Name: "gre-m", Kind: "gre", Alias: plan.Alias("eth1"), MTU: 1400, GRE: true, TTL: 64, PMTUDisc: true,
-		Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2"), FwMark: plan.DefaultPolicy.Mark}
+	link := rtnl.Link{Params: gre.Params{TTL: 64, PMTUDisc: true, Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("192.0.2.2")}, Name: "gre-m", Kind: "gre", Alias: plan.Alias("eth1"), MTU: 1400, GRE: true,
+		FwMark: plan.DefaultPolicy.Mark}
 	if err := h.AddLink(link); err != nil {
 		t.Fatal(err)
 	}

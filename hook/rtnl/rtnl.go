@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/gre-hook/gre-hook/hook/gre"
 )
 
 // Link is what gre-hook reads back about a link, and what AddLink
@@ -35,14 +37,8 @@ type Link struct {
 	Up        bool
 	Multicast bool
 	// Tunnel attributes, set for GRE kinds only.
-	GRE      bool
-	Local    netip.Addr
-	Remote   netip.Addr
-	TTL      uint8
-	TOS      uint8
-	PMTUDisc bool
-	IKey     uint32
-	OKey     uint32
+	GRE bool
+	gre.Params
 	// FwMark is the mark the tunnel puts on its encapsulated packets
 	// (IFLA_GRE_FWMARK, Linux 4.12 and later); 0 for none.
 	FwMark uint32

@@ -8,6 +8,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/gre-hook/gre-hook/hook/gre"
 )
 
 // attrs parses the route attributes of a serialized RTM_*ROUTE request.
@@ -137,11 +139,10 @@ func TestFromNetlinkRoute(t *testing.T) {
 // calls ip6gre "gre" too), and what AddLink sends is what reads back.
 func TestLinkConversions(t *testing.T) {
 	for _, want := range []Link{
-		{Name: "g4", Kind: "gre", Alias: "gre-hook:eth1", MTU: 1476, Multicast: true, GRE: true,
-			Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2"), TTL: 64, TOS: 1, PMTUDisc: true, IKey: 5, OKey: 6},
-		{Name: "t4", Kind: "gretap", MTU: 1462, GRE: true, Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2")},
-		{Name: "g6", Kind: "ip6gre", MTU: 1448, GRE: true, Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 255},
-		{Name: "t6", Kind: "ip6gretap", MTU: 1434, GRE: true, Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2")},
+		{Params: gre.Params{Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2"), TTL: 64, TOS: 1, PMTUDisc: true, IKey: 5, OKey: 6}, Name: "g4", Kind: "gre", Alias: "gre-hook:eth1", MTU: 1476, Multicast: true, GRE: true},
+		{Params: gre.Params{Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2")}, Name: "t4", Kind: "gretap", MTU: 1462, GRE: true},
+		{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 255}, Name: "g6", Kind: "ip6gre", MTU: 1448, GRE: true},
+		{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2")}, Name: "t6", Kind: "ip6gretap", MTU: 1434, GRE: true},
 	} {
 		got := fromNetlink(toNetlinkLink(want))
 		if got != want {
