@@ -1,8 +1,6 @@
 package hook
 
 import (
-	"context"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -11,6 +9,57 @@ import (
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
+
+// What gre-hook watch follows, read in one pass over the records, the
+// configs they name and the kernel's links (Engine.Watching).
+
+// WatchedTunnel is a tunnel gre-hook watch sends keepalives on.
+// The watcher takes it as it is (watch.Target).
+type WatchedTunnel struct {
+	Underlay string
+	Tunnel   string
+	// Local, Remote and the keys are the kernel link's, which a resolved
+	// or moved endpoint may have changed since the config was read.
+	Local, Remote netip.Addr
+	IKey, OKey    uint32
+	// Mark is the link's fwmark: the keepalives carry the same, so that
+	// they are routed as the tunnel's own outer packets are, whatever
+	// the policy in force (a config edit not yet applied changes neither).
+	Mark     uint32
+	Interval time.Duration
+	Retries  int
+	// Alive is the record's liveness, so that a watcher started while a
+	// peer is dead carries on from there; DeadSince and LastReply are the
+	// times the record and the watcher's liveness file kept (zero: none).
+	// Sync: the record says a change is due or was cut short (dead, or
+	// routes still to put back), and SetLiveness with the record's
+	// liveness brings the kernel in line.
+	Alive     bool
+	DeadSince time.Time
+	LastReply time.Time
+	Sync      bool
+}
+
+// watchedTunnel is t, on underlay u, as the watcher sends keepalives on
+// it: lk is its link, ct its config, and live the watcher's last liveness
+// file, whose newer replies count.
+func watchedTunnel(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link, live []state.LivenessEntry) WatchedTunnel {
+	w := WatchedTunnel{Underlay: u, Tunnel: t.Name, Local: lk.Local, Remote: lk.Remote, IKey: lk.IKey, OKey: lk.OKey, Mark: lk.FwMark,
+		Interval: time.Duration(ct.Keepalive.Interval) * time.Second, Retries: ct.Keepalive.Retries, Alive: !t.Dead,
+		Sync: t.Dead || len(t.Withdrawn) > 0}
+	if t.DeadSince != nil {
+		w.DeadSince = *t.DeadSince
+	}
+	if t.LastReply != nil {
+		w.LastReply = *t.LastReply
+	}
+	for _, e := range live {
+		if e.Underlay == u && e.Tunnel == t.Name && e.LastReply.After(w.LastReply) {
+			w.LastReply = e.LastReply
+		}
+	}
+	return w
+}
 
 // DynamicTunnel is a tunnel whose endpoints gre-hook watch follows: its
 // remote is a DNS name, or its local is "auto", or both.
@@ -139,50 +188,4 @@ func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *s
 		}
 	}
 	return join(errs)
-}
-
-// reconcile brings up a tunnel that up recorded as unresolved, now that
-// gre-hook watch found its name resolves: it runs up for the underlay,
-// with the config its record names, under the run lock, as setLiveness
-// does. A no-op when the record no longer lists the tunnel as unresolved
-// (an ifdown, or an up, came first). Changes are logged as up logs them.
-func reconcile(ctx context.Context, sys *System, underlay, tunnel string) error {
-	// The names are looked up first, without the lock: a DNS server that
-	// does not answer must not hold an ifup. What changed meanwhile is
-	// read again under the lock.
-	load := func() (*state.Record, Request, *config.Config, error) {
-		rec, err := sys.Store.Load(underlay)
-		if err != nil {
-			return nil, Request{}, nil, fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
-		}
-		if t := rec.Find(tunnel); t == nil || !t.Unresolved {
-			return nil, Request{}, nil, nil
-		}
-		req := Request{Iface: underlay, Phase: PhaseUp, AllowInsecure: !sys.Store.Secure}
-		if rec.Source != "" && rec.Source != state.DefaultSource {
-			req.Config = rec.Source
-		}
-		cfg, err := LoadConfig(req)
-		if err != nil {
-			return nil, Request{}, nil, fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err)
-		}
-		return rec, req, cfg, nil
-	}
-	rec, _, cfg, err := load()
-	if err != nil || rec == nil {
-		return err
-	}
-	resolved := resolveRemotes(ctx, sys, cfg.For(underlay))
-	unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	rec, req, cfg, err := load()
-	if err != nil || rec == nil {
-		return err
-	}
-	l := &logger{w: sys.Log}
-	distrust(rec, req, l)
-	return upLocked(ctx, req, cfg, sys, l, rec, resolved, true)
 }
