@@ -1,5 +1,7 @@
 package hook
 
+import "github.com/gre-hook/gre-hook/hook/internal/fixture"
+
 // Configs the state tests apply, all for underlay eth1.
 
 // site1 is configs/site1.toml.
@@ -20,30 +22,10 @@ to = "192.168.2.0/24"
 `
 
 // site1Edited moves site1's tunnel to another remote, address and route.
-const site1Edited = `
-[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-local = "198.51.100.1"
-remote = "203.0.113.2"
-address = ["10.0.0.5/30"]
-
-[[tunnel.route]]
-to = "192.168.3.0/24"
-`
+var site1Edited = fixture.Config(fixture.Site2().Set("remote", `"203.0.113.2"`).Set("address", `["10.0.0.5/30"]`).Routing("192.168.3.0/24"))
 
 // many has three tunnels of different kinds.
-const many = `
-[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-local = "198.51.100.1"
-remote = "203.0.113.1"
-address = ["10.0.0.1/30"]
-
-[[tunnel.route]]
-to = "192.168.2.0/24"
-
+var many = fixture.Config(fixture.Site2()) + `
 [[tunnel]]
 name = "gre-v6"
 underlay = "eth1"

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-const dynamicConfig = namedConfig + `
+var dynamicConfig = namedConfig + `
 [[tunnel]]
 name = "gre-fixed"
 underlay = "eth1"

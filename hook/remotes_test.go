@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 )
 
 // names makes the env resolve names from a table; a name mapped to nil
@@ -30,16 +32,7 @@ func (e *env) names(table map[string][]string) {
 	}
 }
 
-const namedConfig = `
-[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-local = "198.51.100.1"
-remote = "site2.test"
-address = ["10.0.0.1/30"]
-[[tunnel.route]]
-to = "192.168.2.0/24"
-
+var namedConfig = fixture.Config(fixture.Site2().Set("remote", `"site2.test"`)) + `
 [[tunnel]]
 name = "gre-site3"
 underlay = "eth1"

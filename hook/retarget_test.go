@@ -6,21 +6,13 @@ import (
 	"testing"
 
 	"github.com/gre-hook/gre-hook/hook/fake"
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 var _ EndpointSetter = (*fake.Net)(nil)
 
-const pinnedConfig = `
-[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-remote = "site2.test"
-address = ["10.0.0.1/30"]
-default_route = true
-[[tunnel.route]]
-to = "192.168.2.0/24"
-`
+var pinnedConfig = fixture.Config(fixture.Site2().Without("local").Set("remote", `"site2.test"`).Set("default_route", "true"))
 
 func TestRetargetRemote(t *testing.T) {
 	e := newEnv(t)

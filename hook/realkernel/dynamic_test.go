@@ -17,6 +17,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 
 	"github.com/gre-hook/gre-hook/hook"
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -118,15 +119,7 @@ func TestDynamicRemote(t *testing.T) {
 	silentDNS(t, s)
 	etcNetns(t, s.r1, "hosts", "127.0.0.1 localhost\n203.0.113.1 site2.test\n2001:db8::9 v6only.test\n")
 
-	r1body := `
-[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-remote = "site2.test"
-address = ["10.0.0.1/30"]
-[[tunnel.route]]
-to = "192.168.2.0/24"
-
+	r1body := fixture.Config(fixture.Site2().Without("local").Set("remote", `"site2.test"`)) + `
 [[tunnel]]
 name = "gre-lost"
 underlay = "eth1"
@@ -140,15 +133,7 @@ remote = "v6only.test"
 address = ["10.0.8.1/30"]
 `
 	r1cfg := writeConfig(t, r1body)
-	r2cfg := writeConfig(t, `
-[[tunnel]]
-name = "gre-site1"
-underlay = "eth1"
-remote = "198.51.100.1"
-address = ["10.0.0.2/30"]
-[[tunnel.route]]
-to = "192.168.1.0/24"
-`)
+	r2cfg := writeConfig(t, fixture.Config(fixture.Site1().Without("local")))
 	r1dir, r2dir := filepath.Join(s.dir, "r1run"), filepath.Join(s.dir, "r2run")
 	r1env, r2env := []string{"GRE_HOOK_STATE_DIR=" + r1dir}, []string{"GRE_HOOK_STATE_DIR=" + r2dir}
 
@@ -318,17 +303,8 @@ func TestWatchDynamicEndpoints(t *testing.T) {
 	silentDNS(t, s)
 	hosts := "127.0.0.1 localhost\n2001:db8::9 v6only.test\n"
 	etcNetns(t, s.r1, "hosts", hosts+"203.0.113.1 site2.test\n")
-	r1cfg := writeConfig(t, `
-[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-remote = "site2.test"
-resolve_interval = 1
-address = ["10.0.0.1/30"]
-keepalive = { interval = 1, retries = 30 }
-[[tunnel.route]]
-to = "192.168.2.0/24"
-
+	r1cfg := writeConfig(t, fixture.Config(fixture.Site2().Without("local").Set("remote", `"site2.test"`).Set("resolve_interval", "1").
+		Set("keepalive", "{ interval = 1, retries = 30 }"))+`
 [[tunnel]]
 name = "gre-late"
 underlay = "eth1"
@@ -343,16 +319,7 @@ remote = "v6only.test"
 resolve_interval = 1
 address = ["10.0.8.1/30"]
 `)
-	r2cfg := writeConfig(t, `
-[[tunnel]]
-name = "gre-site1"
-underlay = "eth1"
-remote = "198.51.100.1"
-address = ["10.0.0.2/30"]
-keepalive_reflect = true
-[[tunnel.route]]
-to = "192.168.1.0/24"
-`)
+	r2cfg := writeConfig(t, fixture.Config(fixture.Site1().Without("local").Set("keepalive_reflect", "true")))
 	withCleanState(s.r1).up(r1cfg, "eth1")
 	withCleanState(s.r2).up(r2cfg, "eth1")
 	// gre-hook's keepalive_reflect sets the tunnel's own sysctls; only

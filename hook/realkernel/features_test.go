@@ -8,18 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 )
 
-const site1 = `
-[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-local = "198.51.100.1"
-remote = "203.0.113.1"
-address = ["10.0.0.1/30"]
-[[tunnel.route]]
-to = "192.168.2.0/24"
-`
+var site1 = fixture.Config(fixture.Site2())
 
 func assertEq(t *testing.T, what string, got, want interface{}) {
 	t.Helper()
@@ -202,7 +195,7 @@ func TestMTU(t *testing.T) {
 	assertEq(t, "mtu derived from a 9000 underlay", l.Mtu, 8976)
 	// The config is edited in place: gre-hook remembers which config
 	// brought the tunnels up, and leaves them alone for any other.
-	if err := os.WriteFile(cfg, []byte(strings.Replace(site1, `address = `, "mtu = 1400\naddress = ", 1)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fixture.Config(fixture.Site2().Set("mtu", "1400"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := ns.up(cfg, "eth1")
@@ -274,7 +267,7 @@ func TestDefaultRouteTakeover(t *testing.T) {
 	for _, r := range before {
 		mainBefore = append(mainBefore, r)
 	}
-	cfg := writeConfig(t, strings.Replace(site1, `address = `, "default_route = true\naddress = ", 1))
+	cfg := writeConfig(t, fixture.Config(fixture.Site2().Set("default_route", "true")))
 	ns.up(cfg, "eth1")
 	routes := strings.Join(ns.routes("-4"), "\n")
 	if !strings.Contains(routes, "default via 10.0.0.2 dev gre-site2 proto 176 metric 1 table 18247") {
@@ -349,7 +342,7 @@ func TestRollbackWhenAStepFails(t *testing.T) {
 	}
 	ns.assertClean()
 	// And an up_command that fails rolls back the rules too.
-	cfg2 := writeConfig(t, strings.Replace(site1, `address = `, "up_command = [\"/bin/false\"]\naddress = ", 1))
+	cfg2 := writeConfig(t, fixture.Config(fixture.Site2().Set("up_command", `["/bin/false"]`)))
 	r = ns.gh(nil, "--config", cfg2, "--iface", "eth1", "--phase", "up")
 	if r.code != 1 || !strings.Contains(r.stderr, "up_command") {
 		t.Fatalf("exit %d, want 1 naming up_command\n%s", r.code, r.stderr)
@@ -373,8 +366,8 @@ func TestUpDownCommands(t *testing.T) {
 	os.WriteFile(script, []byte(`#!/bin/sh
 state=$(cat /sys/class/net/$GRE_HOOK_TUNNEL/operstate 2>/dev/null || echo absent)
 echo "$1 tunnel=$GRE_HOOK_TUNNEL underlay=$GRE_HOOK_UNDERLAY phase=$GRE_HOOK_PHASE link=$state" >> `+log+"\n"), 0o755)
-	cfg := writeConfig(t, strings.Replace(site1, `address = `,
-		fmt.Sprintf("up_command = [%q, \"a b\"]\ndown_command = [%q, \"down\"]\naddress = ", script, script), 1))
+	cfg := writeConfig(t, fixture.Config(fixture.Site2().Set("up_command", fmt.Sprintf(`[%q, "a b"]`, script)).
+		Set("down_command", fmt.Sprintf(`[%q, "down"]`, script))))
 	ns.up(cfg, "eth1")
 	os.Remove(cfg)
 	ns.down(cfg, "eth1")

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 )
 
 // TestRefusedNames: a tunnel or underlay name that iptables or the kernel
@@ -180,8 +182,7 @@ func TestUpCommandKilledWithItsChildren(t *testing.T) {
 	out := t.TempDir()
 	os.Chmod(out, 0o755)
 	pidfile := filepath.Join(out, "pid")
-	cfg := writeConfig(t, strings.Replace(site1, "address = ",
-		`up_command = ["/bin/sh", "-c", "/bin/sleep 300 & echo $! > `+pidfile+`; wait"]`+"\naddress = ", 1))
+	cfg := writeConfig(t, fixture.Config(fixture.Site2().Set("up_command", `["/bin/sh", "-c", "/bin/sleep 300 & echo $! > `+pidfile+`; wait"]`)))
 	before := ns.snapshot()
 	b := ns.start(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
 	var pid int

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 )
 
 // The ifupdown2 tier: the two-site scenario driven by Debian's ifupdown2
@@ -394,28 +396,8 @@ func TestIfupdown2Hooks(t *testing.T) {
 	s.checkClean(t)
 }
 
-const i2twoTunnels = `[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-local = "198.51.100.1"
-remote = "203.0.113.1"
-address = ["10.0.0.1/30"]
-%s
-[[tunnel.route]]
-to = "192.168.2.0/24"
-`
-
-const i2extraTunnel = `
-[[tunnel]]
-name = "gre-extra"
-underlay = "eth1"
-local = "198.51.100.1"
-remote = "203.0.113.99"
-address = ["10.0.1.1/30"]
-
-[[tunnel.route]]
-to = "192.168.3.0/24"
-`
+var i2extraTunnel = fixture.Config(fixture.Site2().Named("gre-extra").Set("remote", `"203.0.113.99"`).Set("address", `["10.0.1.1/30"]`).
+	Routing("192.168.3.0/24"))
 
 // TestIfupdown2Reload edits a router's config while its tunnels are up and
 // runs `ifreload -a`, which re-runs the up hooks of interfaces that are
@@ -426,7 +408,7 @@ to = "192.168.3.0/24"
 func TestIfupdown2Reload(t *testing.T) {
 	t.Parallel()
 	root := repoRoot(t)
-	cfg := writeConfig(t, fmt.Sprintf(i2twoTunnels, "")+i2extraTunnel)
+	cfg := writeConfig(t, fixture.Config(fixture.Site2())+i2extraTunnel)
 	s, rs := newI2Sites(t, fmt.Sprintf("    gre-hook-config %s\n", cfg),
 		fmt.Sprintf("    gre-hook-config %s\n", filepath.Join(root, "configs", "site2.toml")))
 	for _, r := range rs {
@@ -479,7 +461,7 @@ func TestIfupdown2Reload(t *testing.T) {
 	})
 
 	t.Run("ifreload applies a new mtu and drops a removed tunnel", func(t *testing.T) {
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(i2twoTunnels, "mtu = 1400")), 0o644); err != nil {
+		if err := os.WriteFile(cfg, []byte(fixture.Config(fixture.Site2().Set("mtu", "1400"))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		i2must(t, []*i2router{r1}, "ifreload", "-a")

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
@@ -344,10 +345,10 @@ func TestDownAfterConfigChanged(t *testing.T) {
 		edit func(path string)
 	}{
 		{"tunnel renamed", func(p string) {
-			os.WriteFile(p, []byte(strings.Replace(site1, `"gre-site2"`, `"gre-renamed"`, 1)), 0o644)
+			os.WriteFile(p, []byte(fixture.Config(fixture.Site2().Named("gre-renamed"))), 0o644)
 		}},
 		{"remote changed", func(p string) {
-			os.WriteFile(p, []byte(strings.Replace(site1, `"203.0.113.1"`, `"203.0.113.99"`, 1)), 0o644)
+			os.WriteFile(p, []byte(fixture.Config(fixture.Site2().Set("remote", `"203.0.113.99"`))), 0o644)
 		}},
 		{"config deleted", func(p string) { os.Remove(p) }},
 	} {
@@ -371,7 +372,7 @@ func TestDownAfterConfigChanged(t *testing.T) {
 
 // siteDefault is site1 with default_route: a route in gre-hook's table and
 // the two rules to take down.
-var siteDefault = strings.Replace(site1, `address = `, "default_route = true\naddress = ", 1)
+var siteDefault = fixture.Config(fixture.Site2().Set("default_route", "true"))
 
 // TestUnderlayDeleted deletes the underlay while its tunnels are up; down
 // (with IFACE gone) or gc must still remove everything.
@@ -416,15 +417,8 @@ func TestRecordLost(t *testing.T) {
 			ns := newCleanNS(t)
 			ns.dummy("eth1", "198.51.100.1/24", 1500)
 			ns.ip("route", "add", "default", "via", "198.51.100.254", "dev", "eth1", "proto", "static")
-			cfg := writeConfig(t, siteDefault+`
-[[tunnel]]
-name = "gre-site3"
-underlay = "eth1"
-remote = "203.0.113.3"
-address = ["10.0.0.5/30"]
-[[tunnel.route]]
-to = "192.168.3.0/24"
-`)
+			cfg := writeConfig(t, siteDefault+fixture.Config(fixture.Site2().Named("gre-site3").Without("local").Set("remote", `"203.0.113.3"`).
+				Set("address", `["10.0.0.5/30"]`).Routing("192.168.3.0/24")))
 			ns.up(cfg, "eth1")
 			if n := len(ns.ourRoutes()); n != 3 || len(ns.ourRules()) != 2 {
 				t.Fatalf("want 3 routes of ours (the default in gre-hook's table, two LAN routes) and 2 rules, got %v %v", ns.ourRoutes(), ns.ourRules())

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 )
 
 // TestWatchRenumberingWithDefaultRoute: site1 has local = "auto" and
@@ -23,14 +25,7 @@ func TestWatchRenumberingWithDefaultRoute(t *testing.T) {
 	underlaysByHand(s)
 	hosts := "127.0.0.1 localhost\n"
 	etcNetns(t, s.r2, "hosts", hosts+"198.51.100.1 site1.test\n")
-	r1cfg := writeConfig(t, `
-[[tunnel]]
-name = "gre-site2"
-underlay = "eth1"
-remote = "203.0.113.1"
-address = ["10.0.0.1/30"]
-default_route = true
-`)
+	r1cfg := writeConfig(t, fixture.Config(fixture.Site2().Without("local").Set("default_route", "true").Routing()))
 	r2cfg := writeConfig(t, `
 [[tunnel]]
 name = "gre-site1"
