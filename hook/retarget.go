@@ -79,7 +79,7 @@ func retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	}
 	if local == link.Local && remote == link.Remote {
 		if e.Local != local || e.Remote != remote {
-			e.Local, e.Remote = local, remote
+			moveEntry(e, local, remote)
 			return sys.Store.Save(rec)
 		}
 		return nil
@@ -101,11 +101,19 @@ func retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	fmt.Fprintf(sys.Log, "gre-hook: + %s  # %s on %s, in place, was %s%s\n",
 		endpointsCmd(tunnel, link.Kind, local, remote), tunnel, underlay, was, name)
 
-	e.Local, e.Remote = local, remote
+	moveEntry(e, local, remote)
 	if err := sys.Store.Save(rec); err != nil {
 		return fail(fmt.Errorf("the tunnel moved, but %w", err))
 	}
 	return nil
+}
+
+// moveEntry gives a record's entry its new endpoints. Its peer is another
+// now: no reply of the old one stays, though a dead tunnel stays dead (and
+// since when) until the new peer answers.
+func moveEntry(e *state.Tunnel, local, remote netip.Addr) {
+	e.Local, e.Remote = local, remote
+	e.LastReply = nil
 }
 
 // movePolicy refuses, by the address policy up applies, a new endpoint

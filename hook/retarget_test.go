@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/internal/fixture"
@@ -166,4 +167,29 @@ func TestRetargetRefusesLegacyPin(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 	diff(t, "kernel", e.dump(), dump)
+}
+
+// A tunnel moved to another remote has another peer: its record keeps no
+// reply of the old one (status would show it as the new peer's, and a
+// restarted watcher would take it up again), while a dead tunnel stays
+// dead, since when it was, until the new peer answers.
+func TestRetargetForgetsTheOldPeersReply(t *testing.T) {
+	e := newEnv(t)
+	e.write(fixture.Config(fixture.Site2().Set("keepalive", "{ interval = 1, retries = 3 }")))
+	e.mustRun(PhaseUp)
+	if err := NewEngine(e.sys).SetLiveness(bg(), "eth1", "gre-site2", false, time.Now().Add(-5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewEngine(e.sys).Retarget(bg(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("203.0.113.9")); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := e.sys.Store.Load("eth1")
+	r := rec.Find("gre-site2")
+	if r.LastReply != nil || !r.Dead || r.DeadSince == nil {
+		t.Errorf("after the move: last reply %v, dead %v since %v; want no reply, still dead since before", r.LastReply, r.Dead, r.DeadSince)
+	}
+	var buf strings.Builder
+	if _, err := statusOf(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys, &buf); err != nil || !strings.Contains(buf.String(), "no reply known") {
+		t.Errorf("status after the move (%v):\n%s", err, buf.String())
+	}
 }
