@@ -96,8 +96,8 @@ func TestPolicyHalfMovedKernelRefused(t *testing.T) {
 	}
 	var buf strings.Builder
 	drift, err := statusOf(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys, &buf)
-	if err != nil || !drift || !strings.Contains(buf.String(), "the record of eth3 cannot be read") {
-		t.Errorf("status: drift %v, %v\n%s", drift, err, buf.String())
+	if err != nil || !drift || !strings.Contains(buf.String(), "the record of eth3 cannot be read") || strings.Contains(buf.String(), "up would run") {
+		t.Errorf("status: drift %v, %v, and no command up would run, as it changes nothing\n%s", drift, err, buf.String())
 	}
 }
 
@@ -120,7 +120,13 @@ func TestPolicyHalfMovedRecordBehind(t *testing.T) {
 	}
 	e.watch(func(op string) { e.paths(op, true) })
 	before := e.dump()
+	note := "the records of eth2 said another policy routing than the kernel's, table 100, rules at priorities 1000 and 1001, fwmark 0x10; they are rewritten to say so"
+	mustContain(t, "--dry-run", e.mustOn("eth1", PhaseUp, func(r *Request) { r.DryRun = true }), "# "+note)
+	if got := e.recordPolicy("eth2"); got == "table 100, rules at priorities 1000 and 1001, fwmark 0x10" {
+		t.Errorf("the dry run rewrote the record of eth2")
+	}
 	out := e.mustOn("eth1", PhaseUp)
+	mustContain(t, "up", out, "warning: "+note)
 	diff(t, "after the up", e.dump(), before)
 	if got, want := e.recordPolicy("eth2"), "table 100, rules at priorities 1000 and 1001, fwmark 0x10"; got != want {
 		t.Errorf("the record of eth2 says %s, want %s\n%s", got, want, out)
@@ -165,7 +171,7 @@ func TestPolicyNotAppliedIsDriftInJSON(t *testing.T) {
 	req := Request{Config: e.cfg, AllowInsecure: true, Iface: "eth1"}
 	for _, asJSON := range []bool{false, true} {
 		var buf strings.Builder
-		if drift, err := NewEngine(e.sys).Status(req, mustLoad(t, req), &buf, asJSON); err != nil || !drift {
+		if drift, err := NewEngine(e.sys).Status(req, mustLoad(t, req), &buf, asJSON); err != nil || !drift || !strings.Contains(buf.String(), "the record of eth2 cannot be read") {
 			t.Errorf("status (json %v): drift %v, %v\n%s", asJSON, drift, err, buf.String())
 		}
 	}

@@ -105,14 +105,14 @@ func choosePolicy(want plan.Policy, rec *state.Record, others map[string]*state.
 		}
 		return c
 	}
-	named := "no record that can be read names one"
+	named := ", and no record that can be read names one"
 	if in := inForce(all); len(in) > 0 {
-		named = "the records name " + describePolicies(in)
+		named = ", nor under one that a record that can be read names (" + describePolicies(in) + ")"
 	}
-	return policyChoice{use: want, refuse: fmt.Sprintf("gre-hook's links and default routes are not all under one policy routing (a change of policy was left half done; "+
-		"%s, the config %s), "+
-		"and the record of %s cannot be read, so the change cannot be finished; nothing was changed: mend that record or move it aside, then run up again",
-		named, want, unreadable)}
+	return policyChoice{use: want, refuse: fmt.Sprintf("gre-hook's links and default routes (%s) are not under the config's policy routing (%s)%s: "+
+		"they are under that of a record that cannot be read, or under two at once (a change of policy left half done); "+
+		"the record of %s cannot be read, and no change of policy can be made without it, so nothing was changed: mend that record or move it aside, then run up again",
+		strings.Join(staleItems(want, s), ", "), want, named, unreadable)}
 }
 
 // inForce is the policies recs were written under, each once, in the

@@ -82,12 +82,26 @@ func runStatus(req Request, cfg *config.Config, sys *System, out io.Writer, asJS
 		}
 		report = append(report, sts...)
 	}
+	if choice.refuse != "" {
+		// Up changes nothing then: there is no fix to show.
+		fixes = map[string][]string{}
+		for i := range report {
+			report[i].Fix = nil
+		}
+	}
 	report = append(report, unconfigured(req, snap, g.configured)...)
 	for _, st := range report {
 		drift = drift || st.State == "drift" || st.State == "unresolved"
 	}
 	drift = drift || len(fixes) > 0
 	if asJSON {
+		// The policy routing has no tunnel: an entry of its own says
+		// what the text prints under "policy routing".
+		for _, why := range []string{choice.why, choice.refuse} {
+			if why != "" {
+				report = append(report, TunnelStatus{State: "drift", Problems: []string{why}})
+			}
+		}
 		if report == nil {
 			report = []TunnelStatus{}
 		}

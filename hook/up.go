@@ -211,6 +211,9 @@ func (r *upRun) execute() error {
 	case req.DryRun && r.defaults:
 		l.change("# policy routing: " + pol.String())
 	}
+	if req.DryRun && len(r.choice.mend) > 0 {
+		l.change("# " + mendNote(r.choice.mend, pol))
+	}
 	if mv != nil {
 		warnOtherSources(req, r.cfg, r.others, pol, l)
 	}
@@ -267,14 +270,23 @@ func (r *upRun) commit(lg *ledger) error {
 			return fmt.Errorf("bringing up tunnels on %s: every underlay is moved to %s, but: %w", req.Iface, pol, join(errs))
 		}
 	}
+	if err := sys.Store.Save(r.newRec); err != nil {
+		return err
+	}
 	if len(r.choice.mend) > 0 {
 		// The kernel is in pol already: only the records change.
-		l.note("the records of %s said another policy routing than the kernel's, %s; rewritten", strings.Join(r.choice.mend, ", "), pol)
+		l.warn("%s", mendNote(r.choice.mend, pol))
 		if errs := saveMoved(sys.Store, r.choice.mend, pol); len(errs) > 0 {
-			return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, join(errs))
+			return fmt.Errorf("bringing up tunnels on %s: its tunnels are up, but: %w", req.Iface, join(errs))
 		}
 	}
-	return sys.Store.Save(r.newRec)
+	return nil
+}
+
+// mendNote says that the records of mend are rewritten to pol, which the
+// kernel is in.
+func mendNote(mend []string, pol plan.Policy) string {
+	return fmt.Sprintf("the records of %s said another policy routing than the kernel's, %s; they are rewritten to say so", strings.Join(mend, ", "), pol)
 }
 
 // rollback undoes a failed run and puts the records back as they were.
