@@ -3,7 +3,7 @@
 // RTM_DELADDR on a netlink socket): no polling. It reports when the
 // address in use on an underlay goes away and another global address of
 // the same family takes its place, so that gre-hook watch can move the
-// tunnels over with hook.Retarget.
+// tunnels over with hook.Engine.Retarget.
 //
 // The decisions are in Follower.Handle, which takes plain Updates and can
 // be tested without a kernel; Run feeds it from netlink.

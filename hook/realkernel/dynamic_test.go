@@ -104,7 +104,7 @@ func pingLANs(t *testing.T, s *twoSites, within time.Duration) time.Duration {
 
 // TestDynamicRemote: site1 names its peer as site2.test, from its
 // namespace's own /etc/netns/NAME/hosts; DNS is a server the internet
-// drops packets to. Then site2 is renumbered, and hook.Retarget (what
+// drops packets to. Then site2 is renumbered, and hook.Engine.Retarget (what
 // gre-hook watch calls) moves both tunnels in place.
 func TestDynamicRemote(t *testing.T) {
 	s := newTwoSites(t, "", "", false)

@@ -61,7 +61,7 @@ type Tunnel struct {
 	// Local and Remote are the tunnel's endpoints as the link was given
 	// them: the underlay's address for local = "auto", and the address
 	// RemoteName resolved to. gre-hook watch moves them in place
-	// (hook.Retarget). Zero in records of older versions.
+	// (hook.Engine.Retarget). Zero in records of older versions.
 	Local  netip.Addr `json:"local,omitempty"`
 	Remote netip.Addr `json:"remote,omitempty"`
 	// RemoteName is the DNS name the config gives as remote, if any.
@@ -90,7 +90,7 @@ type Tunnel struct {
 
 	// Dead: gre-hook watch found the peer silent, and its routes are
 	// withdrawn (Withdrawn lists them). Written before the kernel change
-	// (hook.SetLiveness), so a crash is repaired from the record.
+	// (hook.Engine.SetLiveness), so a crash is repaired from the record.
 	Dead bool `json:"dead,omitempty"`
 	// DeadSince is when the peer was found dead.
 	DeadSince *time.Time `json:"dead_since,omitempty"`

@@ -19,7 +19,7 @@ import (
 // Options are what the command line gives `gre-hook watch`.
 type Options struct {
 	// Config is --config: the config of records that name none, and of
-	// what hook.Watched lists. "" for the defaults.
+	// what hook.Engine.Watching lists. "" for the defaults.
 	Config  string
 	Verbose bool
 	// NewSystem opens the kernel, iptables and state directory a run

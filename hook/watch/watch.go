@@ -39,9 +39,9 @@ func targetKey(t Target) Key { return Key{t.Underlay, t.Tunnel} }
 // Engine is the hook side the watcher drives.
 type Engine interface {
 	// Watching lists, from one read, the tunnels to watch (those in a
-	// record whose config has keepalive) and, for a watcher with a Mover,
-	// those whose endpoints move (whose remote is a name or whose local
-	// is "auto"). An error with some of either listed is a record or
+	// record whose config has keepalive) and those whose endpoints move
+	// (whose remote is a name or whose local is "auto"), which a watcher
+	// without a Mover ignores. An error with some of either listed is a record or
 	// config that could not be read: the rest is listed all the same.
 	Watching() ([]Target, []Endpoint, error)
 	// SetLiveness records a peer dead or alive and brings the kernel in
@@ -498,6 +498,9 @@ func (w *Watcher) done(r result) {
 // read again too.
 func (w *Watcher) reload(now time.Time) {
 	targets, eps, err := w.Engine.Watching()
+	if w.Mover == nil {
+		eps = nil // nothing follows them
+	}
 	if err != nil && (len(targets) > 0 || len(eps) > 0) {
 		// Some records or configs could not be read; the others are
 		// followed all the same.
