@@ -79,3 +79,23 @@ func TestHangupsCoalescedLogOnce(t *testing.T) {
 		t.Errorf("%d lines after the reload ran and another SIGHUP came, want 2:\n%s", n, log.String())
 	}
 }
+
+// brokenEngine lists no tunnel to watch and one endpoint, with the error
+// of a record it could not read.
+type brokenEngine struct{ *fakeEngine }
+
+func (brokenEngine) Watching() ([]Target, []Endpoint, error) {
+	return nil, []Endpoint{{Underlay: "eth1", Tunnel: "gre-x", RemoteName: "x.test"}}, errors.New("the record of eth2 is broken")
+}
+
+// A watcher without a Mover, which follows no endpoints, says a broken
+// record once a reload.
+func TestPartialReadLoggedOnce(t *testing.T) {
+	var log syncBuf
+	w := &Watcher{Engine: brokenEngine{&fakeEngine{}}, Log: &log}
+	w.tunnels = map[Key]*tunnel{}
+	w.reload(time.Now())
+	if n := strings.Count(log.String(), "the record of eth2 is broken"); n != 1 {
+		t.Errorf("logged %d times:\n%s", n, log.String())
+	}
+}
