@@ -135,7 +135,7 @@ func inForce(recs map[string]*state.Record) []plan.Policy {
 // default route in a table of gre-hook's other than pol's.
 func staleInKernel(pol plan.Policy, s *snapshot) bool {
 	for _, l := range s.links {
-		if ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark {
+		if markedOtherwise(l, pol) {
 			return true
 		}
 	}
@@ -153,7 +153,7 @@ func staleInKernel(pol plan.Policy, s *snapshot) bool {
 func staleItems(pol plan.Policy, s *snapshot) []string {
 	var out []string
 	for _, n := range sortedKeys(s.links) {
-		if l := s.links[n]; ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark {
+		if l := s.links[n]; markedOtherwise(l, pol) {
 			out = append(out, fmt.Sprintf("%s marked %#x", n, l.FwMark))
 		}
 	}
@@ -174,6 +174,13 @@ func describeFrom(c policyChoice, s *snapshot) string {
 		return describePolicies(c.from)
 	}
 	return "what the kernel holds under another (" + strings.Join(staleItems(c.use, s), ", ") + ")"
+}
+
+// markedOtherwise reports whether l is a link of gre-hook's marked for
+// another policy than pol (a mark of 0 is the previous release's, which
+// its own up marks).
+func markedOtherwise(l rtnl.Link, pol plan.Policy) bool {
+	return ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark
 }
 
 func ownedLink(l rtnl.Link) bool { return l.GRE && strings.HasPrefix(l.Alias, plan.AliasPrefix) }
@@ -282,7 +289,7 @@ func remarked(pol plan.Policy, s *snapshot) ([]rtnl.Link, map[uint32]bool) {
 	marks := map[uint32]bool{}
 	var relink []rtnl.Link
 	for _, n := range sortedKeys(s.links) {
-		if l := s.links[n]; ownedLink(l) && l.FwMark != 0 && l.FwMark != pol.Mark {
+		if l := s.links[n]; markedOtherwise(l, pol) {
 			marks[l.FwMark] = true
 			relink = append(relink, l)
 		}
