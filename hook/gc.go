@@ -83,9 +83,10 @@ func runGC(ctx context.Context, req Request, cfg *config.Config, sys *System) er
 		g.errs = append(g.errs, td.tunnels(vs)...)
 	}
 	g.pins()
-	g.policyRules()
+	kept := g.kept()
+	g.policyRules(kept)
 	if !req.DryRun {
-		g.save(lg)
+		g.save(lg, kept)
 	}
 	if len(g.errs) > 0 {
 		return fmt.Errorf("gc: %w", join(g.errs))
@@ -225,8 +226,8 @@ func (g *gcRun) kept() map[string]*state.Record {
 
 // policyRules keeps gre-hook's ip rules while a record that stays lists
 // a default route of their family; an underlay left alone keeps its own.
-func (g *gcRun) policyRules() {
-	need := needsRules(g.kept())
+func (g *gcRun) policyRules(kept map[string]*state.Record) {
+	need := needsRules(kept)
 	if len(g.broken) > 0 {
 		need = map[int]bool{4: true, 6: true}
 	}
@@ -234,16 +235,11 @@ func (g *gcRun) policyRules() {
 	g.errs = append(g.errs, rules.dropRules(need)...)
 }
 
-// save rewrites the records that lost tunnels, or whose entries the
-// ledger changed.
-func (g *gcRun) save(lg *ledger) {
+// save rewrites the records that lost tunnels (kept has what stays of
+// each), or whose entries the ledger changed.
+func (g *gcRun) save(lg *ledger, kept map[string]*state.Record) {
 	for u, rec := range g.recs {
-		var keep []state.Tunnel
-		for _, t := range rec.Tunnels {
-			if g.explained(u, t.Name) {
-				keep = append(keep, t)
-			}
-		}
+		keep := kept[u].Tunnels
 		if len(keep) == len(rec.Tunnels) && !lg.dirty[u] {
 			continue
 		}

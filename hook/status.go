@@ -234,6 +234,7 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 	sts := make([]TunnelStatus, len(cs))
 	ul, uerr := underlayOf(snap, u)
 	upNow := uerr == nil && ul.Up
+	others := othersThan(recs, u)
 	var want []plan.Tunnel
 	for i, c := range cs {
 		st := &sts[i]
@@ -243,13 +244,13 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 			p := rec.Applied()
 			st.Policy = &p
 		}
-		if w, ok := plannedTunnel(c, st, snap, recs, u, ul, upNow, srcCfg, pol); ok {
+		if w, ok := plannedTunnel(c, st, snap, u, rec, others, ul, upNow, srcCfg, pol); ok {
 			want = append(want, w)
 		}
 	}
 	var fix []string
 	if upNow {
-		steps, err := statusSteps(sys, snap, recs, u, cs, want, pol, rules)
+		steps, err := statusSteps(sys, snap, u, rec, others, cs, want, pol, rules)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -276,9 +277,8 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 // plannedTunnel is the plan up would make for c, or why there is none in
 // st (its state and problems): the underlay is down, the link is not
 // gre-hook's, the remote is unresolved, or the plan is refused.
-func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *snapshot, recs map[string]*state.Record, u string, ul plan.Underlay, upNow bool,
-	srcCfg *config.Config, pol plan.Policy) (plan.Tunnel, bool) {
-	rec := recs[u]
+func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *snapshot, u string, rec *state.Record, others map[string]*state.Record,
+	ul plan.Underlay, upNow bool, srcCfg *config.Config, pol plan.Policy) (plan.Tunnel, bool) {
 	have, exists := snap.links[c.Name]
 	switch {
 	case !upNow:
@@ -297,7 +297,7 @@ func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *snapshot, recs map[s
 		return plan.Tunnel{}, false
 	}
 	one := autoLocals([]config.Tunnel{c}, snap, u, rec)
-	metrics := defaultMetrics(srcCfg, one, rec, othersThan(recs, u), snap, pol)
+	metrics := defaultMetrics(srcCfg, one, rec, others, snap, pol)
 	w, err := plan.Up(one, ul, plan.Options{Policy: pol, Metrics: metrics})
 	if err == nil {
 		if k := rec.Find(c.Name); k != nil && k.Dead && c.Keepalive != nil {
@@ -330,9 +330,8 @@ func othersThan(recs map[string]*state.Record, u string) map[string]*state.Recor
 // tunnels cs plan as want: the tunnels', the MSS rules', and with default
 // routes the policy rules (from rules, when a move has them, else the
 // kernel's).
-func statusSteps(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, want []plan.Tunnel,
-	pol plan.Policy, rules map[int][]rtnl.Rule) ([]step, error) {
-	rec := recs[u]
+func statusSteps(sys *System, snap *snapshot, u string, rec *state.Record, others map[string]*state.Record, cs []config.Tunnel,
+	want []plan.Tunnel, pol plan.Policy, rules map[int][]rtnl.Rule) ([]step, error) {
 	chains := map[int]mss.State{}
 	need := ruleChains(want, nil)
 	for f, cs := range ruleChains(want, rec) {
@@ -374,7 +373,7 @@ func statusSteps(sys *System, snap *snapshot, recs map[string]*state.Record, u s
 		}
 		mine.Tunnels = append(mine.Tunnels, e)
 	}
-	needRules := needsRules(othersThan(recs, u), map[string]*state.Record{u: mine})
+	needRules := needsRules(others, map[string]*state.Record{u: mine})
 	steps = append(steps, diffPolicy(pol, needRules, defaultFamilies(want), rules, false)...)
 	return append(steps, diffLegacy(want, rec)...), nil
 }
