@@ -213,3 +213,13 @@ func dynamicOf(sys *System, cfgPath string) ([]DynamicTunnel, error) {
 	w, err := NewEngine(sys).Watching(cfgPath)
 	return w.Endpoints, err
 }
+
+// mustGC runs gc with the env's config and fails the test on an error,
+// with what gc logged.
+func (e *env) mustGC() {
+	e.t.Helper()
+	e.log.Reset()
+	if err := gc(e.t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
+		e.t.Fatalf("gc: %v\n%s", err, e.log.String())
+	}
+}

@@ -172,10 +172,7 @@ func TestDownAndGCWhileDead(t *testing.T) {
 	e.mustOn("eth1", PhaseUp)
 	e.set("eth1", "gre-a", false)
 	deadDump := e.dump()
-	e.log.Reset()
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatalf("gc: %v\n%s", err, e.log.String())
-	}
+	e.mustGC()
 	diff(t, "kernel after gc while dead", e.dump(), deadDump)
 	if en := e.entry("eth1", "gre-a"); en == nil || !en.Dead {
 		t.Fatalf("gc lost the dead tunnel's record: %+v", en)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gre-hook/gre-hook/hook/fake"
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
@@ -153,7 +154,7 @@ func TestPolicyCustomValues(t *testing.T) {
 	e := newTwoUnderlays(t)
 	e.write(polA + twoDefaults)
 	out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.DryRun = true })
-	mustContain(t, "--dry-run", out,
+	fixture.MustContain(t, "--dry-run", out,
 		"# policy routing: table 100, rules at priorities 1000 and 1001, fwmark 0x10\n",
 		"ip link set gre-a type gre fwmark 0x10\n",
 		"ip route replace default via 10.9.0.1 dev gre-a table 100 metric 1 proto 176\n",
@@ -317,7 +318,7 @@ func TestPolicyChangeShown(t *testing.T) {
 	if err != nil || !drift {
 		t.Errorf("status: drift %v, %v", drift, err)
 	}
-	mustContain(t, "status", buf.String(),
+	fixture.MustContain(t, "status", buf.String(),
 		"policy routing: table 18247, rules at priorities 32700 and 32701, fwmark 0x4747\n",
 		"  - the config asks for table 100, rules at priorities 1000 and 1001, fwmark 0x10: up on any underlay moves every underlay to it\n",
 		"policy routing: up would run:\n",
@@ -326,7 +327,7 @@ func TestPolicyChangeShown(t *testing.T) {
 		"  ip rule del priority 32701 not fwmark 0x4747 lookup 18247 proto 176\n",
 	)
 	out := e.mustOn("eth2", PhaseUp, func(r *Request) { r.DryRun = true })
-	mustContain(t, "--dry-run", out,
+	fixture.MustContain(t, "--dry-run", out,
 		"# policy routing moves, on every underlay, from table 18247, rules at priorities 32700 and 32701, fwmark 0x4747 to table 100, rules at priorities 1000 and 1001, fwmark 0x10\n",
 		"ip link set gre-a type gre fwmark 0x10\n",
 		"ip link set gre-b type gre fwmark 0x10\n",
@@ -379,19 +380,14 @@ func TestPolicyChangeGC(t *testing.T) {
 	e.mustOn("eth1", PhaseUp)
 	e.mustOn("eth2", PhaseUp)
 	e.write(polA + strings.SplitN(twoDefaults, "[[tunnel]]\nname = \"gre-b\"", 2)[0])
-	e.log.Reset()
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatalf("gc: %v\n%s", err, e.log.String())
-	}
+	e.mustGC()
 	diff(t, "after gc of gre-b", e.dump(), golden2(t, "eth1"))
 	e.mustOn("eth1", PhaseUp)
 	if e.defaultRoute() != aDefaultA || e.rules() != rulesA {
 		t.Errorf("after up:\n%s", e.dump())
 	}
 	e.write(polA)
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatalf("gc: %v\n%s", err, e.log.String())
-	}
+	e.mustGC()
 	diff(t, "after gc of both", e.dump(), e.before)
 }
 
@@ -657,11 +653,3 @@ func describeRuleLine(r plan.Rule) string {
 
 // mustContain fails the test for each of wants that out, what the
 // command named lacks.
-func mustContain(t *testing.T, what, out string, wants ...string) {
-	t.Helper()
-	for _, w := range wants {
-		if !strings.Contains(out, w) {
-			t.Errorf("%s lacks %q:\n%s", what, w, out)
-		}
-	}
-}

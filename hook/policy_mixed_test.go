@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 	"github.com/gre-hook/gre-hook/hook/plan"
 )
 
@@ -66,7 +67,7 @@ func TestPolicyHalfMovedRecordAhead(t *testing.T) {
 	before := e.dump()
 	e.write(polA + threeWatched)
 	out := e.mustOn("eth1", PhaseUp)
-	mustContain(t, "up", out, "warning: the config's [policy] (table 100, rules at priorities 1000 and 1001, fwmark 0x10) is not applied: the record of eth3 cannot be read")
+	fixture.MustContain(t, "up", out, "warning: the config's [policy] (table 100, rules at priorities 1000 and 1001, fwmark 0x10) is not applied: the record of eth3 cannot be read")
 	diff(t, "after the up", e.dump(), before)
 	if got := e.recordPolicy("eth1"); got != plan.DefaultPolicy.String() {
 		t.Errorf("the record of eth1 says %s, the kernel is in %s", got, plan.DefaultPolicy)
@@ -121,12 +122,12 @@ func TestPolicyHalfMovedRecordBehind(t *testing.T) {
 	e.watch(func(op string) { e.paths(op, true) })
 	before := e.dump()
 	note := "the records of eth2 said another policy routing than the kernel's, table 100, rules at priorities 1000 and 1001, fwmark 0x10; they are rewritten to say so"
-	mustContain(t, "--dry-run", e.mustOn("eth1", PhaseUp, func(r *Request) { r.DryRun = true }), "# "+note)
+	fixture.MustContain(t, "--dry-run", e.mustOn("eth1", PhaseUp, func(r *Request) { r.DryRun = true }), "# "+note)
 	if got := e.recordPolicy("eth2"); got == "table 100, rules at priorities 1000 and 1001, fwmark 0x10" {
 		t.Errorf("the dry run rewrote the record of eth2")
 	}
 	out := e.mustOn("eth1", PhaseUp)
-	mustContain(t, "up", out, "warning: "+note)
+	fixture.MustContain(t, "up", out, "warning: "+note)
 	diff(t, "after the up", e.dump(), before)
 	if got, want := e.recordPolicy("eth2"), "table 100, rules at priorities 1000 and 1001, fwmark 0x10"; got != want {
 		t.Errorf("the record of eth2 says %s, want %s\n%s", got, want, out)
@@ -149,9 +150,9 @@ func TestPolicyMoveFromTheKernelNamed(t *testing.T) {
 	}
 	from := "# policy routing moves, on every underlay, from what the kernel holds under another (gre-b marked 0x10) to table 18247, rules at priorities 32700 and 32701, fwmark 0x4747\n"
 	out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.DryRun = true })
-	mustContain(t, "--dry-run", out, from, "ip link set gre-b type gre fwmark 0x4747\n")
+	fixture.MustContain(t, "--dry-run", out, from, "ip link set gre-b type gre fwmark 0x4747\n")
 	out = e.mustOn("eth1", PhaseUp, func(r *Request) { r.Verbose = true })
-	mustContain(t, "up", out, "policy routing moves, on every underlay, from what the kernel holds under another (gre-b marked 0x10) to table 18247")
+	fixture.MustContain(t, "up", out, "policy routing moves, on every underlay, from what the kernel holds under another (gre-b marked 0x10) to table 18247")
 	if got := e.lines("link gre-b", "fwmark 0x4747 "); got == "" {
 		t.Errorf("gre-b not re-marked:\n%s", e.dump())
 	}

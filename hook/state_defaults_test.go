@@ -169,17 +169,12 @@ func TestGCKeepsTheOtherDefault(t *testing.T) {
 	e.mustOn("eth1", PhaseUp)
 	e.mustOn("eth2", PhaseUp)
 	e.write(strings.SplitN(twoDefaults, "[[tunnel]]\nname = \"gre-b\"", 2)[0])
-	e.log.Reset()
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatalf("gc: %v\n%s", err, e.log.String())
-	}
+	e.mustGC()
 	if got := e.defaultRoute(); got != aDefault+"\n"+origDefault || e.rules() != ourRules {
 		t.Fatalf("after gc of gre-b:\n%s", e.dump())
 	}
 	e.write("")
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatalf("gc: %v\n%s", err, e.log.String())
-	}
+	e.mustGC()
 	diff(t, "after gc of both", e.dump(), e.before)
 }
 

@@ -19,10 +19,7 @@ func TestGCRemovesUnexplained(t *testing.T) {
 	e.write(many)
 	e.mustRun(PhaseUp)
 	e.write(site1)
-	e.log.Reset()
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatalf("gc: %v\n%s", err, e.log.String())
-	}
+	e.mustGC()
 	diff(t, "state after gc", e.dump(), site1State)
 	if strings.Contains(e.record(), "gre-v6") || !strings.Contains(e.record(), "gre-site2") {
 		t.Errorf("record after gc:\n%s", e.record())
@@ -44,9 +41,7 @@ func TestGCWithoutConfigRemovesAll(t *testing.T) {
 			e.write(c.text)
 			e.mustRun(PhaseUp)
 			e.write("")
-			if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-				t.Fatalf("gc: %v", err)
-			}
+			e.mustGC()
 			diff(t, "state after gc", e.dump(), baseline)
 		})
 	}
@@ -58,9 +53,7 @@ func TestGCWithoutRecordFindsByMarks(t *testing.T) {
 	e.mustRun(PhaseUp)
 	os.RemoveAll(e.sys.Store.Dir)
 	e.write("")
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatalf("gc: %v", err)
-	}
+	e.mustGC()
 	diff(t, "state after gc", e.dump(), baseline)
 }
 

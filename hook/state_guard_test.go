@@ -292,10 +292,7 @@ func TestGuardGC(t *testing.T) {
 	e.fk.V4.SetChainOf(mss.In, append(guardSpecs(e), stray, foreign)...)
 	// gre-site3 leaves the config.
 	e.write(strings.Replace(reflectConfig, `name = "gre-site3"`, `name = "gre-site3x"`, 1))
-	e.log.Reset()
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatalf("gc: %v\n%s", err, e.log.String())
-	}
+	e.mustGC()
 	out := e.log.String()
 	for _, want := range []string{
 		"gre-hook: + iptables -t mangle -D GRE-HOOK-IN -i gre-site3 ! -p gre -m addrtype --src-type LOCAL -m comment --comment gre-hook:eth1:gre-site3 -j DROP\n",
@@ -312,9 +309,7 @@ func TestGuardGC(t *testing.T) {
 	// The last of gre-hook's guards goes with a gc that has no config;
 	// the admin's rule keeps the chain.
 	e.write("")
-	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil {
-		t.Fatal(err)
-	}
+	e.mustGC()
 	if got := guardSpecs(e); !reflect.DeepEqual(got, []string{foreign}) {
 		t.Errorf("GRE-HOOK-IN after gc with no config: %q", got)
 	}
