@@ -3,11 +3,14 @@
 # or the host when it has GRE). Measures gre-hook, the seed-style shell script
 # and the ip -batch/iptables-restore floor for each N, each in a fresh network
 # namespace, and writes tab-separated results to OUT/results.tsv:
-#   KIND N up_ms down_ms        (KIND: grehook shell floor)
+#   KIND N up_ms down_ms        (KIND: grehook base shell floor; base is the
+#                               gre-hook built from BENCH_BASE_REV, OUT/gre-hook-base)
 #   procs N up_execs down_execs (processes gre-hook started)
 # and, when OUT/realkernel.test exists and BENCH_WATCH_SECONDS > 0, the
 # watcher's footprint (TestWatchFootprint, whose peer reflects keepalives
-# with plain ip tunnels) to OUT/watch.txt, its WATCH-BENCH line among them.
+# with plain ip tunnels), BENCH_WATCH_RUNS times (default 5) to
+# OUT/watch.new.K.txt and, alternating, for the base binary every other
+# run to OUT/watch.base.K.txt, each with its WATCH-BENCH line.
 #
 #   guest.sh BIN OUT N...          driver
 #   guest.sh --inner KIND N DIR    (internal: runs inside the namespace)
@@ -39,12 +42,14 @@ check_down() {
 if [[ ${1:-} == --inner ]]; then
 	kind=$2 n=$3 dir=$4
 	case $kind in
-	grehook)
+	grehook | base)
 		export GRE_HOOK_INSECURE_CONFIG=1 GRE_HOOK_STATE_DIR=$dir/state
-		t0=${EPOCHREALTIME/./}; "$BIN" --config "$dir/gre-hook.toml" --iface eth1 --phase up >"$dir/up.log" 2>&1 || { echo "gre-hook up failed:" >&2; cat "$dir/up.log" >&2; exit 1; }
+		b=$BIN
+		[[ $kind == base ]] && b=$BASE_BIN
+		t0=${EPOCHREALTIME/./}; "$b" --config "$dir/gre-hook.toml" --iface eth1 --phase up >"$dir/up.log" 2>&1 || { echo "gre-hook up failed:" >&2; cat "$dir/up.log" >&2; exit 1; }
 		t1=${EPOCHREALTIME/./}
 		check_up "$n" || exit 1
-		t2=${EPOCHREALTIME/./}; "$BIN" --config "$dir/gre-hook.toml" --iface eth1 --phase down >"$dir/down.log" 2>&1 || { echo "gre-hook down failed:" >&2; cat "$dir/down.log" >&2; exit 1; }
+		t2=${EPOCHREALTIME/./}; "$b" --config "$dir/gre-hook.toml" --iface eth1 --phase down >"$dir/down.log" 2>&1 || { echo "gre-hook down failed:" >&2; cat "$dir/down.log" >&2; exit 1; }
 		t3=${EPOCHREALTIME/./} ;;
 	shell)
 		t0=${EPOCHREALTIME/./}; bash -e "$dir/shell-up.sh" || exit 1; t1=${EPOCHREALTIME/./}
@@ -76,7 +81,8 @@ if [[ ${1:-} == --gen ]]; then
 else
 	BIN=$(readlink -f "$1") OUT=$2 self=$(readlink -f "$0")
 	shift 2
-	export BIN
+	BASE_BIN=$OUT/gre-hook-base
+	export BIN BASE_BIN
 	# Inputs are generated on the host by --gen (forks are slow under TCG),
 	# then copied to the guest's tmpfs so that no run works over 9p.
 	work=$(mktemp -d /tmp/gre-hook-bench.XXXXXX)
@@ -181,16 +187,18 @@ run() {
 : >"$OUT/results.tsv"
 uname -r >"$OUT/kernel"
 # warm-up (discarded): page caches, lazily loaded modules, first iptables-nft table
-for k in grehook shell floor; do OUT=$work run "$k" 1 >/dev/null 2>&1; done
+base=
+[[ -x $BASE_BIN ]] && base=base
+for k in grehook $base shell floor; do OUT=$work run "$k" 1 >/dev/null 2>&1; done
 : >"$work/results.tsv"
 
 for n in "$@"; do
 	reps=${BENCH_REPS:-3}
 	((n >= 1000)) && reps=1
-	kinds=(grehook floor shell)
+	kinds=(grehook $base floor shell)
 	# The shell script costs ~6 processes per tunnel: past BENCH_SHELL_MAX
 	# tunnels it is not run (the host reports a linear extrapolation, marked).
-	((n > ${BENCH_SHELL_MAX:-100})) && kinds=(grehook floor)
+	((n > ${BENCH_SHELL_MAX:-100})) && kinds=(grehook $base floor)
 	for ((k = 0; k < reps; k++)); do
 		for kind in "${kinds[@]}"; do
 			# The shell script runs once: minutes per run, and its margin
@@ -205,15 +213,23 @@ for n in "$@"; do
 	run procs "$n"
 done
 
-if [[ -x $OUT/realkernel.test && ${BENCH_WATCH_SECONDS:-60} -gt 0 ]]; then
-	echo "  gre-hook watch footprint: two windows of ${BENCH_WATCH_SECONDS:-60} s (TestWatchFootprint)" >&2
-	s=$(now_us)
-	(cd "$(dirname "$self")/../../hook/realkernel" &&
-		GRE_HOOK_BIN=$BIN GRE_HOOK_WATCH_BENCH_SECONDS=${BENCH_WATCH_SECONDS:-60} \
-			"$OUT/realkernel.test" -test.run '^TestWatchFootprint$' -test.count=1 -test.v -test.timeout 20m) >"$OUT/watch.txt" 2>&1
-	rc=$?
-	grep WATCH-BENCH "$OUT/watch.txt" >&2
-	((rc == 0)) || { echo "bench: TestWatchFootprint failed (exit $rc):" >&2; tail -40 "$OUT/watch.txt" >&2; }
-	echo "  watch: $(ms "$s" "$(now_us)") ms wall" >&2
+if [[ -x $OUT/realkernel.test && ${BENCH_WATCH_SECONDS:-20} -gt 0 ]]; then
+	runs=${BENCH_WATCH_RUNS:-5}
+	# watch NAME BIN K: one TestWatchFootprint run of BIN to OUT/watch.NAME.K.txt
+	watch() {
+		local s rc f=$OUT/watch.$1.$3.txt
+		s=$(now_us)
+		(cd "$(dirname "$self")/../../hook/realkernel" &&
+			GRE_HOOK_BIN=$2 GRE_HOOK_WATCH_BENCH_SECONDS=${BENCH_WATCH_SECONDS:-20} \
+				"$OUT/realkernel.test" -test.run '^TestWatchFootprint$' -test.count=1 -test.v -test.timeout 20m) >"$f" 2>&1
+		rc=$?
+		echo "  watch $1 run $3: $(grep WATCH-BENCH "$f" || echo 'no WATCH-BENCH line'), $(ms "$s" "$(now_us)") ms wall" >&2
+		((rc == 0)) || { echo "bench: TestWatchFootprint of $2 failed (exit $rc):" >&2; tail -40 "$f" >&2; }
+	}
+	echo "  gre-hook watch footprint: $runs runs of two ${BENCH_WATCH_SECONDS:-20} s windows (TestWatchFootprint)${base:+, the base binary every other run}" >&2
+	for ((k = 1; k <= runs; k++)); do
+		watch new "$BIN" "$k"
+		[[ -n $base ]] && ((k % 2 == 1)) && watch base "$BASE_BIN" "$k"
+	done
 fi
 echo "guest done" >&2
