@@ -381,64 +381,105 @@ func (h *Handle) byName(name string) (netlink.Link, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.remember(l.Attrs().Index, name)
 	return l, nil
 }
 
-// AddLink creates l, a GRE link of l.Kind. The link is created down;
-// multicast, MTU and alias are part of the same request.
+// AddLink creates l, a GRE link of l.Kind, down: one request with its MTU,
+// multicast flag and fwmark, and one more for its alias, which marks it
+// gre-hook's.
 func (h *Handle) AddLink(l Link) error {
-	link := toNetlinkLink(l)
-	if err := h.h.LinkAdd(link); err != nil {
+	h.forget(l.Name) // a link of that name that went away
+	if _, err := createRequest(h.route, l).Execute(unix.NETLINK_ROUTE, 0); err != nil {
 		return err
 	}
 	// The kernel ignores IFLA_IFALIAS in a request that creates a link;
 	// only a change of an existing link sets it. Without the alias the
 	// link would not be recognisably ours, so it must not outlive a
 	// failure here.
-	// LinkAdd has looked up the new link's index already.
-	if err := h.h.LinkSetAlias(link, l.Alias); err != nil {
-		h.h.LinkDel(link)
-		return fmt.Errorf("marking %s as gre-hook's (alias %s): %w", l.Name, l.Alias, err)
-	}
-	h.remember(link.Attrs().Index, l.Name)
-	if l.FwMark != 0 {
-		// netlink's Gretun cannot carry IFLA_GRE_FWMARK (greFwMark); set it
-		// in place before the link is up. Without it the tunnel's outer
-		// packets would be routed into a default_route tunnel.
-		if err := h.SetFwMark(l.Name, l.FwMark); err != nil {
-			h.h.LinkDel(link)
-			h.forget(l.Name)
-			return fmt.Errorf("setting fwmark %#x on %s: %w", l.FwMark, l.Name, err)
+	if err := h.setAlias(l.Name, l.Alias); err != nil {
+		if derr := h.DelLink(l.Name); derr != nil {
+			return fmt.Errorf("marking %s as gre-hook's (alias %s): %w; deleting it again: %v", l.Name, l.Alias, err, derr)
 		}
+		return fmt.Errorf("marking %s as gre-hook's (alias %s): %w", l.Name, l.Alias, err)
 	}
 	return nil
 }
 
-// Tap reports whether a link kind carries Ethernet frames.
-func Tap(kind string) bool { return strings.HasSuffix(kind, "tap") }
-
-// toNetlinkLink is the netlink request for creating l.
-func toNetlinkLink(l Link) netlink.Link {
-	attrs := netlink.NewLinkAttrs() // a bare LinkAttrs would send txqueuelen 0
-	attrs.Name = l.Name
-	attrs.MTU = l.MTU
-	attrs.Alias = l.Alias
+// createRequest is the RTM_NEWLINK that creates l, with the tunnel
+// attributes `ip link add NAME type KIND ...` sends, and the fwmark:
+// netlink's Gretun and Gretap cannot carry IFLA_GRE_FWMARK (greFwMark),
+// and a tunnel of a marking policy must never be up without it, or its
+// outer packets would be routed into a default_route tunnel. The request
+// names the link rather than asking for its index: the first change that
+// needs the index looks it up (byName), and keeps it.
+func createRequest(sockets map[int]*nl.SocketHandle, l Link) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req.Sockets = sockets
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	if l.Multicast {
-		attrs.Flags |= net.FlagMulticast
+		msg.Flags, msg.Change = unix.IFF_MULTICAST, unix.IFF_MULTICAST
 	}
-	local, remote := net.IP(l.Local.AsSlice()), net.IP(l.Remote.AsSlice())
-	// netlink's zero value for PMtuDisc means "off", unlike ip tunnel's
-	// default; say what we mean every time.
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(l.Name)))
+	if l.MTU > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(l.MTU))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated(l.Kind))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	endpoint := func(a netip.Addr) []byte {
+		if !strings.HasPrefix(l.Kind, "ip6") {
+			a = a.Unmap()
+		}
+		return a.AsSlice()
+	}
+	if l.Local.IsValid() {
+		data.AddRtAttr(nl.IFLA_GRE_LOCAL, endpoint(l.Local))
+	}
+	if l.Remote.IsValid() {
+		data.AddRtAttr(nl.IFLA_GRE_REMOTE, endpoint(l.Remote))
+	}
+	var iflags, oflags uint16
+	if l.IKey != 0 {
+		data.AddRtAttr(nl.IFLA_GRE_IKEY, binary.BigEndian.AppendUint32(nil, l.IKey))
+		iflags |= nl.GRE_KEY
+	}
+	if l.OKey != 0 {
+		data.AddRtAttr(nl.IFLA_GRE_OKEY, binary.BigEndian.AppendUint32(nil, l.OKey))
+		oflags |= nl.GRE_KEY
+	}
+	data.AddRtAttr(nl.IFLA_GRE_IFLAGS, binary.BigEndian.AppendUint16(nil, iflags))
+	data.AddRtAttr(nl.IFLA_GRE_OFLAGS, binary.BigEndian.AppendUint16(nil, oflags))
+	// The kernel's default for pmtudisc is on, unlike a zero attribute:
+	// say what is meant every time.
 	var pmtu uint8
 	if l.PMTUDisc {
 		pmtu = 1
 	}
-	if Tap(l.Kind) {
-		return &netlink.Gretap{LinkAttrs: attrs, Local: local, Remote: remote, Ttl: l.TTL, Tos: l.TOS, PMtuDisc: pmtu, IKey: l.IKey, OKey: l.OKey}
+	data.AddRtAttr(nl.IFLA_GRE_PMTUDISC, nl.Uint8Attr(pmtu))
+	data.AddRtAttr(nl.IFLA_GRE_TTL, nl.Uint8Attr(l.TTL))
+	data.AddRtAttr(nl.IFLA_GRE_TOS, nl.Uint8Attr(l.TOS))
+	if l.FwMark != 0 {
+		data.AddRtAttr(greFwMark, nl.Uint32Attr(l.FwMark))
 	}
-	// Local is always set: a nil Local makes netlink pick ip6gre.
-	return &netlink.Gretun{LinkAttrs: attrs, Local: local, Remote: remote, Ttl: l.TTL, Tos: l.TOS, PMtuDisc: pmtu, IKey: l.IKey, OKey: l.OKey}
+	req.AddData(info)
+	return req
 }
+
+// setAlias sets a link's alias, naming the link rather than its index.
+func (h *Handle) setAlias(name, alias string) error {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	req.Sockets = h.route
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// Tap reports whether a link kind carries Ethernet frames.
+func Tap(kind string) bool { return strings.HasSuffix(kind, "tap") }
 
 // SetMTU sets a link's MTU.
 func (h *Handle) SetMTU(name string, mtu int) error {

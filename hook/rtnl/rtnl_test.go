@@ -1,8 +1,10 @@
 package rtnl
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -136,15 +138,77 @@ func TestFromNetlinkRoute(t *testing.T) {
 }
 
 // A link read back says its kind by the family of its endpoints (netlink
-// calls ip6gre "gre" too), and what AddLink sends is what reads back.
+// calls ip6gre "gre" too), and what AddLink's request creates is what
+// reads back, fwmark included, with IPv4 endpoints in four bytes.
 func TestLinkConversions(t *testing.T) {
 	for _, want := range []Link{
-		{Params: gre.Params{Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2"), TTL: 64, TOS: 1, PMTUDisc: true, IKey: 5, OKey: 6}, Name: "g4", Kind: "gre", Alias: "gre-hook:eth1", MTU: 1476, Multicast: true, GRE: true},
-		{Params: gre.Params{Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2")}, Name: "t4", Kind: "gretap", MTU: 1462, GRE: true},
-		{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 255}, Name: "g6", Kind: "ip6gre", MTU: 1448, GRE: true},
-		{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2")}, Name: "t6", Kind: "ip6gretap", MTU: 1434, GRE: true},
+		{Params: gre.Params{Local: netip.MustParseAddr("192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2"), TTL: 64, TOS: 1, PMTUDisc: true, IKey: 5, OKey: 6}, Name: "g4", Kind: "gre", MTU: 1476, Multicast: true, GRE: true, FwMark: 0x4747},
+		{Params: gre.Params{Local: netip.MustParseAddr("::ffff:192.0.2.1"), Remote: netip.MustParseAddr("198.51.100.2")}, Name: "t4", Kind: "gretap", MTU: 1462, GRE: true},
+		{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 255}, Name: "g6", Kind: "ip6gre", MTU: 1448, GRE: true, FwMark: 7},
+		{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), OKey: 9}, Name: "t6", Kind: "ip6gretap", MTU: 1434, GRE: true},
 	} {
-		got := fromNetlink(toNetlinkLink(want))
+		b := createRequest(nil, want).Serialize()
+		if typ, flags := nl.NativeEndian().Uint16(b[4:]), nl.NativeEndian().Uint16(b[6:]); typ != unix.RTM_NEWLINK ||
+			flags != unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK {
+			t.Errorf("%s: message type %d, flags %#x", want.Name, typ, flags)
+		}
+		m := b[unix.SizeofNlMsghdr:]
+		msg := nl.DeserializeIfInfomsg(m)
+		got := Link{Multicast: msg.Flags&msg.Change&unix.IFF_MULTICAST != 0, GRE: true}
+		top, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range top {
+			switch a.Attr.Type {
+			case unix.IFLA_IFNAME:
+				got.Name = strings.TrimRight(string(a.Value), "\x00")
+			case unix.IFLA_MTU:
+				got.MTU = int(u32(a.Value))
+			}
+		}
+		kind, data, err := linkInfo(m[unix.SizeofIfInfomsg:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Kind = kind
+		flags := map[uint16]uint16{}
+		for _, a := range data {
+			switch a.Attr.Type {
+			case greFwMark:
+				got.FwMark = u32(a.Value)
+			case nl.IFLA_GRE_LOCAL, nl.IFLA_GRE_REMOTE:
+				if n := len(a.Value); (n == 4) != !strings.HasPrefix(kind, "ip6") {
+					t.Errorf("%s: a %s endpoint in %d bytes", want.Name, kind, n)
+				}
+				ad, _ := netip.AddrFromSlice(a.Value)
+				if a.Attr.Type == nl.IFLA_GRE_LOCAL {
+					got.Local = ad
+				} else {
+					got.Remote = ad
+				}
+			case nl.IFLA_GRE_TTL:
+				got.TTL = a.Value[0]
+			case nl.IFLA_GRE_TOS:
+				got.TOS = a.Value[0]
+			case nl.IFLA_GRE_PMTUDISC:
+				got.PMTUDisc = a.Value[0] == 1
+			case nl.IFLA_GRE_IKEY:
+				got.IKey = binary.BigEndian.Uint32(a.Value)
+			case nl.IFLA_GRE_OKEY:
+				got.OKey = binary.BigEndian.Uint32(a.Value)
+			case nl.IFLA_GRE_IFLAGS, nl.IFLA_GRE_OFLAGS:
+				flags[a.Attr.Type] = binary.BigEndian.Uint16(a.Value)
+			}
+		}
+		// The key flag says the key is used: set with a key, clear without.
+		if (flags[nl.IFLA_GRE_IFLAGS] == nl.GRE_KEY) != (want.IKey != 0) || (flags[nl.IFLA_GRE_OFLAGS] == nl.GRE_KEY) != (want.OKey != 0) {
+			t.Errorf("%s: key flags %v", want.Name, flags)
+		}
+		if kind != want.Kind {
+			t.Errorf("%s: kind %q, want %q", want.Name, kind, want.Kind)
+		}
+		want.Local, want.Remote = want.Local.Unmap(), want.Remote.Unmap()
 		if got != want {
 			t.Errorf("%s: round trip gives %+v, want %+v", want.Name, got, want)
 		}
