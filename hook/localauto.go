@@ -3,11 +3,12 @@ package hook
 import (
 	"net/netip"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
-	"golang.org/x/sys/unix"
 )
 
 // localsOf are the addresses of an underlay as the address policy judges
