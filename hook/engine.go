@@ -7,6 +7,22 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/engine"
+)
+
+// What a caller builds a System from, and the direction of a run, are
+// package engine's: the steps of a run are made and applied there.
+type (
+	System  = engine.System
+	Net     = engine.Net
+	Sysctl  = engine.Sysctl
+	ProcSys = engine.ProcSys
+	Phase   = engine.Phase
+)
+
+const (
+	PhaseUp   = engine.PhaseUp
+	PhaseDown = engine.PhaseDown
 )
 
 // Engine is gre-hook's operations on one System, as the command line and
@@ -14,11 +30,11 @@ import (
 // read by the caller, once (LoadConfig), and handed to the operations of
 // the command line; the watcher's read the configs the records name.
 type Engine struct {
-	sys *System
+	sys *engine.System
 }
 
 // NewEngine is the Engine over sys.
-func NewEngine(sys *System) *Engine { return &Engine{sys: sys} }
+func NewEngine(sys *engine.System) *Engine { return &Engine{sys: sys} }
 
 // Up brings up the tunnels that cfg, the config req names, has on
 // req.Iface.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
 
@@ -34,7 +35,7 @@ func TestDryRunForesees(t *testing.T) {
 			e := newEnv(t)
 			e.write(tc.config)
 			tc.change(e)
-			req := e.req(PhaseUp)
+			req := e.req(engine.PhaseUp)
 			req.DryRun = true
 			e.log.Reset()
 			if err := run(req, e.sys); err != nil {
@@ -53,7 +54,7 @@ func TestDryRunForesees(t *testing.T) {
 func TestUpWarnsOfAbsentLocal(t *testing.T) {
 	e := newEnv(t)
 	e.write(localElsewhere)
-	out := e.mustRun(PhaseUp)
+	out := e.mustRun(engine.PhaseUp)
 	if want := "gre-hook: warning: tunnel \"gre-site2\": local 198.51.100.7 is not an address of this host; the tunnel carries nothing until it is\n"; !strings.HasPrefix(out, want) {
 		t.Errorf("up printed:\n%s\nwant it to start with:\n%s", out, want)
 	}
@@ -75,7 +76,7 @@ func TestStatusForesees(t *testing.T) {
 
 	e = newEnv(t)
 	e.write(localElsewhere)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	drift, out = status(t, e)
 	want = "gre-site2 on eth1: drift\n  - local 198.51.100.7 is not an address of this host; the tunnel carries nothing until it is\n" +
 		"policy routing: table 18247, rules at priorities 32700 and 32701, fwmark 0x4747\n"

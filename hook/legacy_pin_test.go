@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -15,14 +16,14 @@ import (
 // into gre-b.
 func TestLegacyPinStaysWhileMainDefaultIsAnotherTunnels(t *testing.T) {
 	e := newTwoUnderlays(t)
-	e.mustOn("eth1", PhaseUp)
-	e.mustOn("eth2", PhaseUp)
+	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth2", engine.PhaseUp)
 	n := e.fk.Net
 	for _, l := range []string{"gre-a", "gre-b"} {
 		n.Mutate(l, func(l *rtnl.Link) { l.FwMark = 0 })
 	}
 	for _, r := range plan.DefaultPolicy.Rules(4) {
-		n.DelRule(kernelRule(r))
+		n.DelRule(engine.KernelRule(r))
 	}
 	n.RemoveRoute(netip.MustParsePrefix("0.0.0.0/0"))
 	n.RemoveRoute(netip.MustParsePrefix("0.0.0.0/0"))
@@ -52,12 +53,12 @@ func TestLegacyPinStaysWhileMainDefaultIsAnotherTunnels(t *testing.T) {
 	if got := e.via("203.0.113.5", 0); got != "eth1" {
 		t.Fatalf("legacy set-up wrong: gre-a's remote via %q", got)
 	}
-	out := e.mustOn("eth1", PhaseUp)
+	out := e.mustOn("eth1", engine.PhaseUp)
 	t.Logf("up eth1:\n%s", out)
 	if got := e.via("203.0.113.5", mark); got != "eth1" {
 		t.Errorf("after migrating eth1 only, gre-a's own (marked) packets to its remote leave by %q, not eth1\n%s", got, e.dump())
 	}
-	out = e.mustOn("eth2", PhaseUp)
+	out = e.mustOn("eth2", engine.PhaseUp)
 	t.Logf("up eth2:\n%s", out)
 	if e.mainDefault() != origDefault {
 		t.Errorf("main default after migrating eth2: %q", e.mainDefault())

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
@@ -12,7 +13,7 @@ import (
 )
 
 // The record and kernel state of the release before policy routing, taken
-// down and moved to the new form (legacy.go).
+// down and moved to the new form (engine/legacy.go).
 
 // watchdog is the fake kernel, checked after every change: traffic always
 // has a default route, and a tunnel's own packets (marked, once its link
@@ -42,13 +43,13 @@ func (w *watchdog) check(op string) {
 
 func (w *watchdog) ReplaceRoute(r rtnl.Route) error {
 	err := w.Net.ReplaceRoute(r)
-	w.check(describeRoute(planRoute(r), r.Protocol))
+	w.check(engine.DescribeRoute(engine.PlanRoute(r), r.Protocol))
 	return err
 }
 
 func (w *watchdog) DelRoute(r rtnl.Route) error {
 	err := w.Net.DelRoute(r)
-	w.check("del " + describeRoute(planRoute(r), r.Protocol))
+	w.check("del " + engine.DescribeRoute(engine.PlanRoute(r), r.Protocol))
 	return err
 }
 
@@ -89,11 +90,11 @@ var (
 func toLegacy(e *env) {
 	e.t.Helper()
 	e.write(defaultRoute)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	n := e.fk.Net
 	n.Mutate("gre-vpn", func(l *rtnl.Link) { l.FwMark = 0 })
 	for _, r := range plan.DefaultPolicy.Rules(4) {
-		n.DelRule(kernelRule(r))
+		n.DelRule(engine.KernelRule(r))
 	}
 	n.RemoveRoute(netip.MustParsePrefix("0.0.0.0/0"))
 	n.AddForeignRoute(legacyDefault.Plan(), plan.RouteProtocol)
@@ -123,7 +124,7 @@ func TestLegacyDown(t *testing.T) {
 	e := newEnv(t)
 	toLegacy(e)
 	w := watched(e)
-	e.mustRun(PhaseDown)
+	e.mustRun(engine.PhaseDown)
 	if len(w.fails) > 0 {
 		t.Errorf("during the down:\n%s", strings.Join(w.fails, "\n"))
 	}
@@ -138,7 +139,7 @@ func TestLegacyUpMigrates(t *testing.T) {
 	e := newEnv(t)
 	toLegacy(e)
 	w := watched(e)
-	out := e.mustRun(PhaseUp)
+	out := e.mustRun(engine.PhaseUp)
 	if len(w.fails) > 0 {
 		t.Errorf("during the up:\n%s\n%s", strings.Join(w.fails, "\n"), out)
 	}
@@ -162,10 +163,10 @@ func TestLegacyUpMigrates(t *testing.T) {
 	if rec := e.record(); strings.Contains(rec, `"replaced"`) || strings.Contains(rec, `"pin"`) || strings.Contains(rec, `"default_seq"`) {
 		t.Errorf("the record keeps the old form:\n%s", rec)
 	}
-	if out := e.mustRun(PhaseUp); out != "" {
+	if out := e.mustRun(engine.PhaseUp); out != "" {
 		t.Errorf("a second up changed things:\n%s", out)
 	}
-	e.mustRun(PhaseDown)
+	e.mustRun(engine.PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 }
 
@@ -180,7 +181,7 @@ func TestLegacyUpRollsBack(t *testing.T) {
 	// up_command would not run: the migration changes the link in place.)
 	e.write(strings.Replace(defaultRoute, "default_route = true", "default_route = true\nmss = 1300", 1))
 	e.fk.V4.FailNth("Restore", 1)
-	_, err := e.run(PhaseUp)
+	_, err := e.run(engine.PhaseUp)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -188,7 +189,7 @@ func TestLegacyUpRollsBack(t *testing.T) {
 	if !strings.Contains(e.record(), `"replaced"`) {
 		t.Errorf("the record lost the old form:\n%s", e.record())
 	}
-	e.mustRun(PhaseDown)
+	e.mustRun(engine.PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 }
 
@@ -199,13 +200,13 @@ func TestLegacyDownRestoreFailureReported(t *testing.T) {
 	e := newEnv(t)
 	toLegacy(e)
 	e.fk.Net.FailNth("ReplaceRoute", 1) // putting the old default back
-	_, err := e.run(PhaseDown)
+	_, err := e.run(engine.PhaseDown)
 	if err == nil || !strings.Contains(err.Error(), "ip route replace default via 198.51.100.254 dev eth1 proto 4") {
 		t.Fatalf("got %v, want the failed restore named", err)
 	}
 	if e.record() == "" {
 		t.Fatal("record dropped; the old default route is forgotten")
 	}
-	e.mustRun(PhaseDown)
+	e.mustRun(engine.PhaseDown)
 	diff(t, "state after a second down", e.dump(), baseline)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
@@ -34,7 +35,7 @@ underlay = "eth1"
 remote = "late.test"
 address = ["10.0.9.1/30"]
 `)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 
 	var mu sync.Mutex
 	var lookups []string

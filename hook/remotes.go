@@ -7,6 +7,7 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
@@ -24,7 +25,7 @@ func remoteQuery(t *config.Tunnel) resolve.Query {
 // resolveRemotes looks up every remote of tunnels given as a name, all of
 // them together under one deadline, before the run takes the lock: a DNS
 // server that does not answer at boot must not hold other runs.
-func resolveRemotes(ctx context.Context, sys *System, tunnels []config.Tunnel) map[resolve.Query]resolve.Result {
+func resolveRemotes(ctx context.Context, sys *engine.System, tunnels []config.Tunnel) map[resolve.Query]resolve.Result {
 	var qs []resolve.Query
 	for i := range tunnels {
 		if tunnels[i].RemoteName != "" {
@@ -49,7 +50,7 @@ func resolveRemotes(ctx context.Context, sys *System, tunnels []config.Tunnel) m
 
 // OwnAddrs is what the address policy needs to know of the router's own
 // addresses, read from the kernel.
-func OwnAddrs(n Net) (addrpolicy.Own, error) {
+func OwnAddrs(n engine.Net) (addrpolicy.Own, error) {
 	var own addrpolicy.Own
 	as, err := n.Addrs()
 	if err != nil {
@@ -104,7 +105,7 @@ func withRecorded(res map[resolve.Query]resolve.Result, tunnels []config.Tunnel,
 //   - Otherwise the tunnel is left out of this run with a warning, and
 //     recorded as unresolved for gre-hook watch. The run goes on with the
 //     other tunnels, and succeeds.
-func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, rec *state.Record, l *logger) (up []config.Tunnel, unresolved []state.Tunnel) {
+func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, rec *state.Record, l *engine.Logger) (up []config.Tunnel, unresolved []state.Tunnel) {
 	for _, t := range tunnels {
 		if t.RemoteName == "" {
 			up = append(up, t)
@@ -124,14 +125,14 @@ func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, 
 					}
 				}
 			}
-			if l.dry {
-				l.change("# " + t.Name + ": remote " + t.RemoteName + " (" + t.Remote.String() + ")")
+			if l.Dry {
+				l.Change("# " + t.Name + ": remote " + t.RemoteName + " (" + t.Remote.String() + ")")
 			} else {
-				l.note("tunnel %q: remote %s is %s", t.Name, t.RemoteName, t.Remote)
+				l.Note("tunnel %q: remote %s is %s", t.Name, t.RemoteName, t.Remote)
 			}
 		case known:
 			t.Remote = prev.Remote
-			l.warn("tunnel %q: %v; keeping %s, the address the last up used", t.Name, r.Err, t.Remote)
+			l.Warn("tunnel %q: %v; keeping %s, the address the last up used", t.Name, r.Err, t.Remote)
 		default:
 			why := "does not resolve (" + r.Err.Error() + ")"
 			var fe *resolve.FamilyError
@@ -142,7 +143,7 @@ func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, 
 			case errors.As(r.Err, &re):
 				why = "resolves to no address a tunnel can use (" + addrpolicy.JoinRefusals(re.Refused) + ")"
 			}
-			l.warn("tunnel %q: remote %s %s: the tunnel is not brought up now. gre-hook watch brings it up when the name resolves; "+
+			l.Warn("tunnel %q: remote %s %s: the tunnel is not brought up now. gre-hook watch brings it up when the name resolves; "+
 				"without watch it stays down until the next up of %s", t.Name, t.RemoteName, why, t.Underlay)
 			unresolved = append(unresolved, state.Tunnel{Name: t.Name, RemoteName: t.RemoteName, Unresolved: true})
 			continue

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -19,8 +20,8 @@ func TestRetargetRemote(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(pinnedConfig)
-	e.mustRun(PhaseUp)
-	before, _ := linkNamed(e.fk.Net, "gre-site2")
+	e.mustRun(engine.PhaseUp)
+	before, _ := engine.LinkNamed(e.fk.Net, "gre-site2")
 	adds, dels := e.fk.Net.Calls("AddLink"), e.fk.Net.Calls("DelLink")+e.fk.Net.Calls("DelLinks")
 	dumpBefore := e.dump()
 
@@ -32,7 +33,7 @@ func TestRetargetRemote(t *testing.T) {
 	if log.String() != want {
 		t.Errorf("log:\n%s\nwant:\n%s", log.String(), want)
 	}
-	after, _ := linkNamed(e.fk.Net, "gre-site2")
+	after, _ := engine.LinkNamed(e.fk.Net, "gre-site2")
 	if after.Index != before.Index || e.fk.Net.Calls("AddLink") != adds || e.fk.Net.Calls("DelLink")+e.fk.Net.Calls("DelLinks") != dels {
 		t.Errorf("the link was re-created: index %d -> %d", before.Index, after.Index)
 	}
@@ -53,11 +54,11 @@ func TestRetargetRemote(t *testing.T) {
 	}
 	// An up that resolves the name to the new address agrees.
 	e.names(map[string][]string{"site2.test": {"203.0.113.9"}})
-	if out := e.mustRun(PhaseUp); out != "" {
+	if out := e.mustRun(engine.PhaseUp); out != "" {
 		t.Errorf("up after retarget changed things:\n%s", out)
 	}
 	// And down leaves the machine as before.
-	e.mustRun(PhaseDown)
+	e.mustRun(engine.PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 }
 
@@ -65,7 +66,7 @@ func TestRetargetLocal(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(pinnedConfig)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.7/24"))
 	var log strings.Builder
 	if err := engineTo(e.sys, &log).Retarget(bg(), "eth1", "gre-site2", netip.MustParseAddr("198.51.100.7"), netip.Addr{}); err != nil {
@@ -75,7 +76,7 @@ func TestRetargetLocal(t *testing.T) {
 		strings.Contains(log.String(), "pin") || strings.Count(log.String(), "\n") != 1 {
 		t.Errorf("log: %s", log.String())
 	}
-	l, _ := linkNamed(e.fk.Net, "gre-site2")
+	l, _ := engine.LinkNamed(e.fk.Net, "gre-site2")
 	if l.Local != netip.MustParseAddr("198.51.100.7") || strings.Contains(e.dump(), "203.0.113.1/32") {
 		t.Errorf("link %+v\n%s", l, e.dump())
 	}
@@ -99,7 +100,7 @@ func TestRetargetRefuses(t *testing.T) {
 			t.Errorf("got %v, want %s", err, c.want)
 		}
 	}
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	err := engineTo(e.sys, nil).Retarget(bg(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("2001:db8::9"))
 	if err == nil || !strings.Contains(err.Error(), "endpoints are of the family it was made with") {
 		t.Errorf("family change: %v", err)
@@ -125,7 +126,7 @@ func TestRetargetAfterRenumbering(t *testing.T) {
 			e := newEnv(t)
 			e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 			e.write(pinnedConfig)
-			e.mustRun(PhaseUp)
+			e.mustRun(engine.PhaseUp)
 			e.fk.Net.DropDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.1/24"))
 			e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix(to))
 			local := netip.MustParsePrefix(to).Addr()
@@ -154,7 +155,7 @@ func TestRetargetRefusesLegacyPin(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(pinnedConfig)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	rec, _ := e.sys.Store.Load("eth1")
 	pin := state.Route{Dst: netip.MustParsePrefix("203.0.113.1/32"), Gw: netip.MustParseAddr("198.51.100.254"), Dev: "eth1"}
 	rec.Tunnels[0].Pin = &pin
@@ -176,7 +177,7 @@ func TestRetargetRefusesLegacyPin(t *testing.T) {
 func TestRetargetForgetsTheOldPeersReply(t *testing.T) {
 	e := newEnv(t)
 	e.write(fixture.Config(fixture.Site2().Set("keepalive", "{ interval = 1, retries = 3 }")))
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	if err := NewEngine(e.sys).SetLiveness(bg(), "eth1", "gre-site2", false, time.Now().Add(-5*time.Second)); err != nil {
 		t.Fatal(err)
 	}

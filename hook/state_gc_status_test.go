@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
 
 func TestGCRemovesUnexplained(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	e.write(site1)
 	e.mustGC()
 	diff(t, "state after gc", e.dump(), site1State)
@@ -29,7 +30,7 @@ func TestGCRemovesUnexplained(t *testing.T) {
 	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil || e.log.Len() != 0 {
 		t.Errorf("second gc: %v\n%s", err, e.log.String())
 	}
-	if out := e.mustRun(PhaseUp); out != "" {
+	if out := e.mustRun(engine.PhaseUp); out != "" {
 		t.Errorf("up after gc logged:\n%s", out)
 	}
 }
@@ -39,7 +40,7 @@ func TestGCWithoutConfigRemovesAll(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(c.text)
-			e.mustRun(PhaseUp)
+			e.mustRun(engine.PhaseUp)
 			e.write("")
 			e.mustGC()
 			diff(t, "state after gc", e.dump(), baseline)
@@ -50,7 +51,7 @@ func TestGCWithoutConfigRemovesAll(t *testing.T) {
 func TestGCWithoutRecordFindsByMarks(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	os.RemoveAll(e.sys.Store.Dir)
 	e.write("")
 	e.mustGC()
@@ -91,7 +92,7 @@ func TestStatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(tc.config)
-			e.mustRun(PhaseUp)
+			e.mustRun(engine.PhaseUp)
 			tc.change(e)
 			drift, out := status(t, e)
 			if tc.want == "" {
@@ -107,7 +108,7 @@ func TestStatus(t *testing.T) {
 				t.Errorf("status:\n%s\nwant it to contain:\n%s", out, tc.want)
 			}
 			// up repairs it.
-			e.mustRun(PhaseUp)
+			e.mustRun(engine.PhaseUp)
 			if drift, out := status(t, e); drift {
 				t.Errorf("drift after a repairing up:\n%s", out)
 			}
@@ -119,7 +120,7 @@ func TestStatus(t *testing.T) {
 func TestStatusUnconfiguredLink(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	e.write(site1)
 	drift, out := status(t, e)
 	if !drift || !strings.Contains(out, "gre-v6 on eth1: drift\n  - gre-hook made this link but no config has it (gre-hook gc removes it)\n") {
@@ -152,7 +153,7 @@ func TestRandomTransitions(t *testing.T) {
 	current := "empty"
 	for i := 0; i < 60; i++ {
 		if rnd.Intn(4) == 0 {
-			e.mustRun(PhaseDown)
+			e.mustRun(engine.PhaseDown)
 			current = "empty"
 			diff(t, "state after down (step "+itoa(i)+")", e.dump(), baseline)
 			if e.record() != "" {
@@ -162,7 +163,7 @@ func TestRandomTransitions(t *testing.T) {
 		}
 		c := steps[rnd.Intn(len(steps))]
 		e.write(c.text)
-		e.mustRun(PhaseUp)
+		e.mustRun(engine.PhaseUp)
 		current = c.name
 		if got := e.dump(); got != want[current] {
 			diff(t, "state after up of "+current+" (step "+itoa(i)+")", got, want[current])
@@ -178,7 +179,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 func TestStatusPrintsFix(t *testing.T) {
 	e := newEnv(t)
 	e.write(site1)
-	e.mustRun(PhaseUp)
+	e.mustRun(engine.PhaseUp)
 	e.fk.Net.Mutate("gre-site2", func(l *rtnl.Link) { l.MTU = 1400 })
 	e.fk.V4.SetChain()
 	_, out := status(t, e)
@@ -199,7 +200,7 @@ func TestStatusPrintsFix(t *testing.T) {
 	if len(es) != 1 || strings.Join(es[0].Fix, "\n") != "ip link set gre-site2 mtu 1476\n"+rule {
 		t.Errorf("status --json: %+v", es)
 	}
-	if got := e.mustRun(PhaseUp); got != "gre-hook: + ip link set gre-site2 mtu 1476\ngre-hook: + "+rule+"\n" {
+	if got := e.mustRun(engine.PhaseUp); got != "gre-hook: + ip link set gre-site2 mtu 1476\ngre-hook: + "+rule+"\n" {
 		t.Errorf("up printed:\n%s", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -97,7 +98,7 @@ type Watching struct {
 // watching lists what the watcher follows. A record or config that
 // cannot be read leaves its tunnels out and is reported in err, with the
 // others listed all the same.
-func watching(sys *System, cfgPath string) (Watching, error) {
+func watching(sys *engine.System, cfgPath string) (Watching, error) {
 	var out Watching
 	live, _ := state.ReadLiveness(sys.Store.Dir)
 	err := eachRecordTunnel(sys, cfgPath, func(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) {
@@ -140,7 +141,7 @@ func dynamicTunnel(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) (
 // by the config it names, else by cfgPath ("" for the defaults). A record
 // or config that cannot be read leaves its tunnels out and is reported in
 // the error, the others listed all the same.
-func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link)) error {
+func eachRecordTunnel(sys *engine.System, cfgPath string, fn func(underlay string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link)) error {
 	req := Request{Config: cfgPath, AllowInsecure: !sys.Store.Secure}
 	cfg, err := LoadConfig(req)
 	if err != nil {
@@ -151,7 +152,7 @@ func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *s
 		return err
 	}
 	var errs []error
-	for _, u := range sortedKeys(broken) {
+	for _, u := range engine.SortedKeys(broken) {
 		errs = append(errs, broken[u])
 	}
 	srcs := newSources(req, cfg)
@@ -163,7 +164,7 @@ func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *s
 	for _, l := range list {
 		links[l.Name] = l
 	}
-	for _, u := range sortedKeys(recs) {
+	for _, u := range engine.SortedKeys(recs) {
 		rec := recs[u]
 		c, err := srcs.forRecord(rec)
 		if err != nil {
@@ -187,5 +188,5 @@ func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *s
 			fn(u, t, ct, lk)
 		}
 	}
-	return join(errs)
+	return engine.Join(errs)
 }

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import "github.com/gre-hook/gre-hook/hook/mss"
 
@@ -21,7 +21,7 @@ type readAhead struct {
 	used   map[mss.Chain]bool
 }
 
-func newReadAhead(b mss.Backend, chains []mss.Chain) *readAhead {
+func NewReadAhead(b mss.Backend, chains []mss.Chain) *readAhead {
 	r := &readAhead{Backend: b, done: make(chan struct{}), chains: chains, used: map[mss.Chain]bool{}}
 	go func() {
 		defer close(r.done)

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"net/netip"
@@ -25,13 +25,13 @@ func localsOf(as []rtnl.Addr) []addrpolicy.Local {
 	return out
 }
 
-// autoLocals gives each local = "auto" tunnel the underlay address the
+// AutoLocals gives each local = "auto" tunnel the underlay address the
 // one selection rule picks (addrpolicy.PickLocal, which the watcher's
 // follower applies too): the local the record says it has while the
 // underlay still has it, stable, else the oldest stable address. A
 // tunnel with none keeps its local unset, and the plan says why.
-func autoLocals(tunnels []config.Tunnel, s *snapshot, underlay string, rec *state.Record) []config.Tunnel {
-	l, ok := s.links[underlay]
+func AutoLocals(tunnels []config.Tunnel, s *Snapshot, underlay string, rec *state.Record) []config.Tunnel {
+	l, ok := s.Links[underlay]
 	if !ok {
 		return tunnels
 	}
@@ -54,7 +54,7 @@ func autoLocals(tunnels []config.Tunnel, s *snapshot, underlay string, rec *stat
 				others = append(others, c)
 			}
 		}
-		if a, ok := addrpolicy.PickLocal(others, familyOf(t.Remote), prefer); ok {
+		if a, ok := addrpolicy.PickLocal(others, FamilyOf(t.Remote), prefer); ok {
 			out[i].Local = a
 		}
 	}
