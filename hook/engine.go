@@ -8,6 +8,7 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/engine"
+	"github.com/gre-hook/gre-hook/hook/peer"
 )
 
 // What a caller builds a System from, and the direction of a run, are
@@ -63,20 +64,25 @@ func (e *Engine) Status(req Request, cfg *config.Config, out io.Writer, asJSON b
 
 // Watching lists what gre-hook watch follows, judging records with no
 // config of their own by cfgPath ("" for the defaults).
-func (e *Engine) Watching(cfgPath string) (Watching, error) {
-	return watching(e.sys, cfgPath)
+func (e *Engine) Watching(cfgPath string) (peer.Watching, error) {
+	req := Request{Config: cfgPath, AllowInsecure: !e.sys.Store.Secure}
+	cfg, err := LoadConfig(req)
+	if err != nil {
+		return peer.Watching{}, err
+	}
+	return peer.List(e.sys, newSources(req, cfg).forRecord)
 }
 
 // SetLiveness records a peer dead or alive and changes that tunnel's
-// routes, from its record alone (setLiveness).
+// routes, from its record alone (peer.SetLiveness).
 func (e *Engine) SetLiveness(ctx context.Context, underlay, tunnel string, alive bool, lastReply time.Time) error {
-	return setLiveness(ctx, e.sys, underlay, tunnel, alive, lastReply)
+	return peer.SetLiveness(ctx, e.sys, underlay, tunnel, alive, lastReply)
 }
 
 // Retarget moves a tunnel to new endpoints in place; a zero address
-// keeps that endpoint (retarget).
+// keeps that endpoint (peer.Retarget).
 func (e *Engine) Retarget(ctx context.Context, underlay, tunnel string, local, remote netip.Addr) error {
-	return retarget(ctx, e.sys, underlay, tunnel, local, remote)
+	return peer.Retarget(ctx, e.sys, underlay, tunnel, local, remote)
 }
 
 // Reconcile brings up a tunnel that up left unresolved, now that its name

@@ -14,6 +14,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
+	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
@@ -205,12 +206,12 @@ func engineTo(sys *engine.System, w io.Writer) *Engine {
 }
 
 // watchedOf and dynamicOf are the two lists of the Engine's Watching.
-func watchedOf(sys *engine.System, cfgPath string) ([]WatchedTunnel, error) {
+func watchedOf(sys *engine.System, cfgPath string) ([]peer.WatchedTunnel, error) {
 	w, err := NewEngine(sys).Watching(cfgPath)
 	return w.Keepalives, err
 }
 
-func dynamicOf(sys *engine.System, cfgPath string) ([]DynamicTunnel, error) {
+func dynamicOf(sys *engine.System, cfgPath string) ([]peer.DynamicTunnel, error) {
 	w, err := NewEngine(sys).Watching(cfgPath)
 	return w.Endpoints, err
 }

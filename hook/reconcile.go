@@ -11,7 +11,7 @@ import (
 
 // reconcile brings up a tunnel that up recorded as unresolved, now that
 // gre-hook watch found its name resolves: it runs up for the underlay,
-// with the config its record names, under the run lock, as setLiveness
+// with the config its record names, under the run lock, as peer.SetLiveness
 // does. A no-op when the record no longer lists the tunnel as unresolved
 // (an ifdown, or an up, came first). Changes are logged as up logs them.
 func reconcile(ctx context.Context, sys *engine.System, underlay, tunnel string) error {

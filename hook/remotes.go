@@ -44,25 +44,8 @@ func resolveRemotes(ctx context.Context, sys *engine.System, tunnels []config.Tu
 	}
 	// Without the router's addresses the policy still refuses what is
 	// never a remote; the kernel's answer adds its own addresses.
-	own, _ := OwnAddrs(sys.Net)
+	own, _ := engine.OwnAddrs(sys.Net)
 	return resolve.All(ctx, lookup, qs, wait, own)
-}
-
-// OwnAddrs is what the address policy needs to know of the router's own
-// addresses, read from the kernel.
-func OwnAddrs(n engine.Net) (addrpolicy.Own, error) {
-	var own addrpolicy.Own
-	as, err := n.Addrs()
-	if err != nil {
-		return own, err
-	}
-	for _, a := range as {
-		own.Prefixes = append(own.Prefixes, a.Prefix)
-		if a.Broadcast.IsValid() {
-			own.Broadcasts = append(own.Broadcasts, a.Broadcast)
-		}
-	}
-	return own, nil
 }
 
 // errNotLookedUp is the result of a name a run under the caller's lock
@@ -177,3 +160,8 @@ func describeRemote(st TunnelStatus) string {
 	}
 	return ", remote " + st.RemoteName + " (" + st.Remote + ")"
 }
+
+// OwnAddrs is what the address policy needs to know of the router's own
+// addresses, read from the kernel, for gre-hook watch to judge a name's
+// answers by.
+func OwnAddrs(n Net) (addrpolicy.Own, error) { return engine.OwnAddrs(n) }

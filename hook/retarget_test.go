@@ -9,10 +9,11 @@ import (
 	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/internal/fixture"
+	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-var _ EndpointSetter = (*fake.Net)(nil)
+var _ peer.EndpointSetter = (*fake.Net)(nil)
 
 var pinnedConfig = fixture.Config(fixture.Site2().Without("local").Set("remote", `"site2.test"`).Set("default_route", "true"))
 

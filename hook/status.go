@@ -10,6 +10,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -302,7 +303,7 @@ func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *engine.Snapshot, u s
 	w, err := plan.Up(one, ul, plan.Options{Policy: pol, Metrics: metrics})
 	if err == nil {
 		if k := rec.Find(c.Name); k != nil && k.Dead && c.Keepalive != nil {
-			w = withdrawDead(w, rec)
+			w = peer.WithdrawDead(w, rec)
 		}
 		err = engine.Precheck(w, snap)
 	}

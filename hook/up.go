@@ -8,6 +8,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -135,7 +136,7 @@ func (r *upRun) plan() error {
 	if r.choice.Why != "" {
 		l.Warn("%s", r.choice.Why)
 	}
-	forgetUnwatched(r.tunnels, r.rec)
+	peer.ForgetUnwatched(r.tunnels, r.rec)
 	want, err := plan.Up(r.tunnels, u, plan.Options{Policy: pol, Metrics: engine.DefaultMetrics(r.cfg, r.tunnels, r.rec, r.others, snap, pol)})
 	if err != nil {
 		return fmt.Errorf("bringing up tunnels on %s: %w", req.Iface, err)
@@ -152,8 +153,8 @@ func (r *upRun) plan() error {
 	// one's routes are then withdrawn from the plan.
 	r.newRec = engine.Merged(req.Iface, r.rec, want)
 	r.newRec.Policy = &pol
-	keepLiveness(r.newRec, r.rec)
-	r.want = withdrawDead(want, r.rec)
+	peer.KeepLiveness(r.newRec, r.rec)
+	r.want = peer.WithdrawDead(want, r.rec)
 	if r.choice.Moving {
 		rules, err := engine.ReadRules(sys.Net)
 		if err != nil {

@@ -60,3 +60,20 @@ func AutoLocals(tunnels []config.Tunnel, s *Snapshot, underlay string, rec *stat
 	}
 	return out
 }
+
+// OwnAddrs is what the address policy needs to know of the router's own
+// addresses, read from the kernel.
+func OwnAddrs(n Net) (addrpolicy.Own, error) {
+	var own addrpolicy.Own
+	as, err := n.Addrs()
+	if err != nil {
+		return own, err
+	}
+	for _, a := range as {
+		own.Prefixes = append(own.Prefixes, a.Prefix)
+		if a.Broadcast.IsValid() {
+			own.Broadcasts = append(own.Broadcasts, a.Broadcast)
+		}
+	}
+	return own, nil
+}

@@ -1,4 +1,4 @@
-package hook
+package peer
 
 import (
 	"context"
@@ -19,7 +19,7 @@ type EndpointSetter interface {
 	SetEndpoints(name string, local, remote netip.Addr) error
 }
 
-// retarget moves a tunnel gre-hook brought up to new endpoints without
+// Retarget moves a tunnel gre-hook brought up to new endpoints without
 // deleting and re-creating it: its index, addresses, routes and MSS rule
 // stay. A zero local or remote keeps the current one. Its outer packets
 // carry gre-hook's fwmark and find the new remote through the main table
@@ -29,7 +29,7 @@ type EndpointSetter interface {
 //
 // gre-hook watch calls it when a remote's name resolves to a new address,
 // and when the underlay address a local = "auto" tunnel uses goes away.
-func retarget(ctx context.Context, sys *engine.System, underlay, tunnel string, local, remote netip.Addr) error {
+func Retarget(ctx context.Context, sys *engine.System, underlay, tunnel string, local, remote netip.Addr) error {
 	fail := func(err error) error {
 		return fmt.Errorf("moving tunnel %q on %s: %w", tunnel, underlay, err)
 	}
@@ -127,7 +127,7 @@ func movePolicy(n engine.Net, link *rtnl.Link, local, remote netip.Addr) error {
 		}
 	}
 	if remote != link.Remote {
-		own, err := OwnAddrs(n)
+		own, err := engine.OwnAddrs(n)
 		if err != nil {
 			return err
 		}

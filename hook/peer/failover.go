@@ -1,4 +1,11 @@
-package hook
+// Package peer is what gre-hook watch changes and follows, each from the
+// records: a peer dead, or alive again (failover.go: SetLiveness withdraws
+// or puts back the tunnel's routes, from its record alone), what up and
+// its record keep of a dead peer (liveness.go), a tunnel moved in place
+// to a new local or remote (retarget.go), and the tunnels the watcher
+// sends keepalives on and those whose endpoints it follows, in one read
+// (watching.go). Package hook's Engine calls it.
+package peer
 
 import (
 	"context"
@@ -13,7 +20,7 @@ import (
 )
 
 // Failover: a dead peer is one narrow change, made from the
-// record alone. setLiveness writes the intent first (dead, and the routes
+// record alone. SetLiveness writes the intent first (dead, and the routes
 // it withdraws; or alive), then changes exactly those routes: the
 // tunnel's default route in gre-hook's table and its [[tunnel.route]]s.
 // It reads neither the config nor the other tunnels nor the link, so a
@@ -21,16 +28,16 @@ import (
 // gone, change nothing in it. With the tunnel's default route gone from
 // gre-hook's table the lookup falls through to the main table's default
 // (POLICY-ROUTING.md). An up meanwhile plans a dead tunnel without its
-// routes (withdrawDead), and its record lists the routes to put back.
+// routes (WithdrawDead), and its record lists the routes to put back.
 
-// setLiveness records whether a tunnel's peer answers and makes the
+// SetLiveness records whether a tunnel's peer answers and makes the
 // kernel match the record, under the run lock: dead withdraws the
 // tunnel's routes, alive puts back those the record lists as withdrawn.
 // Called again with the record's own liveness, it repairs a change a
 // crash cut short. A no-op when no record lists the tunnel (an ifdown
 // came first). It logs one line on a change of liveness, naming the
 // tunnel, the peer and the silence, then each change as up does.
-func setLiveness(ctx context.Context, sys *engine.System, underlay, tunnel string, alive bool, lastReply time.Time) error {
+func SetLiveness(ctx context.Context, sys *engine.System, underlay, tunnel string, alive bool, lastReply time.Time) error {
 	unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 	if err != nil {
 		return err
@@ -74,7 +81,7 @@ func setLiveness(ctx context.Context, sys *engine.System, underlay, tunnel strin
 	}
 	if changed {
 		t.Dead, t.DeadSince = true, &now
-		t.Withdrawn = withdrawable(t)
+		t.Withdrawn = Withdrawable(t)
 		fmt.Fprintf(sys.Log, "gre-hook: tunnel %q on %s: peer %s is dead%s; withdrawing its routes\n", tunnel, underlay, peer, silence(lastReply, now, ", silent for "))
 		// The intent first: a crash after this is repaired from the record.
 		if err := sys.Store.Save(rec); err != nil {
@@ -223,5 +230,5 @@ func silence(last, now time.Time, prefix string) string {
 		}
 		return ""
 	}
-	return prefix + ageOf(now.Sub(last))
+	return prefix + AgeOf(now.Sub(last))
 }
