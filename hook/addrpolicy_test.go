@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-
-	"github.com/gre-hook/gre-hook/hook/engine"
 )
 
 // A name that resolves only to addresses no tunnel may use leaves its
@@ -29,7 +27,7 @@ func TestRemoteNameRefusedAnswers(t *testing.T) {
 				e := newEnv(t)
 				e.names(map[string][]string{"site2.test": c.answers, "site3.test": {"203.0.113.3"}})
 				e.write(namedConfig)
-				req := e.req(engine.PhaseUp)
+				req := e.req(PhaseUp)
 				req.DryRun = dry
 				e.log.Reset()
 				err := run(req, e.sys)
@@ -60,7 +58,7 @@ func TestRetargetRefusesUnusableAddresses(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}, "site3.test": {"203.0.113.3"}})
 	e.write(namedConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	dump, rec := e.dump(), e.record()
 	for _, c := range []struct{ local, remote, want string }{
 		{"", "0.0.0.0", "remote 0.0.0.0 is the unspecified address"},
@@ -92,7 +90,7 @@ func TestRemoteLocalhostRefused(t *testing.T) {
 		e := newEnv(t)
 		e.names(map[string][]string{"localhost": {"127.0.0.1"}})
 		e.write("[[tunnel]]\nname = \"gre-x\"\nunderlay = \"eth1\"\nremote = \"localhost\"\n")
-		req := e.req(engine.PhaseUp)
+		req := e.req(PhaseUp)
 		req.DryRun = dry
 		err := run(req, e.sys)
 		want := `tunnel "gre-x": remote: "localhost" always names this host itself, a loopback address (RFC 6761), which cannot be a tunnel's remote`

@@ -11,7 +11,7 @@ import (
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-func down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sys *engine.System, l *engine.Logger) error {
+func down(ctx context.Context, req Request, cfg *config.Config, cfgErr error, sys *System, l *engine.Logger) error {
 	var names []string
 	if cfgErr == nil {
 		for _, t := range cfg.For(req.Iface) {

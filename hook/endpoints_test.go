@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-
-	"github.com/gre-hook/gre-hook/hook/engine"
 )
 
 var dynamicConfig = namedConfig + `
@@ -30,7 +28,7 @@ func TestDynamicLists(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(dynamicConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	ds, err := dynamicOf(e.sys, e.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +52,7 @@ func TestReconcileUnresolved(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(namedConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	if strings.Contains(e.dump(), "gre-site3") {
 		t.Fatal("gre-site3 is up before its name resolves")
 	}
@@ -79,7 +77,7 @@ func TestReconcileUnresolved(t *testing.T) {
 		t.Errorf("second reconcile: %v\n%s", err, log.String())
 	}
 	// After a down, the watcher's late call must not bring anything up.
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	if err := engineTo(e.sys, &log).Reconcile(bg(), "eth1", "gre-site3"); err != nil || strings.Contains(e.dump(), "link gre-") {
 		t.Errorf("reconcile after down: %v\n%s", err, e.dump())
 	}
@@ -98,11 +96,11 @@ underlay = "eth1"
 remote = "203.0.113.7"
 address = ["10.0.7.1/30"]
 `)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.write(namedConfig)
 	e.fk.Net.FailNth("DelLinks", 1)
 	e.fk.Net.FailNth("DelLink", 1)
-	e.run(engine.PhaseUp)
+	e.run(PhaseUp)
 	rec, err := e.sys.Store.Load("eth1")
 	if err != nil {
 		t.Fatal(err)

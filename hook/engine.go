@@ -31,11 +31,11 @@ const (
 // read by the caller, once (LoadConfig), and handed to the operations of
 // the command line; the watcher's read the configs the records name.
 type Engine struct {
-	sys *engine.System
+	sys *System
 }
 
 // NewEngine is the Engine over sys.
-func NewEngine(sys *engine.System) *Engine { return &Engine{sys: sys} }
+func NewEngine(sys *System) *Engine { return &Engine{sys: sys} }
 
 // Up brings up the tunnels that cfg, the config req names, has on
 // req.Iface.

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
 
@@ -35,7 +34,7 @@ func TestDryRunForesees(t *testing.T) {
 			e := newEnv(t)
 			e.write(tc.config)
 			tc.change(e)
-			req := e.req(engine.PhaseUp)
+			req := e.req(PhaseUp)
 			req.DryRun = true
 			e.log.Reset()
 			if err := run(req, e.sys); err != nil {
@@ -54,7 +53,7 @@ func TestDryRunForesees(t *testing.T) {
 func TestUpWarnsOfAbsentLocal(t *testing.T) {
 	e := newEnv(t)
 	e.write(localElsewhere)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	if want := "gre-hook: warning: tunnel \"gre-site2\": local 198.51.100.7 is not an address of this host; the tunnel carries nothing until it is\n"; !strings.HasPrefix(out, want) {
 		t.Errorf("up printed:\n%s\nwant it to start with:\n%s", out, want)
 	}
@@ -76,7 +75,7 @@ func TestStatusForesees(t *testing.T) {
 
 	e = newEnv(t)
 	e.write(localElsewhere)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	drift, out = status(t, e)
 	want = "gre-site2 on eth1: drift\n  - local 198.51.100.7 is not an address of this host; the tunnel carries nothing until it is\n" +
 		"policy routing: table 18247, rules at priorities 32700 and 32701, fwmark 0x4747\n"

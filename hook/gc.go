@@ -38,7 +38,7 @@ func splitComment(c string) (underlay, tunnel string, ok bool) {
 // comment), so it works without records too. An underlay whose record or
 // recorded config cannot be read is left alone and reported. cfg is the
 // config req names.
-func runGC(ctx context.Context, req Request, cfg *config.Config, sys *engine.System) error {
+func runGC(ctx context.Context, req Request, cfg *config.Config, sys *System) error {
 	l := newLogger(req, sys)
 	if !req.DryRun {
 		unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
@@ -102,7 +102,7 @@ func runGC(ctx context.Context, req Request, cfg *config.Config, sys *engine.Sys
 // carries on past each.
 type gcRun struct {
 	req    Request
-	sys    *engine.System
+	sys    *System
 	l      *engine.Logger
 	recs   map[string]*state.Record
 	broken map[string]error

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook/config"
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/plan"
@@ -25,7 +24,7 @@ import (
 type env struct {
 	t        *testing.T
 	fk       *fake.System
-	sys      *engine.System
+	sys      *System
 	log      bytes.Buffer
 	cfg      string
 	commands []string
@@ -45,7 +44,7 @@ func newEnv(t *testing.T) *env {
 	n.AddForeignRoute(plan.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.254"), Dev: "eth1"}, fake.ProtoStatic)
 	dir := t.TempDir()
 	e.cfg = filepath.Join(dir, "gre-hook.toml")
-	e.sys = &engine.System{
+	e.sys = &System{
 		Net:    n,
 		Tables: e.fk.Tables,
 		LoadModule: func(name string) error {
@@ -72,12 +71,12 @@ func (e *env) write(text string) {
 	}
 }
 
-func (e *env) req(phase engine.Phase) Request {
+func (e *env) req(phase Phase) Request {
 	return Request{Iface: "eth1", Phase: phase, Config: e.cfg, AllowInsecure: true}
 }
 
 // run runs a phase and returns its error and what it logged.
-func (e *env) run(phase engine.Phase) (string, error) {
+func (e *env) run(phase Phase) (string, error) {
 	e.t.Helper()
 	e.log.Reset()
 	err := run(e.req(phase), e.sys)
@@ -86,9 +85,9 @@ func (e *env) run(phase engine.Phase) (string, error) {
 
 // run carries out req as gre-hook's command line does: the config read
 // once, then up, or down (which goes on when the config does not load).
-func run(req Request, sys *engine.System) error {
+func run(req Request, sys *System) error {
 	cfg, err := LoadConfig(req)
-	if req.Phase == engine.PhaseDown {
+	if req.Phase == PhaseDown {
 		return NewEngine(sys).Down(bg(), req, cfg, err)
 	}
 	if err != nil {
@@ -98,13 +97,13 @@ func run(req Request, sys *engine.System) error {
 }
 
 // gc runs GC with the config req names.
-func gc(t *testing.T, req Request, sys *engine.System) error {
+func gc(t *testing.T, req Request, sys *System) error {
 	t.Helper()
 	return NewEngine(sys).GC(bg(), req, mustLoad(t, req))
 }
 
 // statusOf runs Status, not as JSON, with the config req names.
-func statusOf(t *testing.T, req Request, sys *engine.System, out io.Writer) (bool, error) {
+func statusOf(t *testing.T, req Request, sys *System, out io.Writer) (bool, error) {
 	t.Helper()
 	return NewEngine(sys).Status(req, mustLoad(t, req), out, false)
 }
@@ -119,7 +118,7 @@ func mustLoad(t *testing.T, req Request) *config.Config {
 }
 
 // mustRun runs a phase that must succeed and returns its log.
-func (e *env) mustRun(phase engine.Phase) string {
+func (e *env) mustRun(phase Phase) string {
 	e.t.Helper()
 	out, err := e.run(phase)
 	if err != nil {
@@ -184,20 +183,20 @@ func golden(t *testing.T, text string) string {
 	t.Helper()
 	e := newEnv(t)
 	e.write(text)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	return e.dump()
 }
 
 func bg() context.Context { return context.Background() }
 
 // jsonStatusOf runs Status as JSON, with the config req names.
-func jsonStatusOf(t *testing.T, req Request, sys *engine.System, out io.Writer) (bool, error) {
+func jsonStatusOf(t *testing.T, req Request, sys *System, out io.Writer) (bool, error) {
 	t.Helper()
 	return NewEngine(sys).Status(req, mustLoad(t, req), out, true)
 }
 
 // engineTo is the Engine over sys logging to w (sys's own log if nil).
-func engineTo(sys *engine.System, w io.Writer) *Engine {
+func engineTo(sys *System, w io.Writer) *Engine {
 	s := *sys
 	if w != nil {
 		s.Log = w
@@ -206,12 +205,12 @@ func engineTo(sys *engine.System, w io.Writer) *Engine {
 }
 
 // watchedOf and dynamicOf are the two lists of the Engine's Watching.
-func watchedOf(sys *engine.System, cfgPath string) ([]peer.WatchedTunnel, error) {
+func watchedOf(sys *System, cfgPath string) ([]peer.WatchedTunnel, error) {
 	w, err := NewEngine(sys).Watching(cfgPath)
 	return w.Keepalives, err
 }
 
-func dynamicOf(sys *engine.System, cfgPath string) ([]peer.DynamicTunnel, error) {
+func dynamicOf(sys *System, cfgPath string) ([]peer.DynamicTunnel, error) {
 	w, err := NewEngine(sys).Watching(cfgPath)
 	return w.Endpoints, err
 }

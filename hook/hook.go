@@ -20,7 +20,7 @@ import (
 // Request is one invocation, already parsed from flags or the environment.
 type Request struct {
 	Iface  string
-	Phase  engine.Phase
+	Phase  Phase
 	Config string // file or directory; "" for the defaults
 	DryRun bool
 	// Verbose also reports when there is nothing to do.
@@ -63,7 +63,7 @@ func describeSource(s string) string {
 // record under it, as an up or a down begins: a run that held the lock
 // meanwhile may have changed it. what names the run in errors ("bringing
 // up", "taking down"); unlock is never nil.
-func openRecord(req Request, sys *engine.System, l *engine.Logger, lock bool, what string) (rec *state.Record, unlock func(), err error) {
+func openRecord(req Request, sys *System, l *engine.Logger, lock bool, what string) (rec *state.Record, unlock func(), err error) {
 	unlock = func() {}
 	if lock {
 		if unlock, err = state.Lock(sys.Store.Dir, sys.LockWait); err != nil {
@@ -103,6 +103,6 @@ func DescribeConfig(req Request) string {
 	return describeSource(sourceOf(req))
 }
 
-func newLogger(req Request, sys *engine.System) *engine.Logger {
+func newLogger(req Request, sys *System) *engine.Logger {
 	return &engine.Logger{Out: sys.Log, Verbose: req.Verbose, Dry: req.DryRun}
 }

@@ -34,7 +34,7 @@ func (e *env) index(name string) int {
 
 func (e *env) dryRun() string {
 	e.t.Helper()
-	req := e.req(engine.PhaseUp)
+	req := e.req(PhaseUp)
 	req.DryRun = true
 	e.log.Reset()
 	if err := run(req, e.sys); err != nil {
@@ -46,7 +46,7 @@ func (e *env) dryRun() string {
 func TestEditInPlace(t *testing.T) {
 	e := newEnv(t)
 	e.write(site1Notify)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	index := e.index("gre-site2")
 	if len(e.commands) != 1 {
 		t.Fatalf("the first up ran %v", e.commands)
@@ -57,7 +57,7 @@ func TestEditInPlace(t *testing.T) {
 	diff(t, "dry run", e.dryRun(), `ip link set gre-site2 type gre remote 203.0.113.9 ttl 64  # in place, was remote 203.0.113.1 ttl 255
 ip link set gre-site2 mtu 1400
 `)
-	diff(t, "log", e.mustRun(engine.PhaseUp), `gre-hook: + ip link set gre-site2 type gre remote 203.0.113.9 ttl 64  # in place, was remote 203.0.113.1 ttl 255
+	diff(t, "log", e.mustRun(PhaseUp), `gre-hook: + ip link set gre-site2 type gre remote 203.0.113.9 ttl 64  # in place, was remote 203.0.113.1 ttl 255
 gre-hook: + ip link set gre-site2 mtu 1400
 `)
 	if i := e.index("gre-site2"); i != index {
@@ -71,13 +71,13 @@ gre-hook: + ip link set gre-site2 mtu 1400
 	if r := rec.Find("gre-site2"); r == nil || r.Remote.String() != "203.0.113.9" {
 		t.Errorf("record: %+v", r)
 	}
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("a second up logged:\n%s", out)
 	}
 
 	// New addresses are news for the daemons.
 	e.write(strings.Replace(site1Retuned, "10.0.0.1/30", "10.0.0.5/30", 1))
-	if out := e.mustRun(engine.PhaseUp); !strings.Contains(out, "/usr/local/bin/mc-reload") {
+	if out := e.mustRun(PhaseUp); !strings.Contains(out, "/usr/local/bin/mc-reload") {
 		t.Errorf("no up_command after an address change:\n%s", out)
 	}
 	if len(e.commands) != 1 || e.index("gre-site2") != index {
@@ -91,12 +91,12 @@ gre-hook: + ip link set gre-site2 mtu 1400
 	if out := e.dryRun(); !strings.HasPrefix(out, "ip link del gre-site2  # mode gretap, was gre: the kernel cannot change a link's kind\nip link add gre-site2 type gretap ") {
 		t.Errorf("dry run of a new mode:\n%s", out)
 	}
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	if e.index("gre-site2") == index || len(e.commands) != 1 {
 		t.Errorf("a new mode: index %d (was %d), commands %v", e.index("gre-site2"), index, e.commands)
 	}
 	diff(t, "kernel after a new mode", e.dump(), golden(t, tap))
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 }
 
@@ -104,7 +104,7 @@ gre-hook: + ip link set gre-site2 mtu 1400
 func TestEditInPlaceEveryKind(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	before := map[string]int{}
 	for _, n := range []string{"gre-site2", "gre-v6", "tap-lab"} {
 		before[n] = e.index(n)
@@ -116,7 +116,7 @@ func TestEditInPlaceEveryKind(t *testing.T) {
 		"pmtudisc = false\nttl = 0", "pmtudisc = true\nttl = 3",
 	).Replace(many)
 	e.write(edited)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	for _, want := range []string{
 		"ip link set gre-site2 type gre tos 0x10 key 9  # in place, was tos 0x0 nokey\n",
 		"ip link set gre-v6 type ip6gre ttl 32 ikey 43 okey 44  # in place, was ttl 255 key 42\n",
@@ -132,7 +132,7 @@ func TestEditInPlaceEveryKind(t *testing.T) {
 		}
 	}
 	diff(t, "kernel after the edit", e.dump(), golden(t, edited))
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("a second up logged:\n%s", out)
 	}
 }
@@ -154,11 +154,11 @@ func TestEditInPlaceRollsBack(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(site1Notify)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			index, dump, rec := e.index("gre-site2"), e.dump(), e.record()
 			e.write(tc.config)
 			tc.fail(e)
-			out, err := e.run(engine.PhaseUp)
+			out, err := e.run(PhaseUp)
 			if err == nil || !strings.HasSuffix(err.Error(), "; rolled back") {
 				t.Fatalf("up: %v\n%s", err, out)
 			}
@@ -180,7 +180,7 @@ func TestEditInPlaceRollsBack(t *testing.T) {
 				t.Errorf("record after the rollback:\n%s\nwant:\n%s", got, rec)
 			}
 			e.sys.Command = func(context.Context, []string, []string) error { return nil }
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			diff(t, "kernel after a later up", e.dump(), golden(t, tc.config))
 		})
 	}
@@ -199,11 +199,11 @@ address = ["10.0.5.1/30"]
 `
 	e := newEnv(t)
 	e.write(two)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	index := e.index("gre-b")
 	onlyB := strings.Replace(strings.TrimPrefix(two, site1), "203.0.113.2", "203.0.113.1", 1)
 	e.write(onlyB)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	if del, set := strings.Index(out, "+ ip link del gre-site2"), strings.Index(out, "+ ip link set gre-b type gre remote 203.0.113.1"); del < 0 || set < del {
 		t.Errorf("log:\n%s", out)
 	}
@@ -215,7 +215,7 @@ address = ["10.0.5.1/30"]
 	e.fk.Net.AddForeignLink(rtnl.Link{Params: gre.Params{Local: netip.MustParseAddr("198.51.100.1"), Remote: netip.MustParseAddr("203.0.113.3")}, Name: "foreign", Kind: "gre", GRE: true, MTU: 1476})
 	dump := e.dump()
 	e.write(strings.Replace(onlyB, "203.0.113.1", "203.0.113.3", 1))
-	_, err := e.run(engine.PhaseUp)
+	_, err := e.run(PhaseUp)
 	if err == nil || !strings.Contains(err.Error(), "file exists (tunnel foreign already uses local 198.51.100.1 remote 203.0.113.3 key 0)") {
 		t.Errorf("up: %v", err)
 	}

@@ -16,8 +16,8 @@ import (
 // into gre-b.
 func TestLegacyPinStaysWhileMainDefaultIsAnotherTunnels(t *testing.T) {
 	e := newTwoUnderlays(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	n := e.fk.Net
 	for _, l := range []string{"gre-a", "gre-b"} {
 		n.Mutate(l, func(l *rtnl.Link) { l.FwMark = 0 })
@@ -53,12 +53,12 @@ func TestLegacyPinStaysWhileMainDefaultIsAnotherTunnels(t *testing.T) {
 	if got := e.via("203.0.113.5", 0); got != "eth1" {
 		t.Fatalf("legacy set-up wrong: gre-a's remote via %q", got)
 	}
-	out := e.mustOn("eth1", engine.PhaseUp)
+	out := e.mustOn("eth1", PhaseUp)
 	t.Logf("up eth1:\n%s", out)
 	if got := e.via("203.0.113.5", mark); got != "eth1" {
 		t.Errorf("after migrating eth1 only, gre-a's own (marked) packets to its remote leave by %q, not eth1\n%s", got, e.dump())
 	}
-	out = e.mustOn("eth2", engine.PhaseUp)
+	out = e.mustOn("eth2", PhaseUp)
 	t.Logf("up eth2:\n%s", out)
 	if e.mainDefault() != origDefault {
 		t.Errorf("main default after migrating eth2: %q", e.mainDefault())

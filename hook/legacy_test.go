@@ -90,7 +90,7 @@ var (
 func toLegacy(e *env) {
 	e.t.Helper()
 	e.write(defaultRoute)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	n := e.fk.Net
 	n.Mutate("gre-vpn", func(l *rtnl.Link) { l.FwMark = 0 })
 	for _, r := range plan.DefaultPolicy.Rules(4) {
@@ -124,7 +124,7 @@ func TestLegacyDown(t *testing.T) {
 	e := newEnv(t)
 	toLegacy(e)
 	w := watched(e)
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	if len(w.fails) > 0 {
 		t.Errorf("during the down:\n%s", strings.Join(w.fails, "\n"))
 	}
@@ -139,7 +139,7 @@ func TestLegacyUpMigrates(t *testing.T) {
 	e := newEnv(t)
 	toLegacy(e)
 	w := watched(e)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	if len(w.fails) > 0 {
 		t.Errorf("during the up:\n%s\n%s", strings.Join(w.fails, "\n"), out)
 	}
@@ -163,10 +163,10 @@ func TestLegacyUpMigrates(t *testing.T) {
 	if rec := e.record(); strings.Contains(rec, `"replaced"`) || strings.Contains(rec, `"pin"`) || strings.Contains(rec, `"default_seq"`) {
 		t.Errorf("the record keeps the old form:\n%s", rec)
 	}
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("a second up changed things:\n%s", out)
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 }
 
@@ -181,7 +181,7 @@ func TestLegacyUpRollsBack(t *testing.T) {
 	// up_command would not run: the migration changes the link in place.)
 	e.write(strings.Replace(defaultRoute, "default_route = true", "default_route = true\nmss = 1300", 1))
 	e.fk.V4.FailNth("Restore", 1)
-	_, err := e.run(engine.PhaseUp)
+	_, err := e.run(PhaseUp)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -189,7 +189,7 @@ func TestLegacyUpRollsBack(t *testing.T) {
 	if !strings.Contains(e.record(), `"replaced"`) {
 		t.Errorf("the record lost the old form:\n%s", e.record())
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 }
 
@@ -200,13 +200,13 @@ func TestLegacyDownRestoreFailureReported(t *testing.T) {
 	e := newEnv(t)
 	toLegacy(e)
 	e.fk.Net.FailNth("ReplaceRoute", 1) // putting the old default back
-	_, err := e.run(engine.PhaseDown)
+	_, err := e.run(PhaseDown)
 	if err == nil || !strings.Contains(err.Error(), "ip route replace default via 198.51.100.254 dev eth1 proto 4") {
 		t.Fatalf("got %v, want the failed restore named", err)
 	}
 	if e.record() == "" {
 		t.Fatal("record dropped; the old default route is forgotten")
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after a second down", e.dump(), baseline)
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/plan"
@@ -116,7 +115,7 @@ func sortLines(s string) string {
 // the peer's return puts back exactly what went.
 func TestDeadWithdrawsAndAliveRestores(t *testing.T) {
 	e := newWatched(t)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	upDump := e.dump()
 	if !e.has(aRoute) || !e.has(aDefault) || !e.has(origDefault) || e.rules() != ourRules {
 		t.Fatalf("after up:\n%s", upDump)
@@ -136,7 +135,7 @@ func TestDeadWithdrawsAndAliveRestores(t *testing.T) {
 	deadDump := e.dump()
 
 	// ifreload while dead.
-	if out := e.mustOn("eth1", engine.PhaseUp); strings.Contains(out, "gre-hook: + ") {
+	if out := e.mustOn("eth1", PhaseUp); strings.Contains(out, "gre-hook: + ") {
 		t.Errorf("up while dead changed something:\n%s", out)
 	}
 	diff(t, "kernel after up while dead", e.dump(), deadDump)
@@ -163,7 +162,7 @@ func TestDeadWithdrawsAndAliveRestores(t *testing.T) {
 	if out := e.set("eth1", "gre-a", true); out != "" {
 		t.Errorf("alive twice logged:\n%s", out)
 	}
-	e.mustOn("eth1", engine.PhaseDown)
+	e.mustOn("eth1", PhaseDown)
 	diff(t, "kernel after down", e.dump(), e.before)
 }
 
@@ -171,7 +170,7 @@ func TestDeadWithdrawsAndAliveRestores(t *testing.T) {
 // keeps the dead tunnel without putting its routes back.
 func TestDownAndGCWhileDead(t *testing.T) {
 	e := newWatched(t)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	e.set("eth1", "gre-a", false)
 	deadDump := e.dump()
 	e.mustGC()
@@ -179,7 +178,7 @@ func TestDownAndGCWhileDead(t *testing.T) {
 	if en := e.entry("eth1", "gre-a"); en == nil || !en.Dead {
 		t.Fatalf("gc lost the dead tunnel's record: %+v", en)
 	}
-	out := e.mustOn("eth1", engine.PhaseDown)
+	out := e.mustOn("eth1", PhaseDown)
 	if got := e.defaultRoute(); got != origDefault {
 		t.Fatalf("after down while dead: %q\n%s", got, out)
 	}
@@ -208,10 +207,10 @@ func (e *env) play(steps []event) {
 		verb, arg, _ := strings.Cut(s.do, " ")
 		switch verb {
 		case "up":
-			e.mustOn(arg, engine.PhaseUp)
+			e.mustOn(arg, PhaseUp)
 			up[arg] = true
 		case "down":
-			e.mustOn(arg, engine.PhaseDown)
+			e.mustOn(arg, PhaseDown)
 			up[arg] = false
 		case "dead", "alive":
 			e.set(arg, tunnel[arg], verb == "alive")
@@ -299,8 +298,8 @@ func TestFailoverScenarios(t *testing.T) {
 // last reply, from the record and the watcher's liveness file.
 func TestStatusLiveness(t *testing.T) {
 	e := newWatched(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	clock := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	now = func() time.Time { return clock }
 	defer func() { now = time.Now }()
@@ -353,11 +352,11 @@ func TestStatusLiveness(t *testing.T) {
 // withdraws them again.
 func TestUpWithdrawsRoutesOfDeadTunnel(t *testing.T) {
 	e := newWatched(t)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	e.set("eth1", "gre-a", false)
 	deadDump := e.dump()
 	e.fk.Net.AddForeignRoute(plan.Route{Dst: netip.MustParsePrefix("192.168.50.0/24"), Gw: netip.MustParseAddr("10.9.0.1"), Dev: "gre-a"}, plan.RouteProtocol)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	diff(t, "kernel after up", e.dump(), deadDump)
 }
 
@@ -380,8 +379,8 @@ func TestWatched(t *testing.T) {
 	if ws, err := watchedOf(e.sys, e.cfg); err != nil || len(ws) != 0 {
 		t.Fatalf("nothing up: %v %v", ws, err)
 	}
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	e.set("eth2", "gre-b", false)
 	ws, err := watchedOf(e.sys, e.cfg)
 	if err != nil {
@@ -415,7 +414,7 @@ func TestSetLivenessGoneOrUnconfigured(t *testing.T) {
 	if e.record() != "" {
 		t.Fatalf("SetLiveness wrote a record:\n%s", e.record())
 	}
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	upDump := e.dump()
 	for _, text := range []string{"", "[[tunnel]\nname = "} {
 		if err := os.WriteFile(e.cfg, []byte(text), 0o644); err != nil {
@@ -455,8 +454,8 @@ mtu = 1300
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newWatched(t)
-			e.mustOn("eth1", engine.PhaseUp)
-			e.mustOn("eth2", engine.PhaseUp)
+			e.mustOn("eth1", PhaseUp)
+			e.mustOn("eth2", PhaseUp)
 			tc.break_(e)
 			before := e.dump()
 			links, addrs := e.fk.Net.Calls("AddLink")+e.fk.Net.Calls("SetMTU"), e.fk.Net.Calls("AddAddr")
@@ -481,7 +480,7 @@ mtu = 1300
 // the record keeps saying what is due.
 func TestSetLivenessFailureIsRetried(t *testing.T) {
 	e := newWatched(t)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	upDump := e.dump()
 	sync := func() bool {
 		ws, err := watchedOf(e.sys, e.cfg)
@@ -543,7 +542,7 @@ func TestSetLivenessFailureIsRetried(t *testing.T) {
 // with no default route at all, and is quiet while the main table has one.
 func TestDeadWithNoDefaultLeftWarns(t *testing.T) {
 	e := newWatched(t)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	if out := e.set("eth1", "gre-a", false); strings.Contains(out, "no IPv4 default route") {
 		t.Errorf("warned with the main default in place:\n%s", out)
 	}

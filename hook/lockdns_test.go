@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
@@ -35,7 +34,7 @@ underlay = "eth1"
 remote = "late.test"
 address = ["10.0.9.1/30"]
 `)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 
 	var mu sync.Mutex
 	var lookups []string

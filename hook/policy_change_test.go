@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 	"github.com/gre-hook/gre-hook/hook/plan"
@@ -154,7 +153,7 @@ next:
 func TestPolicyCustomValues(t *testing.T) {
 	e := newTwoUnderlays(t)
 	e.write(polA + twoDefaults)
-	out := e.mustOn("eth1", engine.PhaseUp, func(r *Request) { r.DryRun = true })
+	out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.DryRun = true })
 	fixture.MustContain(t, "--dry-run", out,
 		"# policy routing: table 100, rules at priorities 1000 and 1001, fwmark 0x10\n",
 		"ip link set gre-a type gre fwmark 0x10\n",
@@ -165,8 +164,8 @@ func TestPolicyCustomValues(t *testing.T) {
 	if strings.Contains(out, "18247") || strings.Contains(out, "0x4747") || strings.Contains(out, "3270") {
 		t.Errorf("--dry-run shows a default value:\n%s", out)
 	}
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	if got, want := e.defaultRoute(), bDefaultA+"\n"+aDefaultA+"\n"+origDefault; got != want {
 		t.Errorf("default routes\n%s\nwant\n%s", got, want)
 	}
@@ -189,7 +188,7 @@ func TestPolicyCustomValues(t *testing.T) {
 			t.Errorf("record of %s: policy %s", u, got)
 		}
 	}
-	if out := e.mustOn("eth1", engine.PhaseUp) + e.mustOn("eth2", engine.PhaseUp); out != "" {
+	if out := e.mustOn("eth1", PhaseUp) + e.mustOn("eth2", PhaseUp); out != "" {
 		t.Errorf("a second up changed things:\n%s", out)
 	}
 
@@ -214,8 +213,8 @@ func TestPolicyCustomValues(t *testing.T) {
 		}
 	}
 
-	e.mustOn("eth1", engine.PhaseDown)
-	e.mustOn("eth2", engine.PhaseDown)
+	e.mustOn("eth1", PhaseDown)
+	e.mustOn("eth2", PhaseDown)
 	diff(t, "after down", e.dump(), e.before)
 }
 
@@ -252,15 +251,15 @@ func policyChangeWhileUp(t *testing.T, bare bool) {
 				e, main = newBare(t), ""
 			}
 			e.write(tc.from + twoDefaults)
-			e.mustOn("eth1", engine.PhaseUp)
-			e.mustOn("eth2", engine.PhaseUp)
+			e.mustOn("eth1", PhaseUp)
+			e.mustOn("eth2", PhaseUp)
 			changes := 0
 			e.watch(func(op string) {
 				changes++
 				e.paths(op, true)
 			})
 			e.write(tc.to + twoDefaults)
-			out := e.mustOn("eth1", engine.PhaseUp, func(r *Request) { r.Verbose = true })
+			out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.Verbose = true })
 			if changes == 0 || !strings.Contains(out, "policy routing moves") {
 				t.Fatalf("the up changed nothing (%d changes):\n%s", changes, out)
 			}
@@ -291,7 +290,7 @@ func policyChangeWhileUp(t *testing.T, bare bool) {
 			}
 			// The other underlay is in the new form: its up, and another
 			// of the first, have nothing to do.
-			if out := e.mustOn("eth2", engine.PhaseUp) + e.mustOn("eth1", engine.PhaseUp); out != "" {
+			if out := e.mustOn("eth2", PhaseUp) + e.mustOn("eth1", PhaseUp); out != "" {
 				t.Errorf("ups after the move changed things:\n%s", out)
 			}
 			var buf strings.Builder
@@ -299,8 +298,8 @@ func policyChangeWhileUp(t *testing.T, bare bool) {
 				t.Errorf("status after the move: drift %v, %v\n%s", drift, err, buf.String())
 			}
 			e.sys.Net = e.fk.Net
-			e.mustOn("eth1", engine.PhaseDown)
-			e.mustOn("eth2", engine.PhaseDown)
+			e.mustOn("eth1", PhaseDown)
+			e.mustOn("eth2", PhaseDown)
 			diff(t, "after down", e.dump(), e.before)
 		})
 	}
@@ -310,8 +309,8 @@ func policyChangeWhileUp(t *testing.T, bare bool) {
 // the config asks for, and what up would run; neither changes anything.
 func TestPolicyChangeShown(t *testing.T) {
 	e := newBare(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	e.write(polA + twoDefaults)
 	before := e.dump()
 	var buf strings.Builder
@@ -327,7 +326,7 @@ func TestPolicyChangeShown(t *testing.T) {
 		"  ip route replace default via 10.8.0.1 dev gre-b table 100 metric 2 proto 176\n",
 		"  ip rule del priority 32701 not fwmark 0x4747 lookup 18247 proto 176\n",
 	)
-	out := e.mustOn("eth2", engine.PhaseUp, func(r *Request) { r.DryRun = true })
+	out := e.mustOn("eth2", PhaseUp, func(r *Request) { r.DryRun = true })
 	fixture.MustContain(t, "--dry-run", out,
 		"# policy routing moves, on every underlay, from table 18247, rules at priorities 32700 and 32701, fwmark 0x4747 to table 100, rules at priorities 1000 and 1001, fwmark 0x10\n",
 		"ip link set gre-a type gre fwmark 0x10\n",
@@ -346,14 +345,14 @@ func TestPolicyChangeShown(t *testing.T) {
 // old policy, intact, until its own up moves it.
 func TestPolicyChangeThenDown(t *testing.T) {
 	e := newBare(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	afterB := golden2(t, "eth2")
 	e.write(polA + twoDefaults)
 	e.watch(func(op string) { e.paths(op, true) })
-	e.mustOn("eth1", engine.PhaseDown)
+	e.mustOn("eth1", PhaseDown)
 	diff(t, "after down of eth1", e.dump(), afterB)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	if got := e.defaultRoute(); got != bDefaultA {
 		t.Errorf("default routes after up of eth2: %s", got)
 	}
@@ -361,7 +360,7 @@ func TestPolicyChangeThenDown(t *testing.T) {
 		t.Errorf("rules after up of eth2: %s", got)
 	}
 	e.sys.Net = e.fk.Net
-	e.mustOn("eth2", engine.PhaseDown)
+	e.mustOn("eth2", PhaseDown)
 	diff(t, "after down of both", e.dump(), e.before)
 }
 
@@ -369,7 +368,7 @@ func TestPolicyChangeThenDown(t *testing.T) {
 func golden2(t *testing.T, u string) string {
 	t.Helper()
 	e := newBare(t)
-	e.mustOn(u, engine.PhaseUp)
+	e.mustOn(u, PhaseUp)
 	return e.dump()
 }
 
@@ -378,12 +377,12 @@ func golden2(t *testing.T, u string) string {
 // leaves nothing.
 func TestPolicyChangeGC(t *testing.T) {
 	e := newBare(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	e.write(polA + strings.SplitN(twoDefaults, "[[tunnel]]\nname = \"gre-b\"", 2)[0])
 	e.mustGC()
 	diff(t, "after gc of gre-b", e.dump(), golden2(t, "eth1"))
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	if e.defaultRoute() != aDefaultA || e.rules() != rulesA {
 		t.Errorf("after up:\n%s", e.dump())
 	}
@@ -396,11 +395,11 @@ func TestPolicyChangeGC(t *testing.T) {
 // comes back, when the peer answers, into the new table.
 func TestPolicyChangeDeadTunnel(t *testing.T) {
 	e := newWatched(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	e.set("eth2", "gre-b", false)
 	e.write(polA + watchedTwo)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	if e.lines(" via ", "dev gre-b") != "" {
 		t.Errorf("the dead tunnel's routes came back:\n%s", e.lines(" via ", "dev gre-b"))
 	}
@@ -425,13 +424,13 @@ func TestPolicyChangeRollback(t *testing.T) {
 	for _, op := range []string{"AddRule", "ReplaceRoute", "SetFwMark", "DelRule", "DelRoute"} {
 		for nth := 1; ; nth++ {
 			e := newBare(t)
-			e.mustOn("eth1", engine.PhaseUp)
-			e.mustOn("eth2", engine.PhaseUp)
+			e.mustOn("eth1", PhaseUp)
+			e.mustOn("eth2", PhaseUp)
 			before, recs := e.dump(), e.records()
 			e.write(polA + twoDefaults)
 			e.watch(func(what string) { e.paths(what, true) })
 			e.fk.Net.FailNth(op, nth)
-			out, err := e.on("eth1", engine.PhaseUp)
+			out, err := e.on("eth1", PhaseUp)
 			if err == nil {
 				if nth == 1 {
 					t.Errorf("the move makes no %s", op)
@@ -446,7 +445,7 @@ func TestPolicyChangeRollback(t *testing.T) {
 				t.Errorf("%s #%d fails: records\n%s\nwant\n%s", op, nth, got, recs)
 			}
 			e.fk.Net.Disarm()
-			e.mustOn("eth1", engine.PhaseUp)
+			e.mustOn("eth1", PhaseUp)
 			if e.rules() != rulesA || !e.has(aDefaultA) || !e.has(bDefaultA) {
 				t.Errorf("%s #%d: the up after the failure:\n%s", op, nth, e.dump())
 			}
@@ -471,15 +470,15 @@ func (e *env) records() string {
 // cannot be read, up keeps the policy in force, and says why.
 func TestPolicyChangeUnreadableRecord(t *testing.T) {
 	e := newBare(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	path := filepath.Join(e.sys.Store.Dir, "eth2.json")
 	if err := os.WriteFile(path, []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	before := e.dump()
 	e.write(polA + twoDefaults)
-	out := e.mustOn("eth1", engine.PhaseUp)
+	out := e.mustOn("eth1", PhaseUp)
 	if !strings.Contains(out, "warning: the config's [policy] (table 100, rules at priorities 1000 and 1001, fwmark 0x10) is not applied: the record of eth2 cannot be read") {
 		t.Errorf("no warning:\n%s", out)
 	}
@@ -500,10 +499,10 @@ func TestPolicyChangeOtherConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.write(strings.SplitN(twoDefaults, "[[tunnel]]\nname = \"gre-b\"", 2)[0])
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp, func(r *Request) { r.Config = other })
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp, func(r *Request) { r.Config = other })
 	e.write(polA + strings.SplitN(twoDefaults, "[[tunnel]]\nname = \"gre-b\"", 2)[0])
-	out := e.mustOn("eth1", engine.PhaseUp)
+	out := e.mustOn("eth1", PhaseUp)
 	if !strings.Contains(out, "warning: the tunnels on eth2 came from "+other+", whose policy routing is table 18247, rules at priorities 32700 and 32701, fwmark 0x4747: its next up moves every underlay back; give both configs the same [policy]") {
 		t.Errorf("no warning:\n%s", out)
 	}
@@ -567,12 +566,12 @@ func TestPolicyInvariant(t *testing.T) {
 				case op < 3:
 					steps = append(steps, "up "+u)
 					tunnelled = live("")
-					e.mustOn(u, engine.PhaseUp)
+					e.mustOn(u, PhaseUp)
 					up[u], applied = true, cfgPol
 				case op < 5:
 					steps = append(steps, "down "+u)
 					tunnelled = live(u)
-					e.mustOn(u, engine.PhaseDown)
+					e.mustOn(u, PhaseDown)
 					up[u], dead[u] = false, false
 				case op < 6:
 					steps = append(steps, "dead "+u)
@@ -630,7 +629,7 @@ func TestPolicyInvariant(t *testing.T) {
 			}
 			tunnelled = false
 			for _, u := range underlays {
-				e.mustOn(u, engine.PhaseDown)
+				e.mustOn(u, PhaseDown)
 			}
 			diff(t, "after "+strings.Join(steps, ", ")+" and all down", e.dump(), before)
 		})

@@ -40,7 +40,7 @@ func newThree(t *testing.T) *env {
 	e.fk.Net.AddDeviceAddr("eth3", netip.MustParsePrefix("192.0.3.1/24"))
 	e.write(threeWatched)
 	for _, u := range []string{"eth1", "eth2", "eth3"} {
-		e.mustOn(u, engine.PhaseUp)
+		e.mustOn(u, PhaseUp)
 	}
 	return e
 }
@@ -67,7 +67,7 @@ func TestPolicyHalfMovedRecordAhead(t *testing.T) {
 	e.saveUnder("eth1", polA)
 	before := e.dump()
 	e.write(polA + threeWatched)
-	out := e.mustOn("eth1", engine.PhaseUp)
+	out := e.mustOn("eth1", PhaseUp)
 	fixture.MustContain(t, "up", out, "warning: the config's [policy] (table 100, rules at priorities 1000 and 1001, fwmark 0x10) is not applied: the record of eth3 cannot be read")
 	diff(t, "after the up", e.dump(), before)
 	if got := e.recordPolicy("eth1"); got != plan.DefaultPolicy.String() {
@@ -86,7 +86,7 @@ func TestPolicyHalfMovedKernelRefused(t *testing.T) {
 	for _, cfg := range []string{"", polA} {
 		e.write(cfg + threeWatched)
 		for _, dry := range []bool{false, true} {
-			out, err := e.on("eth1", engine.PhaseUp, func(r *Request) { r.DryRun = dry })
+			out, err := e.on("eth1", PhaseUp, func(r *Request) { r.DryRun = dry })
 			if err == nil || !strings.Contains(err.Error(), "the record of eth3 cannot be read") || !strings.Contains(err.Error(), "nothing was changed") {
 				t.Errorf("config %q, dry run %v: up gave %v\n%s", cfg, dry, err, out)
 			}
@@ -114,7 +114,7 @@ func TestPolicyHalfMovedRecordBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.write(polA + threeWatched)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	for path, data := range map[string][]byte{"eth2.json": old, "eth3.json": []byte("{garbage")} {
 		if err := os.WriteFile(filepath.Join(e.sys.Store.Dir, path), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -123,17 +123,17 @@ func TestPolicyHalfMovedRecordBehind(t *testing.T) {
 	e.watch(func(op string) { e.paths(op, true) })
 	before := e.dump()
 	note := "the records of eth2 said another policy routing than the kernel's, table 100, rules at priorities 1000 and 1001, fwmark 0x10; they are rewritten to say so"
-	fixture.MustContain(t, "--dry-run", e.mustOn("eth1", engine.PhaseUp, func(r *Request) { r.DryRun = true }), "# "+note)
+	fixture.MustContain(t, "--dry-run", e.mustOn("eth1", PhaseUp, func(r *Request) { r.DryRun = true }), "# "+note)
 	if got := e.recordPolicy("eth2"); got == "table 100, rules at priorities 1000 and 1001, fwmark 0x10" {
 		t.Errorf("the dry run rewrote the record of eth2")
 	}
-	out := e.mustOn("eth1", engine.PhaseUp)
+	out := e.mustOn("eth1", PhaseUp)
 	fixture.MustContain(t, "up", out, "warning: "+note)
 	diff(t, "after the up", e.dump(), before)
 	if got, want := e.recordPolicy("eth2"), "table 100, rules at priorities 1000 and 1001, fwmark 0x10"; got != want {
 		t.Errorf("the record of eth2 says %s, want %s\n%s", got, want, out)
 	}
-	e.mustOn("eth2", engine.PhaseDown)
+	e.mustOn("eth2", PhaseDown)
 	if got := e.lines("gre-b"); got != "" {
 		t.Errorf("gre-b left after its down:\n%s", got)
 	}
@@ -144,15 +144,15 @@ func TestPolicyHalfMovedRecordBehind(t *testing.T) {
 // verbose log say from what.
 func TestPolicyMoveFromTheKernelNamed(t *testing.T) {
 	e := newTwoUnderlays(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	if err := e.fk.Net.SetFwMark("gre-b", 0x10); err != nil {
 		t.Fatal(err)
 	}
 	from := "# policy routing moves, on every underlay, from what the kernel holds under another (gre-b marked 0x10) to table 18247, rules at priorities 32700 and 32701, fwmark 0x4747\n"
-	out := e.mustOn("eth1", engine.PhaseUp, func(r *Request) { r.DryRun = true })
+	out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.DryRun = true })
 	fixture.MustContain(t, "--dry-run", out, from, "ip link set gre-b type gre fwmark 0x4747\n")
-	out = e.mustOn("eth1", engine.PhaseUp, func(r *Request) { r.Verbose = true })
+	out = e.mustOn("eth1", PhaseUp, func(r *Request) { r.Verbose = true })
 	fixture.MustContain(t, "up", out, "policy routing moves, on every underlay, from what the kernel holds under another (gre-b marked 0x10) to table 18247")
 	if got := e.lines("link gre-b", "fwmark 0x4747 "); got == "" {
 		t.Errorf("gre-b not re-marked:\n%s", e.dump())
@@ -164,8 +164,8 @@ func TestPolicyMoveFromTheKernelNamed(t *testing.T) {
 // line for it, so the exit code is all it says.
 func TestPolicyNotAppliedIsDriftInJSON(t *testing.T) {
 	e := newBare(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	if err := os.WriteFile(filepath.Join(e.sys.Store.Dir, "eth2.json"), []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}

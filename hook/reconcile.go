@@ -14,7 +14,7 @@ import (
 // with the config its record names, under the run lock, as peer.SetLiveness
 // does. A no-op when the record no longer lists the tunnel as unresolved
 // (an ifdown, or an up, came first). Changes are logged as up logs them.
-func reconcile(ctx context.Context, sys *engine.System, underlay, tunnel string) error {
+func reconcile(ctx context.Context, sys *System, underlay, tunnel string) error {
 	// The names are looked up first, without the lock: a DNS server that
 	// does not answer must not hold an ifup. What changed meanwhile is
 	// read again under the lock.
@@ -26,7 +26,7 @@ func reconcile(ctx context.Context, sys *engine.System, underlay, tunnel string)
 		if t := rec.Find(tunnel); t == nil || !t.Unresolved {
 			return nil, Request{}, nil, nil
 		}
-		req := Request{Iface: underlay, Phase: engine.PhaseUp, AllowInsecure: !sys.Store.Secure}
+		req := Request{Iface: underlay, Phase: PhaseUp, AllowInsecure: !sys.Store.Secure}
 		if rec.Source != "" && rec.Source != state.DefaultSource {
 			req.Config = rec.Source
 		}

@@ -3,8 +3,6 @@ package hook
 import (
 	"strings"
 	"testing"
-
-	"github.com/gre-hook/gre-hook/hook/engine"
 )
 
 // reflectConfig has three tunnels on eth1: gre.site2 sends keepalives (a
@@ -66,7 +64,7 @@ func sysctlLines(s string) string {
 func TestReflectionSysctls(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	diff(t, "sysctl commands of the first up", sysctlLines(out), reflectSets)
 	diff(t, "sysctls after up", sysctlLines(e.dump()), reflectState)
 	// The sysctls come after the link exists and in the same log as the
@@ -75,7 +73,7 @@ func TestReflectionSysctls(t *testing.T) {
 		t.Errorf("the sysctls are not set after the link is made:\n%s", out)
 	}
 
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("second up changed something:\n%s", out)
 	}
 
@@ -83,15 +81,15 @@ func TestReflectionSysctls(t *testing.T) {
 	if err := e.fk.Sysctl.Set("net/ipv4/conf/gre-site3/rp_filter", "1"); err != nil {
 		t.Fatal(err)
 	}
-	out = e.mustRun(engine.PhaseUp)
+	out = e.mustRun(PhaseUp)
 	diff(t, "up after rp_filter was reset", out, "gre-hook: + sysctl -w net.ipv4.conf.gre-site3.rp_filter=2\n")
 
 	// A down and up makes the links anew, with conf.default's values.
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	if d := sysctlLines(e.dump()); d != "" {
 		t.Errorf("sysctls left after down:\n%s", d)
 	}
-	out = e.mustRun(engine.PhaseUp)
+	out = e.mustRun(PhaseUp)
 	diff(t, "sysctl commands of an up after down", sysctlLines(out), reflectSets)
 	diff(t, "sysctls after up after down", sysctlLines(e.dump()), reflectState)
 
@@ -108,7 +106,7 @@ func TestReflectionDryRun(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
 	e.log.Reset()
-	req := e.req(engine.PhaseUp)
+	req := e.req(PhaseUp)
 	req.DryRun = true
 	if err := run(req, e.sys); err != nil {
 		t.Fatal(err)
@@ -166,9 +164,9 @@ func TestReflectionWarnings(t *testing.T) {
 			sc := e.fk.Sysctl
 			sc.SetGlobal("net/ipv4/ip_forward", tc.ipForward)
 			sc.SetGlobal("net/ipv4/conf/all/rp_filter", tc.rpAll)
-			diff(t, "warnings of up", warnings(e.mustRun(engine.PhaseUp)), tc.want)
+			diff(t, "warnings of up", warnings(e.mustRun(PhaseUp)), tc.want)
 			// Every up says it again, even one with nothing to change.
-			diff(t, "warnings of a second up", warnings(e.mustRun(engine.PhaseUp)), tc.want)
+			diff(t, "warnings of a second up", warnings(e.mustRun(PhaseUp)), tc.want)
 			if sc.Global("net/ipv4/ip_forward") != tc.ipForward || sc.Global("net/ipv4/conf/all/rp_filter") != tc.rpAll {
 				t.Errorf("up changed a global: ip_forward %s, all.rp_filter %s", sc.Global("net/ipv4/ip_forward"), sc.Global("net/ipv4/conf/all/rp_filter"))
 			}
@@ -181,13 +179,13 @@ func TestReflectionWarnings(t *testing.T) {
 func TestReflectionRollback(t *testing.T) {
 	e := newEnv(t)
 	e.write(site1)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	before := e.dump()
 	// The tunnel now reflects, and clamps the MSS to a fixed value; the
 	// MSS write fails after the sysctls are set.
 	e.write(strings.Replace(site1, `mss = "pmtu"`, "mss = 1400\nkeepalive_reflect = true", 1))
 	e.fk.V4.FailNth("Restore", 1)
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if err == nil {
 		t.Fatalf("up succeeded despite the injected failure:\n%s", out)
 	}
@@ -206,7 +204,7 @@ func TestReflectionSysctlFails(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
 	e.fk.Sysctl.FailNth("Set", 2)
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if err == nil || !strings.Contains(err.Error(), `tunnel "gre.site2": sysctl -w net.ipv4.conf.gre/site2.rp_filter=2: Set: injected failure`) {
 		t.Fatalf("got %v, want the failed sysctl named\n%s", err, out)
 	}
@@ -220,7 +218,7 @@ func TestReflectionSysctlFails(t *testing.T) {
 func TestReflectionEditInPlace(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	before := e.dump()
 	edited := strings.Replace(reflectConfig, "keepalive_reflect = true", "keepalive_reflect = true\nttl = 64", 1)
 	e.write(edited)
@@ -231,7 +229,7 @@ func TestReflectionEditInPlace(t *testing.T) {
 	// in-place change.
 	e.write(strings.Replace(edited, "ttl = 64", "ttl = 64\nmss = 1300", 1))
 	e.fk.V4.FailNth("Restore", 1)
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if err == nil {
 		t.Fatalf("up succeeded despite the injected failure:\n%s", out)
 	}

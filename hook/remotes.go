@@ -25,7 +25,7 @@ func remoteQuery(t *config.Tunnel) resolve.Query {
 // resolveRemotes looks up every remote of tunnels given as a name, all of
 // them together under one deadline, before the run takes the lock: a DNS
 // server that does not answer at boot must not hold other runs.
-func resolveRemotes(ctx context.Context, sys *engine.System, tunnels []config.Tunnel) map[resolve.Query]resolve.Result {
+func resolveRemotes(ctx context.Context, sys *System, tunnels []config.Tunnel) map[resolve.Query]resolve.Result {
 	var qs []resolve.Query
 	for i := range tunnels {
 		if tunnels[i].RemoteName != "" {

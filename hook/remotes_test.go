@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 )
 
@@ -45,7 +44,7 @@ func TestRemoteNameResolves(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"2001:db8::2", "203.0.113.1"}, "site3.test": {"203.0.113.3"}})
 	e.write(namedConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	dump := e.dump()
 	for _, want := range []string{
 		"link gre-site2 gre local 198.51.100.1 remote 203.0.113.1 ",
@@ -64,23 +63,23 @@ func TestRemoteNameResolves(t *testing.T) {
 		t.Errorf("record entry: %+v", r)
 	}
 	var st strings.Builder
-	if drift, err := statusOf(t, e.req(engine.PhaseUp), e.sys, &st); err != nil || drift ||
+	if drift, err := statusOf(t, e.req(PhaseUp), e.sys, &st); err != nil || drift ||
 		!strings.Contains(st.String(), "gre-site2 on eth1: up, remote site2.test (203.0.113.1)\n") {
 		t.Errorf("status: drift %v err %v\n%s", drift, err, st.String())
 	}
 	st.Reset()
-	if _, err := jsonStatusOf(t, e.req(engine.PhaseUp), e.sys, &st); err != nil ||
+	if _, err := jsonStatusOf(t, e.req(PhaseUp), e.sys, &st); err != nil ||
 		!strings.Contains(st.String(), `"remote_name": "site2.test",`) || !strings.Contains(st.String(), `"remote": "203.0.113.1"`) {
 		t.Errorf("status --json: %v\n%s", err, st.String())
 	}
 	// Again: nothing to do.
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("second up logged:\n%s", out)
 	}
 
 	// A dry run shows the name and its address.
 	e.log.Reset()
-	req := e.req(engine.PhaseUp)
+	req := e.req(PhaseUp)
 	req.DryRun = true
 	e.fk.Net.DelLinks([]string{"gre-site2", "gre-site3"})
 	if err := run(req, e.sys); err != nil {
@@ -100,7 +99,7 @@ func TestRemoteNameUnresolved(t *testing.T) {
 	e.names(map[string][]string{"site2.test": nil, "site3.test": {"203.0.113.3"}})
 	e.write(namedConfig)
 	start := time.Now()
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("up took %s with a 300ms resolve wait", took)
 	}
@@ -123,14 +122,14 @@ func TestRemoteNameUnresolved(t *testing.T) {
 
 	// status shows it as not up.
 	var st strings.Builder
-	drift, err := statusOf(t, e.req(engine.PhaseUp), e.sys, &st)
+	drift, err := statusOf(t, e.req(PhaseUp), e.sys, &st)
 	if err != nil || !drift || !strings.Contains(st.String(), "gre-site2 on eth1: unresolved") {
 		t.Errorf("status: drift %v err %v\n%s", drift, err, st.String())
 	}
 
 	// It resolves now: the next up brings it up, and nothing else changes.
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}, "site3.test": {"203.0.113.3"}})
-	out = e.mustRun(engine.PhaseUp)
+	out = e.mustRun(PhaseUp)
 	if !strings.Contains(out, "ip tunnel add gre-site2") || strings.Contains(out, "gre-site3") {
 		t.Errorf("second up:\n%s", out)
 	}
@@ -141,12 +140,12 @@ func TestRemoteNameUnresolved(t *testing.T) {
 
 	// DNS fails again: the tunnel keeps the address it has.
 	e.names(map[string][]string{"site3.test": {"203.0.113.3"}})
-	out = e.mustRun(engine.PhaseUp)
+	out = e.mustRun(PhaseUp)
 	if !strings.Contains(out, `tunnel "gre-site2": resolving site2.test: no such host; keeping 203.0.113.1, the address the last up used`) ||
 		strings.Contains(out, "+ ") {
 		t.Errorf("up with DNS down:\n%s", out)
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 	if r := e.record(); r != "" {
 		t.Errorf("record left: %s", r)
@@ -157,7 +156,7 @@ func TestRemoteNameWrongFamily(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"2001:db8::2"}, "site3.test": {"203.0.113.3"}})
 	e.write(namedConfig)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	want := `gre-hook: warning: tunnel "gre-site2": remote site2.test has no IPv4 address, which mode gre needs (it resolves to 2001:db8::2 only)`
 	if !strings.Contains(out, want) {
 		t.Errorf("log lacks\n%s\ngot:\n%s", want, out)
@@ -173,9 +172,9 @@ func TestRemoteNameStable(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1", "203.0.113.5"}, "site3.test": {"203.0.113.3"}})
 	e.write(namedConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.names(map[string][]string{"site2.test": {"203.0.113.5", "203.0.113.1"}, "site3.test": {"203.0.113.3"}})
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("an up with the addresses reordered changed things:\n%s", out)
 	}
 }

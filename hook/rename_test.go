@@ -3,8 +3,6 @@ package hook
 import (
 	"strings"
 	"testing"
-
-	"github.com/gre-hook/gre-hook/hook/engine"
 )
 
 // site1Renamed is site1 with its tunnel renamed and nothing else changed:
@@ -20,20 +18,20 @@ func TestRenameSameEndpoints(t *testing.T) {
 	want := golden(t, site1Renamed)
 	e := newEnv(t)
 	e.write(site1)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.write(site1Renamed)
 	// A dry run prints what the up will do, the old link's removal once,
 	// and changes nothing.
 	before := e.dump()
 	e.log.Reset()
-	req := e.req(engine.PhaseUp)
+	req := e.req(PhaseUp)
 	req.DryRun = true
 	if err := run(req, e.sys); err != nil {
 		t.Fatalf("dry run: %v\n%s", err, e.log.String())
 	}
 	dry := e.log.String()
 	diff(t, "state after the dry run", e.dump(), before)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	diff(t, "the dry run's commands", dry, strings.ReplaceAll(out, "gre-hook: + ", ""))
 	diff(t, "state after the renaming up", e.dump(), want)
 	if del, add := strings.Index(out, "ip link del gre-site2"), strings.Index(out, "ip tunnel add gre-b "); del < 0 || add < 0 || del > add {
@@ -45,10 +43,10 @@ func TestRenameSameEndpoints(t *testing.T) {
 	if rec := e.record(); strings.Contains(rec, "gre-site2") {
 		t.Errorf("the record still has the old tunnel:\n%s", rec)
 	}
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("a second up logged:\n%s", out)
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after down", e.dump(), baseline)
 }
 
@@ -59,13 +57,13 @@ func TestRenameSameEndpointsRollback(t *testing.T) {
 	want := golden(t, site1Renamed)
 	e := newEnv(t)
 	e.write(site1)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	before, rec := e.dump(), e.record()
 	e.write(site1Renamed)
 	// The new tunnel's route: after the old link is gone and the new one
 	// is made, addressed and up.
 	e.fk.Net.FailNth("ReplaceRoute", 1)
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if err == nil {
 		t.Fatalf("up with a failing route succeeded:\n%s", out)
 	}
@@ -77,9 +75,9 @@ func TestRenameSameEndpointsRollback(t *testing.T) {
 		t.Errorf("record after the rollback:\n%s\nwant:\n%s", got, rec)
 	}
 	e.fk.Net.Disarm()
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	diff(t, "state after the next up", e.dump(), want)
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after down", e.dump(), baseline)
 }
 
@@ -95,10 +93,10 @@ func TestRenameSameEndpointsDefaultRoute(t *testing.T) {
 	want := golden(t, renamed)
 	e := newEnv(t)
 	e.write(defaultRoute)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	before, rec := e.dump(), e.record()
 	e.write(renamed)
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	const msg = `tunnel "gre-vpn2": stale tunnel gre-vpn has the same local 198.51.100.1, remote 203.0.113.5 and key 0, which the kernel allows one tunnel, and holds the default route, so it is not removed first; take the underlay's tunnels down and up (` + "`gre-hook --iface eth1 --phase down`" + `, then up)`
 	if err == nil || !strings.Contains(err.Error(), msg) {
 		t.Errorf("up: %v\nwant the error to say: %s", err, msg)
@@ -110,8 +108,8 @@ func TestRenameSameEndpointsDefaultRoute(t *testing.T) {
 	if got := e.record(); got != rec {
 		t.Errorf("record after the refused up:\n%s\nwant:\n%s", got, rec)
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after down", e.dump(), baseline)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	diff(t, "state after up", e.dump(), want)
 }

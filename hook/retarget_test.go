@@ -21,7 +21,7 @@ func TestRetargetRemote(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(pinnedConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	before, _ := engine.LinkNamed(e.fk.Net, "gre-site2")
 	adds, dels := e.fk.Net.Calls("AddLink"), e.fk.Net.Calls("DelLink")+e.fk.Net.Calls("DelLinks")
 	dumpBefore := e.dump()
@@ -55,11 +55,11 @@ func TestRetargetRemote(t *testing.T) {
 	}
 	// An up that resolves the name to the new address agrees.
 	e.names(map[string][]string{"site2.test": {"203.0.113.9"}})
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("up after retarget changed things:\n%s", out)
 	}
 	// And down leaves the machine as before.
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "after down", e.dump(), baseline)
 }
 
@@ -67,7 +67,7 @@ func TestRetargetLocal(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(pinnedConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.7/24"))
 	var log strings.Builder
 	if err := engineTo(e.sys, &log).Retarget(bg(), "eth1", "gre-site2", netip.MustParseAddr("198.51.100.7"), netip.Addr{}); err != nil {
@@ -101,7 +101,7 @@ func TestRetargetRefuses(t *testing.T) {
 			t.Errorf("got %v, want %s", err, c.want)
 		}
 	}
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	err := engineTo(e.sys, nil).Retarget(bg(), "eth1", "gre-site2", netip.Addr{}, netip.MustParseAddr("2001:db8::9"))
 	if err == nil || !strings.Contains(err.Error(), "endpoints are of the family it was made with") {
 		t.Errorf("family change: %v", err)
@@ -127,7 +127,7 @@ func TestRetargetAfterRenumbering(t *testing.T) {
 			e := newEnv(t)
 			e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 			e.write(pinnedConfig)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			e.fk.Net.DropDeviceAddr("eth1", netip.MustParsePrefix("198.51.100.1/24"))
 			e.fk.Net.AddDeviceAddr("eth1", netip.MustParsePrefix(to))
 			local := netip.MustParsePrefix(to).Addr()
@@ -156,7 +156,7 @@ func TestRetargetRefusesLegacyPin(t *testing.T) {
 	e := newEnv(t)
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(pinnedConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	rec, _ := e.sys.Store.Load("eth1")
 	pin := state.Route{Dst: netip.MustParsePrefix("203.0.113.1/32"), Gw: netip.MustParseAddr("198.51.100.254"), Dev: "eth1"}
 	rec.Tunnels[0].Pin = &pin
@@ -178,7 +178,7 @@ func TestRetargetRefusesLegacyPin(t *testing.T) {
 func TestRetargetForgetsTheOldPeersReply(t *testing.T) {
 	e := newEnv(t)
 	e.write(fixture.Config(fixture.Site2().Set("keepalive", "{ interval = 1, retries = 3 }")))
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	if err := NewEngine(e.sys).SetLiveness(bg(), "eth1", "gre-site2", false, time.Now().Add(-5*time.Second)); err != nil {
 		t.Fatal(err)
 	}

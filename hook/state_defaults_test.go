@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/plan"
 )
@@ -46,7 +45,7 @@ func newTwoUnderlays(t *testing.T) *env {
 }
 
 // on runs a phase for an underlay other than eth1, or with other settings.
-func (e *env) on(iface string, phase engine.Phase, edit ...func(*Request)) (string, error) {
+func (e *env) on(iface string, phase Phase, edit ...func(*Request)) (string, error) {
 	e.t.Helper()
 	e.log.Reset()
 	req := e.req(phase)
@@ -58,7 +57,7 @@ func (e *env) on(iface string, phase engine.Phase, edit ...func(*Request)) (stri
 	return e.log.String(), err
 }
 
-func (e *env) mustOn(iface string, phase engine.Phase, edit ...func(*Request)) string {
+func (e *env) mustOn(iface string, phase Phase, edit ...func(*Request)) string {
 	e.t.Helper()
 	out, err := e.on(iface, phase, edit...)
 	if err != nil {
@@ -142,21 +141,21 @@ func TestTwoDefaultRouteTunnels(t *testing.T) {
 					t.Fatalf("%s: marked packets to the remote go out of %q", when, got)
 				}
 			}
-			e.mustOn("eth1", engine.PhaseUp)
+			e.mustOn("eth1", PhaseUp)
 			check("after up eth1", aDefault+"\n"+origDefault, ourRules, "gre-a")
-			e.mustOn("eth2", engine.PhaseUp)
+			e.mustOn("eth2", PhaseUp)
 			check("after up eth2", bDefault+"\n"+aDefault+"\n"+origDefault, ourRules, "gre-a")
 			// Re-running up on either (ifreload) changes nothing.
-			if out := e.mustOn("eth1", engine.PhaseUp) + e.mustOn("eth2", engine.PhaseUp); out != "" {
+			if out := e.mustOn("eth1", PhaseUp) + e.mustOn("eth2", PhaseUp); out != "" {
 				t.Fatalf("a second up of both changed things:\n%s", out)
 			}
-			e.mustOn(order[0], engine.PhaseDown)
+			e.mustOn(order[0], PhaseDown)
 			want, dev := aDefault, "gre-a"
 			if order[0] == "eth1" {
 				want, dev = bDefault, "gre-b"
 			}
 			check("after down "+order[0], want+"\n"+origDefault, ourRules, dev)
-			e.mustOn(order[1], engine.PhaseDown)
+			e.mustOn(order[1], PhaseDown)
 			check("after down "+order[1], origDefault, "", "eth1")
 			diff(t, "after both down", e.dump(), e.before)
 		})
@@ -167,8 +166,8 @@ func TestTwoDefaultRouteTunnels(t *testing.T) {
 // rules; the last one's gc takes the rules too.
 func TestGCKeepsTheOtherDefault(t *testing.T) {
 	e := newTwoUnderlays(t)
-	e.mustOn("eth1", engine.PhaseUp)
-	e.mustOn("eth2", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
+	e.mustOn("eth2", PhaseUp)
 	e.write(strings.SplitN(twoDefaults, "[[tunnel]]\nname = \"gre-b\"", 2)[0])
 	e.mustGC()
 	if got := e.defaultRoute(); got != aDefault+"\n"+origDefault || e.rules() != ourRules {
@@ -183,18 +182,18 @@ func TestGCKeepsTheOtherDefault(t *testing.T) {
 // re-run of up, not by status, not by down.
 func TestDownKeepsAdminDefault(t *testing.T) {
 	e := newTwoUnderlays(t)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	admin := plan.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("198.51.100.253"), Dev: "eth1"}
 	e.fk.Net.AddForeignRoute(admin, fake.ProtoStatic)
 	want := "route 0.0.0.0/0 via 198.51.100.253 dev eth1 proto 4"
-	if out := e.mustOn("eth1", engine.PhaseUp); out != "" || e.mainDefault() != want {
+	if out := e.mustOn("eth1", PhaseUp); out != "" || e.mainDefault() != want {
 		t.Fatalf("after up again: %q\n%s", e.mainDefault(), out)
 	}
 	var buf strings.Builder
 	if drift, err := statusOf(t, Request{Iface: "eth1", Config: e.cfg, AllowInsecure: true}, e.sys, &buf); err != nil || drift {
 		t.Errorf("status calls the admin's default route drift (%v):\n%s", err, buf.String())
 	}
-	e.mustOn("eth1", engine.PhaseDown)
+	e.mustOn("eth1", PhaseDown)
 	if got := e.defaultRoute(); got != want || e.rules() != "" {
 		t.Fatalf("after down: %q, want the admin's %q\n%s", got, want, e.dump())
 	}
@@ -206,14 +205,14 @@ func TestDownKeepsAdminDefault(t *testing.T) {
 func TestOtherConfigLeavesTunnels(t *testing.T) {
 	e := newEnv(t)
 	e.write(site1)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	want := e.dump()
 	other := filepath.Join(t.TempDir(), "other.toml")
 	if err := os.WriteFile(other, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	useOther := func(r *Request) { r.Config = other; r.Verbose = true }
-	out := e.mustOn("eth1", engine.PhaseUp, useOther)
+	out := e.mustOn("eth1", PhaseUp, useOther)
 	diff(t, "state after an up with another config", e.dump(), want)
 	if !strings.Contains(out, "came from "+e.cfg) || !strings.Contains(out, "leaving them alone") {
 		t.Errorf("-v does not say why:\n%s", out)
@@ -230,11 +229,11 @@ func TestOtherConfigLeavesTunnels(t *testing.T) {
 	}
 	// Switching the source is explicit: the other config has no tunnels,
 	// so they go.
-	e.mustOn("eth1", engine.PhaseUp, useOther, func(r *Request) { r.SwitchConfig = true })
+	e.mustOn("eth1", PhaseUp, useOther, func(r *Request) { r.SwitchConfig = true })
 	diff(t, "state after --switch-config", e.dump(), baseline)
 
-	e.mustRun(engine.PhaseUp)
-	e.mustOn("eth1", engine.PhaseDown, useOther)
+	e.mustRun(PhaseUp)
+	e.mustOn("eth1", PhaseDown, useOther)
 	diff(t, "state after down with another config", e.dump(), baseline)
 }
 
@@ -242,13 +241,13 @@ func TestOtherConfigLeavesTunnels(t *testing.T) {
 // deleting anything there.
 func TestUnreadableRecordChangesNothing(t *testing.T) {
 	e := newTwoUnderlays(t)
-	e.mustOn("eth1", engine.PhaseUp)
+	e.mustOn("eth1", PhaseUp)
 	before := e.dump()
 	path := filepath.Join(e.sys.Store.Dir, "eth1.json")
 	if err := os.WriteFile(path, []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, phase := range []engine.Phase{engine.PhaseUp, engine.PhaseDown} {
+	for _, phase := range []Phase{PhaseUp, PhaseDown} {
 		out, err := e.on("eth1", phase)
 		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), ".bad") {
 			t.Errorf("%s with a corrupt record: %v\n%s", phase, err, out)
@@ -264,7 +263,7 @@ func TestUnreadableRecordChangesNothing(t *testing.T) {
 	if err := os.Rename(path, path+".bad"); err != nil {
 		t.Fatal(err)
 	}
-	out := e.mustOn("eth1", engine.PhaseDown)
+	out := e.mustOn("eth1", PhaseDown)
 	if e.defaultRoute() != origDefault || e.rules() != "" || strings.Contains(e.dump(), "proto 176") {
 		t.Errorf("after a down by the kernel's marks:\n%s\n%s", e.dump(), out)
 	}
@@ -276,7 +275,7 @@ func TestDefaultRouteRollback(t *testing.T) {
 	e := newEnv(t)
 	e.write(strings.Replace(defaultRoute, "default_route = true", "default_route = true\nup_command = [\"/bin/false\"]", 1))
 	e.sys.Command = func(context.Context, []string, []string) error { return errors.New("exit status 1") }
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if err == nil || !strings.Contains(err.Error(), "rolled back") {
 		t.Fatalf("up: %v\n%s", err, out)
 	}
@@ -287,9 +286,9 @@ func TestDefaultRouteRollback(t *testing.T) {
 func TestMainTableByNumberSettles(t *testing.T) {
 	e := newEnv(t)
 	e.write(strings.Replace(site1, `to = "192.168.2.0/24"`, "to = \"192.168.2.0/24\"\ntable = 254", 1))
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	diff(t, "state after up", e.dump(), site1State)
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("second up changed something:\n%s", out)
 	}
 }
@@ -299,11 +298,11 @@ func TestMainTableByNumberSettles(t *testing.T) {
 func TestInsecureRecordNotHonoured(t *testing.T) {
 	e := newEnv(t)
 	e.write(strings.Replace(site1, `mss = "pmtu"`, "mss = \"pmtu\"\ndown_command = [\"/usr/bin/logger\", \"bye\"]", 1))
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	if !strings.Contains(e.record(), `"insecure": true`) {
 		t.Fatalf("record of an unchecked run not marked:\n%s", e.record())
 	}
-	out := e.mustOn("eth1", engine.PhaseDown, func(r *Request) { r.AllowInsecure = false; r.Config = "/nonexistent/gre-hook.toml" })
+	out := e.mustOn("eth1", PhaseDown, func(r *Request) { r.AllowInsecure = false; r.Config = "/nonexistent/gre-hook.toml" })
 	if len(e.commands) != 0 {
 		t.Errorf("a checked run ran a command from an unchecked record: %v", e.commands)
 	}
@@ -313,8 +312,8 @@ func TestInsecureRecordNotHonoured(t *testing.T) {
 	diff(t, "state after down", e.dump(), baseline)
 
 	// An unchecked run trusts it, as it trusts the config.
-	e.mustRun(engine.PhaseUp)
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseUp)
+	e.mustRun(PhaseDown)
 	if len(e.commands) != 1 {
 		t.Errorf("commands: %v", e.commands)
 	}
@@ -325,15 +324,15 @@ func TestInsecureRecordNotHonoured(t *testing.T) {
 func TestOtherConfigByHandSaysWhy(t *testing.T) {
 	e := newEnv(t)
 	e.write(site1)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	other := filepath.Join(t.TempDir(), "other.toml")
 	if err := os.WriteFile(other, []byte(site1Edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out := e.mustOn("eth1", engine.PhaseUp, func(r *Request) { r.Config = other }); out != "" {
+	if out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.Config = other }); out != "" {
 		t.Errorf("a run from ifupdown was not quiet:\n%s", out)
 	}
-	out := e.mustOn("eth1", engine.PhaseUp, func(r *Request) { r.Config = other; r.ByHand = true })
+	out := e.mustOn("eth1", PhaseUp, func(r *Request) { r.Config = other; r.ByHand = true })
 	if !strings.Contains(out, "warning: eth1: its tunnels came from "+e.cfg) || !strings.Contains(out, "--switch-config") {
 		t.Errorf("a run by hand did not say why:\n%s", out)
 	}
@@ -351,10 +350,10 @@ remote = "203.0.113.7"
 address = ["10.0.5.1/30"]
 down_command = ["/usr/bin/logger", "gre-old going"]
 `)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.commands = nil
 	e.write(site1)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	want := "/usr/bin/logger gre-old going [GRE_HOOK_TUNNEL=gre-old GRE_HOOK_UNDERLAY=eth1 GRE_HOOK_PHASE=down]"
 	if len(e.commands) != 1 || e.commands[0] != want {
 		t.Errorf("commands run: %q, want [%q]\n%s", e.commands, want, out)
@@ -434,11 +433,11 @@ func TestDefaultRouteInvariant(t *testing.T) {
 				switch op := rng.Intn(9); {
 				case op < 3:
 					steps = append(steps, "up "+u)
-					e.mustOn(u, engine.PhaseUp)
+					e.mustOn(u, PhaseUp)
 					up[u] = true
 				case op < 5:
 					steps = append(steps, "down "+u)
-					e.mustOn(u, engine.PhaseDown)
+					e.mustOn(u, PhaseDown)
 					up[u], dead[u] = false, false
 				case op < 7:
 					steps = append(steps, "dead "+u)
@@ -495,7 +494,7 @@ func TestDefaultRouteInvariant(t *testing.T) {
 				}
 			}
 			for _, u := range underlays {
-				e.mustOn(u, engine.PhaseDown)
+				e.mustOn(u, PhaseDown)
 			}
 			want := strings.Replace(before, origDefault, main, 1)
 			diff(t, "after "+strings.Join(steps, ", ")+" and all down", e.dump(), sortLines(want))

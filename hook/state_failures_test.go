@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
@@ -21,11 +20,11 @@ func TestDownAfterConfigDeleted(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(c.text)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			if err := os.Remove(e.cfg); err != nil {
 				t.Fatal(err)
 			}
-			e.mustRun(engine.PhaseDown)
+			e.mustRun(PhaseDown)
 			diff(t, "state after down without a config", e.dump(), baseline)
 			if e.record() != "" {
 				t.Errorf("record left:\n%s", e.record())
@@ -42,11 +41,11 @@ func TestDownAfterRecordLost(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(c.text)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			if err := os.Remove(filepath.Join(e.sys.Store.Dir, "eth1.json")); err != nil {
 				t.Fatal(err)
 			}
-			e.mustRun(engine.PhaseDown)
+			e.mustRun(PhaseDown)
 			diff(t, "state after down without a record", e.dump(), baseline)
 		})
 	}
@@ -57,10 +56,10 @@ func TestDownAfterRecordLost(t *testing.T) {
 func TestDownAfterRecordLostAndConfigEdited(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	os.Remove(filepath.Join(e.sys.Store.Dir, "eth1.json"))
 	e.write(site1Edited)
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after down", e.dump(), baseline)
 }
 
@@ -87,7 +86,7 @@ func TestDefaultRouteTakeover(t *testing.T) {
 			tc.setup(e.fk.Net)
 			before := e.dump()
 			e.write(defaultRoute)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			got := e.dump()
 			if !strings.Contains(got, "route 0.0.0.0/0 via 10.9.0.1 dev gre-vpn table 18247 metric 1 proto 176\n") {
 				t.Errorf("no default route via the tunnel in gre-hook's table:\n%s", got)
@@ -97,10 +96,10 @@ func TestDefaultRouteTakeover(t *testing.T) {
 				t.Errorf("the main table's routes changed:\n%s\nwas\n%s", mainRoutes(got), mainRoutes(before))
 			}
 			// A second up must keep the remembered route, not forget it.
-			if out := e.mustRun(engine.PhaseUp); out != "" {
+			if out := e.mustRun(PhaseUp); out != "" {
 				t.Errorf("second up logged:\n%s", out)
 			}
-			e.mustRun(engine.PhaseDown)
+			e.mustRun(PhaseDown)
 			diff(t, "state after down", e.dump(), before)
 		})
 	}
@@ -123,12 +122,12 @@ func mainRoutes(dump string) string {
 func TestDefaultRouteDropped(t *testing.T) {
 	e := newEnv(t)
 	e.write(defaultRoute)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.write(strings.Replace(defaultRoute, "default_route = true", "", 1))
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	want := golden(t, strings.Replace(defaultRoute, "default_route = true", "", 1))
 	diff(t, "state after dropping default_route", e.dump(), want)
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after down", e.dump(), baseline)
 }
 
@@ -137,7 +136,7 @@ func TestForeignLinkRefused(t *testing.T) {
 	e.fk.Net.AddForeignLink(rtnl.Link{Name: "gre-site2", Kind: "dummy", MTU: 1500})
 	before := e.dump()
 	e.write(site1)
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if err == nil {
 		t.Fatal("up succeeded over a foreign link")
 	}
@@ -152,7 +151,7 @@ func TestForeignLinkRefused(t *testing.T) {
 		t.Errorf("refused up left a record:\n%s", e.record())
 	}
 	// Down must not touch the foreign link either.
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after down", e.dump(), before)
 }
 
@@ -161,7 +160,7 @@ func TestLinkOfOtherUnderlayRefused(t *testing.T) {
 	e.fk.Net.AddForeignLink(rtnl.Link{Name: "gre-site2", Kind: "gre", GRE: true, Alias: "gre-hook:eth9", MTU: 1476})
 	before := e.dump()
 	e.write(site1)
-	_, err := e.run(engine.PhaseUp)
+	_, err := e.run(PhaseUp)
 	if err == nil || !strings.Contains(err.Error(), "belongs to gre-hook's tunnels on eth9") {
 		t.Fatalf("got %v, want an error naming eth9", err)
 	}
@@ -173,7 +172,7 @@ func TestForeignRouteRefused(t *testing.T) {
 	e.fk.Net.AddForeignRoute(plan.Route{Dst: netip.MustParsePrefix("192.168.2.0/24"), Gw: netip.MustParseAddr("198.51.100.9"), Dev: "eth1"}, fake.ProtoStatic)
 	before := e.dump()
 	e.write(site1)
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if err == nil {
 		t.Fatal("up replaced a foreign route")
 	}
@@ -194,7 +193,7 @@ func TestUnderlayMissingOrDown(t *testing.T) {
 	e.fk.Net.Mutate("eth2", func(l *rtnl.Link) { l.Up = false })
 	before := e.dump()
 	e.sys.Store.Dir = filepath.Join(t.TempDir(), "run")
-	err := run(Request{Iface: "eth2", Phase: engine.PhaseUp, Config: e.cfg, AllowInsecure: true}, e.sys)
+	err := run(Request{Iface: "eth2", Phase: PhaseUp, Config: e.cfg, AllowInsecure: true}, e.sys)
 	if err == nil || !strings.Contains(err.Error(), "the underlay is down") {
 		t.Errorf("got %v, want the underlay is down", err)
 	}
@@ -256,13 +255,13 @@ func TestUpRollsBack(t *testing.T) {
 					e := newEnv(t)
 					if from.text != "" {
 						e.write(from.text)
-						e.mustRun(engine.PhaseUp)
+						e.mustRun(PhaseUp)
 					}
 					before, rec := e.dump(), e.record()
 					e.write(to.text)
 					calls := e.fk.Net.Calls(in.op)
 					inject(e, in.op, in.nth, in.v6)
-					out, err := e.run(engine.PhaseUp)
+					out, err := e.run(PhaseUp)
 					if err == nil {
 						reached := e.fk.Net.Calls(in.op)-calls >= in.nth && !in.v6 && in.op != "Restore"
 						e.fk.Net.Disarm()
@@ -282,7 +281,7 @@ func TestUpRollsBack(t *testing.T) {
 						default:
 							t.Fatalf("up succeeded though %s call %d failed\n%s", in.op, in.nth, out)
 						}
-						e.mustRun(engine.PhaseDown)
+						e.mustRun(PhaseDown)
 						diff(t, "state after down", e.dump(), baseline)
 						return
 					}
@@ -297,9 +296,9 @@ func TestUpRollsBack(t *testing.T) {
 						t.Errorf("record after rollback:\n%s\nwant:\n%s", got, rec)
 					}
 					// And the machine still works: up converges, down cleans.
-					e.mustRun(engine.PhaseUp)
+					e.mustRun(PhaseUp)
 					diff(t, "state after a later up", e.dump(), golden(t, to.text))
-					e.mustRun(engine.PhaseDown)
+					e.mustRun(PhaseDown)
 					diff(t, "state after down", e.dump(), baseline)
 				})
 			}
@@ -310,10 +309,10 @@ func TestUpRollsBack(t *testing.T) {
 func TestDownContinuesPastFailures(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.fk.Net.FailNth("DelLink", 2) // gre-v6
 	e.fk.V4.FailNth("Restore", 1)
-	_, err := e.run(engine.PhaseDown)
+	_, err := e.run(PhaseDown)
 	if err == nil {
 		t.Fatal("down succeeded despite failures")
 	}
@@ -336,7 +335,7 @@ func TestDownContinuesPastFailures(t *testing.T) {
 		t.Error("a failed down dropped the record; a retry could not find what is left")
 	}
 	// A retry finishes the job.
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after a second down", e.dump(), baseline)
 	if e.record() != "" {
 		t.Errorf("record left:\n%s", e.record())
@@ -346,7 +345,7 @@ func TestDownContinuesPastFailures(t *testing.T) {
 func TestDryRunChangesNothing(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	req := e.req(engine.PhaseUp)
+	req := e.req(PhaseUp)
 	req.DryRun = true
 	e.log.Reset()
 	if err := run(req, e.sys); err != nil {
@@ -370,7 +369,7 @@ func TestLockedRunChangesNothing(t *testing.T) {
 	}
 	defer unlock()
 	e.sys.LockWait = 50 * time.Millisecond
-	if _, err := e.run(engine.PhaseUp); !errors.Is(err, state.ErrLocked) {
+	if _, err := e.run(PhaseUp); !errors.Is(err, state.ErrLocked) {
 		t.Errorf("up while locked: %v", err)
 	}
 	diff(t, "state", e.dump(), baseline)

@@ -11,14 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
 
 func TestGCRemovesUnexplained(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.write(site1)
 	e.mustGC()
 	diff(t, "state after gc", e.dump(), site1State)
@@ -30,7 +29,7 @@ func TestGCRemovesUnexplained(t *testing.T) {
 	if err := gc(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys); err != nil || e.log.Len() != 0 {
 		t.Errorf("second gc: %v\n%s", err, e.log.String())
 	}
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("up after gc logged:\n%s", out)
 	}
 }
@@ -40,7 +39,7 @@ func TestGCWithoutConfigRemovesAll(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(c.text)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			e.write("")
 			e.mustGC()
 			diff(t, "state after gc", e.dump(), baseline)
@@ -51,7 +50,7 @@ func TestGCWithoutConfigRemovesAll(t *testing.T) {
 func TestGCWithoutRecordFindsByMarks(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	os.RemoveAll(e.sys.Store.Dir)
 	e.write("")
 	e.mustGC()
@@ -92,7 +91,7 @@ func TestStatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(tc.config)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			tc.change(e)
 			drift, out := status(t, e)
 			if tc.want == "" {
@@ -108,7 +107,7 @@ func TestStatus(t *testing.T) {
 				t.Errorf("status:\n%s\nwant it to contain:\n%s", out, tc.want)
 			}
 			// up repairs it.
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			if drift, out := status(t, e); drift {
 				t.Errorf("drift after a repairing up:\n%s", out)
 			}
@@ -120,7 +119,7 @@ func TestStatus(t *testing.T) {
 func TestStatusUnconfiguredLink(t *testing.T) {
 	e := newEnv(t)
 	e.write(many)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.write(site1)
 	drift, out := status(t, e)
 	if !drift || !strings.Contains(out, "gre-v6 on eth1: drift\n  - gre-hook made this link but no config has it (gre-hook gc removes it)\n") {
@@ -153,7 +152,7 @@ func TestRandomTransitions(t *testing.T) {
 	current := "empty"
 	for i := 0; i < 60; i++ {
 		if rnd.Intn(4) == 0 {
-			e.mustRun(engine.PhaseDown)
+			e.mustRun(PhaseDown)
 			current = "empty"
 			diff(t, "state after down (step "+itoa(i)+")", e.dump(), baseline)
 			if e.record() != "" {
@@ -163,7 +162,7 @@ func TestRandomTransitions(t *testing.T) {
 		}
 		c := steps[rnd.Intn(len(steps))]
 		e.write(c.text)
-		e.mustRun(engine.PhaseUp)
+		e.mustRun(PhaseUp)
 		current = c.name
 		if got := e.dump(); got != want[current] {
 			diff(t, "state after up of "+current+" (step "+itoa(i)+")", got, want[current])
@@ -179,7 +178,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 func TestStatusPrintsFix(t *testing.T) {
 	e := newEnv(t)
 	e.write(site1)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	e.fk.Net.Mutate("gre-site2", func(l *rtnl.Link) { l.MTU = 1400 })
 	e.fk.V4.SetChain()
 	_, out := status(t, e)
@@ -200,7 +199,7 @@ func TestStatusPrintsFix(t *testing.T) {
 	if len(es) != 1 || strings.Join(es[0].Fix, "\n") != "ip link set gre-site2 mtu 1476\n"+rule {
 		t.Errorf("status --json: %+v", es)
 	}
-	if got := e.mustRun(engine.PhaseUp); got != "gre-hook: + ip link set gre-site2 mtu 1476\ngre-hook: + "+rule+"\n" {
+	if got := e.mustRun(PhaseUp); got != "gre-hook: + ip link set gre-site2 mtu 1476\ngre-hook: + "+rule+"\n" {
 		t.Errorf("up printed:\n%s", got)
 	}
 }

@@ -101,7 +101,7 @@ func guardsOf(t *testing.T, e *env) []string {
 func TestGuardUpUpDownDown(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	diff(t, "guard commands of the first up", iptablesLines(out, true), guardLog)
 	if len(e.fk.V4.Restores) != 1 {
 		t.Fatalf("up wrote iptables %d times, want once", len(e.fk.V4.Restores))
@@ -116,7 +116,7 @@ func TestGuardUpUpDownDown(t *testing.T) {
 	}
 
 	state := e.dump()
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("second up logged:\n%s", out)
 	}
 	if len(e.fk.V4.Restores) != 1 {
@@ -124,13 +124,13 @@ func TestGuardUpUpDownDown(t *testing.T) {
 	}
 	diff(t, "state after the second up", e.dump(), state)
 
-	out = e.mustRun(engine.PhaseDown)
+	out = e.mustRun(PhaseDown)
 	diff(t, "guard commands of down", iptablesLines(out, true), guardDownLog)
 	diff(t, "state after down", e.dump(), baseline)
 	if len(e.fk.V4.Restores) != 2 {
 		t.Errorf("down wrote iptables %d times, want once", len(e.fk.V4.Restores)-1)
 	}
-	if out := e.mustRun(engine.PhaseDown); out != "" {
+	if out := e.mustRun(PhaseDown); out != "" {
 		t.Errorf("second down logged:\n%s", out)
 	}
 	diff(t, "state after the second down", e.dump(), baseline)
@@ -142,12 +142,12 @@ func TestGuardUpUpDownDown(t *testing.T) {
 func TestGuardCostsNothingWithoutReflection(t *testing.T) {
 	e := newEnv(t)
 	e.write(site1)
-	e.mustRun(engine.PhaseUp)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
+	e.mustRun(PhaseUp)
 	if _, err := statusOf(t, Request{Config: e.cfg, AllowInsecure: true}, e.sys, &strings.Builder{}); err != nil {
 		t.Fatal(err)
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	for _, c := range e.fk.V4.Listed {
 		if c != mss.Out.Name {
 			t.Errorf("up, up, status and down of a config with no reflection read %q", e.fk.V4.Listed)
@@ -162,10 +162,10 @@ func TestGuardCostsNothingWithoutReflection(t *testing.T) {
 func TestGuardConfigEdit(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 
 	e.write(strings.Replace(reflectConfig, "keepalive_reflect = true\n", "", 1))
-	out := e.mustRun(engine.PhaseUp)
+	out := e.mustRun(PhaseUp)
 	diff(t, "log when gre-site3 stops reflecting", out,
 		"gre-hook: + iptables -t mangle -D GRE-HOOK-IN -i gre-site3 ! -p gre -m addrtype --src-type LOCAL -m comment --comment gre-hook:eth1:gre-site3 -j DROP\n")
 	if n := len(e.fk.V4.Restores); n != 2 || strings.Contains(e.fk.V4.Restores[1], "GRE-HOOK ") {
@@ -176,7 +176,7 @@ func TestGuardConfigEdit(t *testing.T) {
 	}
 
 	e.write(strings.Replace(strings.Replace(reflectConfig, "keepalive_reflect = true\n", "", 1), "keepalive = { interval = 5 }\n", "", 1))
-	out = e.mustRun(engine.PhaseUp)
+	out = e.mustRun(PhaseUp)
 	diff(t, "log when the last reflecting tunnel stops", out, `gre-hook: + iptables -t mangle -D GRE-HOOK-IN -i gre.site2 ! -p gre -m addrtype --src-type LOCAL -m comment --comment gre-hook:eth1:gre.site2 -j DROP
 gre-hook: + iptables -t mangle -D PREROUTING -m comment --comment gre-hook -j GRE-HOOK-IN
 gre-hook: + iptables -t mangle -X GRE-HOOK-IN
@@ -189,13 +189,13 @@ gre-hook: + iptables -t mangle -X GRE-HOOK-IN
 	}
 	// Nothing of the guards is read any more.
 	e.fk.V4.Listed = nil
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	if !reflect.DeepEqual(e.fk.V4.Listed, []string{mss.Out.Name}) {
 		t.Errorf("an up with no reflection left read %q", e.fk.V4.Listed)
 	}
 
 	e.write(reflectConfig)
-	out = e.mustRun(engine.PhaseUp)
+	out = e.mustRun(PhaseUp)
 	diff(t, "log when they reflect again", iptablesLines(out, true), guardLog)
 	diff(t, "iptables then", iptablesLines(e.dump(), false), reflectTables)
 }
@@ -207,13 +207,13 @@ func TestGuardKeepsOthers(t *testing.T) {
 	e := newEnv(t)
 	e.fk.V4.AddForeignTo("PREROUTING", "-i eth1 -j ACCEPT")
 	e.write(reflectConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	other := "-i gre-x ! -p gre -m addrtype --src-type LOCAL -m comment --comment gre-hook:eth9:gre-x -j DROP"
 	e.fk.V4.SetChainOf(mss.In, append(guardSpecs(e), other)...)
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("up with another underlay's guard logged:\n%s", out)
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	want := "iptables -A PREROUTING -i eth1 -j ACCEPT\niptables -A PREROUTING -m comment --comment gre-hook -j GRE-HOOK-IN\niptables -N GRE-HOOK-IN\niptables -A GRE-HOOK-IN " + other + "\n"
 	diff(t, "iptables after down", iptablesLines(e.dump(), false), want)
 }
@@ -262,7 +262,7 @@ func TestGuardDrift(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(reflectConfig)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			want := e.dump()
 			tc.change(e)
 			drift, out := status(t, e)
@@ -273,7 +273,7 @@ func TestGuardDrift(t *testing.T) {
 			if !strings.Contains(out, "eth1: up would run:\n"+fix) {
 				t.Errorf("status does not print the fix:\n%s\nwant:\n%s", out, fix)
 			}
-			diff(t, "the repairing up", e.mustRun(engine.PhaseUp), tc.fix)
+			diff(t, "the repairing up", e.mustRun(PhaseUp), tc.fix)
 			diff(t, "state after the repair", e.dump(), want)
 			if drift, out := status(t, e); drift {
 				t.Errorf("drift after the repair:\n%s", out)
@@ -287,7 +287,7 @@ func TestGuardDrift(t *testing.T) {
 func TestGuardGC(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	stray := "-i gre-old ! -p gre -m addrtype --src-type LOCAL -m comment --comment gre-hook:eth7:gre-old -j DROP"
 	foreign := "-i eth1 -m comment --comment admin -j RETURN"
 	e.fk.V4.SetChainOf(mss.In, append(guardSpecs(e), stray, foreign)...)
@@ -321,7 +321,7 @@ func TestGuardGC(t *testing.T) {
 func TestGuardDryRun(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	req := e.req(engine.PhaseUp)
+	req := e.req(PhaseUp)
 	req.DryRun = true
 	e.log.Reset()
 	if err := run(req, e.sys); err != nil {
@@ -334,8 +334,8 @@ func TestGuardDryRun(t *testing.T) {
 	diff(t, "state after a dry run", e.dump(), baseline)
 
 	// And a dry down of what is up prints their removal.
-	e.mustRun(engine.PhaseUp)
-	req.Phase = engine.PhaseDown
+	e.mustRun(PhaseUp)
+	req.Phase = PhaseDown
 	e.log.Reset()
 	if err := run(req, e.sys); err != nil {
 		t.Fatal(err)
@@ -350,7 +350,7 @@ func TestGuardFailedWrite(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
 	e.fk.V4.FailNth("Restore", 1)
-	out, err := e.run(engine.PhaseUp)
+	out, err := e.run(PhaseUp)
 	if err == nil || !strings.Contains(err.Error(), "writing iptables mangle chains GRE-HOOK and GRE-HOOK-IN: ") {
 		t.Fatalf("got %v\n%s", err, out)
 	}
@@ -363,7 +363,7 @@ func TestGuardFailedWrite(t *testing.T) {
 func TestGuardRunCutShort(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	old, err := e.sys.Store.Load("eth1")
 	if err != nil {
 		t.Fatal(err)
@@ -380,14 +380,14 @@ func TestGuardRunCutShort(t *testing.T) {
 	if err := e.sys.Store.Save(cut); err != nil {
 		t.Fatal(err)
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after down", e.dump(), baseline)
 
 	// Without a record at all, down still finds them by their comments.
-	e.mustRun(engine.PhaseUp)
+	e.mustRun(PhaseUp)
 	if err := os.Remove(filepath.Join(e.sys.Store.Dir, "eth1.json")); err != nil {
 		t.Fatal(err)
 	}
-	e.mustRun(engine.PhaseDown)
+	e.mustRun(PhaseDown)
 	diff(t, "state after down without a record", e.dump(), baseline)
 }

@@ -2,8 +2,6 @@ package hook
 
 import (
 	"testing"
-
-	"github.com/gre-hook/gre-hook/hook/engine"
 )
 
 const site1State = `addr eth1 198.51.100.1/24
@@ -126,7 +124,7 @@ func TestUpUpDownDown(t *testing.T) {
 	diff(t, "fake baseline", e.dump(), baseline)
 	e.write(site1)
 
-	diff(t, "first up log", e.mustRun(engine.PhaseUp), site1Log)
+	diff(t, "first up log", e.mustRun(PhaseUp), site1Log)
 	diff(t, "state after up", e.dump(), site1State)
 	if e.record() == "" {
 		t.Error("no record after up")
@@ -134,7 +132,7 @@ func TestUpUpDownDown(t *testing.T) {
 	rec := e.record()
 	restores := len(e.fk.V4.Restores)
 
-	if out := e.mustRun(engine.PhaseUp); out != "" {
+	if out := e.mustRun(PhaseUp); out != "" {
 		t.Errorf("second up logged:\n%s", out)
 	}
 	diff(t, "state after second up", e.dump(), site1State)
@@ -145,13 +143,13 @@ func TestUpUpDownDown(t *testing.T) {
 		t.Errorf("second up changed the record:\n%s\nwas:\n%s", e.record(), rec)
 	}
 
-	diff(t, "down log", e.mustRun(engine.PhaseDown), site1DownLog)
+	diff(t, "down log", e.mustRun(PhaseDown), site1DownLog)
 	diff(t, "state after down", e.dump(), baseline)
 	if e.record() != "" {
 		t.Errorf("record left after down:\n%s", e.record())
 	}
 
-	if out := e.mustRun(engine.PhaseDown); out != "" {
+	if out := e.mustRun(PhaseDown); out != "" {
 		t.Errorf("second down logged:\n%s", out)
 	}
 	diff(t, "state after second down", e.dump(), baseline)
@@ -165,17 +163,17 @@ func TestUpTwiceIsQuiet(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.write(c.text)
-			e.mustRun(engine.PhaseUp)
+			e.mustRun(PhaseUp)
 			before := e.dump()
 			n := len(e.commands)
-			if out := e.mustRun(engine.PhaseUp); out != "" {
+			if out := e.mustRun(PhaseUp); out != "" {
 				t.Errorf("second up logged:\n%s", out)
 			}
 			if len(e.commands) != n {
 				t.Errorf("second up ran %d command(s): %v", len(e.commands)-n, e.commands[n:])
 			}
 			diff(t, "state after second up", e.dump(), before)
-			e.mustRun(engine.PhaseDown)
+			e.mustRun(PhaseDown)
 			diff(t, "state after down", e.dump(), baseline)
 		})
 	}
@@ -196,22 +194,22 @@ func TestConfigEdit(t *testing.T) {
 			t.Run(a.name+"_to_"+b.name+"_up", func(t *testing.T) {
 				e := newEnv(t)
 				e.write(a.text)
-				e.mustRun(engine.PhaseUp)
+				e.mustRun(PhaseUp)
 				e.write(b.text)
-				e.mustRun(engine.PhaseUp)
+				e.mustRun(PhaseUp)
 				diff(t, "state after the second up", e.dump(), want[b.name])
-				if out := e.mustRun(engine.PhaseUp); out != "" && b.name != "many" {
+				if out := e.mustRun(PhaseUp); out != "" && b.name != "many" {
 					t.Errorf("third up logged:\n%s", out)
 				}
-				e.mustRun(engine.PhaseDown)
+				e.mustRun(PhaseDown)
 				diff(t, "state after down", e.dump(), baseline)
 			})
 			t.Run(a.name+"_edit_"+b.name+"_down", func(t *testing.T) {
 				e := newEnv(t)
 				e.write(a.text)
-				e.mustRun(engine.PhaseUp)
+				e.mustRun(PhaseUp)
 				e.write(b.text)
-				e.mustRun(engine.PhaseDown)
+				e.mustRun(PhaseDown)
 				diff(t, "state after down with an edited config", e.dump(), baseline)
 				if e.record() != "" {
 					t.Errorf("record left:\n%s", e.record())

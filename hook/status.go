@@ -40,7 +40,7 @@ type TunnelStatus struct {
 // diff up would run is empty. On drift it prints the commands up would
 // run to fix it. A tunnel whose underlay is missing or down is expected
 // to be absent. cfg is the config req names.
-func runStatus(req Request, cfg *config.Config, sys *engine.System, out io.Writer, asJSON bool) (drift bool, err error) {
+func runStatus(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
 	snap, err := engine.TakeSnapshot(sys.Net)
 	if err != nil {
 		return false, err
@@ -230,7 +230,7 @@ func writeStatus(out io.Writer, report []TunnelStatus, recs map[string]*state.Re
 // live is what gre-hook watch last wrote of its peers.
 // pol is the policy routing up would apply, and rules, when set, the
 // kernel's rules as a move of it leaves them.
-func statusUnderlay(sys *engine.System, snap *engine.Snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry, srcCfg *config.Config,
+func statusUnderlay(sys *System, snap *engine.Snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry, srcCfg *config.Config,
 	pol plan.Policy, rules map[int][]rtnl.Rule) ([]TunnelStatus, []string, error) {
 	rec := recs[u]
 	sts := make([]TunnelStatus, len(cs))
@@ -332,7 +332,7 @@ func othersThan(recs map[string]*state.Record, u string) map[string]*state.Recor
 // tunnels cs plan as want: the tunnels', the MSS rules', and with default
 // routes the policy rules (from rules, when a move has them, else the
 // kernel's).
-func statusSteps(sys *engine.System, snap *engine.Snapshot, u string, rec *state.Record, others map[string]*state.Record, cs []config.Tunnel,
+func statusSteps(sys *System, snap *engine.Snapshot, u string, rec *state.Record, others map[string]*state.Record, cs []config.Tunnel,
 	want []plan.Tunnel, pol plan.Policy, rules map[int][]rtnl.Rule) ([]engine.Step, error) {
 	chains := map[int]mss.State{}
 	need := engine.RuleChains(want, nil)

@@ -20,7 +20,7 @@ import (
 // apply runs them or undoes them all (engine/apply.go), and the record
 // remembers what the run made (engine/record.go). upRun holds one run's
 // state through its phases: plan, prepare, execute.
-func up(ctx context.Context, req Request, cfg *config.Config, sys *engine.System, l *engine.Logger) error {
+func up(ctx context.Context, req Request, cfg *config.Config, sys *System, l *engine.Logger) error {
 	tunnels := cfg.For(req.Iface)
 	if len(tunnels) == 0 && !sys.Store.Exists(req.Iface) {
 		l.Note("no tunnels on %s", req.Iface)
@@ -41,7 +41,7 @@ func up(ctx context.Context, req Request, cfg *config.Config, sys *engine.System
 // under it and resolved the names looked up before it. With
 // recordedNames (Reconcile), a name resolved lacks nothing: one not in
 // resolved takes the record's address.
-func upLocked(ctx context.Context, req Request, cfg *config.Config, sys *engine.System, l *engine.Logger, rec *state.Record,
+func upLocked(ctx context.Context, req Request, cfg *config.Config, sys *System, l *engine.Logger, rec *state.Record,
 	resolved map[resolve.Query]resolve.Result, recordedNames bool) error {
 	tunnels := cfg.For(req.Iface)
 	src := sourceOf(req)
@@ -76,7 +76,7 @@ type upRun struct {
 	ctx context.Context
 	req Request
 	cfg *config.Config
-	sys *engine.System
+	sys *System
 	l   *engine.Logger
 	// rec is the underlay's record as the run found it (nil if none), src
 	// the config's source.
