@@ -2,11 +2,8 @@ package hook
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 
@@ -258,45 +255,4 @@ func hasTunnel(c *config.Config, underlay, name string) bool {
 		}
 	}
 	return false
-}
-
-// sources loads, once each, the configs that records name.
-type sources struct {
-	req    Request
-	own    string
-	cfg    *config.Config
-	loaded map[string]*config.Config
-	errs   map[string]error
-}
-
-func newSources(req Request, cfg *config.Config) *sources {
-	return &sources{req: req, own: sourceOf(req), cfg: cfg, loaded: map[string]*config.Config{}, errs: map[string]error{}}
-}
-
-// forRecord returns the config that explains rec's tunnels: the one the
-// record names, or this run's where it names none (or there is no
-// record). A named config that no longer exists explains nothing.
-func (s *sources) forRecord(rec *state.Record) (*config.Config, error) {
-	if rec == nil || rec.Source == "" || rec.Source == s.own {
-		return s.cfg, nil
-	}
-	src := rec.Source
-	if c, ok := s.loaded[src]; ok {
-		return c, s.errs[src]
-	}
-	req := s.req
-	req.Config = ""
-	if src != state.DefaultSource {
-		req.Config = src
-		if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
-			s.loaded[src] = &config.Config{}
-			return s.loaded[src], nil
-		}
-	}
-	c, err := LoadConfig(req)
-	if err != nil {
-		err = fmt.Errorf("reading %s, the config the tunnels came from: %w", describeSource(src), err)
-	}
-	s.loaded[src], s.errs[src] = c, err
-	return c, err
 }
