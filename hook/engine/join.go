@@ -16,6 +16,8 @@ func (e joinErrors) Error() string {
 	return strings.Join(s, "; ")
 }
 
+// Join is nil for no errors, the error itself for one, and all of them
+// in one error, joined by "; ", for more.
 func Join(errs []error) error {
 	if len(errs) == 0 {
 		return nil
@@ -26,6 +28,8 @@ func Join(errs []error) error {
 	return joinErrors(errs)
 }
 
+// SortedKeys is m's keys in order: the order in which runs visit
+// underlays and links, so that their output does not vary.
 func SortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

@@ -53,6 +53,8 @@ func LinkNamed(n Net, name string) (*rtnl.Link, error) {
 	return nil, nil
 }
 
+// Modules is the kernel modules the tunnels' modes need, each once, in
+// order.
 func Modules(ts []plan.Tunnel) []string {
 	set := map[string]bool{}
 	for _, t := range ts {

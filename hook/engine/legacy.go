@@ -39,12 +39,14 @@ type Ledger struct {
 	Dirty  map[string]bool
 }
 
+// NewLedger is a ledger that reads the records when first asked, with
+// ownRec standing in for underlay own's.
 func NewLedger(store state.Store, own string, ownRec *state.Record) *Ledger {
 	return &Ledger{store: store, own: own, ownRec: ownRec}
 }
 
 // LedgerOf is a ledger over records already read, which the caller saves
-// itself; dirty then says which of them a hand-over changed.
+// itself; Dirty then says which of them a hand-over changed.
 func LedgerOf(store state.Store, recs map[string]*state.Record) *Ledger {
 	return &Ledger{store: store, recs: recs, Dirty: map[string]bool{}}
 }

@@ -140,6 +140,7 @@ func KeepRulesNote(unreadable string) string {
 		"mend or remove that record, then run gre-hook gc"
 }
 
+// KernelRule is r as gre-hook installs it, with its protocol.
 func KernelRule(r plan.Rule) rtnl.Rule {
 	return rtnl.Rule{Family: r.Family, Priority: r.Priority, Table: r.Table, Mark: r.Mark, Invert: r.Invert,
 		SuppressPrefixLen: r.SuppressPrefixLen, Protocol: plan.RouteProtocol}

@@ -21,6 +21,8 @@ type readAhead struct {
 	used   map[mss.Chain]bool
 }
 
+// NewReadAhead is b, with chains read from it in the background now, to
+// be answered from that read once.
 func NewReadAhead(b mss.Backend, chains []mss.Chain) *readAhead {
 	r := &readAhead{Backend: b, done: make(chan struct{}), chains: chains, used: map[mss.Chain]bool{}}
 	go func() {

@@ -56,6 +56,8 @@ func Union(a, b *state.Record) *state.Record {
 	return out
 }
 
+// RestoreRecord is the record a complete rollback saves: rec as the run
+// found it, or an empty one for underlay where there was none.
 func RestoreRecord(underlay string, rec *state.Record) *state.Record {
 	if rec == nil {
 		return &state.Record{Underlay: underlay}

@@ -23,6 +23,7 @@ type Snapshot struct {
 	sysctls map[string]string
 }
 
+// TakeSnapshot reads the kernel's links, addresses and routes.
 func TakeSnapshot(n Net) (*Snapshot, error) {
 	s := &Snapshot{Links: map[string]rtnl.Link{}, addrs: map[int][]rtnl.Addr{}}
 	links, err := n.Links()
@@ -60,6 +61,7 @@ func readRoutes(n Net) (map[int][]rtnl.Route, error) {
 	return routes, nil
 }
 
+// FamilyOf is a's family, 4 or 6.
 func FamilyOf(a netip.Addr) int {
 	if a.Is4() {
 		return 4

@@ -93,9 +93,11 @@ type System struct {
 
 // Logger prints changes and notes for one run.
 type Logger struct {
-	Out     io.Writer
-	Verbose bool
-	Dry     bool
+	Out io.Writer
+	// Verbose prints the notes; Dry prints changes as the plan, without
+	// gre-hook's prefix.
+	Verbose, Dry bool
+	// Changed says a change was printed.
 	Changed bool
 }
 
