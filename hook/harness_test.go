@@ -13,7 +13,6 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/fake"
-	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
@@ -205,12 +204,12 @@ func engineTo(sys *System, w io.Writer) *Engine {
 }
 
 // watchedOf and dynamicOf are the two lists of the Engine's Watching.
-func watchedOf(sys *System, cfgPath string) ([]peer.WatchedTunnel, error) {
+func watchedOf(sys *System, cfgPath string) ([]WatchedTunnel, error) {
 	w, err := NewEngine(sys).Watching(cfgPath)
 	return w.Keepalives, err
 }
 
-func dynamicOf(sys *System, cfgPath string) ([]peer.DynamicTunnel, error) {
+func dynamicOf(sys *System, cfgPath string) ([]DynamicTunnel, error) {
 	w, err := NewEngine(sys).Watching(cfgPath)
 	return w.Endpoints, err
 }

@@ -70,6 +70,13 @@ const (
 	PhaseDown = engine.PhaseDown
 )
 
+// What Watching lists is package peer's.
+type (
+	Watching      = peer.Watching
+	WatchedTunnel = peer.WatchedTunnel
+	DynamicTunnel = peer.DynamicTunnel
+)
+
 // Engine is gre-hook's operations on one System, as the command line and
 // gre-hook watch call them. Each logs to the System's Log. The config is
 // read by the caller, once (LoadConfig), and handed to the operations of
@@ -108,11 +115,11 @@ func (e *Engine) Status(req Request, cfg *config.Config, out io.Writer, asJSON b
 
 // Watching lists what gre-hook watch follows, judging records with no
 // config of their own by cfgPath ("" for the defaults).
-func (e *Engine) Watching(cfgPath string) (peer.Watching, error) {
+func (e *Engine) Watching(cfgPath string) (Watching, error) {
 	req := Request{Config: cfgPath, AllowInsecure: !e.sys.Store.Secure}
 	cfg, err := LoadConfig(req)
 	if err != nil {
-		return peer.Watching{}, err
+		return Watching{}, err
 	}
 	return peer.List(e.sys, newSources(req, cfg).forRecord)
 }

@@ -6,9 +6,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/localaddr"
-	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 )
 
@@ -25,7 +25,7 @@ import (
 
 // Endpoint is a tunnel whose endpoints the watcher follows, as
 // Engine.Watching lists it.
-type Endpoint = peer.DynamicTunnel
+type Endpoint = hook.DynamicTunnel
 
 func keyOf(e Endpoint) Key { return Key{e.Underlay, e.Tunnel} }
 

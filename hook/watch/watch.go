@@ -19,9 +19,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook"
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/keepalive"
-	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
@@ -32,7 +32,7 @@ type Key struct{ Underlay, Tunnel string }
 func (k Key) String() string { return k.Tunnel + " on " + k.Underlay }
 
 // Target is a tunnel to watch, as the engine lists it.
-type Target = peer.WatchedTunnel
+type Target = hook.WatchedTunnel
 
 func targetKey(t Target) Key { return Key{t.Underlay, t.Tunnel} }
 
