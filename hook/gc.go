@@ -2,15 +2,13 @@ package hook
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -50,37 +48,37 @@ func runGC(ctx context.Context, req Request, cfg *config.Config, sys *System) er
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
-	for _, u := range sortedKeys(recs) {
+	for _, u := range engine.SortedKeys(recs) {
 		distrust(recs[u], req, l)
 	}
 	g := &gcRun{req: req, sys: sys, l: l, recs: recs, broken: broken, srcs: newSources(req, cfg), protected: map[string]bool{}}
-	for _, u := range sortedKeys(broken) {
+	for _, u := range engine.SortedKeys(broken) {
 		g.errs = append(g.errs, broken[u])
 	}
-	if g.snap, err = takeSnapshot(sys.Net); err != nil {
+	if g.snap, err = engine.TakeSnapshot(sys.Net); err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
 	// protected underlays are left alone: what explains them is unknown.
 	for u := range broken {
 		g.protected[u] = true
 	}
-	for _, u := range sortedKeys(recs) {
+	for _, u := range engine.SortedKeys(recs) {
 		if _, err := g.srcs.forRecord(recs[u]); err != nil {
 			g.protected[u] = true
 			g.errs = append(g.errs, fmt.Errorf("leaving the tunnels on %s alone: %w", u, err))
 		} else if src := recs[u].Source; src != "" && src != sourceOf(req) {
-			l.note("%s: judged by %s, the config its tunnels came from", u, describeSource(src))
+			l.Note("%s: judged by %s, the config its tunnels came from", u, describeSource(src))
 		}
 	}
 	victims, unlisted := g.victims()
 	g.rules()
-	lg := ledgerOf(sys.Store, recs)
-	for _, u := range sortedKeys(victims) {
+	lg := engine.LedgerOf(sys.Store, recs)
+	for _, u := range engine.SortedKeys(victims) {
 		vs := victims[u]
 		sort.Slice(vs, func(i, j int) bool { return vs[i].Name < vs[j].Name })
-		td := &teardown{sys: sys, l: l, dry: req.DryRun, underlay: u, links: g.snap.links, routes: g.snap.routes, ledger: lg, unlisted: unlisted}
-		td.runDown(vs)
-		g.errs = append(g.errs, td.tunnels(vs)...)
+		td := &engine.Teardown{Sys: sys, Log: l, Dry: req.DryRun, Underlay: u, Links: g.snap.Links, Routes: g.snap.Routes, Ledger: lg, Unlisted: unlisted}
+		td.RunDown(vs)
+		g.errs = append(g.errs, td.Tunnels(vs)...)
 	}
 	g.pins()
 	kept := g.kept()
@@ -89,10 +87,10 @@ func runGC(ctx context.Context, req Request, cfg *config.Config, sys *System) er
 		g.save(lg, kept)
 	}
 	if len(g.errs) > 0 {
-		return fmt.Errorf("gc: %w", join(g.errs))
+		return fmt.Errorf("gc: %w", engine.Join(g.errs))
 	}
-	if !l.changed {
-		l.note("gc: nothing to remove")
+	if !l.Changed {
+		l.Note("gc: nothing to remove")
 	}
 	return nil
 }
@@ -102,10 +100,10 @@ func runGC(ctx context.Context, req Request, cfg *config.Config, sys *System) er
 type gcRun struct {
 	req    Request
 	sys    *System
-	l      *logger
+	l      *engine.Logger
 	recs   map[string]*state.Record
 	broken map[string]error
-	snap   *snapshot
+	snap   *engine.Snapshot
 	srcs   *sources
 	// protected underlays are left alone: what explains them is unknown.
 	protected map[string]bool
@@ -119,7 +117,7 @@ func (g *gcRun) explained(underlay, tunnel string) bool {
 	if g.protected[underlay] {
 		return true
 	}
-	if _, ok := g.snap.links[underlay]; !ok {
+	if _, ok := g.snap.Links[underlay]; !ok {
 		return false
 	}
 	c, _ := g.srcs.forRecord(g.recs[underlay])
@@ -142,7 +140,7 @@ func (g *gcRun) victims() (victims map[string][]state.Tunnel, unlisted map[strin
 			}
 		}
 	}
-	for _, lk := range g.snap.links {
+	for _, lk := range g.snap.Links {
 		if !strings.HasPrefix(lk.Alias, plan.AliasPrefix) || listed[lk.Name] {
 			continue
 		}
@@ -163,13 +161,13 @@ func (g *gcRun) rules() {
 			continue // no iptables, no rules of ours
 		}
 		if g.req.DryRun {
-			b = dryTables{b, g.l}
+			b = engine.DryTables{Backend: b, Log: g.l}
 		}
 		mine := func(c string) bool {
 			u, t, ok := splitComment(c)
 			return ok && !g.explained(u, t)
 		}
-		if _, err := mss.Sync(b, allChains[f], mine, nil, g.l.change); err != nil {
+		if _, err := mss.Sync(b, engine.AllChains[f], mine, nil, g.l.Change); err != nil {
 			g.errs = append(g.errs, err)
 		}
 	}
@@ -180,7 +178,7 @@ func (g *gcRun) rules() {
 // tunnels, unclaimed by any record.
 func (g *gcRun) pins() {
 	pinned := map[string]bool{}
-	for _, lk := range g.snap.links {
+	for _, lk := range g.snap.Links {
 		// An underlay left alone keeps its tunnels' pins too.
 		if u := strings.TrimPrefix(lk.Alias, plan.AliasPrefix); u != lk.Alias && g.protected[u] && lk.Remote.IsValid() {
 			pinned[netip.PrefixFrom(lk.Remote, lk.Remote.BitLen()).String()] = true
@@ -193,16 +191,16 @@ func (g *gcRun) pins() {
 			}
 		}
 	}
-	pins := &teardown{sys: g.sys, l: g.l, dry: g.req.DryRun, links: g.snap.links}
+	pins := &engine.Teardown{Sys: g.sys, Log: g.l, Dry: g.req.DryRun, Links: g.snap.Links}
 	for _, f := range []int{4, 6} {
-		for _, r := range g.snap.routes[f] {
+		for _, r := range g.snap.Routes[f] {
 			if r.Protocol != plan.RouteProtocol || pinned[r.Dst.String()] || r.IsDefault() {
 				continue
 			}
-			if lk, ok := g.snap.links[r.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
+			if lk, ok := g.snap.Links[r.Dev]; ok && strings.HasPrefix(lk.Alias, plan.AliasPrefix) {
 				continue // goes with its tunnel, or stays with it
 			}
-			if err := pins.delRoute(state.FromPlan(planRoute(r), 0)); err != nil {
+			if err := pins.DelRoute(state.FromPlan(engine.PlanRoute(r), 0)); err != nil {
 				g.errs = append(g.errs, err)
 			}
 		}
@@ -227,20 +225,20 @@ func (g *gcRun) kept() map[string]*state.Record {
 // policyRules keeps gre-hook's ip rules while a record that stays lists
 // a default route of their family; an underlay left alone keeps its own.
 func (g *gcRun) policyRules(kept map[string]*state.Record) {
-	need := needsRules(kept)
+	need := engine.NeedsRules(kept)
 	if len(g.broken) > 0 {
 		need = map[int]bool{4: true, 6: true}
 	}
-	rules := &teardown{sys: g.sys, l: g.l, dry: g.req.DryRun, links: g.snap.links}
-	g.errs = append(g.errs, rules.dropRules(need)...)
+	rules := &engine.Teardown{Sys: g.sys, Log: g.l, Dry: g.req.DryRun, Links: g.snap.Links}
+	g.errs = append(g.errs, rules.DropRules(need)...)
 }
 
 // save rewrites the records that lost tunnels (kept has what stays of
 // each), or whose entries the ledger changed.
-func (g *gcRun) save(lg *ledger, kept map[string]*state.Record) {
+func (g *gcRun) save(lg *engine.Ledger, kept map[string]*state.Record) {
 	for u, rec := range g.recs {
 		keep := kept[u].Tunnels
-		if len(keep) == len(rec.Tunnels) && !lg.dirty[u] {
+		if len(keep) == len(rec.Tunnels) && !lg.Dirty[u] {
 			continue
 		}
 		rec.Tunnels = keep
@@ -257,54 +255,4 @@ func hasTunnel(c *config.Config, underlay, name string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// sources loads, once each, the configs that records name.
-type sources struct {
-	req    Request
-	own    string
-	cfg    *config.Config
-	loaded map[string]*config.Config
-	errs   map[string]error
-}
-
-func newSources(req Request, cfg *config.Config) *sources {
-	return &sources{req: req, own: sourceOf(req), cfg: cfg, loaded: map[string]*config.Config{}, errs: map[string]error{}}
-}
-
-// forRecord returns the config that explains rec's tunnels: the one the
-// record names, or this run's where it names none (or there is no
-// record). A named config that no longer exists explains nothing.
-func (s *sources) forRecord(rec *state.Record) (*config.Config, error) {
-	if rec == nil || rec.Source == "" || rec.Source == s.own {
-		return s.cfg, nil
-	}
-	src := rec.Source
-	if c, ok := s.loaded[src]; ok {
-		return c, s.errs[src]
-	}
-	req := s.req
-	req.Config = ""
-	if src != state.DefaultSource {
-		req.Config = src
-		if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
-			s.loaded[src] = &config.Config{}
-			return s.loaded[src], nil
-		}
-	}
-	c, err := LoadConfig(req)
-	if err != nil {
-		err = fmt.Errorf("reading %s, the config the tunnels came from: %w", describeSource(src), err)
-	}
-	s.loaded[src], s.errs[src] = c, err
-	return c, err
 }

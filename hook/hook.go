@@ -6,6 +6,12 @@
 // command a person would type. Bringing up is all or nothing: a failed step
 // undoes what the run did. Tearing down removes what gre-hook's record and
 // the kernel's own marks say it created, and carries on past failures.
+//
+// This package holds the operations, as methods of an Engine: up, down,
+// gc and status for the command line, and what gre-hook watch calls.
+// Package engine makes and applies the steps they share, the default
+// route by policy routing included; package peer is what the watcher
+// changes and follows: a dead or live peer, a tunnel moved in place.
 package hook
 
 import (
@@ -13,23 +19,12 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook/config"
-	"github.com/gre-hook/gre-hook/hook/mss"
-	"github.com/gre-hook/gre-hook/hook/resolve"
-	"github.com/gre-hook/gre-hook/hook/rtnl"
+	"github.com/gre-hook/gre-hook/hook/engine"
+	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/state"
-)
-
-// Phase is the direction of a run.
-type Phase string
-
-const (
-	PhaseUp   Phase = "up"
-	PhaseDown Phase = "down"
 )
 
 // Request is one invocation, already parsed from flags or the environment.
@@ -56,127 +51,98 @@ type Request struct {
 	Line bool
 }
 
-// Net is the rtnetlink operations gre-hook uses, in package rtnl's terms
-// (kernel.go converts). *rtnl.Handle implements it; tests use a fake.
-type Net interface {
-	Links() ([]rtnl.Link, error)
-	Addrs() ([]rtnl.Addr, error)
-	Routes(family int) ([]rtnl.Route, error)
-	// AddLink creates l, with l.FwMark.
-	AddLink(l rtnl.Link) error
-	// SetTunnel changes the tunnel attributes of GRE link l.Name in
-	// place to l's (local, remote, ttl, tos, pmtudisc, keys), keeping its
-	// index, MTU, fwmark and everything else.
-	SetTunnel(l rtnl.Link) error
-	// SetFwMark sets the mark of a GRE link's outer packets in place.
-	SetFwMark(name string, mark uint32) error
-	SetMTU(name string, mtu int) error
-	SetMulticast(name string, on bool) error
-	SetUp(name string) error
-	DelLink(name string) error
-	// DelLinks deletes several links, with one error (or nil) per name.
-	DelLinks(names []string) []error
-	AddAddr(dev string, a rtnl.Addr) error
-	DelAddr(dev string, p netip.Prefix) error
-	// ReplaceRoute installs r with r.Protocol.
-	ReplaceRoute(r rtnl.Route) error
-	// DelRoute deletes r if its protocol is r.Protocol (any, for 0).
-	DelRoute(r rtnl.Route) error
-	// Rules lists the policy routing rules of family 4 or 6; AddRule and
-	// DelRule change one (DelRule matches its protocol).
-	Rules(family int) ([]rtnl.Rule, error)
-	AddRule(r rtnl.Rule) error
-	DelRule(r rtnl.Rule) error
+// What a caller builds a System from, and the direction of a run, are
+// package engine's: the steps of a run are made and applied there.
+type (
+	System  = engine.System
+	Net     = engine.Net
+	Sysctl  = engine.Sysctl
+	ProcSys = engine.ProcSys
+	Phase   = engine.Phase
+)
+
+const (
+	PhaseUp   = engine.PhaseUp
+	PhaseDown = engine.PhaseDown
+)
+
+// What Watching lists is package peer's.
+type (
+	Watching      = peer.Watching
+	WatchedTunnel = peer.WatchedTunnel
+	DynamicTunnel = peer.DynamicTunnel
+)
+
+// Engine is gre-hook's operations on one System, as the command line and
+// gre-hook watch call them. Each logs to the System's Log. The config is
+// read by the caller, once (LoadConfig), and handed to the operations of
+// the command line; the watcher's read the configs the records name.
+type Engine struct {
+	sys *System
 }
 
-// System is everything outside the process that a run touches.
-type System struct {
-	Net Net
-	// Tables opens the iptables backend for family 4 or 6.
-	Tables func(family int) (mss.Backend, error)
-	// LoadModule makes sure a kernel module is loaded.
-	LoadModule func(name string) error
-	// ModuleAvailable says why a kernel module could not be loaded,
-	// without loading it, for status and dry runs; nil in tests that do
-	// not model modules.
-	ModuleAvailable func(name string) error
-	// Command runs an up_command or down_command.
-	Command func(ctx context.Context, argv, env []string) error
-	// Sysctl reads and sets kernel parameters; nil in tests that do not
-	// model them, which then neither read nor set any.
-	Sysctl Sysctl
-	Store  state.Store
-	// LockWait bounds the wait for another run's lock.
-	LockWait time.Duration
-	// Resolve looks up remotes given as names (nil: Go's own resolver),
-	// all of a run's names within ResolveWait (0: resolve.DefaultWait).
-	Resolve     resolve.LookupFunc
-	ResolveWait time.Duration
-	Log         io.Writer
+// NewEngine is the Engine over sys.
+func NewEngine(sys *System) *Engine { return &Engine{sys: sys} }
+
+// Up brings up the tunnels that cfg, the config req names, has on
+// req.Iface.
+func (e *Engine) Up(ctx context.Context, req Request, cfg *config.Config) error {
+	return up(ctx, req, cfg, e.sys, newLogger(req, e.sys))
 }
 
-// Logger prints changes and notes for one run.
-type logger struct {
-	w       io.Writer
-	verbose bool
-	dry     bool
-	changed bool
+// Down takes down the tunnels on req.Iface. cfg is the config req names,
+// or nil when it could not be read, and cfgErr says why: down then goes
+// by the record and the kernel's marks.
+func (e *Engine) Down(ctx context.Context, req Request, cfg *config.Config, cfgErr error) error {
+	return down(ctx, req, cfg, cfgErr, e.sys, newLogger(req, e.sys))
 }
 
-// change prints changes before they are made; in a dry run they are the
-// plan. The lines go out in one write: with a thousand tunnels a write per
-// line is a noticeable part of a run on a slow router.
-func (l *logger) change(cmds ...string) {
-	if len(cmds) == 0 {
-		return
+// GC removes what of gre-hook's no config and record account for
+// (runGC).
+func (e *Engine) GC(ctx context.Context, req Request, cfg *config.Config) error {
+	return runGC(ctx, req, cfg, e.sys)
+}
+
+// Status prints how the kernel differs from the config and reports
+// whether it does (runStatus).
+func (e *Engine) Status(req Request, cfg *config.Config, out io.Writer, asJSON bool) (drift bool, err error) {
+	return runStatus(req, cfg, e.sys, out, asJSON)
+}
+
+// Watching lists what gre-hook watch follows, judging records with no
+// config of their own by cfgPath ("" for the defaults).
+func (e *Engine) Watching(cfgPath string) (Watching, error) {
+	req := Request{Config: cfgPath, AllowInsecure: !e.sys.Store.Secure}
+	cfg, err := LoadConfig(req)
+	if err != nil {
+		return Watching{}, err
 	}
-	l.changed = true
-	var b strings.Builder
-	for _, c := range cmds {
-		if !l.dry {
-			b.WriteString("gre-hook: + ")
-		}
-		b.WriteString(c)
-		b.WriteByte('\n')
-	}
-	io.WriteString(l.w, b.String())
+	return peer.List(e.sys, newSources(req, cfg).forRecord)
 }
 
-// note prints only with -v.
-func (l *logger) note(format string, args ...interface{}) {
-	if l.verbose {
-		fmt.Fprintf(l.w, "gre-hook: "+format+"\n", args...)
-	}
+// SetLiveness records a peer dead or alive and changes that tunnel's
+// routes, from its record alone (peer.SetLiveness).
+func (e *Engine) SetLiveness(ctx context.Context, underlay, tunnel string, alive bool, lastReply time.Time) error {
+	return peer.SetLiveness(ctx, e.sys, underlay, tunnel, alive, lastReply)
 }
 
-// warn always prints.
-func (l *logger) warn(format string, args ...interface{}) {
-	fmt.Fprintf(l.w, "gre-hook: warning: "+format+"\n", args...)
+// Retarget moves a tunnel to new endpoints in place; a zero address
+// keeps that endpoint (peer.Retarget).
+func (e *Engine) Retarget(ctx context.Context, underlay, tunnel string, local, remote netip.Addr) error {
+	return peer.Retarget(ctx, e.sys, underlay, tunnel, local, remote)
 }
 
-// sourceOf names the config a request reads, as records keep it.
-func sourceOf(req Request) string {
-	if req.Config == "" {
-		return state.DefaultSource
-	}
-	if abs, err := filepath.Abs(req.Config); err == nil {
-		return abs
-	}
-	return filepath.Clean(req.Config)
-}
-
-func describeSource(s string) string {
-	if s == state.DefaultSource {
-		return "the default config (" + config.DefaultFile + " and " + config.DefaultDir + ")"
-	}
-	return s
+// Reconcile brings up a tunnel that up left unresolved, now that its name
+// resolves (reconcile).
+func (e *Engine) Reconcile(ctx context.Context, underlay, tunnel string) error {
+	return reconcile(ctx, e.sys, underlay, tunnel)
 }
 
 // openRecord takes the state lock (with lock) and reads the underlay's
 // record under it, as an up or a down begins: a run that held the lock
 // meanwhile may have changed it. what names the run in errors ("bringing
 // up", "taking down"); unlock is never nil.
-func openRecord(req Request, sys *System, l *logger, lock bool, what string) (rec *state.Record, unlock func(), err error) {
+func openRecord(req Request, sys *System, l *engine.Logger, lock bool, what string) (rec *state.Record, unlock func(), err error) {
 	unlock = func() {}
 	if lock {
 		if unlock, err = state.Lock(sys.Store.Dir, sys.LockWait); err != nil {
@@ -194,11 +160,11 @@ func openRecord(req Request, sys *System, l *logger, lock bool, what string) (re
 // distrust keeps a checked run from honouring what an unchecked one
 // wrote: a record made under GRE_HOOK_INSECURE_CONFIG may list commands
 // from a config anyone could have written. It says so, and drops them.
-func distrust(rec *state.Record, req Request, l *logger) {
+func distrust(rec *state.Record, req Request, l *engine.Logger) {
 	if rec == nil || !rec.Insecure || req.AllowInsecure {
 		return
 	}
-	l.warn("the record of %s was written by a run that skipped the config checks (GRE_HOOK_INSECURE_CONFIG); its down_commands are not run", rec.Underlay)
+	l.Warn("the record of %s was written by a run that skipped the config checks (GRE_HOOK_INSECURE_CONFIG); its down_commands are not run", rec.Underlay)
 	for i := range rec.Tunnels {
 		rec.Tunnels[i].Down = nil
 	}
@@ -216,6 +182,6 @@ func DescribeConfig(req Request) string {
 	return describeSource(sourceOf(req))
 }
 
-func newLogger(req Request, sys *System) *logger {
-	return &logger{w: sys.Log, verbose: req.Verbose, dry: req.DryRun}
+func newLogger(req Request, sys *System) *engine.Logger {
+	return &engine.Logger{Out: sys.Log, Verbose: req.Verbose, Dry: req.DryRun}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/gre"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
@@ -24,7 +25,7 @@ var site1Retuned = strings.NewReplacer(`remote = "203.0.113.1"`, `remote = "203.
 
 func (e *env) index(name string) int {
 	e.t.Helper()
-	l, err := linkNamed(e.fk.Net, name)
+	l, err := engine.LinkNamed(e.fk.Net, name)
 	if err != nil || l == nil {
 		e.t.Fatalf("link %s: %v", name, err)
 	}

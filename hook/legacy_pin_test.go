@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -22,7 +23,7 @@ func TestLegacyPinStaysWhileMainDefaultIsAnotherTunnels(t *testing.T) {
 		n.Mutate(l, func(l *rtnl.Link) { l.FwMark = 0 })
 	}
 	for _, r := range plan.DefaultPolicy.Rules(4) {
-		n.DelRule(kernelRule(r))
+		n.DelRule(engine.KernelRule(r))
 	}
 	n.RemoveRoute(netip.MustParsePrefix("0.0.0.0/0"))
 	n.RemoveRoute(netip.MustParsePrefix("0.0.0.0/0"))

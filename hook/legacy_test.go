@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
@@ -12,7 +13,7 @@ import (
 )
 
 // The record and kernel state of the release before policy routing, taken
-// down and moved to the new form (legacy.go).
+// down and moved to the new form (engine/legacy.go).
 
 // watchdog is the fake kernel, checked after every change: traffic always
 // has a default route, and a tunnel's own packets (marked, once its link
@@ -42,13 +43,13 @@ func (w *watchdog) check(op string) {
 
 func (w *watchdog) ReplaceRoute(r rtnl.Route) error {
 	err := w.Net.ReplaceRoute(r)
-	w.check(describeRoute(planRoute(r), r.Protocol))
+	w.check(engine.DescribeRoute(engine.PlanRoute(r), r.Protocol))
 	return err
 }
 
 func (w *watchdog) DelRoute(r rtnl.Route) error {
 	err := w.Net.DelRoute(r)
-	w.check("del " + describeRoute(planRoute(r), r.Protocol))
+	w.check("del " + engine.DescribeRoute(engine.PlanRoute(r), r.Protocol))
 	return err
 }
 
@@ -93,7 +94,7 @@ func toLegacy(e *env) {
 	n := e.fk.Net
 	n.Mutate("gre-vpn", func(l *rtnl.Link) { l.FwMark = 0 })
 	for _, r := range plan.DefaultPolicy.Rules(4) {
-		n.DelRule(kernelRule(r))
+		n.DelRule(engine.KernelRule(r))
 	}
 	n.RemoveRoute(netip.MustParsePrefix("0.0.0.0/0"))
 	n.AddForeignRoute(legacyDefault.Plan(), plan.RouteProtocol)

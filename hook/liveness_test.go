@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook/fake"
+	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -524,7 +525,7 @@ func TestSetLivenessFailureIsRetried(t *testing.T) {
 	rec, _ := e.sys.Store.Load("eth1")
 	en := rec.Find("gre-a")
 	now := time.Now()
-	en.Dead, en.DeadSince, en.Withdrawn = true, &now, withdrawable(en)
+	en.Dead, en.DeadSince, en.Withdrawn = true, &now, peer.Withdrawable(en)
 	if err := e.sys.Store.Save(rec); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 	"github.com/gre-hook/gre-hook/hook/plan"
 )
@@ -54,7 +55,7 @@ func (e *env) saveUnder(underlay, cfg string) {
 	}
 	e.write(cfg + threeWatched)
 	pol := plan.PolicyOf(mustLoad(e.t, Request{Config: e.cfg}).Policy)
-	if err := e.sys.Store.Save(movedRecord(rec, pol, false)); err != nil {
+	if err := e.sys.Store.Save(engine.MovedRecord(rec, pol, false)); err != nil {
 		e.t.Fatal(err)
 	}
 }

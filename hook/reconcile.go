@@ -5,12 +5,13 @@ import (
 	"fmt"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 // reconcile brings up a tunnel that up recorded as unresolved, now that
 // gre-hook watch found its name resolves: it runs up for the underlay,
-// with the config its record names, under the run lock, as setLiveness
+// with the config its record names, under the run lock, as peer.SetLiveness
 // does. A no-op when the record no longer lists the tunnel as unresolved
 // (an ifdown, or an up, came first). Changes are logged as up logs them.
 func reconcile(ctx context.Context, sys *System, underlay, tunnel string) error {
@@ -49,7 +50,7 @@ func reconcile(ctx context.Context, sys *System, underlay, tunnel string) error 
 	if err != nil || rec == nil {
 		return err
 	}
-	l := &logger{w: sys.Log}
+	l := &engine.Logger{Out: sys.Log}
 	distrust(rec, req, l)
 	return upLocked(ctx, req, cfg, sys, l, rec, resolved, true)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/resolve"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
@@ -43,25 +44,8 @@ func resolveRemotes(ctx context.Context, sys *System, tunnels []config.Tunnel) m
 	}
 	// Without the router's addresses the policy still refuses what is
 	// never a remote; the kernel's answer adds its own addresses.
-	own, _ := OwnAddrs(sys.Net)
+	own, _ := engine.OwnAddrs(sys.Net)
 	return resolve.All(ctx, lookup, qs, wait, own)
-}
-
-// OwnAddrs is what the address policy needs to know of the router's own
-// addresses, read from the kernel.
-func OwnAddrs(n Net) (addrpolicy.Own, error) {
-	var own addrpolicy.Own
-	as, err := n.Addrs()
-	if err != nil {
-		return own, err
-	}
-	for _, a := range as {
-		own.Prefixes = append(own.Prefixes, a.Prefix)
-		if a.Broadcast.IsValid() {
-			own.Broadcasts = append(own.Broadcasts, a.Broadcast)
-		}
-	}
-	return own, nil
 }
 
 // errNotLookedUp is the result of a name a run under the caller's lock
@@ -104,7 +88,7 @@ func withRecorded(res map[resolve.Query]resolve.Result, tunnels []config.Tunnel,
 //   - Otherwise the tunnel is left out of this run with a warning, and
 //     recorded as unresolved for gre-hook watch. The run goes on with the
 //     other tunnels, and succeeds.
-func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, rec *state.Record, l *logger) (up []config.Tunnel, unresolved []state.Tunnel) {
+func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, rec *state.Record, l *engine.Logger) (up []config.Tunnel, unresolved []state.Tunnel) {
 	for _, t := range tunnels {
 		if t.RemoteName == "" {
 			up = append(up, t)
@@ -124,14 +108,14 @@ func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, 
 					}
 				}
 			}
-			if l.dry {
-				l.change("# " + t.Name + ": remote " + t.RemoteName + " (" + t.Remote.String() + ")")
+			if l.Dry {
+				l.Change("# " + t.Name + ": remote " + t.RemoteName + " (" + t.Remote.String() + ")")
 			} else {
-				l.note("tunnel %q: remote %s is %s", t.Name, t.RemoteName, t.Remote)
+				l.Note("tunnel %q: remote %s is %s", t.Name, t.RemoteName, t.Remote)
 			}
 		case known:
 			t.Remote = prev.Remote
-			l.warn("tunnel %q: %v; keeping %s, the address the last up used", t.Name, r.Err, t.Remote)
+			l.Warn("tunnel %q: %v; keeping %s, the address the last up used", t.Name, r.Err, t.Remote)
 		default:
 			why := "does not resolve (" + r.Err.Error() + ")"
 			var fe *resolve.FamilyError
@@ -142,7 +126,7 @@ func withRemotes(tunnels []config.Tunnel, res map[resolve.Query]resolve.Result, 
 			case errors.As(r.Err, &re):
 				why = "resolves to no address a tunnel can use (" + addrpolicy.JoinRefusals(re.Refused) + ")"
 			}
-			l.warn("tunnel %q: remote %s %s: the tunnel is not brought up now. gre-hook watch brings it up when the name resolves; "+
+			l.Warn("tunnel %q: remote %s %s: the tunnel is not brought up now. gre-hook watch brings it up when the name resolves; "+
 				"without watch it stays down until the next up of %s", t.Name, t.RemoteName, why, t.Underlay)
 			unresolved = append(unresolved, state.Tunnel{Name: t.Name, RemoteName: t.RemoteName, Unresolved: true})
 			continue
@@ -176,3 +160,8 @@ func describeRemote(st TunnelStatus) string {
 	}
 	return ", remote " + st.RemoteName + " (" + st.Remote + ")"
 }
+
+// OwnAddrs is what the address policy needs to know of the router's own
+// addresses, read from the kernel, for gre-hook watch to judge a name's
+// answers by.
+func OwnAddrs(n Net) (addrpolicy.Own, error) { return engine.OwnAddrs(n) }

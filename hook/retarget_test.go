@@ -6,12 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/fake"
 	"github.com/gre-hook/gre-hook/hook/internal/fixture"
+	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-var _ EndpointSetter = (*fake.Net)(nil)
+var _ peer.EndpointSetter = (*fake.Net)(nil)
 
 var pinnedConfig = fixture.Config(fixture.Site2().Without("local").Set("remote", `"site2.test"`).Set("default_route", "true"))
 
@@ -20,7 +22,7 @@ func TestRetargetRemote(t *testing.T) {
 	e.names(map[string][]string{"site2.test": {"203.0.113.1"}})
 	e.write(pinnedConfig)
 	e.mustRun(PhaseUp)
-	before, _ := linkNamed(e.fk.Net, "gre-site2")
+	before, _ := engine.LinkNamed(e.fk.Net, "gre-site2")
 	adds, dels := e.fk.Net.Calls("AddLink"), e.fk.Net.Calls("DelLink")+e.fk.Net.Calls("DelLinks")
 	dumpBefore := e.dump()
 
@@ -32,7 +34,7 @@ func TestRetargetRemote(t *testing.T) {
 	if log.String() != want {
 		t.Errorf("log:\n%s\nwant:\n%s", log.String(), want)
 	}
-	after, _ := linkNamed(e.fk.Net, "gre-site2")
+	after, _ := engine.LinkNamed(e.fk.Net, "gre-site2")
 	if after.Index != before.Index || e.fk.Net.Calls("AddLink") != adds || e.fk.Net.Calls("DelLink")+e.fk.Net.Calls("DelLinks") != dels {
 		t.Errorf("the link was re-created: index %d -> %d", before.Index, after.Index)
 	}
@@ -75,7 +77,7 @@ func TestRetargetLocal(t *testing.T) {
 		strings.Contains(log.String(), "pin") || strings.Count(log.String(), "\n") != 1 {
 		t.Errorf("log: %s", log.String())
 	}
-	l, _ := linkNamed(e.fk.Net, "gre-site2")
+	l, _ := engine.LinkNamed(e.fk.Net, "gre-site2")
 	if l.Local != netip.MustParseAddr("198.51.100.7") || strings.Contains(e.dump(), "203.0.113.1/32") {
 		t.Errorf("link %+v\n%s", l, e.dump())
 	}

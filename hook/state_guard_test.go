@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/mss"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
@@ -372,7 +373,7 @@ func TestGuardRunCutShort(t *testing.T) {
 		tn.Guard = false
 		next.Tunnels = append(next.Tunnels, tn)
 	}
-	cut := union(old, next)
+	cut := engine.Union(old, next)
 	if !cut.Guarded() || old.Find("gre.site2").Guard != true || next.Find("gre.site2").Guard {
 		t.Fatalf("union dropped the guard or changed its inputs: %+v", cut.Tunnels)
 	}

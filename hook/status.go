@@ -8,7 +8,9 @@ import (
 	"strings"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/mss"
+	"github.com/gre-hook/gre-hook/hook/peer"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -39,7 +41,7 @@ type TunnelStatus struct {
 // run to fix it. A tunnel whose underlay is missing or down is expected
 // to be absent. cfg is the config req names.
 func runStatus(req Request, cfg *config.Config, sys *System, out io.Writer, asJSON bool) (drift bool, err error) {
-	snap, err := takeSnapshot(sys.Net)
+	snap, err := engine.TakeSnapshot(sys.Net)
 	if err != nil {
 		return false, err
 	}
@@ -47,31 +49,31 @@ func runStatus(req Request, cfg *config.Config, sys *System, out io.Writer, asJS
 	recs, broken, _ := sys.Store.All()
 	// The policy routing in force, and a move that the config asks for
 	// (up on any underlay would run it first).
-	choice := choosePolicy(policyOf(cfg), nil, recs, strings.Join(sortedKeys(broken), ", "), snap)
-	var mv *move
+	choice := engine.ChoosePolicy(engine.PolicyOf(cfg), nil, recs, strings.Join(engine.SortedKeys(broken), ", "), snap)
+	var mv *engine.Move
 	var moved map[int][]rtnl.Rule
-	if choice.moving {
-		rules, err := readRules(sys.Net)
+	if choice.Moving {
+		rules, err := engine.ReadRules(sys.Net)
 		if err != nil {
 			return false, err
 		}
-		if mv, err = planMove(choice.use, snap, rules, needsRules(recs)); err != nil {
+		if mv, err = engine.PlanMove(choice.Use, snap, rules, engine.NeedsRules(recs)); err != nil {
 			return false, err
 		}
-		moved = mv.rules
+		moved = mv.Rules
 		after := *snap
-		after.links, after.routes = mv.links, mv.routes
+		after.Links, after.Routes = mv.Links, mv.Routes
 		snap = &after
 	}
-	drift = mv != nil || choice.why != "" || choice.refuse != ""
+	drift = mv != nil || choice.Why != "" || choice.Refuse != ""
 	g := groupTunnels(req, cfg, recs, newSources(req, cfg))
 	report := g.report
 	live, _ := state.ReadLiveness(sys.Store.Dir)
 	fixes := map[string][]string{}
 	for _, u := range g.order {
-		pol := policyOf(g.cfgOf[u])
+		pol := engine.PolicyOf(g.cfgOf[u])
 		if g.cfgOf[u] == cfg {
-			pol = choice.use
+			pol = choice.Use
 		}
 		sts, fix, err := statusUnderlay(sys, snap, recs, u, g.groups[u], live, g.cfgOf[u], pol, moved)
 		if err != nil {
@@ -82,7 +84,7 @@ func runStatus(req Request, cfg *config.Config, sys *System, out io.Writer, asJS
 		}
 		report = append(report, sts...)
 	}
-	if choice.refuse != "" {
+	if choice.Refuse != "" {
 		// Up changes nothing then: there is no fix to show.
 		fixes = map[string][]string{}
 		for i := range report {
@@ -97,7 +99,7 @@ func runStatus(req Request, cfg *config.Config, sys *System, out io.Writer, asJS
 	if asJSON {
 		// The policy routing has no tunnel: an entry of its own says
 		// what the text prints under "policy routing".
-		for _, why := range []string{choice.why, choice.refuse} {
+		for _, why := range []string{choice.Why, choice.Refuse} {
 			if why != "" {
 				report = append(report, TunnelStatus{State: "drift", Problems: []string{why}})
 			}
@@ -133,7 +135,7 @@ func groupTunnels(req Request, cfg *config.Config, recs map[string]*state.Record
 			g.cfgOf[t.Underlay] = cfg
 		}
 	}
-	for _, u := range sortedKeys(recs) {
+	for _, u := range engine.SortedKeys(recs) {
 		rec := recs[u]
 		if rec.Source == "" || rec.Source == srcs.own || (req.Iface != "" && u != req.Iface) {
 			continue
@@ -162,9 +164,9 @@ func groupTunnels(req Request, cfg *config.Config, recs map[string]*state.Record
 }
 
 // unconfigured is the links of gre-hook's that no config has.
-func unconfigured(req Request, snap *snapshot, configured map[string]bool) []TunnelStatus {
+func unconfigured(req Request, snap *engine.Snapshot, configured map[string]bool) []TunnelStatus {
 	var extra []string
-	for _, l := range snap.links {
+	for _, l := range snap.Links {
 		u := strings.TrimPrefix(l.Alias, plan.AliasPrefix)
 		if strings.HasPrefix(l.Alias, plan.AliasPrefix) && !configured[l.Name] && (req.Iface == "" || u == req.Iface) {
 			extra = append(extra, l.Name)
@@ -173,7 +175,7 @@ func unconfigured(req Request, snap *snapshot, configured map[string]bool) []Tun
 	sort.Strings(extra)
 	var out []TunnelStatus
 	for _, name := range extra {
-		out = append(out, TunnelStatus{Tunnel: name, Underlay: strings.TrimPrefix(snap.links[name].Alias, plan.AliasPrefix), State: "drift",
+		out = append(out, TunnelStatus{Tunnel: name, Underlay: strings.TrimPrefix(snap.Links[name].Alias, plan.AliasPrefix), State: "drift",
 			Problems: []string{"gre-hook made this link but no config has it (gre-hook gc removes it)"}})
 	}
 	return out
@@ -181,7 +183,7 @@ func unconfigured(req Request, snap *snapshot, configured map[string]bool) []Tun
 
 // writeStatus prints the report, the policy routing, and what up would
 // run, underlay by underlay in order.
-func writeStatus(out io.Writer, report []TunnelStatus, recs map[string]*state.Record, choice policyChoice, mv *move, order []string, fixes map[string][]string) error {
+func writeStatus(out io.Writer, report []TunnelStatus, recs map[string]*state.Record, choice engine.PolicyChoice, mv *engine.Move, order []string, fixes map[string][]string) error {
 	var b strings.Builder
 	for _, st := range report {
 		fmt.Fprintf(&b, "%s on %s: %s%s\n", st.Tunnel, st.Underlay, st.State, describeRemote(st))
@@ -192,18 +194,18 @@ func writeStatus(out io.Writer, report []TunnelStatus, recs map[string]*state.Re
 			fmt.Fprintf(&b, "  - %s\n", p)
 		}
 	}
-	if in := inForce(recs); len(in) > 0 {
-		fmt.Fprintf(&b, "policy routing: %s\n", describePolicies(in))
+	if in := engine.InForce(recs); len(in) > 0 {
+		fmt.Fprintf(&b, "policy routing: %s\n", engine.DescribePolicies(in))
 	}
-	if choice.why != "" {
-		fmt.Fprintf(&b, "  - %s\n", choice.why)
+	if choice.Why != "" {
+		fmt.Fprintf(&b, "  - %s\n", choice.Why)
 	}
-	if choice.refuse != "" {
-		fmt.Fprintf(&b, "  - up is refused: %s\n", choice.refuse)
+	if choice.Refuse != "" {
+		fmt.Fprintf(&b, "  - up is refused: %s\n", choice.Refuse)
 	}
 	if mv != nil {
-		fmt.Fprintf(&b, "  - the config asks for %s: up on any underlay moves every underlay to it\n", choice.use)
-		if cmds := mv.cmds(); len(cmds) > 0 {
+		fmt.Fprintf(&b, "  - the config asks for %s: up on any underlay moves every underlay to it\n", choice.Use)
+		if cmds := mv.Cmds(); len(cmds) > 0 {
 			fmt.Fprintf(&b, "policy routing: up would run:\n")
 			for _, c := range cmds {
 				fmt.Fprintf(&b, "  %s\n", c)
@@ -228,11 +230,11 @@ func writeStatus(out io.Writer, report []TunnelStatus, recs map[string]*state.Re
 // live is what gre-hook watch last wrote of its peers.
 // pol is the policy routing up would apply, and rules, when set, the
 // kernel's rules as a move of it leaves them.
-func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry, srcCfg *config.Config,
+func statusUnderlay(sys *System, snap *engine.Snapshot, recs map[string]*state.Record, u string, cs []config.Tunnel, live []state.LivenessEntry, srcCfg *config.Config,
 	pol plan.Policy, rules map[int][]rtnl.Rule) ([]TunnelStatus, []string, error) {
 	rec := recs[u]
 	sts := make([]TunnelStatus, len(cs))
-	ul, uerr := underlayOf(snap, u)
+	ul, uerr := engine.UnderlayOf(snap, u)
 	upNow := uerr == nil && ul.Up
 	others := othersThan(recs, u)
 	var want []plan.Tunnel
@@ -256,12 +258,12 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 		}
 		fix = attribute(steps, cs, sts)
 	}
-	if err := modulesMissing(sys, want); err != nil && upNow {
+	if err := engine.ModulesMissing(sys, want); err != nil && upNow {
 		// The commands would fail at the first link; say why instead.
 		fix = nil
 		for i := range sts {
 			sts[i].Fix = nil
-			if _, exists := snap.links[cs[i].Name]; !exists && sts[i].State == "up" {
+			if _, exists := snap.Links[cs[i].Name]; !exists && sts[i].State == "up" {
 				sts[i].Problems = append(sts[i].Problems, fmt.Sprintf("%v; up cannot create the link", err))
 			}
 		}
@@ -277,9 +279,9 @@ func statusUnderlay(sys *System, snap *snapshot, recs map[string]*state.Record, 
 // plannedTunnel is the plan up would make for c, or why there is none in
 // st (its state and problems): the underlay is down, the link is not
 // gre-hook's, the remote is unresolved, or the plan is refused.
-func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *snapshot, u string, rec *state.Record, others map[string]*state.Record,
+func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *engine.Snapshot, u string, rec *state.Record, others map[string]*state.Record,
 	ul plan.Underlay, upNow bool, srcCfg *config.Config, pol plan.Policy) (plan.Tunnel, bool) {
-	have, exists := snap.links[c.Name]
+	have, exists := snap.Links[c.Name]
 	switch {
 	case !upNow:
 		st.State = "down"
@@ -296,20 +298,20 @@ func plannedTunnel(c config.Tunnel, st *TunnelStatus, snap *snapshot, u string, 
 			"gre-hook watch brings the tunnel up when it resolves, else the next up of %s", c.RemoteName, u))
 		return plan.Tunnel{}, false
 	}
-	one := autoLocals([]config.Tunnel{c}, snap, u, rec)
-	metrics := defaultMetrics(srcCfg, one, rec, others, snap, pol)
+	one := engine.AutoLocals([]config.Tunnel{c}, snap, u, rec)
+	metrics := engine.DefaultMetrics(srcCfg, one, rec, others, snap, pol)
 	w, err := plan.Up(one, ul, plan.Options{Policy: pol, Metrics: metrics})
 	if err == nil {
 		if k := rec.Find(c.Name); k != nil && k.Dead && c.Keepalive != nil {
-			w = withdrawDead(w, rec)
+			w = peer.WithdrawDead(w, rec)
 		}
-		err = precheck(w, snap)
+		err = engine.Precheck(w, snap)
 	}
 	if err != nil {
 		st.Problems = append(st.Problems, err.Error())
 		return plan.Tunnel{}, false
 	}
-	if msg := absentLocal(snap, c); msg != "" {
+	if msg := engine.AbsentLocal(snap, c); msg != "" {
 		st.Problems = append(st.Problems, msg)
 	}
 	return w[0], true
@@ -330,11 +332,11 @@ func othersThan(recs map[string]*state.Record, u string) map[string]*state.Recor
 // tunnels cs plan as want: the tunnels', the MSS rules', and with default
 // routes the policy rules (from rules, when a move has them, else the
 // kernel's).
-func statusSteps(sys *System, snap *snapshot, u string, rec *state.Record, others map[string]*state.Record, cs []config.Tunnel,
-	want []plan.Tunnel, pol plan.Policy, rules map[int][]rtnl.Rule) ([]step, error) {
+func statusSteps(sys *System, snap *engine.Snapshot, u string, rec *state.Record, others map[string]*state.Record, cs []config.Tunnel,
+	want []plan.Tunnel, pol plan.Policy, rules map[int][]rtnl.Rule) ([]engine.Step, error) {
 	chains := map[int]mss.State{}
-	need := ruleChains(want, nil)
-	for f, cs := range ruleChains(want, rec) {
+	need := engine.RuleChains(want, nil)
+	for f, cs := range engine.RuleChains(want, rec) {
 		// Families only the record names are read if they can be.
 		b, err := sys.Tables(f)
 		var c mss.State
@@ -348,16 +350,16 @@ func statusSteps(sys *System, snap *snapshot, u string, rec *state.Record, other
 			return nil, err
 		}
 	}
-	if err := readSysctls(sys.Sysctl, want, snap); err != nil {
+	if err := engine.ReadSysctls(sys.Sysctl, want, snap); err != nil {
 		return nil, err
 	}
-	steps := diffSteps(u, want, snap, rec, chains)
-	if !involvesDefaults(cs, rec) {
+	steps := engine.DiffSteps(u, want, snap, rec, chains)
+	if !engine.InvolvesDefaults(cs, rec) {
 		return steps, nil
 	}
 	if rules == nil {
 		var err error
-		if rules, err = readRules(sys.Net); err != nil {
+		if rules, err = engine.ReadRules(sys.Net); err != nil {
 			return nil, err
 		}
 	}
@@ -373,37 +375,37 @@ func statusSteps(sys *System, snap *snapshot, u string, rec *state.Record, other
 		}
 		mine.Tunnels = append(mine.Tunnels, e)
 	}
-	needRules := needsRules(others, map[string]*state.Record{u: mine})
-	steps = append(steps, diffPolicy(pol, needRules, defaultFamilies(want), rules, false)...)
-	return append(steps, diffLegacy(want, rec)...), nil
+	needRules := engine.NeedsRules(others, map[string]*state.Record{u: mine})
+	steps = append(steps, engine.DiffPolicy(pol, needRules, engine.DefaultFamilies(want), rules, false)...)
+	return append(steps, engine.DiffLegacy(want, rec)...), nil
 }
 
 // attribute gives each step that drifts to the tunnels it is about, in
 // sts (problems and fix), and returns all their commands in order.
-func attribute(steps []step, cs []config.Tunnel, sts []TunnelStatus) []string {
+func attribute(steps []engine.Step, cs []config.Tunnel, sts []TunnelStatus) []string {
 	var fix []string
 	index := map[string]int{}
 	for i, c := range cs {
 		index[c.Name] = i
 	}
 	for _, st := range steps {
-		if !st.drifts() {
+		if !st.Drifts() {
 			continue
 		}
-		fix = append(fix, st.cmds...)
+		fix = append(fix, st.Cmds...)
 		about := map[string]bool{}
-		if st.tunnel != "" {
-			about[st.tunnel] = true
+		if st.Tunnel != "" {
+			about[st.Tunnel] = true
 		}
-		for _, r := range st.why {
-			about[r.tunnel] = true
-			if i, ok := index[r.tunnel]; ok {
-				sts[i].Problems = append(sts[i].Problems, r.text)
+		for _, r := range st.Why {
+			about[r.Tunnel] = true
+			if i, ok := index[r.Tunnel]; ok {
+				sts[i].Problems = append(sts[i].Problems, r.Text)
 			}
 		}
 		for name := range about {
 			if i, ok := index[name]; ok {
-				sts[i].Fix = append(sts[i].Fix, st.cmds...)
+				sts[i].Fix = append(sts[i].Fix, st.Cmds...)
 			}
 		}
 	}

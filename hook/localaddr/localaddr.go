@@ -17,9 +17,10 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 )
 
 // Update is one address event.

@@ -2,11 +2,12 @@ package watch
 
 import (
 	"errors"
-	"github.com/gre-hook/gre-hook/hook/localaddr"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gre-hook/gre-hook/hook/localaddr"
 )
 
 // Answers the address policy refuses (an ad-blocking resolver's 0.0.0.0,

@@ -1,15 +1,15 @@
-package hook
+package engine
 
 import (
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-// merged returns the record for the planned state (want, before a dead
+// Merged returns the record for the planned state (want, before a dead
 // tunnel's routes are withdrawn from it: the record lists what the tunnel
 // has when alive). What the old record keeps in the previous release's
 // form stays until the run has moved it to the new form (diffLegacy).
-func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Record {
+func Merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Record {
 	rec := &state.Record{Version: state.Version, Underlay: underlay}
 	for _, t := range want {
 		e := state.Tunnel{Name: t.Link.Name, Down: t.Down, Local: t.Link.Local, Remote: t.Link.Remote, RemoteName: t.RemoteName}
@@ -33,11 +33,11 @@ func merged(underlay string, old *state.Record, want []plan.Tunnel) *state.Recor
 	return rec
 }
 
-// union returns a record listing every tunnel of a and b, b's entry
+// Union returns a record listing every tunnel of a and b, b's entry
 // winning, used as the intent written before changes. A guard either
 // lists stays listed: a run cut short before its write still leaves it in
 // the kernel, and the next run must read its chain to remove it.
-func union(a, b *state.Record) *state.Record {
+func Union(a, b *state.Record) *state.Record {
 	out := &state.Record{Version: state.Version, Underlay: b.Underlay, Policy: b.Policy}
 	if a != nil {
 		// The policy in force until the run is done.
@@ -56,7 +56,9 @@ func union(a, b *state.Record) *state.Record {
 	return out
 }
 
-func restoreRecord(underlay string, rec *state.Record) *state.Record {
+// RestoreRecord is the record a complete rollback saves: rec as the run
+// found it, or an empty one for underlay where there was none.
+func RestoreRecord(underlay string, rec *state.Record) *state.Record {
 	if rec == nil {
 		return &state.Record{Underlay: underlay}
 	}

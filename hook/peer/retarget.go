@@ -1,4 +1,4 @@
-package hook
+package peer
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -18,7 +19,7 @@ type EndpointSetter interface {
 	SetEndpoints(name string, local, remote netip.Addr) error
 }
 
-// retarget moves a tunnel gre-hook brought up to new endpoints without
+// Retarget moves a tunnel gre-hook brought up to new endpoints without
 // deleting and re-creating it: its index, addresses, routes and MSS rule
 // stay. A zero local or remote keeps the current one. Its outer packets
 // carry gre-hook's fwmark and find the new remote through the main table
@@ -28,7 +29,7 @@ type EndpointSetter interface {
 //
 // gre-hook watch calls it when a remote's name resolves to a new address,
 // and when the underlay address a local = "auto" tunnel uses goes away.
-func retarget(ctx context.Context, sys *System, underlay, tunnel string, local, remote netip.Addr) error {
+func Retarget(ctx context.Context, sys *engine.System, underlay, tunnel string, local, remote netip.Addr) error {
 	fail := func(err error) error {
 		return fmt.Errorf("moving tunnel %q on %s: %w", tunnel, underlay, err)
 	}
@@ -49,14 +50,14 @@ func retarget(ctx context.Context, sys *System, underlay, tunnel string, local, 
 	if e == nil || e.Unresolved {
 		return fail(errors.New("gre-hook's record does not list it as up"))
 	}
-	link, err := linkNamed(sys.Net, tunnel)
+	link, err := engine.LinkNamed(sys.Net, tunnel)
 	switch {
 	case err != nil:
 		return fail(err)
 	case link == nil:
 		return fail(fmt.Errorf("link %s does not exist", tunnel))
 	case link.Alias != plan.Alias(underlay) || !link.GRE:
-		return fail(fmt.Errorf("link %s is not gre-hook's GRE tunnel on %s (kind %s, alias %q)", tunnel, underlay, kindOf(*link), link.Alias))
+		return fail(fmt.Errorf("link %s is not gre-hook's GRE tunnel on %s (kind %s, alias %q)", tunnel, underlay, engine.KindOf(*link), link.Alias))
 	}
 	if !local.IsValid() {
 		local = link.Local
@@ -119,18 +120,18 @@ func moveEntry(e *state.Tunnel, local, remote netip.Addr) {
 // movePolicy refuses, by the address policy up applies, a new endpoint
 // no tunnel may have: the watcher's answers are checked again here, under
 // the lock, against the router's addresses now.
-func movePolicy(n Net, link *rtnl.Link, local, remote netip.Addr) error {
+func movePolicy(n engine.Net, link *rtnl.Link, local, remote netip.Addr) error {
 	if local != link.Local {
-		if why := addrpolicy.Endpoint(local, familyOf(local)); why != "" {
+		if why := addrpolicy.Endpoint(local, engine.FamilyOf(local)); why != "" {
 			return fmt.Errorf("local %s %s", local, why)
 		}
 	}
 	if remote != link.Remote {
-		own, err := OwnAddrs(n)
+		own, err := engine.OwnAddrs(n)
 		if err != nil {
 			return err
 		}
-		if why := own.Remote(remote, familyOf(remote)); why != "" {
+		if why := own.Remote(remote, engine.FamilyOf(remote)); why != "" {
 			return fmt.Errorf("remote %s %s", remote, why)
 		}
 	}

@@ -1,4 +1,11 @@
-package hook
+// Package peer is what gre-hook watch changes and follows, each from the
+// records: a peer dead, or alive again (failover.go: SetLiveness withdraws
+// or puts back the tunnel's routes, from its record alone), what up and
+// its record keep of a dead peer (liveness.go), a tunnel moved in place
+// to a new local or remote (retarget.go), and the tunnels the watcher
+// sends keepalives on and those whose endpoints it follows, in one read
+// (watching.go). Package hook's Engine calls it.
+package peer
 
 import (
 	"context"
@@ -6,13 +13,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
 // Failover: a dead peer is one narrow change, made from the
-// record alone. setLiveness writes the intent first (dead, and the routes
+// record alone. SetLiveness writes the intent first (dead, and the routes
 // it withdraws; or alive), then changes exactly those routes: the
 // tunnel's default route in gre-hook's table and its [[tunnel.route]]s.
 // It reads neither the config nor the other tunnels nor the link, so a
@@ -20,16 +28,16 @@ import (
 // gone, change nothing in it. With the tunnel's default route gone from
 // gre-hook's table the lookup falls through to the main table's default
 // (POLICY-ROUTING.md). An up meanwhile plans a dead tunnel without its
-// routes (withdrawDead), and its record lists the routes to put back.
+// routes (WithdrawDead), and its record lists the routes to put back.
 
-// setLiveness records whether a tunnel's peer answers and makes the
+// SetLiveness records whether a tunnel's peer answers and makes the
 // kernel match the record, under the run lock: dead withdraws the
 // tunnel's routes, alive puts back those the record lists as withdrawn.
 // Called again with the record's own liveness, it repairs a change a
 // crash cut short. A no-op when no record lists the tunnel (an ifdown
 // came first). It logs one line on a change of liveness, naming the
 // tunnel, the peer and the silence, then each change as up does.
-func setLiveness(ctx context.Context, sys *System, underlay, tunnel string, alive bool, lastReply time.Time) error {
+func SetLiveness(ctx context.Context, sys *engine.System, underlay, tunnel string, alive bool, lastReply time.Time) error {
 	unlock, err := state.Lock(sys.Store.Dir, sys.LockWait)
 	if err != nil {
 		return err
@@ -43,7 +51,7 @@ func setLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 	if t == nil || t.Unresolved {
 		return nil
 	}
-	l := &logger{w: sys.Log, verbose: true}
+	l := &engine.Logger{Out: sys.Log, Verbose: true}
 	fail := func(err error) error { return fmt.Errorf("tunnel %q on %s: %w", tunnel, underlay, err) }
 	now := time.Now()
 	changed := t.Dead == alive
@@ -73,7 +81,7 @@ func setLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 	}
 	if changed {
 		t.Dead, t.DeadSince = true, &now
-		t.Withdrawn = withdrawable(t)
+		t.Withdrawn = Withdrawable(t)
 		fmt.Fprintf(sys.Log, "gre-hook: tunnel %q on %s: peer %s is dead%s; withdrawing its routes\n", tunnel, underlay, peer, silence(lastReply, now, ", silent for "))
 		// The intent first: a crash after this is repaired from the record.
 		if err := sys.Store.Save(rec); err != nil {
@@ -83,7 +91,7 @@ func setLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 	var errs []error
 	for _, r := range t.Withdrawn {
 		p := r.Plan()
-		k := kernelRoute(p, plan.RouteProtocol)
+		k := engine.KernelRoute(p, plan.RouteProtocol)
 		k.Dev = tunnel
 		if err := sys.Net.DelRoute(k); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", plan.DelRouteCmd(p), err))
@@ -99,7 +107,7 @@ func setLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 		warnNoDefault(sys.Net, t.OwnedDefaults(), l)
 	}
 	if len(errs) > 0 {
-		return fail(join(errs))
+		return fail(engine.Join(errs))
 	}
 	return nil
 }
@@ -108,11 +116,11 @@ func setLiveness(ctx context.Context, sys *System, underlay, tunnel string, aliv
 // router with no default route of that family at all: neither the main
 // table nor another tunnel in gre-hook's table has one. gre-hook never
 // adds one to main, but it must not take the last one away in silence.
-func warnNoDefault(n Net, withdrawn []state.Route, l *logger) {
+func warnNoDefault(n engine.Net, withdrawn []state.Route, l *engine.Logger) {
 	for _, f := range []int{4, 6} {
 		had := false
 		for _, d := range withdrawn {
-			had = had || familyOf(d.Dst.Addr()) == f
+			had = had || engine.FamilyOf(d.Dst.Addr()) == f
 		}
 		if !had {
 			continue
@@ -132,7 +140,7 @@ func warnNoDefault(n Net, withdrawn []state.Route, l *logger) {
 			left = left || (r.Dst.Bits() == 0 && tables[r.Table])
 		}
 		if !left {
-			l.warn("with the dead tunnel's default route withdrawn, this router has no IPv%d default route: the main table has none, "+
+			l.Warn("with the dead tunnel's default route withdrawn, this router has no IPv%d default route: the main table has none, "+
 				"and no other default_route tunnel is alive", f)
 		}
 	}
@@ -149,16 +157,16 @@ func fail0(err error, fail func(error) error) error {
 // route that someone else has put at the same key meanwhile stays theirs.
 // Each is printed before it is made; a failure is returned, and the
 // watcher tries again.
-func restoreRoutes(n Net, tunnel string, routes []state.Route, l *logger) error {
+func restoreRoutes(n engine.Net, tunnel string, routes []state.Route, l *engine.Logger) error {
 	kernel := map[int][]rtnl.Route{}
 	var errs []error
 	for _, r := range routes {
 		p := r.Plan()
 		if p.IsDefault() && p.Table == 0 {
-			continue // never the main table's default (legacy.go)
+			continue // never the main table's default (engine/legacy.go)
 		}
 		p.Dev = tunnel
-		f := familyOf(p.Dst.Addr())
+		f := engine.FamilyOf(p.Dst.Addr())
 		if _, ok := kernel[f]; !ok {
 			rs, err := n.Routes(f)
 			if err != nil {
@@ -166,28 +174,28 @@ func restoreRoutes(n Net, tunnel string, routes []state.Route, l *logger) error 
 			}
 			kernel[f] = rs
 		}
-		if have := routeAt(kernel, p); have != nil {
+		if have := engine.RouteAt(kernel, p); have != nil {
 			if have.Protocol == plan.RouteProtocol && have.Dev == tunnel && have.Gw == p.Gw {
 				continue
 			}
 			if have.Protocol != plan.RouteProtocol {
-				l.note("tunnel %q: %s is there now, set while the peer was dead; leaving it", tunnel, describeRoute(planRoute(*have), have.Protocol))
+				l.Note("tunnel %q: %s is there now, set while the peer was dead; leaving it", tunnel, engine.DescribeRoute(engine.PlanRoute(*have), have.Protocol))
 				continue
 			}
 		}
 		cmd := plan.ReplaceRouteCmd(p)
-		l.change(cmd)
-		if err := n.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)); err != nil {
+		l.Change(cmd)
+		if err := n.ReplaceRoute(engine.KernelRoute(p, plan.RouteProtocol)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", cmd, err))
 		}
 	}
-	return join(errs)
+	return engine.Join(errs)
 }
 
 // releaseLegacy hands on the main-table default route of tunnel t of the
 // previous release, whose peer died, and forgets it: t gets a default
 // route again in gre-hook's table at the next up of its underlay.
-func releaseLegacy(sys *System, rec *state.Record, t *state.Tunnel, l *logger) []error {
+func releaseLegacy(sys *engine.System, rec *state.Record, t *state.Tunnel, l *engine.Logger) []error {
 	links, err := sys.Net.Links()
 	if err != nil {
 		return []error{err}
@@ -196,17 +204,17 @@ func releaseLegacy(sys *System, rec *state.Record, t *state.Tunnel, l *logger) [
 	for _, lk := range links {
 		byName[lk.Name] = lk
 	}
-	lg := newLedger(sys.Store, rec.Underlay, rec)
-	td := &teardown{sys: sys, l: l, underlay: rec.Underlay, links: byName, ledger: lg, unlisted: map[string]bool{}}
-	errs := td.releaseDefaults(t, t.LegacyDefaults(), map[string]bool{t.Name: true}, false)
+	lg := engine.NewLedger(sys.Store, rec.Underlay, rec)
+	td := &engine.Teardown{Sys: sys, Log: l, Underlay: rec.Underlay, Links: byName, Ledger: lg, Unlisted: map[string]bool{}}
+	errs := td.ReleaseDefaults(t, t.LegacyDefaults(), map[string]bool{t.Name: true}, false)
 	if len(errs) > 0 {
 		return errs
 	}
-	l.warn("tunnel %q on %s: its default route was in the main table (the previous release's form); "+
+	l.Warn("tunnel %q on %s: its default route was in the main table (the previous release's form); "+
 		"run `gre-hook up --iface %s` to give it one in gre-hook's table", t.Name, rec.Underlay, rec.Underlay)
 	t.Defaults = t.OwnedDefaults()
 	t.Replaced, t.Seq, t.Displaced, t.Fallbacks = nil, 0, false, nil
-	errs = append(errs, lg.save()...)
+	errs = append(errs, lg.Save()...)
 	if err := sys.Store.Save(rec); err != nil {
 		errs = append(errs, err)
 	}
@@ -222,5 +230,5 @@ func silence(last, now time.Time, prefix string) string {
 		}
 		return ""
 	}
-	return prefix + ageOf(now.Sub(last))
+	return prefix + AgeOf(now.Sub(last))
 }

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"fmt"
@@ -27,30 +27,32 @@ import (
 // memory passes to a tunnel that still holds a default, so the last one to
 // go can put it back.
 
-// ledger is every record's view of the default routes, read once under
+// Ledger is every record's view of the default routes, read once under
 // the run lock.
-type ledger struct {
+type Ledger struct {
 	store state.Store
 	// own is the underlay this run works on and the record it is building
 	// for it; it stands in for the record on disk.
 	own    string
 	ownRec *state.Record
 	recs   map[string]*state.Record
-	dirty  map[string]bool
+	Dirty  map[string]bool
 }
 
-func newLedger(store state.Store, own string, ownRec *state.Record) *ledger {
-	return &ledger{store: store, own: own, ownRec: ownRec}
+// NewLedger is a ledger that reads the records when first asked, with
+// ownRec standing in for underlay own's.
+func NewLedger(store state.Store, own string, ownRec *state.Record) *Ledger {
+	return &Ledger{store: store, own: own, ownRec: ownRec}
 }
 
-// ledgerOf is a ledger over records already read, which the caller saves
-// itself; dirty then says which of them a hand-over changed.
-func ledgerOf(store state.Store, recs map[string]*state.Record) *ledger {
-	return &ledger{store: store, recs: recs, dirty: map[string]bool{}}
+// LedgerOf is a ledger over records already read, which the caller saves
+// itself; Dirty then says which of them a hand-over changed.
+func LedgerOf(store state.Store, recs map[string]*state.Record) *Ledger {
+	return &Ledger{store: store, recs: recs, Dirty: map[string]bool{}}
 }
 
-// setOwn makes rec the record of the run's own underlay.
-func (lg *ledger) setOwn(rec *state.Record) {
+// SetOwn makes rec the record of the run's own underlay.
+func (lg *Ledger) SetOwn(rec *state.Record) {
 	lg.ownRec = rec
 	if lg.recs != nil {
 		delete(lg.recs, lg.own)
@@ -63,7 +65,7 @@ func (lg *ledger) setOwn(rec *state.Record) {
 // load reads the other underlays' records on first use: most runs touch
 // no default route and need none of them. Unreadable records are left
 // out; their tunnels can neither succeed nor inherit.
-func (lg *ledger) load() map[string]*state.Record {
+func (lg *Ledger) load() map[string]*state.Record {
 	if lg.recs != nil {
 		return lg.recs
 	}
@@ -75,7 +77,7 @@ func (lg *ledger) load() map[string]*state.Record {
 		}
 	}
 	lg.recs = recs
-	lg.dirty = map[string]bool{}
+	lg.Dirty = map[string]bool{}
 	return recs
 }
 
@@ -101,7 +103,7 @@ func routeAtKey(rs []state.Route, key state.Route) *state.Route {
 
 // successor returns the tunnel, other than t and those in gone, whose
 // default at d's key was installed last and whose link is still up.
-func (lg *ledger) successor(d state.Route, t *state.Tunnel, links map[string]rtnl.Link, gone map[string]bool) *holder {
+func (lg *Ledger) successor(d state.Route, t *state.Tunnel, links map[string]rtnl.Link, gone map[string]bool) *holder {
 	var best *holder
 	for u, rec := range lg.load() {
 		for i := range rec.Tunnels {
@@ -127,7 +129,7 @@ func (lg *ledger) successor(d state.Route, t *state.Tunnel, links map[string]rtn
 // holderOf returns the tunnel whose default route cur is, unless it is
 // one of those the run removes (it then decides for itself in turn, and
 // finds the replaced route where the leaving tunnel left it).
-func (lg *ledger) holderOf(cur *rtnl.Route, gone map[string]bool) *holder {
+func (lg *Ledger) holderOf(cur *rtnl.Route, gone map[string]bool) *holder {
 	for u, rec := range lg.load() {
 		for i := range rec.Tunnels {
 			o := &rec.Tunnels[i]
@@ -146,7 +148,7 @@ func (lg *ledger) holderOf(cur *rtnl.Route, gone map[string]bool) *holder {
 
 // replacedElsewhere returns a replaced route at d's key that another
 // tunnel remembers: a tunnel whose own default was displaced may hold it.
-func (lg *ledger) replacedElsewhere(d state.Route, t *state.Tunnel) *state.Route {
+func (lg *Ledger) replacedElsewhere(d state.Route, t *state.Tunnel) *state.Route {
 	for _, rec := range lg.load() {
 		for i := range rec.Tunnels {
 			o := &rec.Tunnels[i]
@@ -162,18 +164,18 @@ func (lg *ledger) replacedElsewhere(d state.Route, t *state.Tunnel) *state.Route
 }
 
 // give passes the memory of a replaced route to h, unless it has one.
-func (lg *ledger) give(h *holder, rep *state.Route) {
+func (lg *Ledger) give(h *holder, rep *state.Route) {
 	if rep == nil || routeAtKey(h.t.Replaced, *rep) != nil {
 		return
 	}
 	h.t.Replaced = append(h.t.Replaced, *rep)
-	lg.dirty[h.underlay] = true
+	lg.Dirty[h.underlay] = true
 }
 
-// save writes the other underlays' records that a hand-over changed.
-func (lg *ledger) save() []error {
+// Save writes the other underlays' records that a hand-over changed.
+func (lg *Ledger) Save() []error {
 	var errs []error
-	for u := range lg.dirty {
+	for u := range lg.Dirty {
 		if u == lg.own {
 			continue
 		}
@@ -197,7 +199,7 @@ type letGo struct {
 
 // decide applies the rule at the top of this file. cur is the kernel's
 // route at d's key now, of any owner, or nil.
-func (lg *ledger) decide(t *state.Tunnel, d state.Route, cur *rtnl.Route, links map[string]rtnl.Link, gone map[string]bool) letGo {
+func (lg *Ledger) decide(t *state.Tunnel, d state.Route, cur *rtnl.Route, links map[string]rtnl.Link, gone map[string]bool) letGo {
 	rep := routeAtKey(t.Replaced, d)
 	if t.Displaced {
 		rep = nil
@@ -211,7 +213,7 @@ func (lg *ledger) decide(t *state.Tunnel, d state.Route, cur *rtnl.Route, links 
 			return letGo{note: fmt.Sprintf("tunnel %q: the default route is another gre-hook tunnel's now (dev %s); leaving it", t.Name, cur.Dev)}
 		}
 		return letGo{note: fmt.Sprintf("tunnel %q: the default route was changed since up (now %s); leaving it",
-			t.Name, describeRoute(planRoute(*cur), cur.Protocol))}
+			t.Name, DescribeRoute(PlanRoute(*cur), cur.Protocol))}
 	}
 	if h := lg.successor(d, t, links, gone); h != nil {
 		lg.give(h, rep)
@@ -227,7 +229,7 @@ func (lg *ledger) decide(t *state.Tunnel, d state.Route, cur *rtnl.Route, links 
 			return letGo{put: rep}
 		}
 		return letGo{del: mine, warn: fmt.Sprintf("tunnel %q: cannot put back %s: device %s is gone; the router has no %s now",
-			t.Name, describeRoute(rep.Plan(), rep.Protocol), rep.Dev, what(d))}
+			t.Name, DescribeRoute(rep.Plan(), rep.Protocol), rep.Dev, what(d))}
 	}
 	return letGo{del: mine}
 }
@@ -239,16 +241,16 @@ func what(d state.Route) string {
 	return "default route"
 }
 
-// describeRoute is a route as `ip route` would show it.
-func describeRoute(r plan.Route, proto int) string {
+// DescribeRoute is a route as `ip route` would show it.
+func DescribeRoute(r plan.Route, proto int) string {
 	s := plan.RestoreRouteCmd(r, proto)
 	const verb = "route replace "
 	return s[strings.Index(s, verb)+len(verb):]
 }
 
-// routeAt returns the kernel's route at r's key, whoever owns it.
-func routeAt(routes map[int][]rtnl.Route, r plan.Route) *rtnl.Route {
-	for _, have := range routes[familyOf(r.Dst.Addr())] {
+// RouteAt returns the kernel's route at r's key, whoever owns it.
+func RouteAt(routes map[int][]rtnl.Route, r plan.Route) *rtnl.Route {
+	for _, have := range routes[FamilyOf(r.Dst.Addr())] {
 		if have.Dst == r.Dst && have.Table == r.Table && have.Metric == r.Metric {
 			h := have
 			return &h
@@ -261,7 +263,7 @@ func routeAt(routes map[int][]rtnl.Route, r plan.Route) *rtnl.Route {
 // r (or, with r nil, that there is none), so later decisions in the same
 // run see the change.
 func setRouteAt(routes map[int][]rtnl.Route, key plan.Route, r *rtnl.Route) {
-	f := familyOf(key.Dst.Addr())
+	f := FamilyOf(key.Dst.Addr())
 	var out []rtnl.Route
 	for _, have := range routes[f] {
 		if have.Dst == key.Dst && have.Table == key.Table && have.Metric == key.Metric {
@@ -275,15 +277,15 @@ func setRouteAt(routes map[int][]rtnl.Route, key plan.Route, r *rtnl.Route) {
 	routes[f] = out
 }
 
-// diffLegacy is the steps that move the tunnels of want whose record is
+// DiffLegacy is the steps that move the tunnels of want whose record is
 // still in the previous release's form to the new one. They run after the
 // tunnels' routes in gre-hook's table and the rules are in (apply), so
 // the main default goes back to what the record says it replaced with a
 // default route in force at every moment; then the pin goes. The new
 // record keeps the old fields until then (merged), so a run killed midway
 // is still taken down correctly.
-func diffLegacy(want []plan.Tunnel, rec *state.Record) []step {
-	var out []step
+func DiffLegacy(want []plan.Tunnel, rec *state.Record) []Step {
+	var out []Step
 	for _, t := range want {
 		name := t.Link.Name
 		old := rec.Find(name)
@@ -291,9 +293,9 @@ func diffLegacy(want []plan.Tunnel, rec *state.Record) []step {
 			continue
 		}
 		o := *old
-		out = append(out, step{tunnel: name, self: true, bare: true,
-			why: because(name, "the record has the previous release's main-table default route or pin"),
-			change: func(x *executor) error {
+		out = append(out, Step{Tunnel: name, self: true, bare: true,
+			Why: because(name, "the record has the previous release's main-table default route or pin"),
+			change: func(x *Executor) error {
 				td := x.teardown()
 				routes, err := td.kernelRoutes()
 				if err != nil {
@@ -302,42 +304,42 @@ func diffLegacy(want []plan.Tunnel, rec *state.Record) []step {
 				// What the release step changes, to put back on a rollback.
 				var before []rtnl.Route
 				for _, d := range o.LegacyDefaults() {
-					if cur := routeAt(routes, d.Plan()); cur != nil {
+					if cur := RouteAt(routes, d.Plan()); cur != nil {
 						before = append(before, *cur)
 					}
 				}
-				errs := td.releaseDefaults(&o, o.LegacyDefaults(), map[string]bool{name: true}, false)
+				errs := td.ReleaseDefaults(&o, o.LegacyDefaults(), map[string]bool{name: true}, false)
 				// While the main default is still another previous-release
 				// tunnel's, the marked outer packets follow it into that
 				// tunnel without the pin: it stays, in the record too, until
 				// that tunnel's underlay moves (its up, down or gc).
-				keepPin := o.Pin != nil && !x.dry && mainDefaultIsOurs(x.sys.Net, o.Pin.Dst.Addr().Is6())
+				keepPin := o.Pin != nil && !x.Dry && mainDefaultIsOurs(x.Sys.Net, o.Pin.Dst.Addr().Is6())
 				if o.Pin != nil && !keepPin {
-					if err := td.delRoute(*o.Pin); err != nil {
+					if err := td.DelRoute(*o.Pin); err != nil {
 						errs = append(errs, err)
 					}
 				}
-				if !x.dry {
+				if !x.Dry {
 					pin := o.Pin
-					x.undos = append(x.undos, undo{cmd: "put back " + name + "'s main default route and pin of the previous release", fn: func(x *executor) error {
+					x.undos = append(x.undos, undo{cmd: "put back " + name + "'s main default route and pin of the previous release", fn: func(x *Executor) error {
 						var errs []error
 						for _, r := range before {
-							if err := x.sys.Net.ReplaceRoute(r); err != nil {
+							if err := x.Sys.Net.ReplaceRoute(r); err != nil {
 								errs = append(errs, err)
 							}
 						}
 						if pin != nil && !keepPin {
-							if err := x.sys.Net.ReplaceRoute(kernelRoute(pin.Plan(), plan.RouteProtocol)); err != nil {
+							if err := x.Sys.Net.ReplaceRoute(KernelRoute(pin.Plan(), plan.RouteProtocol)); err != nil {
 								errs = append(errs, err)
 							}
 						}
-						return join(errs)
+						return Join(errs)
 					}})
 				}
 				if len(errs) > 0 {
-					return fmt.Errorf("tunnel %q: moving it from the previous release's main-table default route: %w", name, join(errs))
+					return fmt.Errorf("tunnel %q: moving it from the previous release's main-table default route: %w", name, Join(errs))
 				}
-				if e := x.newRec.Find(name); e != nil {
+				if e := x.NewRec.Find(name); e != nil {
 					pin := e.Pin
 					dropLegacy(e)
 					if keepPin {

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"net/netip"
@@ -35,9 +35,9 @@ func wantGRE() plan.Tunnel {
 
 // kernelWith is the kernel holding w exactly as up leaves it, changed by
 // edits.
-func kernelWith(w plan.Tunnel, edits ...func(*snapshot)) *snapshot {
-	s := &snapshot{
-		links: map[string]rtnl.Link{
+func kernelWith(w plan.Tunnel, edits ...func(*Snapshot)) *Snapshot {
+	s := &Snapshot{
+		Links: map[string]rtnl.Link{
 			"eth1": {Index: 2, Name: "eth1", MTU: 1500, Up: true},
 			"gre1": {Params: gre.Params{Local: w.Link.Local, Remote: w.Link.Remote, TTL: w.Link.TTL, PMTUDisc: w.Link.PMTUDisc}, Index: 5, Name: "gre1", Kind: "gre", Alias: w.Link.Alias, MTU: w.Link.MTU, Up: true, Multicast: w.Link.Multicast, GRE: true},
 		},
@@ -45,7 +45,7 @@ func kernelWith(w plan.Tunnel, edits ...func(*snapshot)) *snapshot {
 			2: {{Index: 2, Prefix: pfx("198.51.100.1/24"), Global: true}},
 			5: {{Index: 5, Prefix: pfx("10.0.0.1/30"), Broadcast: addr("10.0.0.3"), Global: true}},
 		},
-		routes: map[int][]rtnl.Route{
+		Routes: map[int][]rtnl.Route{
 			4: {
 				{Dst: pfx("0.0.0.0/0"), Gw: addr("198.51.100.254"), Dev: "eth1", Protocol: 4},
 				{Dst: pfx("198.51.100.0/24"), Dev: "eth1", Protocol: 2},
@@ -60,10 +60,10 @@ func kernelWith(w plan.Tunnel, edits ...func(*snapshot)) *snapshot {
 	return s
 }
 
-func noGRE(s *snapshot) {
-	delete(s.links, "gre1")
+func noGRE(s *Snapshot) {
+	delete(s.Links, "gre1")
 	delete(s.addrs, 5)
-	s.routes = withoutRoutesVia(s.routes, "gre1")
+	s.Routes = withoutRoutesVia(s.Routes, "gre1")
 }
 
 func chainWith(rules ...plan.MSSRule) map[int]mss.State {
@@ -74,10 +74,10 @@ func chainWith(rules ...plan.MSSRule) map[int]mss.State {
 	return map[int]mss.State{4: {Family: 4, Chains: []mss.ChainState{cs}}}
 }
 
-func commands(steps []step) []string {
+func commands(steps []Step) []string {
 	var out []string
 	for _, st := range steps {
-		out = append(out, st.cmds...)
+		out = append(out, st.Cmds...)
 	}
 	return out
 }
@@ -113,7 +113,7 @@ func TestDiff(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		want   []plan.Tunnel
-		kernel *snapshot
+		kernel *Snapshot
 		rec    *state.Record
 		chains map[int]mss.State
 		cmds   []string
@@ -125,35 +125,35 @@ func TestDiff(t *testing.T) {
 			"iptables -t mangle -A GRE-HOOK "+rule,
 		)},
 		{name: "mtu changed", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.MTU = 1400; s.Links["gre1"] = l }),
 			cmds:   []string{"ip link set gre1 mtu 1476"}},
 		{name: "multicast off", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Multicast = false; s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.Multicast = false; s.Links["gre1"] = l }),
 			cmds:   []string{"ip link set gre1 multicast on"}},
 		{name: "link down", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Up = false; s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.Up = false; s.Links["gre1"] = l }),
 			cmds:   []string{"ip link set gre1 up"}},
 		{name: "address missing", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { s.addrs[5] = nil }),
+			kernel: kernelWith(w, func(s *Snapshot) { s.addrs[5] = nil }),
 			cmds:   []string{"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1"}},
 		{name: "address not configured", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) {
+			kernel: kernelWith(w, func(s *Snapshot) {
 				s.addrs[5] = append(s.addrs[5], rtnl.Addr{Index: 5, Prefix: pfx("10.9.9.9/32")}, rtnl.Addr{Index: 5, Prefix: pfx("fe80::1/64")})
 			}),
 			cmds: []string{"ip addr del 10.9.9.9/32 dev gre1"}},
 		{name: "route deleted", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { s.routes[4] = s.routes[4][:3] }),
+			kernel: kernelWith(w, func(s *Snapshot) { s.Routes[4] = s.Routes[4][:3] }),
 			cmds:   []string{"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176"}},
 		{name: "route changed by someone", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { s.routes[4][3].Gw = addr("10.0.0.3") }),
+			kernel: kernelWith(w, func(s *Snapshot) { s.Routes[4][3].Gw = addr("10.0.0.3") }),
 			cmds:   []string{"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176"}},
 		{name: "route no longer configured", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) {
-				s.routes[4] = append(s.routes[4], rtnl.Route{Dst: pfx("192.168.3.0/24"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: 7, Protocol: plan.RouteProtocol})
+			kernel: kernelWith(w, func(s *Snapshot) {
+				s.Routes[4] = append(s.Routes[4], rtnl.Route{Dst: pfx("192.168.3.0/24"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: 7, Protocol: plan.RouteProtocol})
 			}),
 			cmds: []string{"ip route del 192.168.3.0/24 via 10.0.0.2 dev gre1 table 7"}},
 		{name: "ttl changed: in place", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.TTL = 10; s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.TTL = 10; s.Links["gre1"] = l }),
 			cmds:   []string{"ip link set gre1 type gre ttl 64  # in place, was ttl 10"}},
 		{name: "ttl, mtu and remote edited: in place, then the mtu", want: []plan.Tunnel{edited}, chains: chainWith(w.MSS...), kernel: kernelWith(w),
 			cmds: []string{"ip link set gre1 type gre remote 203.0.113.9 ttl 32  # in place, was remote 203.0.113.2 ttl 64", "ip link set gre1 mtu 1400"}},
@@ -164,13 +164,13 @@ func TestDiff(t *testing.T) {
 		}()}, chains: chainWith(w.MSS...), kernel: kernelWith(w),
 			cmds: []string{"ip link set gre1 type gre local 198.51.100.7 ttl 0 tos 0x10 nopmtudisc ikey 7 okey 8  # in place, was local 198.51.100.1 ttl 64 tos 0x0 pmtudisc nokey"}},
 		{name: "key taken away: in place", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.IKey, l.OKey = 5, 5; s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.IKey, l.OKey = 5, 5; s.Links["gre1"] = l }),
 			cmds:   []string{"ip link set gre1 type gre nokey  # in place, was key 5"}},
 		{name: "mode changed: recreate, routes anew", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Kind, l.TTL = "gretap", 10; s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.Kind, l.TTL = "gretap", 10; s.Links["gre1"] = l }),
 			cmds:   append([]string{"ip link del gre1  # mode gre, was gretap: the kernel cannot change a link's kind"}, made...)},
 		{name: "remote from none: recreate", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Remote = addr("0.0.0.0"); s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.Remote = addr("0.0.0.0"); s.Links["gre1"] = l }),
 			cmds:   append([]string{"ip link del gre1  # remote 203.0.113.2, was 0.0.0.0: the kernel cannot make a gre link point-to-point or not"}, made...)},
 		{name: "address and routes edited: old routes, then the old address, go last", want: []plan.Tunnel{moved}, chains: chainWith(moved.MSS...), kernel: kernelWith(w),
 			cmds: []string{
@@ -194,39 +194,39 @@ func TestDiff(t *testing.T) {
 		{name: "no up_command after a change in place", want: []plan.Tunnel{withUpEdited}, chains: chainWith(w.MSS...), kernel: kernelWith(w),
 			cmds: []string{"ip link set gre1 type gre remote 203.0.113.9 ttl 32  # in place, was remote 203.0.113.2 ttl 64", "ip link set gre1 mtu 1400"}},
 		{name: "no up_command after a route change", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { s.routes[4] = s.routes[4][:3] }),
+			kernel: kernelWith(w, func(s *Snapshot) { s.Routes[4] = s.Routes[4][:3] }),
 			cmds:   []string{"ip route replace 192.168.2.0/24 via 10.0.0.2 dev gre1 proto 176"}},
 		{name: "up_command after an address change", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { s.addrs[5] = nil }),
+			kernel: kernelWith(w, func(s *Snapshot) { s.addrs[5] = nil }),
 			cmds:   []string{"ip addr add 10.0.0.1/30 broadcast 10.0.0.3 dev gre1", "/usr/local/bin/notify gre1"}},
 		{name: "up_command after multicast on", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Multicast = false; s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.Multicast = false; s.Links["gre1"] = l }),
 			cmds:   []string{"ip link set gre1 multicast on", "/usr/local/bin/notify gre1"}},
 		{name: "up_command after a recreate", want: []plan.Tunnel{withUp}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Kind = "gretap"; s.links["gre1"] = l }),
+			kernel: kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.Kind = "gretap"; s.Links["gre1"] = l }),
 			cmds:   append(append([]string{"ip link del gre1  # mode gre, was gretap: the kernel cannot change a link's kind"}, made...), "/usr/local/bin/notify gre1")},
 		// The main table's default is never in the commands.
 		{name: "default route into gre-hook's table", want: []plan.Tunnel{def}, kernel: kernelWith(w), chains: chainWith(w.MSS...),
 			cmds: []string{"ip route replace default via 10.0.0.2 dev gre1 table 18247 metric 1 proto 176"}},
 		{name: "default route held", want: []plan.Tunnel{def}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { s.routes[4] = append(s.routes[4], inTable) })},
+			kernel: kernelWith(w, func(s *Snapshot) { s.Routes[4] = append(s.Routes[4], inTable) })},
 		{name: "main default changed by the admin", want: []plan.Tunnel{def}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) {
-				s.routes[4][0].Gw = addr("198.51.100.253")
-				s.routes[4] = append(s.routes[4], inTable)
+			kernel: kernelWith(w, func(s *Snapshot) {
+				s.Routes[4][0].Gw = addr("198.51.100.253")
+				s.Routes[4] = append(s.Routes[4], inTable)
 			})},
 		{name: "default_route turned off", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) { s.routes[4] = append(s.routes[4], inTable) }),
+			kernel: kernelWith(w, func(s *Snapshot) { s.Routes[4] = append(s.Routes[4], inTable) }),
 			cmds:   []string{"ip route del default via 10.0.0.2 dev gre1 table 18247 metric 1"}},
 		{name: "previous release's main default is left to its own rule", want: []plan.Tunnel{w}, chains: chainWith(w.MSS...),
-			kernel: kernelWith(w, func(s *snapshot) {
-				s.routes[4][0] = rtnl.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Protocol: plan.RouteProtocol}
+			kernel: kernelWith(w, func(s *Snapshot) {
+				s.Routes[4][0] = rtnl.Route{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Protocol: plan.RouteProtocol}
 			})},
 		{name: "fwmark set in place", want: []plan.Tunnel{marked}, kernel: kernelWith(w), chains: chainWith(w.MSS...),
 			cmds: []string{"ip link set gre1 type gre fwmark 0x4747"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := commands(diffSteps("eth1", tc.want, tc.kernel, tc.rec, tc.chains))
+			got := commands(DiffSteps("eth1", tc.want, tc.kernel, tc.rec, tc.chains))
 			if strings.Join(got, "\n") != strings.Join(tc.cmds, "\n") {
 				t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.cmds, "\n"))
 			}
@@ -240,25 +240,25 @@ func TestDiffStepFields(t *testing.T) {
 	w := wantGRE()
 	def := w
 	def.Defaults = []plan.Route{{Dst: pfx("0.0.0.0/0"), Gw: addr("10.0.0.2"), Dev: "gre1", Table: plan.DefaultPolicy.Table, Metric: 1}}
-	steps := diffSteps("eth1", []plan.Tunnel{def}, kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.MTU = 1400; s.links["gre1"] = l }), nil, chainWith(w.MSS...))
+	steps := DiffSteps("eth1", []plan.Tunnel{def}, kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.MTU = 1400; s.Links["gre1"] = l }), nil, chainWith(w.MSS...))
 	if len(steps) != 2 {
 		t.Fatalf("steps: %q", commands(steps))
 	}
 	mtu, dflt := steps[0], steps[1]
-	if len(mtu.why) != 1 || mtu.why[0] != (reason{"gre1", "mtu is 1400, want 1476"}) || mtu.undo == nil {
+	if len(mtu.Why) != 1 || mtu.Why[0] != (reason{"gre1", "mtu is 1400, want 1476"}) || mtu.undo == nil {
 		t.Errorf("mtu step: %+v", mtu)
 	}
 	// Nothing is replaced that only the record could put back.
 	if dflt.undoCmd != "ip route del default via 10.0.0.2 dev gre1 table 18247 metric 1" ||
-		len(dflt.why) != 1 || dflt.why[0].text != "route route replace default via 10.0.0.2 dev gre1 table 18247 metric 1 proto 176 is missing" {
+		len(dflt.Why) != 1 || dflt.Why[0].Text != "route route replace default via 10.0.0.2 dev gre1 table 18247 metric 1 proto 176 is missing" {
 		t.Errorf("default route step: %+v", dflt)
 	}
 	// A missing link is one difference, however many steps it takes.
-	steps = diffSteps("eth1", []plan.Tunnel{w}, kernelWith(w, noGRE), nil, chainWith(w.MSS...))
+	steps = DiffSteps("eth1", []plan.Tunnel{w}, kernelWith(w, noGRE), nil, chainWith(w.MSS...))
 	var why []string
 	for _, st := range steps {
-		for _, r := range st.why {
-			why = append(why, r.text)
+		for _, r := range st.Why {
+			why = append(why, r.Text)
 		}
 	}
 	if strings.Join(why, "; ") != "link gre1 does not exist" {
@@ -272,14 +272,14 @@ func TestDiffInPlaceFields(t *testing.T) {
 	w := wantGRE()
 	edited := w
 	edited.Link.TTL, edited.Link.MTU, edited.Link.Remote, edited.Link.IKey, edited.Link.OKey = 32, 1400, addr("203.0.113.9"), 5, 5
-	steps := diffSteps("eth1", []plan.Tunnel{edited}, kernelWith(w), nil, chainWith(w.MSS...))
+	steps := DiffSteps("eth1", []plan.Tunnel{edited}, kernelWith(w), nil, chainWith(w.MSS...))
 	if len(steps) != 2 {
 		t.Fatalf("steps: %q", commands(steps))
 	}
 	st := steps[0]
 	var why []string
-	for _, r := range st.why {
-		why = append(why, r.text)
+	for _, r := range st.Why {
+		why = append(why, r.Text)
 	}
 	if got := strings.Join(why, "; "); got != "remote is 203.0.113.2, want 203.0.113.9; ttl is 64, want 32; key: have nokey, want key 5" {
 		t.Errorf("why: %s", got)
@@ -287,15 +287,15 @@ func TestDiffInPlaceFields(t *testing.T) {
 	if st.undoCmd != "ip link set gre1 type gre remote 203.0.113.2 ttl 64 nokey" || st.undo == nil || st.news {
 		t.Errorf("in-place step: undo %q, news %v", st.undoCmd, st.news)
 	}
-	if bareCmd(st.cmds[0]) != "ip link set gre1 type gre remote 203.0.113.9 ttl 32 key 5" {
-		t.Errorf("bare command: %q", bareCmd(st.cmds[0]))
+	if bareCmd(st.Cmds[0]) != "ip link set gre1 type gre remote 203.0.113.9 ttl 32 key 5" {
+		t.Errorf("bare command: %q", bareCmd(st.Cmds[0]))
 	}
 
-	steps = diffSteps("eth1", []plan.Tunnel{w}, kernelWith(w, func(s *snapshot) { l := s.links["gre1"]; l.Kind = "ip6gre"; s.links["gre1"] = l }), nil, chainWith(w.MSS...))
+	steps = DiffSteps("eth1", []plan.Tunnel{w}, kernelWith(w, func(s *Snapshot) { l := s.Links["gre1"]; l.Kind = "ip6gre"; s.Links["gre1"] = l }), nil, chainWith(w.MSS...))
 	why = nil
 	for _, st := range steps {
-		for _, r := range st.why {
-			why = append(why, r.text)
+		for _, r := range st.Why {
+			why = append(why, r.Text)
 		}
 	}
 	if got := strings.Join(why, "; "); got != "mode is ip6gre, want gre; the kernel cannot change a link's kind, so up makes it again" {

@@ -1,13 +1,14 @@
-package hook
+package engine
 
 import (
 	"net/netip"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gre-hook/gre-hook/hook/addrpolicy"
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
-	"golang.org/x/sys/unix"
 )
 
 // localsOf are the addresses of an underlay as the address policy judges
@@ -24,13 +25,13 @@ func localsOf(as []rtnl.Addr) []addrpolicy.Local {
 	return out
 }
 
-// autoLocals gives each local = "auto" tunnel the underlay address the
+// AutoLocals gives each local = "auto" tunnel the underlay address the
 // one selection rule picks (addrpolicy.PickLocal, which the watcher's
 // follower applies too): the local the record says it has while the
 // underlay still has it, stable, else the oldest stable address. A
 // tunnel with none keeps its local unset, and the plan says why.
-func autoLocals(tunnels []config.Tunnel, s *snapshot, underlay string, rec *state.Record) []config.Tunnel {
-	l, ok := s.links[underlay]
+func AutoLocals(tunnels []config.Tunnel, s *Snapshot, underlay string, rec *state.Record) []config.Tunnel {
+	l, ok := s.Links[underlay]
 	if !ok {
 		return tunnels
 	}
@@ -53,9 +54,26 @@ func autoLocals(tunnels []config.Tunnel, s *snapshot, underlay string, rec *stat
 				others = append(others, c)
 			}
 		}
-		if a, ok := addrpolicy.PickLocal(others, familyOf(t.Remote), prefer); ok {
+		if a, ok := addrpolicy.PickLocal(others, FamilyOf(t.Remote), prefer); ok {
 			out[i].Local = a
 		}
 	}
 	return out
+}
+
+// OwnAddrs is what the address policy needs to know of the router's own
+// addresses, read from the kernel.
+func OwnAddrs(n Net) (addrpolicy.Own, error) {
+	var own addrpolicy.Own
+	as, err := n.Addrs()
+	if err != nil {
+		return own, err
+	}
+	for _, a := range as {
+		own.Prefixes = append(own.Prefixes, a.Prefix)
+		if a.Broadcast.IsValid() {
+			own.Broadcasts = append(own.Broadcasts, a.Broadcast)
+		}
+	}
+	return own, nil
 }

@@ -1,10 +1,11 @@
-package hook
+package peer
 
 import (
 	"net/netip"
 	"time"
 
 	"github.com/gre-hook/gre-hook/hook/config"
+	"github.com/gre-hook/gre-hook/hook/engine"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 	"github.com/gre-hook/gre-hook/hook/state"
@@ -94,13 +95,14 @@ type Watching struct {
 	Endpoints []DynamicTunnel
 }
 
-// watching lists what the watcher follows. A record or config that
+// List lists what the watcher follows, each record's tunnels judged
+// by the config explain gives for the record. A record or config that
 // cannot be read leaves its tunnels out and is reported in err, with the
 // others listed all the same.
-func watching(sys *System, cfgPath string) (Watching, error) {
+func List(sys *engine.System, explain func(*state.Record) (*config.Config, error)) (Watching, error) {
 	var out Watching
 	live, _ := state.ReadLiveness(sys.Store.Dir)
-	err := eachRecordTunnel(sys, cfgPath, func(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) {
+	err := eachRecordTunnel(sys, explain, func(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) {
 		if ct.Keepalive != nil && lk != nil {
 			out.Keepalives = append(out.Keepalives, watchedTunnel(u, t, ct, lk, live))
 		}
@@ -135,26 +137,20 @@ func dynamicTunnel(u string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link) (
 }
 
 // eachRecordTunnel calls fn for every tunnel of every record that the
-// config explaining the record still has, with the kernel's link if it is
-// gre-hook's GRE tunnel on that underlay (else nil). Each record is judged
-// by the config it names, else by cfgPath ("" for the defaults). A record
-// or config that cannot be read leaves its tunnels out and is reported in
-// the error, the others listed all the same.
-func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link)) error {
-	req := Request{Config: cfgPath, AllowInsecure: !sys.Store.Secure}
-	cfg, err := LoadConfig(req)
-	if err != nil {
-		return err
-	}
+// config explaining the record (explain's) still has, with the kernel's
+// link if it is gre-hook's GRE tunnel on that underlay (else nil). A
+// record or config that cannot be read leaves its tunnels out and is
+// reported in the error, the others listed all the same.
+func eachRecordTunnel(sys *engine.System, explain func(*state.Record) (*config.Config, error),
+	fn func(underlay string, t *state.Tunnel, ct config.Tunnel, lk *rtnl.Link)) error {
 	recs, broken, err := sys.Store.All()
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, u := range sortedKeys(broken) {
+	for _, u := range engine.SortedKeys(broken) {
 		errs = append(errs, broken[u])
 	}
-	srcs := newSources(req, cfg)
 	list, err := sys.Net.Links()
 	if err != nil {
 		return err
@@ -163,9 +159,9 @@ func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *s
 	for _, l := range list {
 		links[l.Name] = l
 	}
-	for _, u := range sortedKeys(recs) {
+	for _, u := range engine.SortedKeys(recs) {
 		rec := recs[u]
-		c, err := srcs.forRecord(rec)
+		c, err := explain(rec)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -187,5 +183,5 @@ func eachRecordTunnel(sys *System, cfgPath string, fn func(underlay string, t *s
 			fn(u, t, ct, lk)
 		}
 	}
-	return join(errs)
+	return engine.Join(errs)
 }

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"fmt"
@@ -37,25 +37,25 @@ import (
 // rules to both tables. Each step has its undo, so a failure rolls the
 // whole move back, in reverse, with the same guarantees.
 
-// policyChoice is the policy a run applies and whether it moves the
+// PolicyChoice is the policy a run applies and whether it moves the
 // router to it.
-type policyChoice struct {
-	use plan.Policy
+type PolicyChoice struct {
+	Use plan.Policy
 	// from are the policies the records say are in force other than use;
 	// moving is set when they, or the kernel, hold another.
 	from   []plan.Policy
-	moving bool
-	// why says why the config's policy is not applied ("" if it is).
-	why string
-	// refuse, when set, is why no policy can be applied: the run must
+	Moving bool
+	// Why says why the config's policy is not applied ("" if it is).
+	Why string
+	// Refuse, when set, is why no policy can be applied: the run must
 	// change nothing.
-	refuse string
-	// mend are the other underlays whose records say another policy
+	Refuse string
+	// Mend are the other underlays whose records say another policy
 	// than use while the kernel is in use: the run rewrites them.
-	mend []string
+	Mend []string
 }
 
-// choosePolicy decides the policy of a run whose config asks for want,
+// ChoosePolicy decides the policy of a run whose config asks for want,
 // with rec the record of its own underlay (nil if none) and others every
 // other record that could be read (unreadable names those that could
 // not). A move must reach every record, so with one unreadable no move
@@ -64,7 +64,7 @@ type policyChoice struct {
 // its own record's, then the others', then the config's. Another one's
 // rules would route the outer packets of links marked for the kernel's
 // into a tunnel. When the kernel is in none of them, the run is refused.
-func choosePolicy(want plan.Policy, rec *state.Record, others map[string]*state.Record, unreadable string, s *snapshot) policyChoice {
+func ChoosePolicy(want plan.Policy, rec *state.Record, others map[string]*state.Record, unreadable string, s *Snapshot) PolicyChoice {
 	all := map[string]*state.Record{}
 	for u, r := range others {
 		all[u] = r
@@ -73,54 +73,54 @@ func choosePolicy(want plan.Policy, rec *state.Record, others map[string]*state.
 		all[rec.Underlay] = rec
 	}
 	var from []plan.Policy
-	for _, p := range inForce(all) {
+	for _, p := range InForce(all) {
 		if p != want {
 			from = append(from, p)
 		}
 	}
 	if len(from) == 0 && !staleInKernel(want, s) {
-		return policyChoice{use: want}
+		return PolicyChoice{Use: want}
 	}
 	if unreadable == "" {
-		return policyChoice{use: want, from: from, moving: true}
+		return PolicyChoice{Use: want, from: from, Moving: true}
 	}
 	var cands []plan.Policy
 	if rec != nil {
 		cands = append(cands, rec.Applied())
 	}
-	cands = append(append(cands, inForce(others)...), want)
+	cands = append(append(cands, InForce(others)...), want)
 	for _, p := range cands {
 		if staleInKernel(p, s) {
 			continue
 		}
-		c := policyChoice{use: p}
-		for _, u := range sortedKeys(others) {
+		c := PolicyChoice{Use: p}
+		for _, u := range SortedKeys(others) {
 			if others[u].Applied() != p {
-				c.mend = append(c.mend, u)
+				c.Mend = append(c.Mend, u)
 			}
 		}
 		if p != want {
-			c.why = fmt.Sprintf("the config's [policy] (%s) is not applied: the record of %s cannot be read, and a change of policy must reach every underlay at once; "+
+			c.Why = fmt.Sprintf("the config's [policy] (%s) is not applied: the record of %s cannot be read, and a change of policy must reach every underlay at once; "+
 				"gre-hook keeps %s until that record is mended or moved aside (then run up again)", want, unreadable, p)
 		}
 		return c
 	}
 	named := ", and no record that can be read names one"
-	if in := inForce(all); len(in) > 0 {
-		named = ", nor under one that a record that can be read names (" + describePolicies(in) + ")"
+	if in := InForce(all); len(in) > 0 {
+		named = ", nor under one that a record that can be read names (" + DescribePolicies(in) + ")"
 	}
-	return policyChoice{use: want, refuse: fmt.Sprintf("gre-hook's links and default routes (%s) are not under the config's policy routing (%s)%s: "+
+	return PolicyChoice{Use: want, Refuse: fmt.Sprintf("gre-hook's links and default routes (%s) are not under the config's policy routing (%s)%s: "+
 		"they are under that of a record that cannot be read, or under two at once (a change of policy left half done); "+
 		"the record of %s cannot be read, and no change of policy can be made without it, so nothing was changed: mend that record or move it aside, then run up again",
 		strings.Join(staleItems(want, s), ", "), want, named, unreadable)}
 }
 
-// inForce is the policies recs were written under, each once, in the
+// InForce is the policies recs were written under, each once, in the
 // order of their underlays.
-func inForce(recs map[string]*state.Record) []plan.Policy {
+func InForce(recs map[string]*state.Record) []plan.Policy {
 	var out []plan.Policy
 	seen := map[plan.Policy]bool{}
-	for _, u := range sortedKeys(recs) {
+	for _, u := range SortedKeys(recs) {
 		if p := recs[u].Applied(); !seen[p] {
 			seen[p] = true
 			out = append(out, p)
@@ -133,14 +133,14 @@ func inForce(recs map[string]*state.Record) []plan.Policy {
 // made under another policy than pol: a link with another mark (but none:
 // the previous release marked nothing, and its own up marks it), or a
 // default route in a table of gre-hook's other than pol's.
-func staleInKernel(pol plan.Policy, s *snapshot) bool {
-	for _, l := range s.links {
+func staleInKernel(pol plan.Policy, s *Snapshot) bool {
+	for _, l := range s.Links {
 		if markedOtherwise(l, pol) {
 			return true
 		}
 	}
 	for _, f := range []int{4, 6} {
-		for _, r := range s.routes[f] {
+		for _, r := range s.Routes[f] {
 			if movable(r, pol, s) {
 				return true
 			}
@@ -150,15 +150,15 @@ func staleInKernel(pol plan.Policy, s *snapshot) bool {
 }
 
 // staleItems names what staleInKernel finds, for messages.
-func staleItems(pol plan.Policy, s *snapshot) []string {
+func staleItems(pol plan.Policy, s *Snapshot) []string {
 	var out []string
-	for _, n := range sortedKeys(s.links) {
-		if l := s.links[n]; markedOtherwise(l, pol) {
+	for _, n := range SortedKeys(s.Links) {
+		if l := s.Links[n]; markedOtherwise(l, pol) {
 			out = append(out, fmt.Sprintf("%s marked %#x", n, l.FwMark))
 		}
 	}
 	for _, f := range []int{4, 6} {
-		for _, r := range s.routes[f] {
+		for _, r := range s.Routes[f] {
 			if movable(r, pol, s) {
 				out = append(out, fmt.Sprintf("%s's default in table %d", r.Dev, r.Table))
 			}
@@ -167,13 +167,13 @@ func staleItems(pol plan.Policy, s *snapshot) []string {
 	return out
 }
 
-// describeFrom names what a move starts from: the records' policies, or
+// DescribeFrom names what a move starts from: the records' policies, or
 // when they all say pol already, what the kernel holds under another.
-func describeFrom(c policyChoice, s *snapshot) string {
+func DescribeFrom(c PolicyChoice, s *Snapshot) string {
 	if len(c.from) > 0 {
-		return describePolicies(c.from)
+		return DescribePolicies(c.from)
 	}
-	return "what the kernel holds under another (" + strings.Join(staleItems(c.use, s), ", ") + ")"
+	return "what the kernel holds under another (" + strings.Join(staleItems(c.Use, s), ", ") + ")"
 }
 
 // markedOtherwise reports whether l is a link of gre-hook's marked for
@@ -187,32 +187,32 @@ func ownedLink(l rtnl.Link) bool { return l.GRE && strings.HasPrefix(l.Alias, pl
 
 // movable reports whether r is a default route of gre-hook's in the table
 // of another policy than pol, through one of its links.
-func movable(r rtnl.Route, pol plan.Policy, s *snapshot) bool {
-	l, ok := s.links[r.Dev]
+func movable(r rtnl.Route, pol plan.Policy, s *Snapshot) bool {
+	l, ok := s.Links[r.Dev]
 	return r.Protocol == plan.RouteProtocol && r.IsDefault() && r.Table != 0 && r.Table != pol.Table && ok && ownedLink(l)
 }
 
-// move is a change of policy: the steps, and the kernel as they leave it.
-type move struct {
-	steps []step
-	links map[string]rtnl.Link
-	// routes and rules are the kernel's after the steps.
-	routes map[int][]rtnl.Route
-	rules  map[int][]rtnl.Rule
+// Move is a change of policy: the steps, and the kernel as they leave it.
+type Move struct {
+	steps []Step
+	Links map[string]rtnl.Link
+	// Routes and rules are the kernel's after the steps.
+	Routes map[int][]rtnl.Route
+	Rules  map[int][]rtnl.Rule
 }
 
-// planMove is the steps that move every underlay to pol, from the kernel
+// PlanMove is the steps that move every underlay to pol, from the kernel
 // as s and rules have it. need is the families whose rules must exist
 // afterwards (the records' default routes). It refuses a move that would
 // replace a route gre-hook did not make in pol's table.
-func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[int]bool) (*move, error) {
-	mv := &move{links: map[string]rtnl.Link{}, routes: map[int][]rtnl.Route{}, rules: map[int][]rtnl.Rule{}}
-	for n, l := range s.links {
-		mv.links[n] = l
+func PlanMove(pol plan.Policy, s *Snapshot, rules map[int][]rtnl.Rule, need map[int]bool) (*Move, error) {
+	mv := &Move{Links: map[string]rtnl.Link{}, Routes: map[int][]rtnl.Route{}, Rules: map[int][]rtnl.Rule{}}
+	for n, l := range s.Links {
+		mv.Links[n] = l
 	}
 	for _, f := range []int{4, 6} {
-		mv.routes[f] = append([]rtnl.Route(nil), s.routes[f]...)
-		mv.rules[f] = append([]rtnl.Rule(nil), rules[f]...)
+		mv.Routes[f] = append([]rtnl.Route(nil), s.Routes[f]...)
+		mv.Rules[f] = append([]rtnl.Rule(nil), rules[f]...)
 	}
 	relink, marks := remarked(pol, s)
 	old, moved, err := movedDefaults(pol, s)
@@ -250,7 +250,7 @@ func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[
 	// 5. The old rules, the one to a table first.
 	for _, f := range []int{4, 6} {
 		var stale []rtnl.Rule
-		for _, r := range mv.rules[f] {
+		for _, r := range mv.Rules[f] {
 			wanted := isBridge(r)
 			for _, w := range pol.Rules(f) {
 				wanted = wanted || sameRule(r, w)
@@ -274,7 +274,7 @@ func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[
 		mv.delRoute(p)
 	}
 	for _, f := range []int{4, 6} {
-		for _, r := range append([]rtnl.Rule(nil), mv.rules[f]...) {
+		for _, r := range append([]rtnl.Rule(nil), mv.Rules[f]...) {
 			if isBridge(r) && r.Protocol == plan.RouteProtocol {
 				mv.delRule(r)
 			}
@@ -285,11 +285,11 @@ func planMove(pol plan.Policy, s *snapshot, rules map[int][]rtnl.Rule, need map[
 
 // remarked is gre-hook's links marked otherwise than pol, in name order,
 // and their marks.
-func remarked(pol plan.Policy, s *snapshot) ([]rtnl.Link, map[uint32]bool) {
+func remarked(pol plan.Policy, s *Snapshot) ([]rtnl.Link, map[uint32]bool) {
 	marks := map[uint32]bool{}
 	var relink []rtnl.Link
-	for _, n := range sortedKeys(s.links) {
-		if l := s.links[n]; markedOtherwise(l, pol) {
+	for _, n := range SortedKeys(s.Links) {
+		if l := s.Links[n]; markedOtherwise(l, pol) {
 			marks[l.FwMark] = true
 			relink = append(relink, l)
 		}
@@ -300,16 +300,16 @@ func remarked(pol plan.Policy, s *snapshot) ([]rtnl.Link, map[uint32]bool) {
 // movedDefaults is gre-hook's default routes in other tables than pol's,
 // as they are (old) and as they will be in pol's table (moved). A route
 // gre-hook did not make at the place one would take is an error.
-func movedDefaults(pol plan.Policy, s *snapshot) (old, moved []plan.Route, err error) {
+func movedDefaults(pol plan.Policy, s *Snapshot) (old, moved []plan.Route, err error) {
 	for _, f := range []int{4, 6} {
-		for _, r := range s.routes[f] {
+		for _, r := range s.Routes[f] {
 			if !movable(r, pol, s) {
 				continue
 			}
-			p := planRoute(r)
+			p := PlanRoute(r)
 			n := p
 			n.Table = pol.Table
-			if f := findRoute(s.routes, n, false); f != nil {
+			if f := findRoute(s.Routes, n, false); f != nil {
 				return nil, nil, fmt.Errorf("moving the default route of %s to table %d ([policy] table): "+
 					"the table has a route at metric %d that gre-hook did not make (via %s dev %s, proto %d); "+
 					"the table must be gre-hook's own", r.Dev, pol.Table, n.Metric, f.Gw, f.Dev, f.Protocol)
@@ -361,82 +361,82 @@ func bridgeRules(pol plan.Policy, marks map[uint32]bool, rules map[int][]rtnl.Ru
 
 // copyRoute adds the step that puts n, a default route of gre-hook's, in
 // its new table, unless it is there.
-func (mv *move) copyRoute(n plan.Route) {
-	if have := findRoute(mv.routes, n, true); have != nil && have.Dev == n.Dev && have.Gw == n.Gw {
+func (mv *Move) copyRoute(n plan.Route) {
+	if have := findRoute(mv.Routes, n, true); have != nil && have.Dev == n.Dev && have.Gw == n.Gw {
 		return
 	}
-	mv.steps = append(mv.steps, step{tunnel: n.Dev, cmds: []string{plan.ReplaceRouteCmd(n)},
-		change:  func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(n, plan.RouteProtocol)) },
-		undoCmd: plan.DelRouteCmd(n), undo: func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(n, plan.RouteProtocol)) }})
-	setRouteAt(mv.routes, n, &rtnl.Route{Dst: n.Dst, Gw: n.Gw, Dev: n.Dev, Table: n.Table, Metric: n.Metric, Protocol: plan.RouteProtocol})
+	mv.steps = append(mv.steps, Step{Tunnel: n.Dev, Cmds: []string{plan.ReplaceRouteCmd(n)},
+		change:  func(x *Executor) error { return x.Sys.Net.ReplaceRoute(KernelRoute(n, plan.RouteProtocol)) },
+		undoCmd: plan.DelRouteCmd(n), undo: func(x *Executor) error { return x.Sys.Net.DelRoute(KernelRoute(n, plan.RouteProtocol)) }})
+	setRouteAt(mv.Routes, n, &rtnl.Route{Dst: n.Dst, Gw: n.Gw, Dev: n.Dev, Table: n.Table, Metric: n.Metric, Protocol: plan.RouteProtocol})
 }
 
 // delRoute adds the step that deletes p, a default route of gre-hook's in
 // its old table.
-func (mv *move) delRoute(p plan.Route) {
-	mv.steps = append(mv.steps, step{tunnel: p.Dev, cmds: []string{plan.DelRouteCmd(p)},
-		change:  func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(p, plan.RouteProtocol)) },
-		undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }})
-	setRouteAt(mv.routes, p, nil)
+func (mv *Move) delRoute(p plan.Route) {
+	mv.steps = append(mv.steps, Step{Tunnel: p.Dev, Cmds: []string{plan.DelRouteCmd(p)},
+		change:  func(x *Executor) error { return x.Sys.Net.DelRoute(KernelRoute(p, plan.RouteProtocol)) },
+		undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *Executor) error { return x.Sys.Net.ReplaceRoute(KernelRoute(p, plan.RouteProtocol)) }})
+	setRouteAt(mv.Routes, p, nil)
 }
 
 // remark adds the step that marks l, a link of gre-hook's, with mark.
-func (mv *move) remark(l rtnl.Link, mark uint32) {
+func (mv *Move) remark(l rtnl.Link, mark uint32) {
 	name, prev := l.Name, l.FwMark
 	want := plan.Link{Name: name, Mode: config.Mode(l.Kind), FwMark: mark}
-	mv.steps = append(mv.steps, step{tunnel: name, cmds: []string{plan.FwMarkCmd(want)},
-		change:  func(x *executor) error { return x.sys.Net.SetFwMark(name, mark) },
+	mv.steps = append(mv.steps, Step{Tunnel: name, Cmds: []string{plan.FwMarkCmd(want)},
+		change:  func(x *Executor) error { return x.Sys.Net.SetFwMark(name, mark) },
 		undoCmd: plan.FwMarkCmd(plan.Link{Name: name, Mode: want.Mode, FwMark: prev}),
-		undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
+		undo:    func(x *Executor) error { return x.Sys.Net.SetFwMark(name, prev) }})
 	l.FwMark = mark
-	mv.links[name] = l
+	mv.Links[name] = l
 }
 
 // addRule adds the step that adds r, unless the kernel has it.
-func (mv *move) addRule(r plan.Rule) {
-	for _, have := range mv.rules[r.Family] {
+func (mv *Move) addRule(r plan.Rule) {
+	for _, have := range mv.Rules[r.Family] {
 		if sameRule(have, r) {
 			return
 		}
 	}
-	k := kernelRule(r)
-	mv.steps = append(mv.steps, step{cmds: []string{plan.AddRuleCmd(r)},
-		change:  func(x *executor) error { return x.sys.Net.AddRule(k) },
-		undoCmd: plan.DelRuleCmd(r), undo: func(x *executor) error { return x.sys.Net.DelRule(k) }})
-	mv.rules[r.Family] = append(mv.rules[r.Family], k)
+	k := KernelRule(r)
+	mv.steps = append(mv.steps, Step{Cmds: []string{plan.AddRuleCmd(r)},
+		change:  func(x *Executor) error { return x.Sys.Net.AddRule(k) },
+		undoCmd: plan.DelRuleCmd(r), undo: func(x *Executor) error { return x.Sys.Net.DelRule(k) }})
+	mv.Rules[r.Family] = append(mv.Rules[r.Family], k)
 }
 
 // delRule adds the step that deletes the kernel's rule r.
-func (mv *move) delRule(r rtnl.Rule) {
+func (mv *Move) delRule(r rtnl.Rule) {
 	p := planRule(r)
-	mv.steps = append(mv.steps, step{cmds: []string{plan.DelRuleCmd(p)},
-		change:  func(x *executor) error { return x.sys.Net.DelRule(r) },
-		undoCmd: plan.AddRuleCmd(p), undo: func(x *executor) error { return x.sys.Net.AddRule(r) }})
+	mv.steps = append(mv.steps, Step{Cmds: []string{plan.DelRuleCmd(p)},
+		change:  func(x *Executor) error { return x.Sys.Net.DelRule(r) },
+		undoCmd: plan.AddRuleCmd(p), undo: func(x *Executor) error { return x.Sys.Net.AddRule(r) }})
 	var keep []rtnl.Rule
-	for _, have := range mv.rules[r.Family] {
+	for _, have := range mv.Rules[r.Family] {
 		if have != r {
 			keep = append(keep, have)
 		}
 	}
-	mv.rules[r.Family] = keep
+	mv.Rules[r.Family] = keep
 }
 
-// cmds is the move's commands, in order.
-func (mv *move) cmds() []string {
+// Cmds is the move's commands, in order.
+func (mv *Move) Cmds() []string {
 	var out []string
 	for _, st := range mv.steps {
-		out = append(out, st.cmds...)
+		out = append(out, st.Cmds...)
 	}
 	return out
 }
 
-// movedRecord is rec under pol: the policy, and its tunnels' default
+// MovedRecord is rec under pol: the policy, and its tunnels' default
 // routes, listed and withdrawn, in pol's table. With keep, the old entries
 // stay as well and so does the policy: the intent a run saves before the
 // move, so that whatever a crash leaves, a down takes it all and a
 // failover withdraws it all, and the next up moves again. rec is not
 // changed.
-func movedRecord(rec *state.Record, pol plan.Policy, keep bool) *state.Record {
+func MovedRecord(rec *state.Record, pol plan.Policy, keep bool) *state.Record {
 	out := *rec
 	if !keep {
 		p := pol
@@ -477,14 +477,14 @@ func movedRoutes(rs []state.Route, pol plan.Policy, keep bool) []state.Route {
 	return out
 }
 
-// saveMoved rewrites the records of underlays under pol, each read again
+// SaveMoved rewrites the records of underlays under pol, each read again
 // from the store.
-func saveMoved(store state.Store, underlays []string, pol plan.Policy) []error {
+func SaveMoved(store state.Store, underlays []string, pol plan.Policy) []error {
 	var errs []error
 	for _, u := range underlays {
 		rec, err := store.Load(u)
 		if err == nil && rec != nil {
-			err = store.Save(movedRecord(rec, pol, false))
+			err = store.Save(MovedRecord(rec, pol, false))
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -493,10 +493,10 @@ func saveMoved(store state.Store, underlays []string, pol plan.Policy) []error {
 	return errs
 }
 
-// withOwnedDefaults is cp with the default routes rec lists in gre-hook's
+// WithOwnedDefaults is cp with the default routes rec lists in gre-hook's
 // tables added to its tunnels of the same name: the intent of a run that
 // moves them.
-func withOwnedDefaults(cp, rec *state.Record) *state.Record {
+func WithOwnedDefaults(cp, rec *state.Record) *state.Record {
 	if rec == nil {
 		return cp
 	}
@@ -521,33 +521,11 @@ func withOwnedDefaults(cp, rec *state.Record) *state.Record {
 	return cp
 }
 
-// describePolicies names policies, for messages.
-func describePolicies(ps []plan.Policy) string {
+// DescribePolicies names policies, for messages.
+func DescribePolicies(ps []plan.Policy) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
 		s[i] = p.String()
 	}
 	return strings.Join(s, " and ")
-}
-
-// warnOtherSources warns, when a run moves the policy to pol, about the
-// underlays whose tunnels came from another config asking for another:
-// that config's next up moves the router back.
-func warnOtherSources(req Request, cfg *config.Config, others map[string]*state.Record, pol plan.Policy, l *logger) {
-	srcs := newSources(req, cfg)
-	for _, u := range sortedKeys(others) {
-		rec := others[u]
-		if rec.Source == "" || rec.Source == srcs.own {
-			continue
-		}
-		c, err := srcs.forRecord(rec)
-		if err != nil {
-			l.warn("the tunnels on %s came from %s, which cannot be read (%v): if its [policy] differs, its next up moves every underlay back", u, describeSource(rec.Source), err)
-			continue
-		}
-		if p := policyOf(c); p != pol {
-			l.warn("the tunnels on %s came from %s, whose policy routing is %s: "+
-				"its next up moves every underlay back; give both configs the same [policy]", u, describeSource(rec.Source), p)
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"errors"
@@ -75,11 +75,11 @@ var reflectSysctls = []struct{ name, value string }{
 
 func confKey(iface, name string) string { return "net/ipv4/conf/" + iface + "/" + name }
 
-// readSysctls reads, into the snapshot, what diffSysctls compares: the
+// ReadSysctls reads, into the snapshot, what diffSysctls compares: the
 // reflection settings of every tunnel in want that reflects keepalives,
 // and conf.default's, which a link gets when it is made. A link that is
 // not there yet has no values to read.
-func readSysctls(sc Sysctl, want []plan.Tunnel, s *snapshot) error {
+func ReadSysctls(sc Sysctl, want []plan.Tunnel, s *Snapshot) error {
 	if sc == nil {
 		return nil
 	}
@@ -115,15 +115,15 @@ func readSysctls(sc Sysctl, want []plan.Tunnel, s *snapshot) error {
 // want that reflects keepalives. A link the diff makes, or makes again,
 // starts with conf.default's values; one it changes in place keeps its
 // own.
-func diffSysctls(want []plan.Tunnel, s *snapshot) []step {
-	var out []step
+func diffSysctls(want []plan.Tunnel, s *Snapshot) []Step {
+	var out []Step
 	for i := range want {
 		t := &want[i]
 		if !t.Reflect || s.sysctls == nil {
 			continue
 		}
 		name := t.Link.Name
-		have, exists := s.links[name]
+		have, exists := s.Links[name]
 		fresh := !exists
 		if exists {
 			_, why := remakes(have, t.Link)
@@ -138,12 +138,12 @@ func diffSysctls(want []plan.Tunnel, s *snapshot) []step {
 			if known && cur == value {
 				continue
 			}
-			st := step{tunnel: name, cmds: []string{sysctlCmd(key, value)},
-				why:    because(name, "%s is %s, want %s", dotted(key), cur, value),
-				change: func(x *executor) error { return x.sys.Sysctl.Set(key, value) }}
+			st := Step{Tunnel: name, Cmds: []string{sysctlCmd(key, value)},
+				Why:    because(name, "%s is %s, want %s", dotted(key), cur, value),
+				change: func(x *Executor) error { return x.Sys.Sysctl.Set(key, value) }}
 			if known {
 				st.undoCmd = sysctlCmd(key, cur)
-				st.undo = func(x *executor) error { return x.sys.Sysctl.Set(key, cur) }
+				st.undo = func(x *Executor) error { return x.Sys.Sysctl.Set(key, cur) }
 			}
 			out = append(out, st)
 		}
@@ -153,7 +153,7 @@ func diffSysctls(want []plan.Tunnel, s *snapshot) []step {
 
 // warnReflection warns when a global setting, which gre-hook never
 // changes, stops the tunnels in want from reflecting keepalives.
-func warnReflection(sc Sysctl, want []plan.Tunnel, l *logger) {
+func warnReflection(sc Sysctl, want []plan.Tunnel, l *Logger) {
 	if sc == nil {
 		return
 	}
@@ -167,7 +167,7 @@ func warnReflection(sc Sysctl, want []plan.Tunnel, l *logger) {
 		return
 	}
 	for _, w := range reflectionWarnings(sc, names) {
-		l.warn("%s", w)
+		l.Warn("%s", w)
 	}
 }
 

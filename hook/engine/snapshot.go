@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"fmt"
@@ -11,26 +11,27 @@ import (
 	"github.com/gre-hook/gre-hook/hook/rtnl"
 )
 
-// snapshot is the kernel state a run reads once at its start, so that its
+// Snapshot is the kernel state a run reads once at its start, so that its
 // cost does not grow with the square of the number of tunnels. The diff
 // compares the plan with it.
-type snapshot struct {
-	links  map[string]rtnl.Link
+type Snapshot struct {
+	Links  map[string]rtnl.Link
 	addrs  map[int][]rtnl.Addr
-	routes map[int][]rtnl.Route // by family
+	Routes map[int][]rtnl.Route // by family
 	// sysctls holds the /proc/sys values readSysctls read for the
 	// tunnels that reflect keepalives, and conf.default's.
 	sysctls map[string]string
 }
 
-func takeSnapshot(n Net) (*snapshot, error) {
-	s := &snapshot{links: map[string]rtnl.Link{}, addrs: map[int][]rtnl.Addr{}}
+// TakeSnapshot reads the kernel's links, addresses and routes.
+func TakeSnapshot(n Net) (*Snapshot, error) {
+	s := &Snapshot{Links: map[string]rtnl.Link{}, addrs: map[int][]rtnl.Addr{}}
 	links, err := n.Links()
 	if err != nil {
 		return nil, err
 	}
 	for _, l := range links {
-		s.links[l.Name] = l
+		s.Links[l.Name] = l
 	}
 	addrs, err := n.Addrs()
 	if err != nil {
@@ -41,7 +42,7 @@ func takeSnapshot(n Net) (*snapshot, error) {
 	}
 	// Both families, always: a config edit may have dropped the last IPv6
 	// route, and the stale one must still be found.
-	if s.routes, err = readRoutes(n); err != nil {
+	if s.Routes, err = readRoutes(n); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -60,16 +61,17 @@ func readRoutes(n Net) (map[int][]rtnl.Route, error) {
 	return routes, nil
 }
 
-func familyOf(a netip.Addr) int {
+// FamilyOf is a's family, 4 or 6.
+func FamilyOf(a netip.Addr) int {
 	if a.Is4() {
 		return 4
 	}
 	return 6
 }
 
-// underlayOf reads what the plan needs to know about the underlay.
-func underlayOf(s *snapshot, name string) (plan.Underlay, error) {
-	l, ok := s.links[name]
+// UnderlayOf reads what the plan needs to know about the underlay.
+func UnderlayOf(s *Snapshot, name string) (plan.Underlay, error) {
+	l, ok := s.Links[name]
 	if !ok {
 		return plan.Underlay{}, fmt.Errorf("underlay %s does not exist", name)
 	}
@@ -83,7 +85,7 @@ func underlayOf(s *snapshot, name string) (plan.Underlay, error) {
 // findRoute returns the route with r's key (destination, table, metric)
 // that is gre-hook's (ours) or someone else's (!ours), or nil.
 func findRoute(routes map[int][]rtnl.Route, r plan.Route, ours bool) *rtnl.Route {
-	for _, have := range routes[familyOf(r.Dst.Addr())] {
+	for _, have := range routes[FamilyOf(r.Dst.Addr())] {
 		if have.Dst == r.Dst && have.Table == r.Table && have.Metric == r.Metric && (have.Protocol == plan.RouteProtocol) == ours {
 			h := have
 			return &h

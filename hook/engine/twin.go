@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"fmt"
@@ -28,39 +28,39 @@ import (
 // could take the default over, and the record's note of the route it
 // replaced would stay with the old entry. The step then fails the run,
 // before any change of this tunnel, saying so.
-func twinStep(t *plan.Tunnel, want []plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, rec *state.Record) (step, bool) {
+func twinStep(t *plan.Tunnel, want []plan.Tunnel, s *Snapshot, routes map[int][]rtnl.Route, rec *state.Record) (Step, bool) {
 	w := t.Link
-	if have, ok := s.links[w.Name]; ok && linkMatches(have, w) {
-		return step{}, false // no new link
+	if have, ok := s.Links[w.Name]; ok && linkMatches(have, w) {
+		return Step{}, false // no new link
 	}
-	for _, o := range s.links {
+	for _, o := range s.Links {
 		if !o.GRE || o.Name == w.Name || o.Kind != string(w.Mode) || o.Local != w.Local || o.Remote != w.Remote || o.IKey != w.IKey ||
 			o.Alias != w.Alias || configured(want, o.Name) {
 			continue
 		}
 		old, addrs, via := o, s.addrs[o.Index], routesVia(routes, o.Name)
 		if holdsDefault(rec.Find(old.Name), via) {
-			return step{tunnel: w.Name, self: true, bare: true,
-				why: because(w.Name, "stale link %s has the same local, remote and key and holds the default route", old.Name),
-				change: func(x *executor) error {
+			return Step{Tunnel: w.Name, self: true, bare: true,
+				Why: because(w.Name, "stale link %s has the same local, remote and key and holds the default route", old.Name),
+				change: func(x *Executor) error {
 					return fmt.Errorf("tunnel %q: stale tunnel %s has the same local %s, remote %s and key %d, which the kernel allows one tunnel, "+
 						"and holds the default route, so it is not removed first; take the underlay's tunnels down and up "+
-						"(`gre-hook --iface %s --phase down`, then up)", w.Name, old.Name, w.Local, w.Remote, w.IKey, x.underlay)
+						"(`gre-hook --iface %s --phase down`, then up)", w.Name, old.Name, w.Local, w.Remote, w.IKey, x.Underlay)
 				}}, true
 		}
-		return step{
-			tunnel:  w.Name,
-			cmds:    []string{plan.DelLinkCmd(old.Name)},
-			why:     because(w.Name, "stale link %s has the same local %s, remote %s and key %d, which the kernel allows one tunnel", old.Name, w.Local, w.Remote, w.IKey),
-			prepare: func(x *executor) { delete(x.snap.links, old.Name) },
-			change:  func(x *executor) error { return x.sys.Net.DelLink(old.Name) },
+		return Step{
+			Tunnel:  w.Name,
+			Cmds:    []string{plan.DelLinkCmd(old.Name)},
+			Why:     because(w.Name, "stale link %s has the same local %s, remote %s and key %d, which the kernel allows one tunnel", old.Name, w.Local, w.Remote, w.IKey),
+			prepare: func(x *Executor) { delete(x.Snap.Links, old.Name) },
+			change:  func(x *Executor) error { return x.Sys.Net.DelLink(old.Name) },
 			undoCmd: "recreate " + old.Name + " as it was",
-			undo:    func(x *executor) error { return recreate(x.sys.Net, old, addrs, via) },
+			undo:    func(x *Executor) error { return recreate(x.Sys.Net, old, addrs, via) },
 			// The kernel deletes the link's routes with it.
 			dropsRoutesVia: old.Name,
 		}, true
 	}
-	return step{}, false
+	return Step{}, false
 }
 
 // configured reports whether want has a tunnel named name.

@@ -1,6 +1,8 @@
-package hook
+package engine
 
 import (
+	"sort"
+
 	"github.com/gre-hook/gre-hook/hook/config"
 	"github.com/gre-hook/gre-hook/hook/plan"
 	"github.com/gre-hook/gre-hook/hook/rtnl"
@@ -19,13 +21,13 @@ func planLink(have rtnl.Link) plan.Link {
 	return plan.Link{Name: have.Name, Mode: config.Mode(have.Kind), Params: have.Params, MTU: have.MTU, Multicast: have.Multicast, Alias: have.Alias, FwMark: have.FwMark}
 }
 
-// kernelRoute is r installed (or deleted) with protocol proto.
-func kernelRoute(r plan.Route, proto int) rtnl.Route {
+// KernelRoute is r installed (or deleted) with protocol proto.
+func KernelRoute(r plan.Route, proto int) rtnl.Route {
 	return rtnl.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: r.Metric, Protocol: proto}
 }
 
-// planRoute is the route r read back, as plans and records keep it.
-func planRoute(r rtnl.Route) plan.Route {
+// PlanRoute is the route r read back, as plans and records keep it.
+func PlanRoute(r rtnl.Route) plan.Route {
 	return plan.Route{Dst: r.Dst, Gw: r.Gw, Dev: r.Dev, Table: r.Table, Metric: r.Metric}
 }
 
@@ -36,9 +38,9 @@ func planAddr(a rtnl.Addr) plan.Addr { return plan.Addr{Prefix: a.Prefix, Broadc
 // module is the kernel module that provides mode's links.
 func module(m config.Mode) string { return rtnl.Module(string(m)) }
 
-// linkNamed is the link called name, or nil if there is none. It reads
+// LinkNamed is the link called name, or nil if there is none. It reads
 // every link: it serves the watcher's rare changes, not a run's loop.
-func linkNamed(n Net, name string) (*rtnl.Link, error) {
+func LinkNamed(n Net, name string) (*rtnl.Link, error) {
 	links, err := n.Links()
 	if err != nil {
 		return nil, err
@@ -49,4 +51,19 @@ func linkNamed(n Net, name string) (*rtnl.Link, error) {
 		}
 	}
 	return nil, nil
+}
+
+// Modules is the kernel modules the tunnels' modes need, each once, in
+// order.
+func Modules(ts []plan.Tunnel) []string {
+	set := map[string]bool{}
+	for _, t := range ts {
+		set[module(t.Link.Mode)] = true
+	}
+	var out []string
+	for m := range set {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"reflect"
@@ -27,7 +27,7 @@ func (c *countingTables) Restore(string) error { return nil }
 
 func TestReadAheadAnswersTheFirstReadOnly(t *testing.T) {
 	c := &countingTables{lines: []string{"-N GRE-HOOK", "-A GRE-HOOK -o t1 -j TCPMSS --clamp-mss-to-pmtu"}}
-	r := newReadAhead(c, []mss.Chain{mss.Out})
+	r := NewReadAhead(c, []mss.Chain{mss.Out})
 	<-r.done
 	if c.reads != 1 {
 		t.Fatalf("read ahead: %d reads, want 1", c.reads)
@@ -48,7 +48,7 @@ func TestReadAheadAnswersTheFirstReadOnly(t *testing.T) {
 
 func TestReadAheadOfAMissingChain(t *testing.T) {
 	c := &countingTables{}
-	r := newReadAhead(c, []mss.Chain{mss.Out})
+	r := NewReadAhead(c, []mss.Chain{mss.Out})
 	if s, _ := mss.Read(r, mss.Out); s.Chains[0].Exists || s.Chains[0].Jump {
 		t.Fatal("Read says the missing chain exists")
 	}
@@ -63,7 +63,7 @@ func TestReadAheadOfAMissingChain(t *testing.T) {
 
 func TestReadAheadOfBothChains(t *testing.T) {
 	c := &countingTables{lines: []string{"-N X"}}
-	r := newReadAhead(c, []mss.Chain{mss.Out, mss.In})
+	r := NewReadAhead(c, []mss.Chain{mss.Out, mss.In})
 	<-r.done
 	if c.reads != 1 {
 		t.Fatalf("read ahead of two chains: %d reads, want 1", c.reads)
@@ -78,7 +78,7 @@ func TestReadAheadOfBothChains(t *testing.T) {
 
 	// A backend made for one chain reads both afresh, in one read.
 	c = &countingTables{lines: []string{"-N X"}}
-	r = newReadAhead(c, []mss.Chain{mss.Out})
+	r = NewReadAhead(c, []mss.Chain{mss.Out})
 	if s, err := mss.Read(r, mss.Out, mss.In); err != nil || len(s.Chains) != 2 {
 		t.Fatalf("Read: %+v %v", s, err)
 	}

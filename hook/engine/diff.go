@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"fmt"
@@ -17,24 +17,24 @@ import (
 // kernel hold the plan. It reads and changes nothing: up runs its steps
 // (apply.go), --dry-run prints them, and status reports them as drift.
 
-// step is one change the diff asks for.
-type step struct {
-	// tunnel is the tunnel the step is for; "" for the underlay's
+// Step is one change the diff asks for.
+type Step struct {
+	// Tunnel is the tunnel the step is for; "" for the underlay's
 	// iptables rules, which go in one write.
-	tunnel string
-	// cmds are the commands a person would type for the change, as up
+	Tunnel string
+	// Cmds are the commands a person would type for the change, as up
 	// prints them: the first is the change, the rest say what the same
 	// call also does (a new link gets its alias and MTU with it). The
 	// first may end in a comment (commentMark) saying why it is done so.
-	cmds []string
-	// why says what differs, for status.
-	why []reason
+	Cmds []string
+	// Why says what differs, for status.
+	Why []reason
 	// change makes the change.
-	change func(x *executor) error
+	change func(x *Executor) error
 	// undoCmd and undo put back what change did; undo is nil when
 	// nothing needs putting back (a rollback deletes the link anyway).
 	undoCmd string
-	undo    func(x *executor) error
+	undo    func(x *Executor) error
 	// self: change prints its own commands and honours a dry run itself.
 	// Handing on a previous release's main default follows legacy.go's
 	// rule as it goes, and what it does is known only then.
@@ -52,27 +52,27 @@ type step struct {
 	news bool
 	// prepare edits the run's snapshot when the step is reached, in a dry
 	// run too, so that the steps after it see the kernel as it will be.
-	prepare func(x *executor)
+	prepare func(x *Executor)
 }
 
 // reason is one difference, and the tunnel it is about.
 type reason struct {
-	tunnel string
-	text   string
+	Tunnel string
+	Text   string
 }
 
 func because(tunnel, format string, args ...interface{}) []reason {
-	return []reason{{tunnel: tunnel, text: fmt.Sprintf(format, args...)}}
+	return []reason{{Tunnel: tunnel, Text: fmt.Sprintf(format, args...)}}
 }
 
-// drifts reports whether st is a difference: something to do, or to say.
-func (st *step) drifts() bool { return len(st.cmds) > 0 || len(st.why) > 0 }
+// Drifts reports whether st is a difference: something to do, or to say.
+func (st *Step) Drifts() bool { return len(st.Cmds) > 0 || len(st.Why) > 0 }
 
-// diffSteps is every step for the tunnels want on underlay: their links,
+// DiffSteps is every step for the tunnels want on underlay: their links,
 // addresses and routes, the MSS rules of the underlay (chains holds
 // gre-hook's chain of each family that has or had rules), and the
 // up_commands of the tunnels those steps touch.
-func diffSteps(underlay string, want []plan.Tunnel, s *snapshot, rec *state.Record, chains map[int]mss.State) []step {
+func DiffSteps(underlay string, want []plan.Tunnel, s *Snapshot, rec *state.Record, chains map[int]mss.State) []Step {
 	steps := diffTunnels(want, s, rec)
 	steps = append(steps, diffSysctls(want, s)...)
 	steps = append(steps, diffRules(underlay, want, chains)...)
@@ -81,11 +81,11 @@ func diffSteps(underlay string, want []plan.Tunnel, s *snapshot, rec *state.Reco
 
 // diffTunnels is the steps for the tunnels' links, addresses and routes,
 // tunnel by tunnel.
-func diffTunnels(want []plan.Tunnel, s *snapshot, rec *state.Record) []step {
-	var out []step
-	routes := s.routes
+func diffTunnels(want []plan.Tunnel, s *Snapshot, rec *state.Record) []Step {
+	var out []Step
+	routes := s.Routes
 	for i := range want {
-		var steps []step
+		var steps []Step
 		if st, ok := twinStep(&want[i], want, s, routes, rec); ok {
 			out = append(out, st)
 			routes = withoutRoutesVia(routes, st.dropsRoutesVia)
@@ -111,11 +111,11 @@ func bareCmd(cmd string) string {
 // link made (a new index), an address added or removed, the multicast
 // flag changed. A change in place (MTU, TTL, endpoints, keys), a route or
 // an MSS rule leaves a multicast daemon's VIF as it was: no news.
-func touched(steps []step) map[string]bool {
+func touched(steps []Step) map[string]bool {
 	out := map[string]bool{}
 	for _, st := range steps {
-		if st.tunnel != "" && st.news && len(st.cmds) > 0 {
-			out[st.tunnel] = true
+		if st.Tunnel != "" && st.news && len(st.Cmds) > 0 {
+			out[st.Tunnel] = true
 		}
 	}
 	return out
@@ -136,8 +136,8 @@ func linkMatches(have rtnl.Link, want plan.Link) bool {
 func remakes(have rtnl.Link, want plan.Link) (comment, why string) {
 	switch {
 	case !have.GRE || have.Kind != string(want.Mode):
-		return fmt.Sprintf("mode %s, was %s: the kernel cannot change a link's kind", want.Mode, kindOf(have)),
-			fmt.Sprintf("mode is %s, want %s; the kernel cannot change a link's kind, so up makes it again", kindOf(have), want.Mode)
+		return fmt.Sprintf("mode %s, was %s: the kernel cannot change a link's kind", want.Mode, KindOf(have)),
+			fmt.Sprintf("mode is %s, want %s; the kernel cannot change a link's kind, so up makes it again", KindOf(have), want.Mode)
 	case !rtnl.RemoteChangeable(have.Kind, have.Remote, want.Remote):
 		return fmt.Sprintf("remote %s, was %s: the kernel cannot make a gre link point-to-point or not", want.Remote, have.Remote),
 			fmt.Sprintf("remote is %s, want %s; the kernel cannot make a gre link point-to-point or not, so up makes it again", have.Remote, want.Remote)
@@ -151,10 +151,10 @@ func remakes(have rtnl.Link, want plan.Link) (comment, why string) {
 // The link first (made again, made, or changed in place), then its
 // addresses, its state, its routes, and last the addresses it no longer
 // has.
-func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *state.Tunnel) ([]step, map[int][]rtnl.Route) {
+func diffTunnel(t *plan.Tunnel, s *Snapshot, routes map[int][]rtnl.Route, old *state.Tunnel) ([]Step, map[int][]rtnl.Route) {
 	want := t.Link
 	c := &tunnelSteps{name: want.Name}
-	have, exists := s.links[want.Name]
+	have, exists := s.Links[want.Name]
 	c.fresh = !exists
 	if comment, why := remakes(have, want); exists && why != "" {
 		routes = c.remake(have, s.addrs[have.Index], routes, comment, why)
@@ -173,7 +173,7 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 	c.addAddrs(t.Addrs, present)
 	if !exists || !have.Up {
 		name := want.Name
-		c.add(step{cmds: []string{plan.UpCmd(name)}, why: because(name, "link is down"), change: func(x *executor) error { return x.sys.Net.SetUp(name) }})
+		c.add(Step{Cmds: []string{plan.UpCmd(name)}, Why: because(name, "link is down"), change: func(x *Executor) error { return x.Sys.Net.SetUp(name) }})
 	}
 	c.routes(t, routes, old)
 	c.delAddrs(t.Addrs, present)
@@ -185,13 +185,13 @@ func diffTunnel(t *plan.Tunnel, s *snapshot, routes map[int][]rtnl.Route, old *s
 type tunnelSteps struct {
 	name  string
 	fresh bool
-	out   []step
+	out   []Step
 }
 
-func (c *tunnelSteps) add(st step) {
-	st.tunnel = c.name
+func (c *tunnelSteps) add(st Step) {
+	st.Tunnel = c.name
 	if c.fresh && len(c.out) > 0 {
-		st.why = nil
+		st.Why = nil
 	}
 	c.out = append(c.out, st)
 }
@@ -202,12 +202,12 @@ func (c *tunnelSteps) remake(have rtnl.Link, addrs []rtnl.Addr, routes map[int][
 	name := c.name
 	c.fresh = true
 	prev, prevAddrs, prevRoutes := have, addrs, routesVia(routes, name)
-	c.add(step{
-		cmds:    []string{plan.DelLinkCmd(name) + commentMark + comment},
-		why:     because(name, "%s", why),
-		change:  func(x *executor) error { return x.sys.Net.DelLink(name) },
+	c.add(Step{
+		Cmds:    []string{plan.DelLinkCmd(name) + commentMark + comment},
+		Why:     because(name, "%s", why),
+		change:  func(x *Executor) error { return x.Sys.Net.DelLink(name) },
 		undoCmd: "recreate " + name + " as it was",
-		undo:    func(x *executor) error { return recreate(x.sys.Net, prev, prevAddrs, prevRoutes) },
+		undo:    func(x *Executor) error { return recreate(x.Sys.Net, prev, prevAddrs, prevRoutes) },
 		// The kernel deletes the link's routes with it: they must not
 		// be deleted (and put back, on a link whose addresses no
 		// longer reach their gateways) again.
@@ -228,9 +228,9 @@ func (c *tunnelSteps) addLink(want plan.Link) {
 		cmds = append(cmds, plan.MulticastCmd(want))
 	}
 	cmds = append(cmds, plan.MTUCmd(want))
-	c.add(step{cmds: cmds, why: because(name, "link %s does not exist", name), news: true,
-		change:  func(x *executor) error { return x.addLink(want) },
-		undoCmd: plan.DelLinkCmd(name), undo: func(x *executor) error { return x.sys.Net.DelLink(name) }})
+	c.add(Step{Cmds: cmds, Why: because(name, "link %s does not exist", name), news: true,
+		change:  func(x *Executor) error { return x.addLink(want) },
+		undoCmd: plan.DelLinkCmd(name), undo: func(x *Executor) error { return x.Sys.Net.DelLink(name) }})
 }
 
 // changeLink changes the link in place where it differs from want.
@@ -248,35 +248,35 @@ func (c *tunnelSteps) changeLink(have rtnl.Link, want plan.Link) {
 			back[i] = plan.Change{Attr: ch.Attr, Have: ch.Want, Want: ch.Have}
 			why = append(why, reason{name, ch.Why()})
 		}
-		c.add(step{cmds: []string{plan.ChangeTunnelCmd(want, cs) + commentMark + "in place, was " + plan.Was(cs)}, why: why,
-			change:  func(x *executor) error { return x.setTunnel(want) },
+		c.add(Step{Cmds: []string{plan.ChangeTunnelCmd(want, cs) + commentMark + "in place, was " + plan.Was(cs)}, Why: why,
+			change:  func(x *Executor) error { return x.setTunnel(want) },
 			undoCmd: plan.ChangeTunnelCmd(want, back),
-			undo:    func(x *executor) error { return x.sys.Net.SetTunnel(prev) }})
+			undo:    func(x *Executor) error { return x.Sys.Net.SetTunnel(prev) }})
 	}
 	if have.FwMark != want.FwMark {
 		// In place: the kernel's changelink takes a new fwmark (Linux
 		// 4.12 and later), and the link keeps its routes, the main
 		// default of a tunnel of the previous release among them.
 		prev := have.FwMark
-		c.add(step{cmds: []string{plan.FwMarkCmd(want)}, why: because(name, "fwmark is %#x, want %#x", have.FwMark, want.FwMark),
-			change:  func(x *executor) error { return x.sys.Net.SetFwMark(name, want.FwMark) },
+		c.add(Step{Cmds: []string{plan.FwMarkCmd(want)}, Why: because(name, "fwmark is %#x, want %#x", have.FwMark, want.FwMark),
+			change:  func(x *Executor) error { return x.Sys.Net.SetFwMark(name, want.FwMark) },
 			undoCmd: plan.FwMarkCmd(plan.Link{Name: name, Mode: want.Mode, FwMark: prev}),
-			undo:    func(x *executor) error { return x.sys.Net.SetFwMark(name, prev) }})
+			undo:    func(x *Executor) error { return x.Sys.Net.SetFwMark(name, prev) }})
 	}
 	if have.Multicast != want.Multicast {
 		// News: a multicast daemon makes VIFs only on multicast links.
 		prev := have.Multicast
-		c.add(step{cmds: []string{plan.MulticastCmd(want)}, why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast), news: true,
-			change:  func(x *executor) error { return x.sys.Net.SetMulticast(name, want.Multicast) },
+		c.add(Step{Cmds: []string{plan.MulticastCmd(want)}, Why: because(name, "multicast is %v, want %v", have.Multicast, want.Multicast), news: true,
+			change:  func(x *Executor) error { return x.Sys.Net.SetMulticast(name, want.Multicast) },
 			undoCmd: plan.MulticastCmd(plan.Link{Name: name, Multicast: prev}),
-			undo:    func(x *executor) error { return x.sys.Net.SetMulticast(name, prev) }})
+			undo:    func(x *Executor) error { return x.Sys.Net.SetMulticast(name, prev) }})
 	}
 	if have.MTU != want.MTU {
 		prev := have.MTU
-		c.add(step{cmds: []string{plan.MTUCmd(want)}, why: because(name, "mtu is %d, want %d", have.MTU, want.MTU),
-			change:  func(x *executor) error { return x.sys.Net.SetMTU(name, want.MTU) },
+		c.add(Step{Cmds: []string{plan.MTUCmd(want)}, Why: because(name, "mtu is %d, want %d", have.MTU, want.MTU),
+			change:  func(x *Executor) error { return x.Sys.Net.SetMTU(name, want.MTU) },
 			undoCmd: plan.MTUCmd(plan.Link{Name: name, MTU: prev}),
-			undo:    func(x *executor) error { return x.sys.Net.SetMTU(name, prev) }})
+			undo:    func(x *Executor) error { return x.Sys.Net.SetMTU(name, prev) }})
 	}
 }
 
@@ -288,9 +288,9 @@ func (c *tunnelSteps) addAddrs(want []plan.Addr, present []rtnl.Addr) {
 		if hasAddr(present, a.Prefix) {
 			continue
 		}
-		c.add(step{cmds: []string{plan.AddAddrCmd(name, a)}, why: because(name, "address %s is missing", a.Prefix), news: true,
-			change:  func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(a)) },
-			undoCmd: plan.DelAddrCmd(name, a), undo: func(x *executor) error { return x.sys.Net.DelAddr(name, a.Prefix) }})
+		c.add(Step{Cmds: []string{plan.AddAddrCmd(name, a)}, Why: because(name, "address %s is missing", a.Prefix), news: true,
+			change:  func(x *Executor) error { return x.Sys.Net.AddAddr(name, kernelAddr(a)) },
+			undoCmd: plan.DelAddrCmd(name, a), undo: func(x *Executor) error { return x.Sys.Net.DelAddr(name, a.Prefix) }})
 	}
 }
 
@@ -300,18 +300,18 @@ func (c *tunnelSteps) addAddrs(want []plan.Addr, present []rtnl.Addr) {
 // along.
 func (c *tunnelSteps) routes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel) {
 	name := c.name
-	replace := func(r plan.Route) *step {
+	replace := func(r plan.Route) *Step {
 		prev := findRoute(routes, r, true)
 		if prev != nil && prev.Gw == r.Gw && prev.Dev == r.Dev {
 			return nil
 		}
-		st := step{cmds: []string{plan.ReplaceRouteCmd(r)}, why: missingRoute(name, r),
-			change:  func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(r, plan.RouteProtocol)) },
-			undoCmd: plan.DelRouteCmd(r), undo: func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(r, plan.RouteProtocol)) }}
+		st := Step{Cmds: []string{plan.ReplaceRouteCmd(r)}, Why: missingRoute(name, r),
+			change:  func(x *Executor) error { return x.Sys.Net.ReplaceRoute(KernelRoute(r, plan.RouteProtocol)) },
+			undoCmd: plan.DelRouteCmd(r), undo: func(x *Executor) error { return x.Sys.Net.DelRoute(KernelRoute(r, plan.RouteProtocol)) }}
 		if prev != nil {
-			p := planRoute(*prev)
+			p := PlanRoute(*prev)
 			st.undoCmd = plan.RestoreRouteCmd(p, plan.RouteProtocol)
-			st.undo = func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }
+			st.undo = func(x *Executor) error { return x.Sys.Net.ReplaceRoute(KernelRoute(p, plan.RouteProtocol)) }
 		}
 		return &st
 	}
@@ -339,9 +339,9 @@ func (c *tunnelSteps) delAddrs(want []plan.Addr, present []rtnl.Addr) {
 			continue
 		}
 		pa := planAddr(p)
-		c.add(step{cmds: []string{plan.DelAddrCmd(name, pa)}, why: because(name, "address %s is not in the config", p.Prefix), news: true,
-			change:  func(x *executor) error { return x.sys.Net.DelAddr(name, pa.Prefix) },
-			undoCmd: plan.AddAddrCmd(name, pa), undo: func(x *executor) error { return x.sys.Net.AddAddr(name, kernelAddr(pa)) }})
+		c.add(Step{Cmds: []string{plan.DelAddrCmd(name, pa)}, Why: because(name, "address %s is not in the config", p.Prefix), news: true,
+			change:  func(x *Executor) error { return x.Sys.Net.DelAddr(name, pa.Prefix) },
+			undoCmd: plan.AddAddrCmd(name, pa), undo: func(x *Executor) error { return x.Sys.Net.AddAddr(name, kernelAddr(pa)) }})
 	}
 }
 
@@ -353,13 +353,13 @@ func missingRoute(tunnel string, r plan.Route) []reason {
 // for t that the config no longer asks for. A default route in the main
 // table is the previous release's and is left to its own rule (legacy.go):
 // deleting it here could leave the router without one.
-func staleRoutes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel) []step {
+func staleRoutes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel) []Step {
 	name := t.Link.Name
-	var out []step
-	del := func(p plan.Route) step {
-		return step{tunnel: name, cmds: []string{plan.DelRouteCmd(p)}, why: because(name, "route %s is not in the config", strings.TrimPrefix(plan.DelRouteCmd(p), "ip ")),
-			change:  func(x *executor) error { return x.sys.Net.DelRoute(kernelRoute(p, plan.RouteProtocol)) },
-			undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *executor) error { return x.sys.Net.ReplaceRoute(kernelRoute(p, plan.RouteProtocol)) }}
+	var out []Step
+	del := func(p plan.Route) Step {
+		return Step{Tunnel: name, Cmds: []string{plan.DelRouteCmd(p)}, Why: because(name, "route %s is not in the config", strings.TrimPrefix(plan.DelRouteCmd(p), "ip ")),
+			change:  func(x *Executor) error { return x.Sys.Net.DelRoute(KernelRoute(p, plan.RouteProtocol)) },
+			undoCmd: plan.ReplaceRouteCmd(p), undo: func(x *Executor) error { return x.Sys.Net.ReplaceRoute(KernelRoute(p, plan.RouteProtocol)) }}
 	}
 	wanted := func(have rtnl.Route) bool {
 		for _, w := range append(append([]plan.Route{}, t.Routes...), t.Defaults...) {
@@ -372,7 +372,7 @@ func staleRoutes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel)
 	for _, f := range []int{4, 6} {
 		for _, have := range routes[f] {
 			if have.Protocol == plan.RouteProtocol && have.Dev == name && !wanted(have) && !(have.IsDefault() && have.Table == 0) {
-				out = append(out, del(planRoute(have)))
+				out = append(out, del(PlanRoute(have)))
 			}
 		}
 	}
@@ -383,7 +383,7 @@ func staleRoutes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *state.Tunnel)
 // per family of chains, in family order: the MSS rules in mss.Out and the
 // reflection guards of the tunnels that reflect keepalives in mss.In.
 // chains holds, by family, the chains read.
-func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []step {
+func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []Step {
 	prefix := plan.Comment(underlay, "")
 	mine := func(c string) bool { return strings.HasPrefix(c, prefix) }
 	fams := make([]int, 0, len(chains))
@@ -391,7 +391,7 @@ func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []
 		fams = append(fams, f)
 	}
 	sort.Ints(fams)
-	var out []step
+	var out []Step
 	for _, f := range fams {
 		rules := mss.Rules{}
 		owners := map[mss.Chain][]string{}
@@ -435,10 +435,10 @@ func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []
 			}
 		}
 		f, read := f, chainsOf(chains[f])
-		out = append(out, step{cmds: c.Cmds, why: why, bare: true,
-			change: func(x *executor) error { return c.Apply(x.tables[f]) },
-			undo: func(x *executor) error {
-				_, err := mss.Sync(x.tables[f], read, mine, c.Prev, x.l.change)
+		out = append(out, Step{Cmds: c.Cmds, Why: why, bare: true,
+			change: func(x *Executor) error { return c.Apply(x.Tables[f]) },
+			undo: func(x *Executor) error {
+				_, err := mss.Sync(x.Tables[f], read, mine, c.Prev, x.Log.Change)
 				return err
 			}})
 	}
@@ -448,16 +448,16 @@ func diffRules(underlay string, want []plan.Tunnel, chains map[int]mss.State) []
 // diffCommands is the up_commands of the tunnels in touched. An
 // up_command tells a daemon about a new interface, or one whose addresses
 // or multicast flag changed; other tunnels have no news for it.
-func diffCommands(underlay string, want []plan.Tunnel, touched map[string]bool) []step {
-	var out []step
+func diffCommands(underlay string, want []plan.Tunnel, touched map[string]bool) []Step {
+	var out []Step
 	for _, t := range want {
 		if len(t.Up) == 0 || !touched[t.Link.Name] {
 			continue
 		}
 		argv, name := t.Up, t.Link.Name
-		out = append(out, step{tunnel: name, cmds: []string{strings.Join(argv, " ")}, bare: true,
-			change: func(x *executor) error {
-				if err := x.sys.Command(x.ctx, argv, commandEnv(name, underlay, PhaseUp)); err != nil {
+		out = append(out, Step{Tunnel: name, Cmds: []string{strings.Join(argv, " ")}, bare: true,
+			change: func(x *Executor) error {
+				if err := x.Sys.Command(x.Ctx, argv, commandEnv(name, underlay, PhaseUp)); err != nil {
 					return fmt.Errorf("up_command: %s: %w", strings.Join(argv, " "), err)
 				}
 				return nil
@@ -469,7 +469,7 @@ func diffCommands(underlay string, want []plan.Tunnel, touched map[string]bool) 
 // staleTunnels is the tunnels gre-hook made earlier on underlay that want
 // no longer has: those the record lists, and links marked as gre-hook's
 // for underlay that no record lists (unlisted).
-func staleTunnels(underlay string, want []plan.Tunnel, s *snapshot, rec *state.Record) (stale []state.Tunnel, unlisted map[string]bool) {
+func staleTunnels(underlay string, want []plan.Tunnel, s *Snapshot, rec *state.Record) (stale []state.Tunnel, unlisted map[string]bool) {
 	keep := map[string]bool{}
 	for _, t := range want {
 		keep[t.Link.Name] = true
@@ -482,7 +482,7 @@ func staleTunnels(underlay string, want []plan.Tunnel, s *snapshot, rec *state.R
 			}
 		}
 	}
-	for _, l := range s.links {
+	for _, l := range s.Links {
 		if l.Alias == plan.Alias(underlay) && !keep[l.Name] && rec.Find(l.Name) == nil {
 			stale = append(stale, state.Tunnel{Name: l.Name})
 			unlisted[l.Name] = true
@@ -492,20 +492,20 @@ func staleTunnels(underlay string, want []plan.Tunnel, s *snapshot, rec *state.R
 	return stale, unlisted
 }
 
-// precheck refuses, before any change, plans that would touch something
+// Precheck refuses, before any change, plans that would touch something
 // gre-hook does not own.
-func precheck(want []plan.Tunnel, s *snapshot) error {
+func Precheck(want []plan.Tunnel, s *Snapshot) error {
 	for _, t := range want {
-		if l, ok := s.links[t.Link.Name]; ok && l.Alias != t.Link.Alias {
+		if l, ok := s.Links[t.Link.Name]; ok && l.Alias != t.Link.Alias {
 			if strings.HasPrefix(l.Alias, plan.AliasPrefix) {
 				return fmt.Errorf("tunnel %q: link %s belongs to gre-hook's tunnels on %s; run `gre-hook --iface %s --phase down` first",
 					t.Link.Name, l.Name, strings.TrimPrefix(l.Alias, plan.AliasPrefix), strings.TrimPrefix(l.Alias, plan.AliasPrefix))
 			}
 			return fmt.Errorf("tunnel %q: a link named %s already exists (kind %s, index %d) and gre-hook did not create it; rename the tunnel or remove that link",
-				t.Link.Name, l.Name, kindOf(l), l.Index)
+				t.Link.Name, l.Name, KindOf(l), l.Index)
 		}
 		for _, r := range append(append([]plan.Route{}, t.Routes...), t.Defaults...) {
-			if f := findRoute(s.routes, r, false); f != nil {
+			if f := findRoute(s.Routes, r, false); f != nil {
 				return fmt.Errorf("tunnel %q: route %s%s: another route with that destination, table and metric exists (via %s dev %s, proto %d) and gre-hook did not create it",
 					t.Link.Name, r.Dst, tableSuffix(r.Table), f.Gw, f.Dev, f.Protocol)
 			}
@@ -514,7 +514,7 @@ func precheck(want []plan.Tunnel, s *snapshot) error {
 	return nil
 }
 
-func kindOf(l rtnl.Link) string {
+func KindOf(l rtnl.Link) string {
 	if l.Kind == "" {
 		return "unknown"
 	}

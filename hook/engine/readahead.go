@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import "github.com/gre-hook/gre-hook/hook/mss"
 
@@ -21,7 +21,9 @@ type readAhead struct {
 	used   map[mss.Chain]bool
 }
 
-func newReadAhead(b mss.Backend, chains []mss.Chain) *readAhead {
+// NewReadAhead is b, with chains read from it in the background now, to
+// be answered from that read once.
+func NewReadAhead(b mss.Backend, chains []mss.Chain) *readAhead {
 	r := &readAhead{Backend: b, done: make(chan struct{}), chains: chains, used: map[mss.Chain]bool{}}
 	go func() {
 		defer close(r.done)

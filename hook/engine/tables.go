@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"strings"
@@ -8,17 +8,17 @@ import (
 	"github.com/gre-hook/gre-hook/hook/state"
 )
 
-// allChains is every chain of gre-hook's by family: the reflection guards
+// AllChains is every chain of gre-hook's by family: the reflection guards
 // are IPv4 only, like accept_local and the keepalives.
-var allChains = map[int][]mss.Chain{4: {mss.Out, mss.In}, 6: {mss.Out}}
+var AllChains = map[int][]mss.Chain{4: {mss.Out, mss.In}, 6: {mss.Out}}
 
-// ruleChains is, by family, the chains of gre-hook's that a run on an
+// RuleChains is, by family, the chains of gre-hook's that a run on an
 // underlay reads and writes: those of the plan and those of the record
 // (mss.Out where they have MSS rules, mss.In where they have a tunnel that
 // reflects keepalives). An underlay with neither costs no iptables
 // process.
-func ruleChains(want []plan.Tunnel, rec *state.Record) map[int][]mss.Chain {
-	out := recordChains(rec)
+func RuleChains(want []plan.Tunnel, rec *state.Record) map[int][]mss.Chain {
+	out := RecordChains(rec)
 	for _, t := range want {
 		for _, m := range t.MSS {
 			out[m.Family] = addChain(out[m.Family], mss.Out)
@@ -30,9 +30,9 @@ func ruleChains(want []plan.Tunnel, rec *state.Record) map[int][]mss.Chain {
 	return out
 }
 
-// recordChains is, by family, the chains in which rec says there are
+// RecordChains is, by family, the chains in which rec says there are
 // rules.
-func recordChains(rec *state.Record) map[int][]mss.Chain {
+func RecordChains(rec *state.Record) map[int][]mss.Chain {
 	out := map[int][]mss.Chain{}
 	for f := range rec.Families() {
 		out[f] = addChain(out[f], mss.Out)
@@ -61,18 +61,18 @@ func chainsOf(s mss.State) []mss.Chain {
 	return out
 }
 
-// dryTables reads through to the real backend but writes nothing. A dry
+// DryTables reads through to the real backend but writes nothing. A dry
 // run that cannot read the rules (no root, or an iptables that cannot see
 // the mangle table) plans as if there were none, and says so.
-type dryTables struct {
+type DryTables struct {
 	mss.Backend
-	l *logger
+	Log *Logger
 }
 
-func (d dryTables) ReadChains(chains []mss.Chain) ([]mss.ChainState, error) {
+func (d DryTables) ReadChains(chains []mss.Chain) ([]mss.ChainState, error) {
 	cs, err := d.Backend.ReadChains(chains)
 	if err != nil {
-		d.l.warn("cannot read the current rules (%s); planning as if there were none", strings.TrimSpace(err.Error()))
+		d.Log.Warn("cannot read the current rules (%s); planning as if there were none", strings.TrimSpace(err.Error()))
 		cs = make([]mss.ChainState, len(chains))
 		for i, c := range chains {
 			cs[i].Chain = c
@@ -81,4 +81,25 @@ func (d dryTables) ReadChains(chains []mss.Chain) ([]mss.ChainState, error) {
 	return cs, nil
 }
 
-func (dryTables) Restore(string) error { return nil }
+func (DryTables) Restore(string) error { return nil }
+
+// readChains reads gre-hook's chains that chains names, in each family
+// of tables. A dry run that cannot read them plans as if they were empty.
+func readChains(tables map[int]mss.Backend, chains map[int][]mss.Chain, dry bool, l *Logger) (map[int]mss.State, error) {
+	out := map[int]mss.State{}
+	for _, f := range []int{4, 6} {
+		b, ok := tables[f]
+		if !ok {
+			continue
+		}
+		if dry {
+			b = DryTables{b, l}
+		}
+		s, err := mss.Read(b, chains[f]...)
+		if err != nil {
+			return nil, err
+		}
+		out[f] = s
+	}
+	return out, nil
+}

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"fmt"
@@ -17,22 +17,22 @@ import (
 // The rules of a family exist while some record lists a default route of
 // that family in gre-hook's table, and go with the last.
 
-// policyOf is the policy cfg asks for: its [policy] table, over the
+// PolicyOf is the policy cfg asks for: its [policy] table, over the
 // defaults (a Config not read from files has none).
-func policyOf(cfg *config.Config) plan.Policy {
+func PolicyOf(cfg *config.Config) plan.Policy {
 	if cfg == nil || cfg.Policy == (config.Policy{}) {
 		return plan.DefaultPolicy
 	}
 	return plan.PolicyOf(cfg.Policy)
 }
 
-// defaultMetrics picks the metric of each default_route tunnel of
+// DefaultMetrics picks the metric of each default_route tunnel of
 // tunnels (the run's, of underlay own) in pol.Table: the one its record
 // has (in whichever table of gre-hook's: a change of policy keeps it),
 // else its place among the config's default_route tunnels (1, 2, ...),
 // moved on past a metric that another tunnel holds in gre-hook's tables
 // or in a record.
-func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Record, others map[string]*state.Record, s *snapshot, pol plan.Policy) map[string]uint32 {
+func DefaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Record, others map[string]*state.Record, s *Snapshot, pol plan.Policy) map[string]uint32 {
 	out := map[string]uint32{}
 	place := map[string]uint32{}
 	n := uint32(0)
@@ -50,7 +50,7 @@ func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Reco
 	}
 	taken := map[uint32]string{}
 	for _, f := range []int{4, 6} {
-		for _, r := range s.routes[f] {
+		for _, r := range s.Routes[f] {
 			// A default of gre-hook's in another table than main is in the
 			// table of a policy being moved from, and moves with its metric.
 			if r.IsDefault() && (r.Table == pol.Table || r.Table != 0 && r.Protocol == plan.RouteProtocol) && !mine[r.Dev] {
@@ -95,17 +95,17 @@ func defaultMetrics(cfg *config.Config, tunnels []config.Tunnel, rec *state.Reco
 	return out
 }
 
-// needsRules is the families in which recs list a default route in a
+// NeedsRules is the families in which recs list a default route in a
 // table of gre-hook's (any but main: the table of the policy a record was
 // written under): those whose rules must exist.
-func needsRules(recs ...map[string]*state.Record) map[int]bool {
+func NeedsRules(recs ...map[string]*state.Record) map[int]bool {
 	out := map[int]bool{}
 	for _, m := range recs {
 		for _, rec := range m {
 			for _, t := range rec.Tunnels {
 				for _, d := range t.Defaults {
 					if d.Table != 0 {
-						out[familyOf(d.Dst.Addr())] = true
+						out[FamilyOf(d.Dst.Addr())] = true
 					}
 				}
 			}
@@ -114,11 +114,11 @@ func needsRules(recs ...map[string]*state.Record) map[int]bool {
 	return out
 }
 
-// othersOf is every record but underlay own's, read under the run lock.
+// OthersOf is every record but underlay own's, read under the run lock.
 // unreadable names those that cannot be read ("" if none): one of them
 // may list a default_route tunnel that still needs the rules, so a run
 // that sees any deletes no rule.
-func othersOf(store state.Store, own string) (recs map[string]*state.Record, unreadable string) {
+func OthersOf(store state.Store, own string) (recs map[string]*state.Record, unreadable string) {
 	recs, broken, err := store.All()
 	delete(recs, own)
 	delete(broken, own)
@@ -133,14 +133,15 @@ func othersOf(store state.Store, own string) (recs map[string]*state.Record, unr
 	return recs, strings.Join(names, ", ")
 }
 
-// keepRulesNote is the warning of a run that leaves gre-hook's rules alone
+// KeepRulesNote is the warning of a run that leaves gre-hook's rules alone
 // because other records cannot be read.
-func keepRulesNote(unreadable string) string {
+func KeepRulesNote(unreadable string) string {
 	return "the record of " + unreadable + " cannot be read and may list a default_route tunnel, so gre-hook's ip rules stay; " +
 		"mend or remove that record, then run gre-hook gc"
 }
 
-func kernelRule(r plan.Rule) rtnl.Rule {
+// KernelRule is r as gre-hook installs it, with its protocol.
+func KernelRule(r plan.Rule) rtnl.Rule {
 	return rtnl.Rule{Family: r.Family, Priority: r.Priority, Table: r.Table, Mark: r.Mark, Invert: r.Invert,
 		SuppressPrefixLen: r.SuppressPrefixLen, Protocol: plan.RouteProtocol}
 }
@@ -154,8 +155,8 @@ func sameRule(a rtnl.Rule, b plan.Rule) bool {
 		a.Invert == b.Invert && a.SuppressPrefixLen == b.SuppressPrefixLen
 }
 
-// readRules reads the rules of both families.
-func readRules(n Net) (map[int][]rtnl.Rule, error) {
+// ReadRules reads the rules of both families.
+func ReadRules(n Net) (map[int][]rtnl.Rule, error) {
 	out := map[int][]rtnl.Rule{}
 	for _, f := range []int{4, 6} {
 		rs, err := n.Rules(f)
@@ -167,14 +168,14 @@ func readRules(n Net) (map[int][]rtnl.Rule, error) {
 	return out, nil
 }
 
-// diffPolicy is the steps that make gre-hook's rules (protocol 176) those
+// DiffPolicy is the steps that make gre-hook's rules (protocol 176) those
 // of pol in the families of need, and none elsewhere. New rules go in
 // before old ones go, and the rule to the main table before the rule to
 // gre-hook's table, so specific routes of main never lose to it. who
 // names a tunnel that needs the rules of a family, for status.
 // With keep, it only adds: rules that no record it could read needs stay.
-func diffPolicy(pol plan.Policy, need map[int]bool, who map[int]string, rules map[int][]rtnl.Rule, keep bool) []step {
-	var out []step
+func DiffPolicy(pol plan.Policy, need map[int]bool, who map[int]string, rules map[int][]rtnl.Rule, keep bool) []Step {
+	var out []Step
 	for _, f := range []int{4, 6} {
 		var want []plan.Rule
 		if need[f] {
@@ -195,10 +196,10 @@ func diffPolicy(pol plan.Policy, need map[int]bool, who map[int]string, rules ma
 			if found {
 				continue
 			}
-			out = append(out, step{tunnel: "", cmds: []string{plan.AddRuleCmd(w)},
-				why:     []reason{{tunnel: who[f], text: fmt.Sprintf("rule %s is missing", plan.AddRuleCmd(w)[len("ip "):])}},
-				change:  func(x *executor) error { return x.sys.Net.AddRule(kernelRule(w)) },
-				undoCmd: plan.DelRuleCmd(w), undo: func(x *executor) error { return x.sys.Net.DelRule(kernelRule(w)) }})
+			out = append(out, Step{Tunnel: "", Cmds: []string{plan.AddRuleCmd(w)},
+				Why:     []reason{{Tunnel: who[f], Text: fmt.Sprintf("rule %s is missing", plan.AddRuleCmd(w)[len("ip "):])}},
+				change:  func(x *Executor) error { return x.Sys.Net.AddRule(KernelRule(w)) },
+				undoCmd: plan.DelRuleCmd(w), undo: func(x *Executor) error { return x.Sys.Net.DelRule(KernelRule(w)) }})
 		}
 		var stale []rtnl.Rule
 		for _, o := range ours {
@@ -215,38 +216,38 @@ func diffPolicy(pol plan.Policy, need map[int]bool, who map[int]string, rules ma
 		for _, o := range stale {
 			o := o
 			p := planRule(o)
-			out = append(out, step{tunnel: "", cmds: []string{plan.DelRuleCmd(p)},
-				why:     []reason{{tunnel: who[f], text: fmt.Sprintf("rule %s is not wanted", plan.DelRuleCmd(p)[len("ip "):])}},
-				change:  func(x *executor) error { return x.sys.Net.DelRule(o) },
-				undoCmd: plan.AddRuleCmd(p), undo: func(x *executor) error { return x.sys.Net.AddRule(o) }})
+			out = append(out, Step{Tunnel: "", Cmds: []string{plan.DelRuleCmd(p)},
+				Why:     []reason{{Tunnel: who[f], Text: fmt.Sprintf("rule %s is not wanted", plan.DelRuleCmd(p)[len("ip "):])}},
+				change:  func(x *Executor) error { return x.Sys.Net.DelRule(o) },
+				undoCmd: plan.AddRuleCmd(p), undo: func(x *Executor) error { return x.Sys.Net.AddRule(o) }})
 		}
 	}
 	return out
 }
 
-// defaultFamilies names, for each family, a tunnel of want with a
+// DefaultFamilies names, for each family, a tunnel of want with a
 // default route there.
-func defaultFamilies(want []plan.Tunnel) map[int]string {
+func DefaultFamilies(want []plan.Tunnel) map[int]string {
 	out := map[int]string{}
 	for _, t := range want {
 		for _, d := range t.Defaults {
-			if _, ok := out[familyOf(d.Dst.Addr())]; !ok {
-				out[familyOf(d.Dst.Addr())] = t.Link.Name
+			if _, ok := out[FamilyOf(d.Dst.Addr())]; !ok {
+				out[FamilyOf(d.Dst.Addr())] = t.Link.Name
 			}
 		}
 	}
 	return out
 }
 
-// dropRules removes gre-hook's rules in the families that no record
+// DropRules removes gre-hook's rules in the families that no record
 // needs any more, carrying on past failures, as a teardown does.
-func (td *teardown) dropRules(need map[int]bool) []error {
+func (td *Teardown) DropRules(need map[int]bool) []error {
 	var errs []error
 	for _, f := range []int{4, 6} {
 		if need[f] {
 			continue
 		}
-		rs, err := td.sys.Net.Rules(f)
+		rs, err := td.Sys.Net.Rules(f)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listing the IPv%d rules: %w", f, err))
 			continue
@@ -260,14 +261,32 @@ func (td *teardown) dropRules(need map[int]bool) []error {
 		sort.SliceStable(ours, func(i, j int) bool { return ours[i].Priority > ours[j].Priority })
 		for _, o := range ours {
 			cmd := plan.DelRuleCmd(planRule(o))
-			td.l.change(cmd)
-			if td.dry {
+			td.Log.Change(cmd)
+			if td.Dry {
 				continue
 			}
-			if err := td.sys.Net.DelRule(o); err != nil {
+			if err := td.Sys.Net.DelRule(o); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", cmd, err))
 			}
 		}
 	}
 	return errs
+}
+
+// InvolvesDefaults reports whether a run on tunnels, whose underlay's
+// record is rec, may change default routes or gre-hook's rules.
+func InvolvesDefaults(tunnels []config.Tunnel, rec *state.Record) bool {
+	for _, t := range tunnels {
+		if t.DefaultRoute {
+			return true
+		}
+	}
+	if rec != nil {
+		for _, t := range rec.Tunnels {
+			if len(t.Defaults) > 0 || t.Legacy() {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -1,4 +1,4 @@
-package hook
+package engine
 
 import (
 	"fmt"
@@ -10,9 +10,9 @@ import (
 // What a status or a dry run can tell in advance of the real up: the
 // failures it would meet, and what would work but carry nothing.
 
-// absentLocal says that c's literal local is no address of this host, or
+// AbsentLocal says that c's literal local is no address of this host, or
 // "". The kernel makes such a tunnel, but it cannot send from there.
-func absentLocal(snap *snapshot, c config.Tunnel) string {
+func AbsentLocal(snap *Snapshot, c config.Tunnel) string {
 	if !c.Local.IsValid() {
 		return ""
 	}
@@ -26,13 +26,13 @@ func absentLocal(snap *snapshot, c config.Tunnel) string {
 	return fmt.Sprintf("local %s is not an address of this host; the tunnel carries nothing until it is", c.Local)
 }
 
-// modulesMissing says why a module the tunnels need could not be loaded,
+// ModulesMissing says why a module the tunnels need could not be loaded,
 // or nil, without loading any.
-func modulesMissing(sys *System, want []plan.Tunnel) error {
+func ModulesMissing(sys *System, want []plan.Tunnel) error {
 	if sys.ModuleAvailable == nil {
 		return nil
 	}
-	for _, m := range modules(want) {
+	for _, m := range Modules(want) {
 		if err := sys.ModuleAvailable(m); err != nil {
 			return err
 		}
