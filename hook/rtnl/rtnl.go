@@ -91,8 +91,11 @@ type Path struct {
 // Handle talks to the kernel of the current network namespace.
 type Handle struct {
 	h *netlink.Handle
-	// route is the socket for the route requests gre-hook builds itself.
+	// route is the socket for the dumps and link changes gre-hook builds
+	// itself and sends through netlink's Execute; c the blocking one for
+	// the requests of bringing tunnels up, one or several to a write.
 	route map[int]*nl.SocketHandle
+	c     *conn
 	names map[int]string
 	// index caches name -> ifindex from dumps and creations, so that each
 	// change is one netlink request rather than a lookup and a request:
@@ -111,8 +114,14 @@ func Open() (*Handle, error) {
 		h.Close()
 		return nil, fmt.Errorf("opening rtnetlink: %w", err)
 	}
+	c, err := dial()
+	if err != nil {
+		h.Close()
+		sock.Close()
+		return nil, fmt.Errorf("opening rtnetlink: %w", err)
+	}
 	route := map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
-	return &Handle{h: h, route: route, names: map[int]string{}, index: map[string]int{}}, nil
+	return &Handle{h: h, route: route, c: c, names: map[int]string{}, index: map[string]int{}}, nil
 }
 
 // Close releases the sockets.
@@ -121,6 +130,7 @@ func (h *Handle) Close() {
 	for _, s := range h.route {
 		s.Close()
 	}
+	h.c.close()
 }
 
 // A dump that a concurrent change interrupts is flagged by the kernel
@@ -385,37 +395,21 @@ func (h *Handle) byName(name string) (netlink.Link, error) {
 	return l, nil
 }
 
-// AddLink creates l, a GRE link of l.Kind, down: one request with its MTU,
-// multicast flag and fwmark, and one more for its alias, which marks it
-// gre-hook's.
+// AddLink creates l, a GRE link of l.Kind, down, with its MTU, multicast
+// flag and fwmark, marks it gre-hook's with its alias (the kernel ignores
+// IFLA_IFALIAS in a request that creates a link) and learns its index: three
+// requests in one write, answered together (Apply).
 func (h *Handle) AddLink(l Link) error {
-	h.forget(l.Name) // a link of that name that went away
-	if _, err := createRequest(h.route, l).Execute(unix.NETLINK_ROUTE, 0); err != nil {
-		return err
-	}
-	// The kernel ignores IFLA_IFALIAS in a request that creates a link;
-	// only a change of an existing link sets it. Without the alias the
-	// link would not be recognisably ours, so it must not outlive a
-	// failure here.
-	if err := h.setAlias(l.Name, l.Alias); err != nil {
-		if derr := h.DelLink(l.Name); derr != nil {
-			return fmt.Errorf("marking %s as gre-hook's (alias %s): %w; deleting it again: %v", l.Name, l.Alias, err, derr)
-		}
-		return fmt.Errorf("marking %s as gre-hook's (alias %s): %w", l.Name, l.Alias, err)
-	}
-	return nil
+	return h.Apply([]Op{{Kind: OpAddLink, Link: l}})[0]
 }
 
 // createRequest is the RTM_NEWLINK that creates l, with the tunnel
 // attributes `ip link add NAME type KIND ...` sends, and the fwmark:
 // netlink's Gretun and Gretap cannot carry IFLA_GRE_FWMARK (greFwMark),
 // and a tunnel of a marking policy must never be up without it, or its
-// outer packets would be routed into a default_route tunnel. The request
-// names the link rather than asking for its index: the first change that
-// needs the index looks it up (byName), and keeps it.
-func createRequest(sockets map[int]*nl.SocketHandle, l Link) *nl.NetlinkRequest {
+// outer packets would be routed into a default_route tunnel.
+func createRequest(l Link) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	req.Sockets = sockets
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	if l.Multicast {
 		msg.Flags, msg.Change = unix.IFF_MULTICAST, unix.IFF_MULTICAST
@@ -467,15 +461,22 @@ func createRequest(sockets map[int]*nl.SocketHandle, l Link) *nl.NetlinkRequest 
 	return req
 }
 
-// setAlias sets a link's alias, naming the link rather than its index.
-func (h *Handle) setAlias(name, alias string) error {
+// aliasRequest sets a link's alias, naming the link: the request can go
+// out before its index is known.
+func aliasRequest(name, alias string) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
-	req.Sockets = h.route
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	return req
+}
+
+// getLinkRequest asks for one link, by name.
+func getLinkRequest(name string) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	return req
 }
 
 // Tap reports whether a link kind carries Ethernet frames.
@@ -508,7 +509,7 @@ func (h *Handle) SetUp(name string) error {
 	if err != nil {
 		return err
 	}
-	return h.h.LinkSetUp(l)
+	return h.c.do(upRequest(l.Attrs().Index))
 }
 
 // DelLink deletes a link; a link that is already gone is not an error.
@@ -611,21 +612,53 @@ func (h *Handle) DelGroup(names []string, g uint32) error {
 	return nil
 }
 
-// AddAddr adds a.Prefix to dev, with a.Broadcast if it is valid.
+// AddAddr adds a.Prefix to dev, with a.Broadcast if it is valid; an IPv4
+// prefix shorter than /31 without one gets the prefix's last address, as
+// `ip addr add ... broadcast +` gives it. An address dev has is no error.
 func (h *Handle) AddAddr(dev string, a Addr) error {
 	l, err := h.byName(dev)
 	if err != nil {
 		return err
 	}
-	na := &netlink.Addr{IPNet: ipnet(a.Prefix)}
-	if a.Broadcast.IsValid() {
-		na.Broadcast = net.IP(a.Broadcast.AsSlice())
-	}
-	err = h.h.AddrAdd(l, na)
+	err = h.c.do(addrRequest(l.Attrs().Index, a))
 	if errors.Is(err, unix.EEXIST) {
 		return nil
 	}
 	return err
+}
+
+func addrRequest(index int, a Addr) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	addr := a.Prefix.Addr().Unmap()
+	family := unix.AF_INET6
+	if addr.Is4() {
+		family = unix.AF_INET
+	}
+	msg := nl.NewIfAddrmsg(family)
+	msg.Index = uint32(index)
+	msg.Prefixlen = uint8(a.Prefix.Bits())
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, addr.AsSlice()))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, addr.AsSlice()))
+	if addr.Is4() {
+		b := a.Broadcast.Unmap()
+		if !b.IsValid() && a.Prefix.Bits() < 31 {
+			b = lastAddr(netip.PrefixFrom(addr, a.Prefix.Bits()))
+		}
+		if b.IsValid() {
+			req.AddData(nl.NewRtAttr(unix.IFA_BROADCAST, b.AsSlice()))
+		}
+	}
+	return req
+}
+
+// lastAddr is the last address of IPv4 prefix p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := ^uint32(0) >> p.Bits()
+	v := binary.BigEndian.Uint32(a[:]) | host
+	binary.BigEndian.PutUint32(a[:], v)
+	return netip.AddrFrom4(a)
 }
 
 // DelAddr removes an address from dev.
@@ -651,7 +684,6 @@ func (h *Handle) DelAddr(dev string, p netip.Prefix) error {
 // netlink then drops them, so the route would land in main with metric 0.
 func (h *Handle) routeRequest(cmd int, flags int, r Route) (*nl.NetlinkRequest, error) {
 	req := nl.NewNetlinkRequest(cmd, flags|unix.NLM_F_ACK)
-	req.Sockets = h.route
 	msg := nl.NewRtMsg()
 	if cmd == unix.RTM_DELROUTE {
 		msg = nl.NewRtDelMsg()
@@ -707,8 +739,7 @@ func (h *Handle) ReplaceRoute(r Route) error {
 	if err != nil {
 		return err
 	}
-	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+	return h.c.do(req)
 }
 
 // DelRoute deletes r; a route that is already gone is not an error. The
@@ -722,7 +753,7 @@ func (h *Handle) DelRoute(r Route) error {
 		}
 		return err
 	}
-	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil && !IsNotFound(err) {
+	if err := h.c.do(req); err != nil && !IsNotFound(err) {
 		return err
 	}
 	return nil

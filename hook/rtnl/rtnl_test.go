@@ -34,6 +34,7 @@ func attrs(t *testing.T, b []byte) (unix.RtMsg, map[uint16][]byte) {
 }
 
 func u32(b []byte) uint32 { return nl.NativeEndian().Uint32(b) }
+func u16(b []byte) uint16 { return nl.NativeEndian().Uint16(b) }
 
 // Tables and metrics are the kernel's uint32s all the way to the wire:
 // values from 2^31 up must not be lost, as they were through an int on
@@ -147,7 +148,7 @@ func TestLinkConversions(t *testing.T) {
 		{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), TTL: 255}, Name: "g6", Kind: "ip6gre", MTU: 1448, GRE: true, FwMark: 7},
 		{Params: gre.Params{Local: netip.MustParseAddr("2001:db8::1"), Remote: netip.MustParseAddr("2001:db8::2"), OKey: 9}, Name: "t6", Kind: "ip6gretap", MTU: 1434, GRE: true},
 	} {
-		b := createRequest(nil, want).Serialize()
+		b := createRequest(want).Serialize()
 		if typ, flags := nl.NativeEndian().Uint16(b[4:]), nl.NativeEndian().Uint16(b[6:]); typ != unix.RTM_NEWLINK ||
 			flags != unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK {
 			t.Errorf("%s: message type %d, flags %#x", want.Name, typ, flags)

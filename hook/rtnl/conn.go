@@ -1,0 +1,116 @@
+package rtnl
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// conn is a blocking rtnetlink socket for the requests rtnl builds itself.
+// recvfrom returns once the kernel has answered, with no trip through Go's
+// poller and no lookup of the socket's own address per request, as
+// netlink's Execute makes; and several requests can go out in one write
+// (pipeline).
+type conn struct {
+	fd  int
+	seq uint32
+	buf []byte
+}
+
+// A request gets its answers within this time, or the run fails rather than
+// hang. The kernel answers a request within its write, so this is a
+// guard against what cannot happen, not a deadline anyone waits for.
+var connTimeout = unix.Timeval{Sec: 60}
+
+func dial() (*conn, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &connTimeout); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+	}
+	// Room for the answers of a pipeline (pipelineMax requests); root
+	// may pass the system's limit.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &conn{fd: fd, buf: make([]byte, 64<<10)}, nil
+}
+
+func (c *conn) close() { unix.Close(c.fd) }
+
+// do sends one request and waits for its acknowledgement.
+func (c *conn) do(req *nl.NetlinkRequest) error {
+	_, errs, err := c.pipeline(req)
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// pipeline sends reqs in one write and reads the kernel's answers: for each
+// request, the messages it got before its acknowledgement, and its error
+// (nil when the kernel acknowledged it). The kernel handles the requests
+// of one write in their order, each seeing the changes of those before
+// it, and a request that fails does not stop those after it: the caller
+// decides what each error means. A non-nil err is the socket's own: what
+// the kernel did with the requests is then unknown.
+func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []error, err error) {
+	var out []byte
+	first := c.seq + 1
+	for _, r := range reqs {
+		c.seq++
+		r.Seq = c.seq
+		r.Flags |= unix.NLM_F_ACK
+		out = append(out, r.Serialize()...)
+	}
+	if err := unix.Sendto(c.fd, out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, nil, fmt.Errorf("sending to the kernel: %w", err)
+	}
+	answers, errs = make([][][]byte, len(reqs)), make([]error, len(reqs))
+	for pending := len(reqs); pending > 0; {
+		n, from, err := unix.Recvfrom(c.fd, c.buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the kernel's answers: %w", err)
+		}
+		if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != 0 {
+			continue // not from the kernel
+		}
+		msgs, err := syscall.ParseNetlinkMessage(c.buf[:n])
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the kernel's answers: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq < first || m.Header.Seq > c.seq {
+				continue // an answer to an earlier request, given up on
+			}
+			i := m.Header.Seq - first
+			if m.Header.Type != unix.NLMSG_ERROR {
+				answers[i] = append(answers[i], append([]byte(nil), m.Data...))
+				continue
+			}
+			if len(m.Data) < 4 {
+				return nil, nil, fmt.Errorf("reading the kernel's answers: a short error message")
+			}
+			if e := int32(nl.NativeEndian().Uint32(m.Data)); e != 0 {
+				errs[i] = syscall.Errno(-e)
+			}
+			pending--
+		}
+	}
+	return answers, errs, nil
+}

@@ -1,0 +1,116 @@
+package rtnl
+
+import (
+	"errors"
+	"net/netip"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// inNewNetns runs f on a thread of its own in a network namespace of its
+// own, which goes with the thread. It needs root (CAP_SYS_ADMIN), as the
+// tests are run; without it the test fails rather than skips.
+func inNewNetns(t *testing.T, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			t.Errorf("a network namespace for the test: %v (run as root)", err)
+			return
+		}
+		f()
+	}()
+	<-done
+}
+
+// A request that fails in the middle of a pipeline is answered with its
+// own error, and the kernel still makes the requests after it: the caller
+// learns exactly what was made.
+func TestPipelineErrorInTheMiddle(t *testing.T) {
+	inNewNetns(t, func() {
+		c, err := dial()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.close()
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		a := func(s string) Addr { return Addr{Prefix: netip.MustParsePrefix(s)} }
+		idx := lo.Attrs().Index
+		_, errs, err := c.pipeline(addrRequest(idx, a("10.9.0.1/32")), addrRequest(idx, a("10.9.0.1/32")),
+			addrRequest(idx, a("10.9.0.2/32")), getLinkRequest("nosuchlink"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if len(errs) != 4 || errs[0] != nil || !errors.Is(errs[1], unix.EEXIST) || errs[2] != nil || !errors.Is(errs[3], unix.ENODEV) {
+			t.Errorf("errors %v, want [nil EEXIST nil ENODEV]", errs)
+		}
+		as, err := netlink.AddrList(lo, netlink.FAMILY_V4)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got := map[string]bool{}
+		for _, x := range as {
+			got[x.IPNet.String()] = true
+		}
+		if !got["10.9.0.1/32"] || !got["10.9.0.2/32"] {
+			t.Errorf("addresses of lo after the pipeline: %v, want 10.9.0.1/32 and 10.9.0.2/32", got)
+		}
+		// The socket is still in step: a request after the pipeline
+		// gets its own answer.
+		answers, errs, err := c.pipeline(getLinkRequest("lo"))
+		if err != nil || errs[0] != nil || len(answers[0]) != 1 {
+			t.Errorf("lo after the pipeline: %v %v, %d answers", err, errs, len(answers[0]))
+		}
+	})
+}
+
+// An IPv4 address gets the broadcast it is given, or, below /31, the
+// prefix's last address; IPv6 has none.
+func TestAddrRequestBroadcast(t *testing.T) {
+	for _, tc := range []struct {
+		addr Addr
+		brd  string
+	}{
+		{Addr{Prefix: netip.MustParsePrefix("10.0.0.1/30")}, "10.0.0.3"},
+		{Addr{Prefix: netip.MustParsePrefix("10.0.0.1/30"), Broadcast: netip.MustParseAddr("10.0.0.2")}, "10.0.0.2"},
+		{Addr{Prefix: netip.MustParsePrefix("192.168.7.9/20")}, "192.168.15.255"},
+		{Addr{Prefix: netip.MustParsePrefix("10.0.0.0/31")}, ""},
+		{Addr{Prefix: netip.MustParsePrefix("fd00::1/64")}, ""},
+	} {
+		b := addrRequest(3, tc.addr).Serialize()[unix.SizeofNlMsghdr:]
+		m := b[:unix.SizeofIfAddrmsg]
+		if idx := u32(m[4:8]); idx != 3 || int(m[1]) != tc.addr.Prefix.Bits() {
+			t.Errorf("%v: index %d, prefix length %d", tc.addr.Prefix, idx, m[1])
+		}
+		a := map[uint16][]byte{}
+		for r := b[unix.SizeofIfAddrmsg:]; len(r) >= 4; {
+			l := int(u16(r))
+			a[u16(r[2:])] = r[4:l]
+			r = r[(l+3)&^3:]
+		}
+		local, _ := netip.AddrFromSlice(a[unix.IFA_LOCAL])
+		if local != tc.addr.Prefix.Addr() {
+			t.Errorf("%v: IFA_LOCAL %v", tc.addr.Prefix, local)
+		}
+		brd := ""
+		if v, ok := a[unix.IFA_BROADCAST]; ok {
+			x, _ := netip.AddrFromSlice(v)
+			brd = x.String()
+		}
+		if brd != tc.brd {
+			t.Errorf("%v: broadcast %q, want %q", tc.addr.Prefix, brd, tc.brd)
+		}
+	}
+}
