@@ -128,6 +128,17 @@ func (e *env) mustRun(phase Phase) string {
 
 func (e *env) dump() string { return e.fk.Dump() }
 
+func (e *env) dryRun() string {
+	e.t.Helper()
+	req := e.req(PhaseUp)
+	req.DryRun = true
+	e.log.Reset()
+	if err := run(req, e.sys); err != nil {
+		e.t.Fatalf("dry run: %v\n%s", err, e.log.String())
+	}
+	return e.log.String()
+}
+
 // baseline is the fake machine's state before gre-hook does anything.
 const baseline = `addr eth1 198.51.100.1/24
 addr eth1 2001:db8:1::1/64

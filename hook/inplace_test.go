@@ -32,17 +32,6 @@ func (e *env) index(name string) int {
 	return l.Index
 }
 
-func (e *env) dryRun() string {
-	e.t.Helper()
-	req := e.req(PhaseUp)
-	req.DryRun = true
-	e.log.Reset()
-	if err := run(req, e.sys); err != nil {
-		e.t.Fatalf("dry run: %v\n%s", err, e.log.String())
-	}
-	return e.log.String()
-}
-
 func TestEditInPlace(t *testing.T) {
 	e := newEnv(t)
 	e.write(site1Notify)

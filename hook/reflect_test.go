@@ -105,25 +105,15 @@ func TestReflectionSysctls(t *testing.T) {
 func TestReflectionDryRun(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	e.log.Reset()
-	req := e.req(PhaseUp)
-	req.DryRun = true
-	if err := run(req, e.sys); err != nil {
-		t.Fatal(err)
-	}
 	want := strings.ReplaceAll(reflectSets, "gre-hook: + ", "")
-	diff(t, "dry run's sysctl commands", sysctlLines(e.log.String()), want)
+	diff(t, "dry run's sysctl commands", sysctlLines(e.dryRun()), want)
 	if len(e.fk.Sysctl.Sets) != 0 {
 		t.Errorf("a dry run set sysctls: %v", e.fk.Sysctl.Sets)
 	}
 
 	// conf.default already has accept_local: only rp_filter is planned.
 	e.fk.Sysctl.SetGlobal("net/ipv4/conf/default/accept_local", "1")
-	e.log.Reset()
-	if err := run(req, e.sys); err != nil {
-		t.Fatal(err)
-	}
-	diff(t, "dry run's sysctl commands with conf.default.accept_local=1", sysctlLines(e.log.String()),
+	diff(t, "dry run's sysctl commands with conf.default.accept_local=1", sysctlLines(e.dryRun()),
 		"sysctl -w net.ipv4.conf.gre/site2.rp_filter=2\nsysctl -w net.ipv4.conf.gre-site3.rp_filter=2\n")
 }
 

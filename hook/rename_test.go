@@ -23,13 +23,7 @@ func TestRenameSameEndpoints(t *testing.T) {
 	// A dry run prints what the up will do, the old link's removal once,
 	// and changes nothing.
 	before := e.dump()
-	e.log.Reset()
-	req := e.req(PhaseUp)
-	req.DryRun = true
-	if err := run(req, e.sys); err != nil {
-		t.Fatalf("dry run: %v\n%s", err, e.log.String())
-	}
-	dry := e.log.String()
+	dry := e.dryRun()
 	diff(t, "state after the dry run", e.dump(), before)
 	out := e.mustRun(PhaseUp)
 	diff(t, "the dry run's commands", dry, strings.ReplaceAll(out, "gre-hook: + ", ""))

@@ -321,13 +321,7 @@ func TestGuardGC(t *testing.T) {
 func TestGuardDryRun(t *testing.T) {
 	e := newEnv(t)
 	e.write(reflectConfig)
-	req := e.req(PhaseUp)
-	req.DryRun = true
-	e.log.Reset()
-	if err := run(req, e.sys); err != nil {
-		t.Fatal(err)
-	}
-	diff(t, "dry run's guard commands", iptablesLines(e.log.String(), true), strings.ReplaceAll(guardLog, "gre-hook: + ", ""))
+	diff(t, "dry run's guard commands", iptablesLines(e.dryRun(), true), strings.ReplaceAll(guardLog, "gre-hook: + ", ""))
 	if len(e.fk.V4.Restores) != 0 {
 		t.Errorf("a dry run wrote iptables")
 	}
@@ -335,7 +329,8 @@ func TestGuardDryRun(t *testing.T) {
 
 	// And a dry down of what is up prints their removal.
 	e.mustRun(PhaseUp)
-	req.Phase = PhaseDown
+	req := e.req(PhaseDown)
+	req.DryRun = true
 	e.log.Reset()
 	if err := run(req, e.sys); err != nil {
 		t.Fatal(err)
