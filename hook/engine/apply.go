@@ -54,17 +54,80 @@ type Executor struct {
 	undos      []undo
 }
 
-// run applies steps in order and stops at the first that fails.
+// run applies steps in order and stops at the first that fails. A run of
+// steps of one phase goes to the kernel together (runPhase).
 func (x *Executor) run(steps []Step) error {
-	for i := range steps {
-		if err := x.apply(&steps[i]); err != nil {
-			if steps[i].Tunnel != "" {
-				return fmt.Errorf("tunnel %q: %w", steps[i].Tunnel, err)
+	for i := 0; i < len(steps); {
+		j := i + 1
+		for j < len(steps) && pipelined(&steps[j]) && steps[j].phase == steps[i].phase {
+			j++
+		}
+		if x.Dry || !pipelined(&steps[i]) || j-i < 2 {
+			if err := x.apply(&steps[i]); err != nil {
+				return tunnelError(&steps[i], err)
 			}
+			i++
+			continue
+		}
+		if err := x.runPhase(steps[i:j]); err != nil {
 			return err
 		}
+		i = j
 	}
 	return nil
+}
+
+// pipelined reports whether st can go to the kernel with others: it is
+// one request of bringing a tunnel up, with nothing to do around it.
+func pipelined(st *Step) bool {
+	return st.op.Kind != rtnl.OpNone && st.phase != 0 && st.change != nil && st.prepare == nil && st.dropsRoutesVia == "" && !st.self
+}
+
+func tunnelError(st *Step, err error) error {
+	if st.Tunnel != "" {
+		return fmt.Errorf("tunnel %q: %w", st.Tunnel, err)
+	}
+	return err
+}
+
+// runPhase applies steps, all of one phase, as one pipeline (Net.Apply):
+// their commands are printed, their requests go out together, and every
+// one the kernel made gets its undo, in order, so that a rollback undoes
+// exactly what was made. The error is the first step's that failed, as
+// apply would give it, once all of them are accounted for.
+func (x *Executor) runPhase(steps []Step) error {
+	if err := x.Ctx.Err(); err != nil {
+		return tunnelError(&steps[0], fmt.Errorf("interrupted before %q: %w", bareCmd(steps[0].Cmds[0]), err))
+	}
+	ops := make([]rtnl.Op, len(steps))
+	for i := range steps {
+		if steps[i].note != "" {
+			x.Log.Note("%s", steps[i].note)
+		}
+		x.Log.Change(steps[i].Cmds...)
+		ops[i] = steps[i].op
+	}
+	errs := x.Sys.Net.Apply(ops)
+	var first error
+	for i := range steps {
+		st, err := &steps[i], errs[i]
+		if st.made != nil {
+			err = st.made(x, err)
+		}
+		if err == nil {
+			if st.undo != nil {
+				x.undos = append(x.undos, undo{cmd: st.undoCmd, fn: st.undo})
+			}
+			continue
+		}
+		if first == nil {
+			if !st.bare {
+				err = fmt.Errorf("%s: %w", bareCmd(st.Cmds[0]), err)
+			}
+			first = tunnelError(st, err)
+		}
+	}
+	return first
 }
 
 func (x *Executor) apply(st *Step) error {
@@ -133,7 +196,13 @@ func (x *Executor) teardown() *Teardown {
 // addLink creates the link, loading the GRE module on the way if the
 // kernel did not do it by itself.
 func (x *Executor) addLink(l plan.Link) error {
-	err := x.Sys.Net.AddLink(kernelLink(l))
+	return x.linkMade(l, x.Sys.Net.AddLink(kernelLink(l)))
+}
+
+// linkMade is what the creation of l that returned err comes to: a kernel
+// without the GRE module loaded gets it, and the creation again; a
+// refusal for a twin says which tunnel it is.
+func (x *Executor) linkMade(l plan.Link, err error) error {
 	if errors.Is(err, unix.EOPNOTSUPP) {
 		if merr := x.Sys.LoadModule(module(l.Mode)); merr != nil {
 			return merr

@@ -53,6 +53,15 @@ type Step struct {
 	// prepare edits the run's snapshot when the step is reached, in a dry
 	// run too, so that the steps after it see the kernel as it will be.
 	prepare func(x *Executor)
+	// op is change as one request of a pipeline (rtnl.Op), when it is
+	// one of bringing a new tunnel up; phase orders those: links (1), then
+	// addresses and their state (2), then routes (3). Consecutive steps
+	// of one phase go to the kernel together (Executor.run).
+	op    rtnl.Op
+	phase int
+	// made, if set, is what op's error (nil if it was made) comes to,
+	// as change would have it.
+	made func(x *Executor, err error) error
 }
 
 // reason is one difference, and the tunnel it is about.
@@ -93,7 +102,25 @@ func diffTunnels(want []plan.Tunnel, s *Snapshot, rec *state.Record) []Step {
 		steps, routes = diffTunnel(&want[i], s, routes, rec.Find(want[i].Link.Name))
 		out = append(out, steps...)
 	}
-	return out
+	return byPhase(out)
+}
+
+// byPhase orders the steps of tunnels that are all new by phase: every
+// link, then every address and link state, then every route, each tunnel
+// in its order within a phase, so that each phase goes to the kernel in a
+// few writes rather than a request at a time. New links depend on nothing
+// but each other's names, which the config keeps apart. If any step is of
+// another kind (a change to a tunnel that exists, a link made again), the
+// order is left as it is: what such a step does may depend on what the
+// steps before it did.
+func byPhase(steps []Step) []Step {
+	for i := range steps {
+		if steps[i].phase == 0 {
+			return steps
+		}
+	}
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].phase < steps[j].phase })
+	return steps
 }
 
 // commentMark begins the comment that may end a step's first command.
@@ -173,7 +200,8 @@ func diffTunnel(t *plan.Tunnel, s *Snapshot, routes map[int][]rtnl.Route, old *s
 	c.addAddrs(t.Addrs, present)
 	if !exists || !have.Up {
 		name := want.Name
-		c.add(Step{Cmds: []string{plan.UpCmd(name)}, Why: because(name, "link is down"), change: func(x *Executor) error { return x.Sys.Net.SetUp(name) }})
+		c.add(Step{Cmds: []string{plan.UpCmd(name)}, Why: because(name, "link is down"), op: rtnl.Op{Kind: rtnl.OpSetUp, Dev: name}, phase: 2,
+			change: func(x *Executor) error { return x.Sys.Net.SetUp(name) }})
 	}
 	c.routes(t, routes, old)
 	c.delAddrs(t.Addrs, present)
@@ -229,6 +257,7 @@ func (c *tunnelSteps) addLink(want plan.Link) {
 	}
 	cmds = append(cmds, plan.MTUCmd(want))
 	c.add(Step{Cmds: cmds, Why: because(name, "link %s does not exist", name), news: true,
+		op: rtnl.Op{Kind: rtnl.OpAddLink, Link: kernelLink(want)}, phase: 1, made: func(x *Executor, err error) error { return x.linkMade(want, err) },
 		change:  func(x *Executor) error { return x.addLink(want) },
 		undoCmd: plan.DelLinkCmd(name), undo: func(x *Executor) error { return x.Sys.Net.DelLink(name) }})
 }
@@ -289,6 +318,7 @@ func (c *tunnelSteps) addAddrs(want []plan.Addr, present []rtnl.Addr) {
 			continue
 		}
 		c.add(Step{Cmds: []string{plan.AddAddrCmd(name, a)}, Why: because(name, "address %s is missing", a.Prefix), news: true,
+			op: rtnl.Op{Kind: rtnl.OpAddAddr, Dev: name, Addr: kernelAddr(a)}, phase: 2,
 			change:  func(x *Executor) error { return x.Sys.Net.AddAddr(name, kernelAddr(a)) },
 			undoCmd: plan.DelAddrCmd(name, a), undo: func(x *Executor) error { return x.Sys.Net.DelAddr(name, a.Prefix) }})
 	}
@@ -306,6 +336,7 @@ func (c *tunnelSteps) routes(t *plan.Tunnel, routes map[int][]rtnl.Route, old *s
 			return nil
 		}
 		st := Step{Cmds: []string{plan.ReplaceRouteCmd(r)}, Why: missingRoute(name, r),
+			op: rtnl.Op{Kind: rtnl.OpReplaceRoute, Route: KernelRoute(r, plan.RouteProtocol)}, phase: 3,
 			change:  func(x *Executor) error { return x.Sys.Net.ReplaceRoute(KernelRoute(r, plan.RouteProtocol)) },
 			undoCmd: plan.DelRouteCmd(r), undo: func(x *Executor) error { return x.Sys.Net.DelRoute(KernelRoute(r, plan.RouteProtocol)) }}
 		if prev != nil {

@@ -63,6 +63,10 @@ type Net interface {
 	Rules(family int) ([]rtnl.Rule, error)
 	AddRule(r rtnl.Rule) error
 	DelRule(r rtnl.Rule) error
+	// Apply makes ops in their order, many to a write, and returns the
+	// error of each (nil for one made): one that fails does not stop
+	// those after it.
+	Apply(ops []rtnl.Op) []error
 }
 
 // System is everything outside the process that a run touches.

@@ -712,3 +712,29 @@ func (n *Net) change(l *rtnl.Link, c rtnl.Link) error {
 	*l = c
 	return nil
 }
+
+// Apply implements hook.Net as the kernel handles a pipeline: each op in
+// turn, by the method of its name (so FailNth of "AddAddr" fails one in the
+// middle), one that fails not stopping those after it. Calls("Apply")
+// counts the pipelines.
+func (n *Net) Apply(ops []rtnl.Op) []error {
+	n.mu.Lock()
+	n.f.calls["Apply"]++
+	n.mu.Unlock()
+	errs := make([]error, len(ops))
+	for i, op := range ops {
+		switch op.Kind {
+		case rtnl.OpAddLink:
+			errs[i] = n.AddLink(op.Link)
+		case rtnl.OpAddAddr:
+			errs[i] = n.AddAddr(op.Dev, op.Addr)
+		case rtnl.OpSetUp:
+			errs[i] = n.SetUp(op.Dev)
+		case rtnl.OpReplaceRoute:
+			errs[i] = n.ReplaceRoute(op.Route)
+		default:
+			errs[i] = fmt.Errorf("fake: Apply cannot make an op of kind %d", op.Kind)
+		}
+	}
+	return errs
+}

@@ -1,0 +1,82 @@
+package hook
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/gre-hook/gre-hook/hook/fake"
+)
+
+// New tunnels go to the kernel a phase at a time: every link, then every
+// address and link state, then every route, each phase one pipeline.
+func TestUpPipelinesNewTunnels(t *testing.T) {
+	e := newEnv(t)
+	e.write(many)
+	out := e.mustRun(PhaseUp)
+	if got := e.fk.Net.Calls("Apply"); got != 3 {
+		t.Errorf("%d pipelines for three new tunnels, want 3 (links, addresses and states, routes):\n%s", got, out)
+	}
+	first := func(s string) int { return strings.Index(out, s) }
+	links := []string{"ip tunnel add gre-site2", "ip -6 tunnel add gre-v6", "ip link add tap-lab"}
+	for _, l := range links {
+		if first(l) < 0 {
+			t.Fatalf("no %q in\n%s", l, out)
+		}
+	}
+	if a := first("ip addr add"); a < first(links[2]) {
+		t.Errorf("an address before the last link:\n%s", out)
+	}
+	if r, u := first("ip route replace"), strings.LastIndex(out, " up\n"); r < u {
+		t.Errorf("a route before the last link is up:\n%s", out)
+	}
+	// What --dry-run and status print is in the order up runs.
+	e.mustRun(PhaseDown)
+	if dry := e.dryRun(); !strings.Contains(dry, strings.Join(cmds(out), "")) {
+		t.Errorf("--dry-run prints another order than up runs:\n%s\nup:\n%s", dry, out)
+	}
+}
+
+// cmds is the command lines of a run's log, each with its newline.
+func cmds(log string) []string {
+	var out []string
+	for _, l := range strings.SplitAfter(log, "\n") {
+		if strings.HasPrefix(l, "+ ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// A change that fails in the middle of a pipeline: the kernel made the
+// ones after it too, and the rollback takes back exactly what was made,
+// those included, leaving the machine as it was.
+func TestPipelineFailureInTheMiddleRollsBackWhatWasMade(t *testing.T) {
+	for _, tc := range []struct {
+		op  string
+		nth int
+	}{
+		{"AddLink", 2},      // gre-v6: gre-site2 and tap-lab are made
+		{"AddAddr", 2},      // the second of four addresses
+		{"SetUp", 2},        // the second link's
+		{"ReplaceRoute", 1}, // the first of three routes
+	} {
+		t.Run(tc.op, func(t *testing.T) {
+			e := newEnv(t)
+			e.write(many)
+			e.fk.Net.FailNth(tc.op, tc.nth)
+			calls := e.fk.Net.Calls(tc.op)
+			out, err := e.run(PhaseUp)
+			if !errors.Is(err, fake.ErrInjected) {
+				t.Fatalf("up: %v, want the injected failure\n%s", err, out)
+			}
+			if e.fk.Net.Calls(tc.op)-calls <= tc.nth && tc.op != "ReplaceRoute" {
+				t.Errorf("%s called %d times: the pipeline stopped at the failure", tc.op, e.fk.Net.Calls(tc.op)-calls)
+			}
+			diff(t, "state after the rolled-back up", e.dump(), baseline)
+			if rec := e.record(); rec != "" {
+				t.Errorf("record left:\n%s", rec)
+			}
+		})
+	}
+}
