@@ -45,6 +45,13 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 		fmt.Fprintf(stdout, "gre-hook %s\n", Version(version))
 		return ExitOK
 	}
+	if inv.Command != CmdWatch && getenv("GOGC") == "" {
+		// A run lives for milliseconds and holds a few megabytes, so
+		// collections in it are mostly work for nothing: it collects
+		// at five times its live heap. The watcher, which lives for
+		// months, sets its own.
+		debug.SetGCPercent(400)
+	}
 	if msg := needsRoot(inv); msg != "" {
 		fmt.Fprintf(stderr, "gre-hook: %s\n", msg)
 		return ExitFailed
