@@ -31,150 +31,122 @@ type Op struct {
 	Route Route
 }
 
-// ErrNotSent is the error of an Op that Apply did not send, because one
-// before it could not be sent at all.
-var ErrNotSent = errors.New("not sent: an earlier change could not be sent")
-
 // pipelineMax is how many requests go out in one write: their answers
-// (a link's reads back at over a kilobyte each) must fit in the socket's
-// receive buffer, or the kernel drops them.
+// (a link's reads back at over a kilobyte) must fit in the socket's receive
+// buffer, or the kernel drops them.
 const pipelineMax = 48
 
 // Apply makes ops, in their order, and returns the error of each (nil for
 // one made). The requests go out many to a write (pipelined), and their
 // answers are read afterwards: an Op that fails does not stop those after
-// it, so the caller learns exactly what was made. An Op that needs the
-// index of a link the same call creates is sent after that link's answer.
+// it, so the caller learns exactly what was made. Links are made first
+// and marked after: the ops from a run of AddLinks to the next other op
+// are one write of creations, then one of aliases and index reads for the
+// links the kernel made, so that an alias never lands on a link that
+// someone else made under the name meanwhile.
 func (h *Handle) Apply(ops []Op) []error {
 	errs := make([]error, len(ops))
-	var batch []*nl.NetlinkRequest
-	var owner []int // the op of each request in batch
-	created := map[string]bool{}
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
+	for i := 0; i < len(ops); {
+		j := i + 1
+		for j < len(ops) && (ops[j].Kind == OpAddLink) == (ops[i].Kind == OpAddLink) {
+			j++
 		}
-		answers, rerrs, err := h.c.pipeline(batch...)
-		if err != nil {
-			// What the kernel did is unknown: every op in it failed,
-			// and a link one of them may have made goes again (its
-			// name was free: precheck), as no undo will see to it.
-			for k, i := range owner {
-				if errs[i] != nil {
-					continue
-				}
-				errs[i] = err
-				if ops[i].Kind == OpAddLink && k == firstOf(owner, k) {
-					if derr := h.DelLink(ops[i].Link.Name); derr != nil {
-						errs[i] = fmt.Errorf("%w; deleting %s in case it was made: %v", err, ops[i].Link.Name, derr)
-					}
-				}
-			}
-			batch, owner = nil, nil
-			return err
+		if ops[i].Kind == OpAddLink {
+			h.addLinks(ops[i:j], errs[i:j])
+		} else {
+			h.changes(ops[i:j], errs[i:j])
 		}
-		for k, i := range owner {
-			h.answer(ops[i], k-firstOf(owner, k), answers[k], rerrs[k], &errs[i])
-		}
-		batch, owner, created = nil, nil, map[string]bool{}
-		return nil
+		i = j
 	}
-	add := func(i int, reqs ...*nl.NetlinkRequest) {
-		if len(batch)+len(reqs) > pipelineMax {
-			flush() // an error is each op's
+	return errs
+}
+
+// send sends reqs, pipelineMax to a write, and returns the error of each:
+// for a request the socket failed to carry or to answer, the socket's.
+func (h *Handle) send(reqs []*nl.NetlinkRequest) (answers [][][]byte, errs []error) {
+	for k := 0; k < len(reqs); k += pipelineMax {
+		end := k + pipelineMax
+		if end > len(reqs) {
+			end = len(reqs)
 		}
-		batch = append(batch, reqs...)
-		for range reqs {
-			owner = append(owner, i)
-		}
+		a, e := h.c.pipeline(reqs[k:end]...)
+		answers, errs = append(answers, a...), append(errs, e...)
 	}
+	return answers, errs
+}
+
+// addLinks makes links: their creations in one write, then, for each the
+// kernel made, its alias and the read of its index in another. A link
+// made but not marked is deleted again: without the alias it would not be
+// recognisably gre-hook's.
+func (h *Handle) addLinks(ops []Op, errs []error) {
+	reqs := make([]*nl.NetlinkRequest, len(ops))
 	for i, op := range ops {
-		dev := op.Dev
-		if op.Kind == OpReplaceRoute {
-			dev = op.Route.Dev
+		h.forget(op.Link.Name) // a link of that name that went away
+		reqs[i] = createRequest(op.Link)
+	}
+	_, cerrs := h.send(reqs)
+	var made []int
+	reqs = reqs[:0]
+	for i, err := range cerrs {
+		if errs[i] = err; err == nil {
+			made = append(made, i)
+			reqs = append(reqs, aliasRequest(ops[i].Link.Name, ops[i].Link.Alias), getLinkRequest(ops[i].Link.Name))
 		}
-		if dev != "" && created[dev] {
-			if err := flush(); err != nil {
-				return notSent(errs, i)
+	}
+	answers, merrs := h.send(reqs)
+	for k, i := range made {
+		name, alias := ops[i].Link.Name, ops[i].Link.Alias
+		if err := merrs[2*k]; err != nil {
+			errs[i] = fmt.Errorf("marking %s as gre-hook's (alias %s): %w", name, alias, err)
+			if derr := h.DelLink(name); derr != nil {
+				errs[i] = fmt.Errorf("%w; deleting it again: %v", errs[i], derr)
 			}
+			continue
 		}
+		if a := answers[2*k+1]; merrs[2*k+1] == nil && len(a) == 1 && len(a[0]) >= unix.SizeofIfInfomsg {
+			h.remember(int(nl.DeserializeIfInfomsg(a[0]).Index), name)
+		}
+	}
+}
+
+// changes makes addresses, link states and routes of links that exist,
+// in one write.
+func (h *Handle) changes(ops []Op, errs []error) {
+	var reqs []*nl.NetlinkRequest
+	var of []int // the op of each request
+	for i, op := range ops {
+		var req *nl.NetlinkRequest
 		switch op.Kind {
-		case OpAddLink:
-			h.forget(op.Link.Name)
-			add(i, createRequest(op.Link), aliasRequest(op.Link.Name, op.Link.Alias), getLinkRequest(op.Link.Name))
-			created[op.Link.Name] = true
 		case OpAddAddr, OpSetUp:
 			l, err := h.byName(op.Dev)
 			if err != nil {
 				errs[i] = err
 				continue
 			}
+			req = upRequest(l.Attrs().Index)
 			if op.Kind == OpAddAddr {
-				add(i, addrRequest(l.Attrs().Index, op.Addr))
-			} else {
-				add(i, upRequest(l.Attrs().Index))
+				req = addrRequest(l.Attrs().Index, op.Addr)
 			}
 		case OpReplaceRoute:
-			req, err := h.routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, op.Route)
+			r, err := h.routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, op.Route)
 			if err != nil {
 				errs[i] = err
 				continue
 			}
-			add(i, req)
+			req = r
 		default:
 			errs[i] = fmt.Errorf("rtnl: Apply cannot make an op of kind %d", op.Kind)
+			continue
+		}
+		reqs, of = append(reqs, req), append(of, i)
+	}
+	_, rerrs := h.send(reqs)
+	for k, i := range of {
+		if err := rerrs[k]; err != nil && !(ops[i].Kind == OpAddAddr && errors.Is(err, unix.EEXIST)) {
+			errs[i] = err
 		}
 	}
-	flush() // an error is each op's
-	return errs
-}
-
-// firstOf is the index in owner of the first request of the op that
-// request k belongs to.
-func firstOf(owner []int, k int) int {
-	for k > 0 && owner[k-1] == owner[k] {
-		k--
-	}
-	return k
-}
-
-// answer takes the kernel's answer to the nth request of op into *err.
-// An AddLink's are its creation, its alias and the read of its index: when
-// the link was made but could not be marked, it is deleted again, as
-// AddLink does.
-func (h *Handle) answer(op Op, nth int, answers [][]byte, rerr error, err *error) {
-	if op.Kind != OpAddLink {
-		if rerr != nil && !(op.Kind == OpAddAddr && errors.Is(rerr, unix.EEXIST)) {
-			*err = rerr
-		}
-		return
-	}
-	name := op.Link.Name
-	switch nth {
-	case 0:
-		*err = rerr
-	case 1:
-		if *err == nil && rerr != nil {
-			*err = fmt.Errorf("marking %s as gre-hook's (alias %s): %w", name, op.Link.Alias, rerr)
-			if derr := h.DelLink(name); derr != nil {
-				*err = fmt.Errorf("%w; deleting it again: %v", *err, derr)
-			}
-		}
-	case 2:
-		if *err == nil && rerr == nil && len(answers) == 1 && len(answers[0]) >= unix.SizeofIfInfomsg {
-			h.remember(int(nl.DeserializeIfInfomsg(answers[0]).Index), name)
-		}
-	}
-}
-
-// notSent marks the ops from i on as not sent, and returns errs.
-func notSent(errs []error, i int) []error {
-	for ; i < len(errs); i++ {
-		if errs[i] == nil {
-			errs[i] = ErrNotSent
-		}
-	}
-	return errs
 }
 
 // upRequest brings the link of index up.

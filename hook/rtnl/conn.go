@@ -21,9 +21,10 @@ type conn struct {
 }
 
 // A request gets its answers within this time, or the run fails rather than
-// hang. The kernel answers a request within its write, so this is a
-// guard against what cannot happen, not a deadline anyone waits for.
-var connTimeout = unix.Timeval{Sec: 60}
+// hang. The kernel answers within the write that carries the request; an
+// answer is lost only when the receive buffer overflows, and then the
+// socket is replaced (pipeline).
+var connTimeout = unix.Timeval{Sec: 10}
 
 func dial() (*conn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
@@ -45,17 +46,14 @@ func dial() (*conn, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return &conn{fd: fd, buf: make([]byte, 64<<10)}, nil
+	return &conn{fd: fd}, nil
 }
 
 func (c *conn) close() { unix.Close(c.fd) }
 
 // do sends one request and waits for its acknowledgement.
 func (c *conn) do(req *nl.NetlinkRequest) error {
-	_, errs, err := c.pipeline(req)
-	if err != nil {
-		return err
-	}
+	_, errs := c.pipeline(req)
 	return errs[0]
 }
 
@@ -64,9 +62,17 @@ func (c *conn) do(req *nl.NetlinkRequest) error {
 // (nil when the kernel acknowledged it). The kernel handles the requests
 // of one write in their order, each seeing the changes of those before
 // it, and a request that fails does not stop those after it: the caller
-// decides what each error means. A non-nil err is the socket's own: what
-// the kernel did with the requests is then unknown.
-func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []error, err error) {
+// decides what each error means. When the socket itself fails, the
+// requests it has no answer for get that error, and what the kernel did
+// with them is unknown; the socket is replaced, so that answers it lost
+// or still holds cannot confuse the next requests.
+func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []error) {
+	if c.buf == nil {
+		// Answers other than a dump's are a few kilobytes at most.
+		c.buf = make([]byte, 32<<10)
+	}
+	answers, errs = make([][][]byte, len(reqs)), make([]error, len(reqs))
+	done := make([]bool, len(reqs))
 	var out []byte
 	first := c.seq + 1
 	for _, r := range reqs {
@@ -75,24 +81,35 @@ func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []
 		r.Flags |= unix.NLM_F_ACK
 		out = append(out, r.Serialize()...)
 	}
-	if err := unix.Sendto(c.fd, out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, nil, fmt.Errorf("sending to the kernel: %w", err)
+	fail := func(err error) ([][][]byte, []error) {
+		for i := range errs {
+			if !done[i] {
+				errs[i] = err
+			}
+		}
+		if nc, derr := dial(); derr == nil {
+			unix.Close(c.fd)
+			c.fd = nc.fd
+		}
+		return answers, errs
 	}
-	answers, errs = make([][][]byte, len(reqs)), make([]error, len(reqs))
+	if err := unix.Sendto(c.fd, out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fail(fmt.Errorf("sending to the kernel: %w", err))
+	}
 	for pending := len(reqs); pending > 0; {
 		n, from, err := unix.Recvfrom(c.fd, c.buf, 0)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the kernel's answers: %w", err)
+			return fail(fmt.Errorf("reading the kernel's answers: %w", err))
 		}
 		if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != 0 {
 			continue // not from the kernel
 		}
 		msgs, err := syscall.ParseNetlinkMessage(c.buf[:n])
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the kernel's answers: %w", err)
+			return fail(fmt.Errorf("reading the kernel's answers: %w", err))
 		}
 		for _, m := range msgs {
 			if m.Header.Seq < first || m.Header.Seq > c.seq {
@@ -104,13 +121,16 @@ func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []
 				continue
 			}
 			if len(m.Data) < 4 {
-				return nil, nil, fmt.Errorf("reading the kernel's answers: a short error message")
+				return fail(fmt.Errorf("reading the kernel's answers: a short error message"))
 			}
 			if e := int32(nl.NativeEndian().Uint32(m.Data)); e != 0 {
 				errs[i] = syscall.Errno(-e)
 			}
-			pending--
+			if !done[i] {
+				done[i] = true
+				pending--
+			}
 		}
 	}
-	return answers, errs, nil
+	return answers, errs
 }

@@ -2,6 +2,7 @@ package rtnl
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -46,12 +47,8 @@ func TestPipelineErrorInTheMiddle(t *testing.T) {
 		}
 		a := func(s string) Addr { return Addr{Prefix: netip.MustParsePrefix(s)} }
 		idx := lo.Attrs().Index
-		_, errs, err := c.pipeline(addrRequest(idx, a("10.9.0.1/32")), addrRequest(idx, a("10.9.0.1/32")),
+		_, errs := c.pipeline(addrRequest(idx, a("10.9.0.1/32")), addrRequest(idx, a("10.9.0.1/32")),
 			addrRequest(idx, a("10.9.0.2/32")), getLinkRequest("nosuchlink"))
-		if err != nil {
-			t.Error(err)
-			return
-		}
 		if len(errs) != 4 || errs[0] != nil || !errors.Is(errs[1], unix.EEXIST) || errs[2] != nil || !errors.Is(errs[3], unix.ENODEV) {
 			t.Errorf("errors %v, want [nil EEXIST nil ENODEV]", errs)
 		}
@@ -69,9 +66,9 @@ func TestPipelineErrorInTheMiddle(t *testing.T) {
 		}
 		// The socket is still in step: a request after the pipeline
 		// gets its own answer.
-		answers, errs, err := c.pipeline(getLinkRequest("lo"))
-		if err != nil || errs[0] != nil || len(answers[0]) != 1 {
-			t.Errorf("lo after the pipeline: %v %v, %d answers", err, errs, len(answers[0]))
+		answers, errs := c.pipeline(getLinkRequest("lo"))
+		if errs[0] != nil || len(answers[0]) != 1 {
+			t.Errorf("lo after the pipeline: %v, %d answers", errs, len(answers[0]))
 		}
 	})
 }
@@ -113,4 +110,100 @@ func TestAddrRequestBroadcast(t *testing.T) {
 			t.Errorf("%v: broadcast %q, want %q", tc.addr.Prefix, brd, tc.brd)
 		}
 	}
+}
+
+// A dump that a concurrent change interrupts (NLM_F_DUMP_INTR) is read
+// again on sockets with no dump left running: netlink's Execute returns at
+// the first interrupted message and leaves the rest of the dump running on
+// its socket, where every later dump was refused with EBUSY (a watcher
+// that saw one interruption listed no links again).
+func TestDumpsSurviveInterruptions(t *testing.T) {
+	inNewNetns(t, func() {
+		h, err := Open()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer h.Close()
+		other, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer other.Close()
+		// Enough links for a dump of several messages, and a GRE-less
+		// kind every kernel has.
+		for i := 0; i < 150; i++ {
+			la := netlink.NewLinkAttrs()
+			la.Name = fmt.Sprintf("v%da", i)
+			if err := other.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: fmt.Sprintf("v%db", i)}); err != nil {
+				t.Errorf("veth: %v", err)
+				return
+			}
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			la := netlink.NewLinkAttrs()
+			la.Name = "churn"
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				other.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "churnp"})
+				other.LinkDel(&netlink.Veth{LinkAttrs: la})
+			}
+		}()
+		var fails []error
+		for i := 0; i < 300; i++ {
+			if _, err := h.Links(); err != nil {
+				fails = append(fails, err)
+			}
+			if _, err := h.Addrs(); err != nil {
+				fails = append(fails, err)
+			}
+		}
+		close(stop)
+		<-done
+		if len(fails) > 0 {
+			t.Errorf("%d of 600 dumps failed under link churn, the first: %v", len(fails), fails[0])
+		}
+	})
+}
+
+// A link of the name that appeared after the snapshot is someone else's:
+// AddLink's creation fails, and the alias that marks gre-hook's links must
+// not land on that link (a later down would delete it as gre-hook's).
+func TestAddLinkLeavesAnotherLinkOfTheName(t *testing.T) {
+	inNewNetns(t, func() {
+		h, err := Open()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer h.Close()
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetName(lo, "gre-x")
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		l := Link{Name: "gre-x", Kind: "gre", Alias: "gre-hook:eth1", MTU: 1476, GRE: true}
+		if err := h.AddLink(l); !errors.Is(err, unix.EEXIST) {
+			t.Errorf("AddLink over another link's name: %v, want EEXIST", err)
+		}
+		other, err := netlink.LinkByName("gre-x")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if a := other.Attrs().Alias; a != "" {
+			t.Errorf("the other link has the alias %q now", a)
+		}
+	})
 }

@@ -124,6 +124,25 @@ func Open() (*Handle, error) {
 	return &Handle{h: h, route: route, c: c, names: map[int]string{}, index: map[string]int{}}, nil
 }
 
+// reopen replaces the sockets that dumps go through with new ones.
+func (h *Handle) reopen() error {
+	nh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	sock, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		nh.Close()
+		return err
+	}
+	h.h.Close()
+	for _, s := range h.route {
+		s.Close()
+	}
+	h.h, h.route = nh, map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
+	return nil
+}
+
 // Close releases the sockets.
 func (h *Handle) Close() {
 	h.h.Close()
@@ -134,15 +153,21 @@ func (h *Handle) Close() {
 }
 
 // A dump that a concurrent change interrupts is flagged by the kernel
-// (NLM_F_DUMP_INTR); netlink v1.3.0, the last release that builds with Go
-// 1.19, reports that as EINTR and drops the partial result. Do it again.
-func retry[T any](what string, f func() (T, error)) (T, error) {
+// (NLM_F_DUMP_INTR). netlink v1.3.0, the last release that builds with Go
+// 1.19, reports that as EINTR and drops the partial result, and it leaves
+// the rest of the dump running on its socket, where the kernel refuses any
+// other dump with EBUSY until that one is read to its end. So the dump is
+// done again on sockets opened afresh.
+func retry[T any](h *Handle, what string, f func() (T, error)) (T, error) {
 	var v T
 	var err error
 	for i := 0; i < 10; i++ {
 		v, err = f()
-		if !errors.Is(err, unix.EINTR) {
+		if !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.EBUSY) {
 			break
+		}
+		if rerr := h.reopen(); rerr != nil {
+			return v, fmt.Errorf("listing %s: %w (opening rtnetlink again: %v)", what, err, rerr)
 		}
 	}
 	if err != nil {
@@ -218,7 +243,7 @@ func prefix(n *net.IPNet) netip.Prefix {
 
 // Links returns every link.
 func (h *Handle) Links() ([]Link, error) {
-	ls, err := retry("links", h.h.LinkList)
+	ls, err := retry(h, "links", func() ([]netlink.Link, error) { return h.h.LinkList() })
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +257,7 @@ func (h *Handle) Links() ([]Link, error) {
 	if !gre {
 		return out, nil
 	}
-	marks, err := retry("links", h.fwMarks)
+	marks, err := retry(h, "links", h.fwMarks)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +302,7 @@ func (h *Handle) fwMarks() (map[int]uint32, error) {
 
 // Addrs returns every address of every link.
 func (h *Handle) Addrs() ([]Addr, error) {
-	as, err := retry("addresses", func() ([]netlink.Addr, error) { return h.h.AddrList(nil, netlink.FAMILY_ALL) })
+	as, err := retry(h, "addresses", func() ([]netlink.Addr, error) { return h.h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +321,7 @@ func (h *Handle) Routes(family int) ([]Route, error) {
 	if family == 6 {
 		fam = netlink.FAMILY_V6
 	}
-	rs, err := retry("routes", func() ([]netlink.Route, error) {
+	rs, err := retry(h, "routes", func() ([]netlink.Route, error) {
 		return h.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
@@ -396,9 +421,9 @@ func (h *Handle) byName(name string) (netlink.Link, error) {
 }
 
 // AddLink creates l, a GRE link of l.Kind, down, with its MTU, multicast
-// flag and fwmark, marks it gre-hook's with its alias (the kernel ignores
-// IFLA_IFALIAS in a request that creates a link) and learns its index: three
-// requests in one write, answered together (Apply).
+// flag and fwmark, then marks it gre-hook's with its alias (the kernel
+// ignores IFLA_IFALIAS in a request that creates a link) and learns its
+// index, two requests in one write (Apply).
 func (h *Handle) AddLink(l Link) error {
 	return h.Apply([]Op{{Kind: OpAddLink, Link: l}})[0]
 }
@@ -594,7 +619,7 @@ func (h *Handle) DelGroup(names []string, g uint32) error {
 	// the links asked for. gre-hook holds its lock, and the group number is
 	// random, so nothing else can join between this check and the delete
 	// short of guessing it.
-	ls, err := retry("links", h.h.LinkList)
+	ls, err := retry(h, "links", func() ([]netlink.Link, error) { return h.h.LinkList() })
 	if err != nil {
 		return err
 	}

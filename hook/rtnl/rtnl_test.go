@@ -82,6 +82,10 @@ func TestRouteRequestCarriesWideTableAndMetric(t *testing.T) {
 	}
 }
 
+// uint32ToInt is v as netlink's int holds it on this build: the value on
+// 64-bit builds, wrapped on 32-bit ones.
+func uint32ToInt(v uint32) int { return int(v) }
+
 func TestTableNumbers(t *testing.T) {
 	for _, tc := range []struct {
 		kernel int
@@ -90,7 +94,7 @@ func TestTableNumbers(t *testing.T) {
 		{254, 0},
 		{0, 0},
 		{100, 100},
-		{3000000000, 3000000000},
+		{uint32ToInt(3000000000), 3000000000},
 		// What netlink hands a 32-bit build for table 3000000000.
 		{int(int32(-1294967296)), 3000000000},
 	} {

@@ -37,7 +37,7 @@ func family(f int) int {
 
 // Rules returns the rules of family 4 or 6.
 func (h *Handle) Rules(fam int) ([]Rule, error) {
-	rs, err := retry("rules", func() ([]netlink.Rule, error) { return h.h.RuleList(family(fam)) })
+	rs, err := retry(h, "rules", func() ([]netlink.Rule, error) { return h.h.RuleList(family(fam)) })
 	if err != nil {
 		return nil, err
 	}
