@@ -73,6 +73,9 @@ func (o *observed) ReplaceRoute(r rtnl.Route) error {
 func (o *observed) DelRoute(r rtnl.Route) error {
 	return o.did("DelRoute "+r.Dst.String()+" table "+itoa(int(r.Table)), o.Net.DelRoute(r))
 }
+
+// Apply makes each op through the calls above, so that each is checked.
+func (o *observed) Apply(ops []rtnl.Op) []error { return fake.Each(o, ops) }
 func (o *observed) AddRule(r rtnl.Rule) error {
 	return o.did("AddRule "+itoa(int(r.Priority)), o.Net.AddRule(r))
 }

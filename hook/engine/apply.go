@@ -55,7 +55,9 @@ type Executor struct {
 }
 
 // run applies steps in order and stops at the first that fails. A run of
-// steps of one phase goes to the kernel together (runPhase).
+// two or more steps of one phase goes to the kernel together (runPhase),
+// where the kernel makes the rest of the phase even when one fails, and
+// each that it made is undone with the others.
 func (x *Executor) run(steps []Step) error {
 	for i := 0; i < len(steps); {
 		j := i + 1

@@ -105,14 +105,15 @@ func diffTunnels(want []plan.Tunnel, s *Snapshot, rec *state.Record) []Step {
 	return byPhase(out)
 }
 
-// byPhase orders the steps of tunnels that are all new by phase: every
-// link, then every address and link state, then every route, each tunnel
-// in its order within a phase, so that each phase goes to the kernel in a
-// few writes rather than a request at a time. New links depend on nothing
-// but each other's names, which the config keeps apart. If any step is of
-// another kind (a change to a tunnel that exists, a link made again), the
-// order is left as it is: what such a step does may depend on what the
-// steps before it did.
+// byPhase orders steps by phase when every one is a link creation, an
+// address, a link state or a route replace (a boot, where every tunnel is
+// new): every link, then every address and link state, then every route,
+// each tunnel in its order within a phase, so that each phase goes to the
+// kernel in a few writes rather than a request at a time. Those steps
+// depend only on the phases before them: a route names its own tunnel. If
+// any step is of another kind (a link made again or changed in place, an
+// address or route taken away), the order is left as it is: what such a
+// step does may depend on what the steps before it did.
 func byPhase(steps []Step) []Step {
 	for i := range steps {
 		if steps[i].phase == 0 {

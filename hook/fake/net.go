@@ -721,6 +721,21 @@ func (n *Net) Apply(ops []rtnl.Op) []error {
 	n.mu.Lock()
 	n.f.calls["Apply"]++
 	n.mu.Unlock()
+	return Each(n, ops)
+}
+
+// Singles are the calls a pipeline's ops stand for.
+type Singles interface {
+	AddLink(l rtnl.Link) error
+	AddAddr(dev string, a rtnl.Addr) error
+	SetUp(name string) error
+	ReplaceRoute(r rtnl.Route) error
+}
+
+// Each makes ops through n's single calls, in turn, as the kernel handles
+// the requests of a pipeline, and returns the error of each. A wrapper of
+// Net that watches every change implements Apply with it.
+func Each(n Singles, ops []rtnl.Op) []error {
 	errs := make([]error, len(ops))
 	for i, op := range ops {
 		switch op.Kind {
