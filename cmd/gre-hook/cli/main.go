@@ -48,9 +48,11 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	if inv.Command != CmdWatch && getenv("GOGC") == "" {
 		// A run lives for milliseconds and holds a few megabytes, so
 		// collections in it are mostly work for nothing: it collects
-		// at five times its live heap. The watcher, which lives for
-		// months, sets its own.
+		// at five times its live heap, or sooner when it nears 64 MB
+		// (a thousand tunnels on a small router). The watcher, which
+		// lives for months, sets its own.
 		debug.SetGCPercent(400)
+		debug.SetMemoryLimit(64 << 20)
 	}
 	if msg := needsRoot(inv); msg != "" {
 		fmt.Fprintf(stderr, "gre-hook: %s\n", msg)
