@@ -116,20 +116,26 @@ func (x *Executor) runPhase(steps []Step) error {
 		if st.made != nil {
 			err = st.made(x, err)
 		}
-		if err == nil {
-			if st.undo != nil {
-				x.undos = append(x.undos, undo{cmd: st.undoCmd, fn: st.undo})
-			}
-			continue
-		}
-		if first == nil {
-			if !st.bare {
-				err = fmt.Errorf("%s: %w", bareCmd(st.Cmds[0]), err)
-			}
+		if err := x.settle(st, err); err != nil && first == nil {
 			first = tunnelError(st, err)
 		}
 	}
 	return first
+}
+
+// settle is the end of a step whose change returned err: its undo kept
+// when it was made, else the error, saying which command failed.
+func (x *Executor) settle(st *Step, err error) error {
+	if err != nil {
+		if st.bare {
+			return err
+		}
+		return fmt.Errorf("%s: %w", bareCmd(st.Cmds[0]), err)
+	}
+	if st.undo != nil {
+		x.undos = append(x.undos, undo{cmd: st.undoCmd, fn: st.undo})
+	}
+	return nil
 }
 
 func (x *Executor) apply(st *Step) error {
@@ -161,16 +167,7 @@ func (x *Executor) apply(st *Step) error {
 	if x.Dry {
 		return nil
 	}
-	if err := st.change(x); err != nil {
-		if st.bare {
-			return err
-		}
-		return fmt.Errorf("%s: %w", bareCmd(st.Cmds[0]), err)
-	}
-	if st.undo != nil {
-		x.undos = append(x.undos, undo{cmd: st.undoCmd, fn: st.undo})
-	}
-	return nil
+	return x.settle(st, st.change(x))
 }
 
 // Rollback runs the undos in reverse and returns what it could not undo.

@@ -124,9 +124,10 @@ func (h *Handle) changes(ops []Op, errs []error) {
 				errs[i] = err
 				continue
 			}
-			req = upRequest(l.Attrs().Index)
 			if op.Kind == OpAddAddr {
 				req = addrRequest(l.Attrs().Index, op.Addr)
+			} else {
+				req = upRequest(l.Attrs().Index)
 			}
 		case OpReplaceRoute:
 			r, err := h.routeRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE, op.Route)
