@@ -376,33 +376,3 @@ echo "$1 tunnel=$GRE_HOOK_TUNNEL underlay=$GRE_HOOK_UNDERLAY phase=$GRE_HOOK_PHA
 	assertEq(t, "command log", string(got), want)
 	ns.assertClean()
 }
-
-// TestPipelineFailureRollsBack: new tunnels go to the kernel a phase at a
-// time, several requests to a write. When the kernel refuses one in the
-// middle (gre-b, whose endpoints a tunnel of someone else's has), it has
-// made the links after it in the same write too; the rollback takes back
-// every one that was made, gre-c included, and leaves the other tunnel.
-func TestPipelineFailureRollsBack(t *testing.T) {
-	t.Parallel()
-	ns := newNS(t)
-	ns.dummy("eth1", "198.51.100.1/24", 1500)
-	ns.ip("tunnel", "add", "foreign", "mode", "gre", "local", "198.51.100.1", "remote", "203.0.113.2", "ttl", "255")
-	a := fixture.Site2().Named("gre-a")
-	b := fixture.Site2().Named("gre-b").Set("remote", `"203.0.113.2"`).Set("address", `["10.0.0.5/30"]`).Routing("192.168.3.0/24")
-	c := fixture.Site2().Named("gre-c").Set("remote", `"203.0.113.3"`).Set("address", `["10.0.0.9/30"]`).Routing("192.168.4.0/24")
-	cfg := writeConfig(t, fixture.Config(a, b, c))
-	r := ns.gh(nil, "--config", cfg, "--iface", "eth1", "--phase", "up")
-	if r.code != 1 {
-		t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
-	}
-	fixture.MustContain(t, "up's errors", r.stderr, `tunnel "gre-b"`, "tunnel foreign already uses local 198.51.100.1 remote 203.0.113.2",
-		"rolled back", "+ ip link del gre-c", "+ ip link del gre-a")
-	if strings.Contains(r.stderr, "ip link del gre-b") {
-		t.Errorf("the rollback deletes gre-b, which was never made:\n%s", r.stderr)
-	}
-	if l, ok := ns.links()["foreign"]; !ok || l.Ifalias != "" {
-		t.Fatalf("the other tunnel is gone or marked: %+v\n%s", l, r.stderr)
-	}
-	ns.ip("link", "del", "foreign")
-	ns.assertClean()
-}

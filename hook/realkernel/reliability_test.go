@@ -558,11 +558,27 @@ local = "198.51.100.1"
 remote = "203.0.113.1"
 key = 5
 address = ["10.0.0.1/30"]
+
+[[tunnel]]
+name = "third"
+underlay = "eth1"
+remote = "203.0.113.10"
+address = ["10.0.0.9/30"]
+[[tunnel.route]]
+to = "192.168.10.0/24"
 `)
+		// The three links go to the kernel in one write: it refuses the
+		// second and makes the third after it, and the rollback takes
+		// back both it made, never the one it refused.
 		r, _ := ns.upRefused(nil, cfg, "up colliding with a foreign tunnel", 1,
 			`tunnel "second": ip tunnel add second`, "file exists", "tunnel foreign already uses local 198.51.100.1 remote 203.0.113.1 key 5", "rolled back")
-		if !strings.Contains(r.stderr, "ip link del first") {
-			t.Errorf("the rollback did not remove the first tunnel it made:\n%s", r.stderr)
+		for _, made := range []string{"first", "third"} {
+			if !strings.Contains(r.stderr, "+ ip link del "+made+"\n") {
+				t.Errorf("the rollback did not remove %s, which it made:\n%s", made, r.stderr)
+			}
+		}
+		if strings.Contains(r.stderr, "ip link del second") {
+			t.Errorf("the rollback deletes the second tunnel, which was never made:\n%s", r.stderr)
 		}
 	})
 
