@@ -29,6 +29,16 @@ func inNewNetns(t *testing.T, f func()) {
 	<-done
 }
 
+// openHere opens a Handle in the calling thread's namespace; nil, with the
+// test failed, if it cannot.
+func openHere(t *testing.T) *Handle {
+	h, err := Open()
+	if err != nil {
+		t.Error(err)
+	}
+	return h
+}
+
 // A request that fails in the middle of a pipeline is answered with its
 // own error, and the kernel still makes the requests after it: the caller
 // learns exactly what was made.
@@ -119,9 +129,8 @@ func TestAddrRequestBroadcast(t *testing.T) {
 // that saw one interruption listed no links again).
 func TestDumpsSurviveInterruptions(t *testing.T) {
 	inNewNetns(t, func() {
-		h, err := Open()
-		if err != nil {
-			t.Error(err)
+		h := openHere(t)
+		if h == nil {
 			return
 		}
 		defer h.Close()
@@ -179,9 +188,8 @@ func TestDumpsSurviveInterruptions(t *testing.T) {
 // not land on that link (a later down would delete it as gre-hook's).
 func TestAddLinkLeavesAnotherLinkOfTheName(t *testing.T) {
 	inNewNetns(t, func() {
-		h, err := Open()
-		if err != nil {
-			t.Error(err)
+		h := openHere(t)
+		if h == nil {
 			return
 		}
 		defer h.Close()
