@@ -15,7 +15,7 @@ import (
 // netlink's Execute makes; and several requests can go out in one write
 // (pipeline).
 type conn struct {
-	fd  int
+	fd  int // -1 until the first request, and after a failure
 	seq uint32
 	buf []byte
 }
@@ -23,18 +23,20 @@ type conn struct {
 // A request gets its answers within this time, or the run fails rather than
 // hang. The kernel answers within the write that carries the request; an
 // answer is lost only when the receive buffer overflows, and then the
-// socket is replaced (pipeline).
+// socket is closed, and the next request opens another (pipeline).
 var connTimeout = unix.Timeval{Sec: 10}
 
-func dial() (*conn, error) {
+// open makes the socket, when the first request needs it: a run that
+// changes nothing through it (status, a dry run) never pays for it.
+func (c *conn) open() error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, opt := range []int{unix.SO_RCVTIMEO, unix.SO_SNDTIMEO} {
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, opt, &connTimeout); err != nil {
 			unix.Close(fd)
-			return nil, err
+			return err
 		}
 	}
 	// Room for the answers of a pipeline (pipelineMax requests); root
@@ -44,12 +46,20 @@ func dial() (*conn, error) {
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		unix.Close(fd)
-		return nil, err
+		return err
 	}
-	return &conn{fd: fd}, nil
+	c.fd = fd
+	return nil
 }
 
-func (c *conn) close() { unix.Close(c.fd) }
+// close closes the socket, if it was opened; the next request opens a new
+// one.
+func (c *conn) close() {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+}
 
 // do sends one request and waits for its acknowledgement.
 func (c *conn) do(req *nl.NetlinkRequest) error {
@@ -64,8 +74,8 @@ func (c *conn) do(req *nl.NetlinkRequest) error {
 // it, and a request that fails does not stop those after it: the caller
 // decides what each error means. When the socket itself fails, the
 // requests it has no answer for get that error, and what the kernel did
-// with them is unknown; the socket is replaced, so that answers it lost
-// or still holds cannot confuse the next requests.
+// with them is unknown; the socket is closed, and the next request opens
+// another, so that answers it lost or still holds cannot confuse it.
 func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []error) {
 	if c.buf == nil {
 		// Answers other than a dump's are a few kilobytes at most.
@@ -87,11 +97,13 @@ func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []
 				errs[i] = err
 			}
 		}
-		if nc, derr := dial(); derr == nil {
-			unix.Close(c.fd)
-			c.fd = nc.fd
-		}
+		c.close()
 		return answers, errs
+	}
+	if c.fd < 0 {
+		if err := c.open(); err != nil {
+			return fail(fmt.Errorf("opening rtnetlink: %w", err))
+		}
 	}
 	if err := unix.Sendto(c.fd, out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fail(fmt.Errorf("sending to the kernel: %w", err))

@@ -114,14 +114,8 @@ func Open() (*Handle, error) {
 		h.Close()
 		return nil, fmt.Errorf("opening rtnetlink: %w", err)
 	}
-	c, err := dial()
-	if err != nil {
-		h.Close()
-		sock.Close()
-		return nil, fmt.Errorf("opening rtnetlink: %w", err)
-	}
 	route := map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
-	return &Handle{h: h, route: route, c: c, names: map[int]string{}, index: map[string]int{}}, nil
+	return &Handle{h: h, route: route, c: &conn{fd: -1}, names: map[int]string{}, index: map[string]int{}}, nil
 }
 
 // reopen replaces the sockets that dumps go through with new ones.
