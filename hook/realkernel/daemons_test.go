@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func (r *daemonRouter) must(args ...string) string {
 	r.t.Helper()
 	out, err := r.try(args...)
 	if err != nil {
-		r.t.Fatalf("%s in %s: %v\n%s", strings.Join(args, " "), r.ns.name, err, out)
+		r.ns.fatalf("%s in %s: %v\n%s", strings.Join(args, " "), r.ns.name, err, out)
 	}
 	return out
 }
@@ -171,10 +172,14 @@ func (r *daemonRouter) logs() string {
 // fails the test with cond's last complaint.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() string, logs ...*daemonRouter) {
 	t.Helper()
+	for _, r := range logs {
+		atomic.AddInt32(&r.ns.probing, 1)
+		defer atomic.AddInt32(&r.ns.probing, -1)
+	}
 	deadline := time.Now().Add(timeout)
 	var last string
 	for {
-		if last = cond(); last == "" {
+		if last = probe(cond); last == "" {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -187,6 +192,21 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() st
 		b.WriteString(r.logs())
 	}
 	t.Fatalf("%s: not within %v: %s\n%s", what, timeout, last, b.String())
+}
+
+// probe runs one round of a poll: a command of a polled namespace that
+// fails (fatalf) is the round's complaint.
+func probe(cond func() string) (complaint string) {
+	defer func() {
+		if p := recover(); p != nil {
+			f, ok := p.(probeFailure)
+			if !ok {
+				panic(p)
+			}
+			complaint = string(f)
+		}
+	}()
+	return cond()
 }
 
 // The packages scripts/netdaemons installs, and where the gre-hook
@@ -404,4 +424,28 @@ func (r *daemonRouter) startBus() {
 		}
 		return ""
 	}, r)
+}
+
+// TestEventuallyRetriesAFailedCommand: a command that fails while
+// eventually polls (a dump interrupted by links going away, a link not
+// made yet) is the condition's complaint for that round, not the test's
+// failure, and not the failure of the parent test whose namespace it is.
+func TestEventuallyRetriesAFailedCommand(t *testing.T) {
+	ns := newNS(t)
+	r := &daemonRouter{t: t, ns: ns, dir: t.TempDir()}
+	go func() {
+		time.Sleep(time.Second)
+		exec.Command("ip", "-n", ns.name, "link", "add", "late", "type", "dummy").Run()
+	}()
+	t.Run("poll", func(t *testing.T) {
+		rounds := 0
+		eventually(t, 30*time.Second, "the late link", func() string {
+			rounds++
+			ns.ip("link", "show", "late")
+			return ""
+		}, r)
+		if rounds < 2 {
+			t.Errorf("the link was there at the first round (%d): the test proves nothing", rounds)
+		}
+	})
 }

@@ -78,6 +78,35 @@ type netns struct {
 	// bin, if set, is the gre-hook binary this namespace runs instead of
 	// the one under test.
 	bin string
+	// probing is set while eventually polls the namespace: a command that
+	// fails then is the poll's complaint for that round (see fatalf).
+	probing int32
+}
+
+// probeFailure is what a failed command of a namespace being polled
+// panics with, for eventually to take as that round's complaint.
+type probeFailure string
+
+// fatalf fails the test, or, while eventually polls the namespace, only
+// that round: a dump interrupted by a link going away fails as surely as
+// a link that is not there yet, and the poll is how the test waits for
+// both to pass. Fatal on n.t from a subtest would fail the parent test.
+func (n *netns) fatalf(format string, args ...interface{}) {
+	n.t.Helper()
+	if atomic.LoadInt32(&n.probing) > 0 {
+		panic(probeFailure(fmt.Sprintf(format, args...)))
+	}
+	n.t.Fatalf(format, args...)
+}
+
+// run runs a command, failing as fatalf does.
+func (n *netns) run(name string, args ...string) string {
+	n.t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		n.fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 // newNS creates a namespace with lo up, removed when the test ends.
@@ -105,7 +134,7 @@ func mustRun(t *testing.T, name string, args ...string) string {
 // exec runs a command inside the namespace and fails the test on error.
 func (n *netns) exec(name string, args ...string) string {
 	n.t.Helper()
-	return mustRun(n.t, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+	return n.run("ip", append([]string{"netns", "exec", n.name, name}, args...)...)
 }
 
 // try runs a command inside the namespace and returns its output and error.
@@ -116,7 +145,7 @@ func (n *netns) try(name string, args ...string) (string, error) {
 
 func (n *netns) ip(args ...string) string {
 	n.t.Helper()
-	return mustRun(n.t, "ip", append([]string{"-n", n.name}, args...)...)
+	return n.run("ip", append([]string{"-n", n.name}, args...)...)
 }
 
 // dummy makes an underlay: a dummy link with an address, up.
@@ -240,7 +269,7 @@ func (n *netns) links() map[string]linkInfo {
 	out := n.ip("-j", "-d", "addr", "show")
 	var ls []linkInfo
 	if err := json.Unmarshal([]byte(out), &ls); err != nil {
-		n.t.Fatalf("parsing ip -j addr: %v\n%s", err, out)
+		n.fatalf("parsing ip -j addr: %v\n%s", err, out)
 	}
 	m := map[string]linkInfo{}
 	for _, l := range ls {
@@ -275,7 +304,7 @@ func (n *netns) routes(fam string) []string {
 	out := n.ip(fam, "-j", "route", "show", "table", "all")
 	var rs []routeInfo
 	if err := json.Unmarshal([]byte(out), &rs); err != nil {
-		n.t.Fatalf("parsing ip -j route: %v\n%s", err, out)
+		n.fatalf("parsing ip -j route: %v\n%s", err, out)
 	}
 	var lines []string
 	for _, r := range rs {
