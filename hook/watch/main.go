@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -44,6 +45,12 @@ func Main(opts Options, stderr io.Writer) int {
 	// back (compacting), and none of its later ones is huge.
 	if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil && opts.Verbose {
 		fmt.Fprintf(stderr, "gre-hook: watch: transparent huge pages stay on: %v\n", err)
+	}
+	// One loop does the work: with one P, the replies that come back
+	// while it sends a round of keepalives wait in the socket and are read
+	// in a row when it is done, rather than wake a second thread each.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
