@@ -181,10 +181,18 @@ func (tr trust) open(name string) (*os.File, error) {
 		testHookOpen(real)
 	}
 	// O_NONBLOCK: a FIFO must not hang the open; it is refused below.
-	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	// Then blocking again, before the fd becomes a File: a regular file's
+	// reads never wait, and a non-blocking fd would start the runtime's
+	// poller (an epoll set and an eventfd) in a run that needs none.
+	fd, err := syscall.Open(real, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: real, Err: err}
 	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return nil, &fs.PathError{Op: "fcntl", Path: real, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), real)
 	fi, err := f.Stat()
 	if err == nil {
 		err = tr.checkOpened(name, real, fi)
