@@ -38,14 +38,6 @@ func Main(opts Options, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gre-hook: watch: %v\n", err)
 		return 1
 	}
-	// No transparent huge pages for this process: Debian's kernels
-	// default to them for every anonymous mapping, and a 2 MB page under
-	// a heap of one or two MB makes most of the watcher's resident memory.
-	// The pages the runtime already has are split when it hands memory
-	// back (compacting), and none of its later ones is huge.
-	if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil && opts.Verbose {
-		fmt.Fprintf(stderr, "gre-hook: watch: transparent huge pages stay on: %v\n", err)
-	}
 	// One loop does the work: with one P, the replies that come back
 	// while it sends a round of keepalives wait in the socket and are read
 	// in a row when it is done, rather than wake a second thread each.
@@ -105,6 +97,28 @@ func Main(opts Options, stderr io.Writer) int {
 		return fail(err)
 	}
 	return 0
+}
+
+// NoHugePages gives the process no transparent huge pages. Debian's
+// kernels back anonymous memory with them by default, and one 2 MB page is
+// more than the watcher's whole heap. The runtime's first pages were
+// faulted in before it is called, some as huge pages whose unused parts stay
+// resident, so the watcher starts again, in place (same pid, arguments
+// and environment), with the setting, which execve keeps. A kernel that
+// refuses it leaves the watcher as it is, and only slightly larger. It is
+// called first (cli.BeforeWatch), before the command has said or read
+// anything, and only where os.Args are the watcher's own.
+func NoHugePages(stderr io.Writer, verbose bool) {
+	if off, err := unix.PrctlRetInt(unix.PR_GET_THP_DISABLE, 0, 0, 0, 0); err != nil || off == 1 {
+		return
+	}
+	err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0)
+	if err == nil {
+		err = unix.Exec("/proc/self/exe", os.Args, os.Environ())
+	}
+	if verbose {
+		fmt.Fprintf(stderr, "gre-hook: watch: transparent huge pages stay on: %v\n", err)
+	}
 }
 
 // forwardHangups turns SIGHUPs into reloads until done. A SIGHUP that

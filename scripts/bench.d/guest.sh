@@ -215,12 +215,14 @@ done
 
 if [[ -x $OUT/realkernel.test && ${BENCH_WATCH_SECONDS:-20} -gt 0 ]]; then
 	runs=${BENCH_WATCH_RUNS:-5}
-	# watch NAME BIN K: one TestWatchFootprint run of BIN to OUT/watch.NAME.K.txt
+	# watch NAME BIN K [BASE]: one TestWatchFootprint run of BIN to
+	# OUT/watch.NAME.K.txt; BASE set for the binary from before this tree,
+	# which the test does not hold to this tree's checks.
 	watch() {
 		local s rc f=$OUT/watch.$1.$3.txt
 		s=$(now_us)
 		(cd "$(dirname "$self")/../../hook/realkernel" &&
-			GRE_HOOK_BIN=$2 GRE_HOOK_WATCH_BENCH_SECONDS=${BENCH_WATCH_SECONDS:-20} \
+			GRE_HOOK_BIN=$2 GRE_HOOK_WATCH_BENCH_BASE=${4:-} GRE_HOOK_WATCH_BENCH_SECONDS=${BENCH_WATCH_SECONDS:-20} \
 				"$OUT/realkernel.test" -test.run '^TestWatchFootprint$' -test.count=1 -test.v -test.timeout 20m) >"$f" 2>&1
 		rc=$?
 		echo "  watch $1 run $3: $(grep WATCH-BENCH "$f" || echo 'no WATCH-BENCH line'), $(ms "$s" "$(now_us)") ms wall" >&2
@@ -229,7 +231,7 @@ if [[ -x $OUT/realkernel.test && ${BENCH_WATCH_SECONDS:-20} -gt 0 ]]; then
 	echo "  gre-hook watch footprint: $runs runs of two ${BENCH_WATCH_SECONDS:-20} s windows (TestWatchFootprint)${base:+, the base binary every other run}" >&2
 	for ((k = 1; k <= runs; k++)); do
 		watch new "$BIN" "$k"
-		[[ -n $base ]] && ((k % 2 == 1)) && watch base "$BASE_BIN" "$k"
+		[[ -n $base ]] && ((k % 2 == 1)) && watch base "$BASE_BIN" "$k" 1
 	done
 fi
 echo "guest done" >&2

@@ -27,6 +27,12 @@ const (
 	ExitDrift  = 3
 )
 
+// BeforeWatch, when set, runs first in a watch command, before it has said
+// or read anything. The program sets it to watch.NoHugePages, which starts
+// the process again: a Main called in a test, with arguments of its own,
+// must not.
+var BeforeWatch func(stderr io.Writer, verbose bool)
+
 // Main runs gre-hook with the given arguments and environment and returns
 // the exit code.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, version string) int {
@@ -57,6 +63,9 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 	if msg := needsRoot(inv); msg != "" {
 		fmt.Fprintf(stderr, "gre-hook: %s\n", msg)
 		return ExitFailed
+	}
+	if inv.Command == CmdWatch && BeforeWatch != nil {
+		BeforeWatch(stderr, inv.Request.Verbose)
 	}
 	// Every command left reads the config, once.
 	if inv.Request.AllowInsecure {
