@@ -244,7 +244,7 @@ func read(explicit string, open func(string) (*os.File, error)) (*Config, Errors
 		case !fi.IsDir() && !fi.Mode().IsRegular():
 			return Errors{fmt.Errorf("reading config: %s is not a regular file (%s)", path, fileType(fi.Mode()))}
 		case !fi.IsDir():
-			b, err := io.ReadAll(f)
+			b, err := readSized(f, path, fi.Size())
 			if err != nil {
 				return readErr(err)
 			}
@@ -534,4 +534,34 @@ func fileType(m fs.FileMode) string {
 		return "a symlink"
 	}
 	return "not a file gre-hook reads"
+}
+
+// maxConfigSize bounds a config file: a thousand tunnels take a few
+// hundred kB, and a file far larger is a mistake, not one to read whole.
+const maxConfigSize = 16 << 20
+
+// readSized reads f whole into a buffer of its size, as stat gave it, and
+// one byte more to see the end at once; it grows only if the file did.
+func readSized(f io.Reader, name string, size int64) ([]byte, error) {
+	tooLarge := fmt.Errorf("%s: larger than a config can be (%d MiB)", name, maxConfigSize>>20)
+	if size > maxConfigSize {
+		return nil, tooLarge
+	}
+	b := make([]byte, 0, size+1)
+	for {
+		if len(b) > maxConfigSize {
+			return nil, tooLarge
+		}
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }

@@ -431,3 +431,16 @@ func TestReadPaths(t *testing.T) {
 		}
 	}
 }
+
+// A config file far larger than any config (here a sparse one of 1 GiB)
+// is refused by its size, with its name, before it is read.
+func TestReadRefusesAHugeFile(t *testing.T) {
+	p := writeFile(t, filepath.Join(t.TempDir(), "huge.toml"), base, 0o600)
+	if err := os.Truncate(p, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Read(p, true)
+	if want := "reading config: " + p + ": larger than a config can be (16 MiB)"; err == nil || err.Error() != want {
+		t.Errorf("Read(1 GiB file) = %v, want %q", err, want)
+	}
+}

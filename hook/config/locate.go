@@ -24,8 +24,34 @@ type locator struct {
 
 type tableLoc struct {
 	header position
-	keys   map[string]position
+	keys   keyPositions
 	routes []tableLoc
+}
+
+// keyPositions are a table's keys, each where it was first written. A
+// table has a dozen keys at most: a list is cheaper than a map, of which a
+// config of a thousand tunnels would make a thousand.
+type keyPositions []keyPosition
+
+type keyPosition struct {
+	key string
+	pos position
+}
+
+func (ks keyPositions) get(key string) (position, bool) {
+	for _, k := range ks {
+		if k.key == key {
+			return k.pos, true
+		}
+	}
+	return position{}, false
+}
+
+// add records key at pos unless it was written before.
+func (ks *keyPositions) add(key string, pos position) {
+	if _, seen := ks.get(key); !seen {
+		*ks = append(*ks, keyPosition{key, pos})
+	}
 }
 
 func newLocator(text string) *locator {
@@ -45,7 +71,7 @@ func newLocator(text string) *locator {
 			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(strings.SplitN(trimmed[2:], "]]", 2)[0]), "]"))
 			switch name {
 			case "tunnel":
-				l.tunnels = append(l.tunnels, tableLoc{header: pos, keys: map[string]position{}})
+				l.tunnels = append(l.tunnels, tableLoc{header: pos})
 				cur = &l.tunnels[len(l.tunnels)-1]
 			case "tunnel.route":
 				if len(l.tunnels) == 0 {
@@ -53,7 +79,7 @@ func newLocator(text string) *locator {
 					continue
 				}
 				t := &l.tunnels[len(l.tunnels)-1]
-				t.routes = append(t.routes, tableLoc{header: pos, keys: map[string]position{}})
+				t.routes = append(t.routes, tableLoc{header: pos})
 				cur = &t.routes[len(t.routes)-1]
 			default:
 				l.top[strings.SplitN(name, ".", 2)[0]] = pos
@@ -89,9 +115,7 @@ func newLocator(text string) *locator {
 				continue
 			}
 			key := strings.Trim(strings.TrimSpace(trimmed[:eq]), `"'`)
-			if _, seen := cur.keys[key]; !seen {
-				cur.keys[key] = pos
-			}
+			cur.keys.add(key, pos)
 		}
 	}
 	return l
@@ -107,7 +131,7 @@ func (l *locator) find(ti, ri int, key string) position {
 	if ri >= 0 {
 		if ri < len(t.routes) {
 			r := t.routes[ri]
-			if p, ok := r.keys[key]; ok {
+			if p, ok := r.keys.get(key); ok {
 				return p
 			}
 			return r.header
@@ -115,7 +139,7 @@ func (l *locator) find(ti, ri int, key string) position {
 		// An inline route table: point at the tunnel's route key.
 		key = "route"
 	}
-	if p, ok := t.keys[key]; ok {
+	if p, ok := t.keys.get(key); ok {
 		return p
 	}
 	return t.header
@@ -127,13 +151,13 @@ func (l *locator) findAny(route bool, key string) (position, bool) {
 	for _, t := range l.tunnels {
 		if route {
 			for _, r := range t.routes {
-				if p, ok := r.keys[key]; ok {
+				if p, ok := r.keys.get(key); ok {
 					return p, true
 				}
 			}
 			continue
 		}
-		if p, ok := t.keys[key]; ok {
+		if p, ok := t.keys.get(key); ok {
 			return p, true
 		}
 	}
