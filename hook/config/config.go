@@ -159,10 +159,19 @@ type Config struct {
 
 // For returns the tunnels bound to the underlay iface, in config order.
 func (c *Config) For(iface string) []Tunnel {
-	var out []Tunnel
-	for _, t := range c.Tunnels {
-		if t.Underlay == iface {
-			out = append(out, t)
+	n := 0
+	for i := range c.Tunnels {
+		if c.Tunnels[i].Underlay == iface {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]Tunnel, 0, n)
+	for i := range c.Tunnels {
+		if c.Tunnels[i].Underlay == iface {
+			out = append(out, c.Tunnels[i])
 		}
 	}
 	return out

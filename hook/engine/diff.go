@@ -91,7 +91,9 @@ func DiffSteps(underlay string, want []plan.Tunnel, s *Snapshot, rec *state.Reco
 // diffTunnels is the steps for the tunnels' links, addresses and routes,
 // tunnel by tunnel.
 func diffTunnels(want []plan.Tunnel, s *Snapshot, rec *state.Record) []Step {
-	var out []Step
+	// A new tunnel is a few steps: its link, an address or two, up and
+	// its routes.
+	out := make([]Step, 0, 4*len(want))
 	routes := s.Routes
 	for i := range want {
 		var steps []Step
