@@ -237,35 +237,21 @@ func prefix(n *net.IPNet) netip.Prefix {
 
 // Links returns every link.
 func (h *Handle) Links() ([]Link, error) {
-	ls, err := retry(h, "links", func() ([]netlink.Link, error) { return h.h.LinkList() })
+	out, err := retry(h, "links", h.links)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Link, len(ls))
-	gre := false
-	for i, l := range ls {
-		out[i] = fromNetlink(l)
-		h.remember(out[i].Index, out[i].Name)
-		gre = gre || out[i].GRE
-	}
-	if !gre {
-		return out, nil
-	}
-	marks, err := retry(h, "links", h.fwMarks)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		if out[i].GRE {
-			out[i].FwMark = marks[out[i].Index]
-		}
+	for _, l := range out {
+		h.remember(l.Index, l.Name)
 	}
 	return out, nil
 }
 
-// fwMarks reads every link's IFLA_GRE_FWMARK, by index, with a dump of
-// its own: netlink's LinkList drops the attribute (greFwMark).
-func (h *Handle) fwMarks() (map[int]uint32, error) {
+// links reads every link with one dump, each message decoded by netlink
+// and, for a GRE link, searched for its IFLA_GRE_FWMARK too, which
+// netlink's Link drops (greFwMark): its LinkList and a dump for the marks
+// would read every link twice.
+func (h *Handle) links() ([]Link, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 	req.Sockets = h.route
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
@@ -273,25 +259,35 @@ func (h *Handle) fwMarks() (map[int]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[int]uint32{}
+	out := make([]Link, 0, len(msgs))
 	for _, m := range msgs {
-		if len(m) < unix.SizeofIfInfomsg {
-			continue
+		nlink, err := netlink.LinkDeserialize(nil, m)
+		if err != nil {
+			return nil, err
 		}
-		index := int(nl.DeserializeIfInfomsg(m).Index)
-		kind, data, err := linkInfo(m[unix.SizeofIfInfomsg:])
-		if err != nil || !strings.Contains(kind, "gre") {
-			// Only a GRE link's attribute 20 is its fwmark; another
-			// kind's data is none of gre-hook's business.
-			continue
+		l := fromNetlink(nlink)
+		if l.GRE && len(m) >= unix.SizeofIfInfomsg {
+			l.FwMark = greFwMarkOf(m[unix.SizeofIfInfomsg:])
 		}
-		for _, a := range data {
-			if a.Attr.Type&nl.NLA_TYPE_MASK == greFwMark && len(a.Value) >= 4 {
-				out[index] = nl.NativeEndian().Uint32(a.Value)
-			}
-		}
+		out = append(out, l)
 	}
 	return out, nil
+}
+
+// greFwMarkOf is the IFLA_GRE_FWMARK in a link's attributes, or 0. Only
+// a GRE link's attribute 20 is its fwmark; another kind's data is none of
+// gre-hook's business.
+func greFwMarkOf(attrs []byte) uint32 {
+	kind, data, err := linkInfo(attrs)
+	if err != nil || !strings.Contains(kind, "gre") {
+		return 0
+	}
+	for _, a := range data {
+		if a.Attr.Type&nl.NLA_TYPE_MASK == greFwMark && len(a.Value) >= 4 {
+			return nl.NativeEndian().Uint32(a.Value)
+		}
+	}
+	return 0
 }
 
 // Addrs returns every address of every link.
