@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gre-hook/gre-hook/hook/fake"
+	"github.com/gre-hook/gre-hook/hook/internal/fixture"
 )
 
 // New tunnels go to the kernel a phase at a time: every link, then every
@@ -77,6 +78,56 @@ func TestPipelineFailureInTheMiddleRollsBackWhatWasMade(t *testing.T) {
 			if rec := e.record(); rec != "" {
 				t.Errorf("record left:\n%s", rec)
 			}
+		})
+	}
+}
+
+// The socket fails after a pipeline went out, and its answers from one
+// request on are lost: the kernel made those changes, or some of them,
+// and nobody can say which. The rollback undoes each as if made (an
+// undo that finds nothing, as for an address the kernel in fact refused,
+// is no failure): the links a lost pipeline made go, gre-site2's LAN comes
+// back to it, and the machine and the record are as the up before left
+// them.
+func TestLostAnswersRollBackAsIfMade(t *testing.T) {
+	// gre-site2's LAN moves to the new gre-v6, and gre-site2 gets another.
+	moved := strings.Replace(strings.Replace(many, fixture.Config(fixture.Site2()), fixture.Config(fixture.Site2().Routing("192.168.3.0/24")), 1),
+		"to = \"192.168.10.0/24\"\ntable = 100\nmetric = 5\n", "to = \"192.168.2.0/24\"\n", 1)
+	if moved == many || !strings.Contains(moved, "192.168.3.0/24") {
+		t.Fatal("the edit of the config did not take")
+	}
+	for _, tc := range []struct {
+		name, op string
+		nth      int
+		refuse   bool // the lost one was in fact refused
+		fresh    bool // no up before: every link is made in one pipeline
+	}{
+		{"routes, one taken over from another tunnel", "ReplaceRoute", 1, false, false},
+		{"addresses, the lost one refused", "AddAddr", 2, true, false},
+		{"links, on a fresh machine", "AddLink", 2, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			if !tc.fresh {
+				e.write(fixture.Config(fixture.Site2()))
+				e.mustRun(PhaseUp)
+			}
+			before := e.dump()
+			rec := e.record()
+			e.write(moved)
+			e.fk.Net.LoseAnswers(tc.op, tc.nth)
+			if tc.refuse {
+				e.fk.Net.FailNth(tc.op, tc.nth)
+			}
+			out, err := e.run(PhaseUp)
+			if !errors.Is(err, fake.ErrAnswerLost) {
+				t.Fatalf("up: %v, want the lost answers\n%s", err, out)
+			}
+			if strings.Contains(out, "undoing") || strings.Contains(err.Error(), "undoing") {
+				t.Errorf("the rollback failed to undo something:\n%v\n%s", err, out)
+			}
+			diff(t, "state after the rolled-back up", e.dump(), before)
+			diff(t, "record after the rolled-back up", e.record(), rec)
 		})
 	}
 }

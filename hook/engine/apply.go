@@ -124,8 +124,14 @@ func (x *Executor) runPhase(steps []Step) error {
 }
 
 // settle is the end of a step whose change returned err: its undo kept
-// when it was made, else the error, saying which command failed.
+// when it was made, else the error, saying which command failed. A change
+// the kernel got but never answered (rtnl.Unanswered), made or not, keeps
+// its undo too: the rollback undoes it as if made (a route it replaced
+// comes back), and Net's deletes take what is not there for done.
 func (x *Executor) settle(st *Step, err error) error {
+	if err != nil && st.undo != nil && rtnl.IsUnanswered(err) {
+		x.undos = append(x.undos, undo{cmd: st.undoCmd, fn: st.undo})
+	}
 	if err != nil {
 		if st.bare {
 			return err

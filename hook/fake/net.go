@@ -70,6 +70,21 @@ type Net struct {
 	rules  []rtnl.Rule
 	next   int
 	f      failer
+	// lose is LoseAnswers': the op kind and which of its ops (1-based)
+	// the next Apply loses the answers from; 0 for none.
+	loseOp  string
+	loseNth int
+}
+
+// LoseAnswers makes the next Apply that gets an nth op of kind op (a
+// method name, e.g. "ReplaceRoute") make all its ops, and lose the
+// answers of that one and every one after it, as the real kernel's are
+// lost when the socket fails after the write: those get an
+// rtnl.Unanswered, whatever the kernel made of them.
+func (n *Net) LoseAnswers(op string, nth int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.loseOp, n.loseNth = op, nth
 }
 
 // NewNet returns an empty kernel with only lo.
@@ -720,8 +735,43 @@ func (n *Net) change(l *rtnl.Link, c rtnl.Link) error {
 func (n *Net) Apply(ops []rtnl.Op) []error {
 	n.mu.Lock()
 	n.f.calls["Apply"]++
+	lost := -1
+	if n.loseNth > 0 {
+		seen := 0
+		for i, op := range ops {
+			if opName(op.Kind) == n.loseOp {
+				if seen++; seen == n.loseNth {
+					lost = i
+					n.loseNth = 0
+					break
+				}
+			}
+		}
+	}
 	n.mu.Unlock()
-	return Each(n, ops)
+	errs := Each(n, ops)
+	for i := lost; i >= 0 && i < len(errs); i++ {
+		errs[i] = &rtnl.Unanswered{Err: ErrAnswerLost}
+	}
+	return errs
+}
+
+// ErrAnswerLost is the socket error of a LoseAnswers pipeline.
+var ErrAnswerLost = errors.New("reading the kernel's answers: the socket failed (injected)")
+
+// opName is the Singles method that makes ops of kind k.
+func opName(k rtnl.OpKind) string {
+	switch k {
+	case rtnl.OpAddLink:
+		return "AddLink"
+	case rtnl.OpAddAddr:
+		return "AddAddr"
+	case rtnl.OpSetUp:
+		return "SetUp"
+	case rtnl.OpReplaceRoute:
+		return "ReplaceRoute"
+	}
+	return ""
 }
 
 // Singles are the calls a pipeline's ops stand for.

@@ -61,6 +61,23 @@ func (c *conn) close() {
 	}
 }
 
+// Unanswered is the error of a request sent to the kernel whose answer
+// never came back (the socket failed): the kernel may have made the
+// change or refused it.
+type Unanswered struct{ Err error }
+
+func (u *Unanswered) Error() string {
+	return fmt.Sprintf("%v (the request went out: the kernel may have made the change)", u.Err)
+}
+
+func (u *Unanswered) Unwrap() error { return u.Err }
+
+// IsUnanswered reports whether err is, or wraps, an Unanswered.
+func IsUnanswered(err error) bool {
+	var u *Unanswered
+	return errors.As(err, &u)
+}
+
 // do sends one request and waits for its acknowledgement.
 func (c *conn) do(req *nl.NetlinkRequest) error {
 	_, errs := c.pipeline(req)
@@ -73,9 +90,11 @@ func (c *conn) do(req *nl.NetlinkRequest) error {
 // of one write in their order, each seeing the changes of those before
 // it, and a request that fails does not stop those after it: the caller
 // decides what each error means. When the socket itself fails, the
-// requests it has no answer for get that error, and what the kernel did
-// with them is unknown; the socket is closed, and the next request opens
-// another, so that answers it lost or still holds cannot confuse it.
+// requests it has no answer for get that error; once the write went out,
+// as an Unanswered, since the kernel handled them (rtnetlink handles a
+// write's requests before the write returns) and may have made them. The
+// socket is closed, and the next request opens another, so that answers
+// it lost or still holds cannot confuse it.
 func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []error) {
 	if c.buf == nil {
 		// Answers other than a dump's are a few kilobytes at most.
@@ -108,6 +127,8 @@ func (c *conn) pipeline(reqs ...*nl.NetlinkRequest) (answers [][][]byte, errs []
 	if err := unix.Sendto(c.fd, out, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fail(fmt.Errorf("sending to the kernel: %w", err))
 	}
+	sent := fail
+	fail = func(err error) ([][][]byte, []error) { return sent(&Unanswered{Err: err}) }
 	for pending := len(reqs); pending > 0; {
 		n, from, err := unix.Recvfrom(c.fd, c.buf, 0)
 		if errors.Is(err, unix.EINTR) {
