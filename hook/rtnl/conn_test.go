@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -208,6 +209,64 @@ func TestAddLinkLeavesAnotherLinkOfTheName(t *testing.T) {
 		}
 		if a := other.Attrs().Alias; a != "" {
 			t.Errorf("the other link has the alias %q now", a)
+		}
+	})
+}
+
+// When the socket loses answers (its receive buffer overflows with a
+// pipeline's acknowledgements), the requests without one are Unanswered,
+// not failed: the kernel handled every request of the write before it
+// returned, and made them. The socket is closed, and the next request
+// opens another, which is in step.
+func TestLostAnswersAreUnanswered(t *testing.T) {
+	inNewNetns(t, func() {
+		c := &conn{fd: -1}
+		defer c.close()
+		if err := c.open(); err != nil {
+			t.Error(err)
+			return
+		}
+		// The smallest buffer the kernel allows: a few acknowledgements.
+		if err := unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1); err != nil {
+			t.Error(err)
+			return
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		const n = pipelineMax
+		reqs := make([]*nl.NetlinkRequest, n)
+		for i := range reqs {
+			reqs[i] = addrRequest(lo.Attrs().Index, Addr{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 9, 1, byte(i + 1)}), 32)})
+		}
+		_, errs := c.pipeline(reqs...)
+		lost := 0
+		for i, err := range errs {
+			switch {
+			case IsUnanswered(err):
+				lost++
+			case err != nil:
+				t.Errorf("request %d: %v, want an answer or Unanswered", i, err)
+			}
+		}
+		if lost == 0 {
+			t.Errorf("no answer was lost with a receive buffer of the least size: the test proves nothing")
+		}
+		if c.fd != -1 {
+			t.Error("the socket that lost answers is still open")
+		}
+		as, err := netlink.AddrList(lo, netlink.FAMILY_V4)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if len(as) != n {
+			t.Errorf("lo has %d addresses after the pipeline, want all %d (%d answers lost)", len(as), n, lost)
+		}
+		if answers, errs := c.pipeline(getLinkRequest("lo")); errs[0] != nil || len(answers[0]) != 1 {
+			t.Errorf("lo after the lost answers: %v, %d answers", errs, len(answers[0]))
 		}
 	})
 }
