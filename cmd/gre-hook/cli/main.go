@@ -33,6 +33,18 @@ const (
 // must not.
 var BeforeWatch func(stderr io.Writer, verbose bool)
 
+// runtimeFor sets the runtime up for the command. A run lives for
+// milliseconds and holds a few megabytes, so collections in it are mostly
+// work for nothing: unless GOGC is set, it collects at five times its live
+// heap, or sooner when it nears 64 MB (a thousand tunnels on a small
+// router). The watcher, which lives for months, sets its own.
+func runtimeFor(cmd Command, getenv func(string) string) {
+	if cmd != CmdWatch && getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+		debug.SetMemoryLimit(64 << 20)
+	}
+}
+
 // Main runs gre-hook with the given arguments and environment and returns
 // the exit code.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, version string) int {
@@ -51,15 +63,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer, v
 		fmt.Fprintf(stdout, "gre-hook %s\n", Version(version))
 		return ExitOK
 	}
-	if inv.Command != CmdWatch && getenv("GOGC") == "" {
-		// A run lives for milliseconds and holds a few megabytes, so
-		// collections in it are mostly work for nothing: it collects
-		// at five times its live heap, or sooner when it nears 64 MB
-		// (a thousand tunnels on a small router). The watcher, which
-		// lives for months, sets its own.
-		debug.SetGCPercent(400)
-		debug.SetMemoryLimit(64 << 20)
-	}
+	runtimeFor(inv.Command, getenv)
 	if msg := needsRoot(inv); msg != "" {
 		fmt.Fprintf(stderr, "gre-hook: %s\n", msg)
 		return ExitFailed
