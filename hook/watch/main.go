@@ -114,7 +114,13 @@ func NoHugePages(stderr io.Writer, verbose bool) {
 	}
 	err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0)
 	if err == nil {
-		err = unix.Exec("/proc/self/exe", os.Args, os.Environ())
+		// Only once the kernel says the setting took: the watcher that
+		// starts again must not start again itself.
+		if off, gerr := unix.PrctlRetInt(unix.PR_GET_THP_DISABLE, 0, 0, 0, 0); gerr != nil || off != 1 {
+			err = fmt.Errorf("the kernel does not keep it (%d, %v)", off, gerr)
+		} else {
+			err = unix.Exec("/proc/self/exe", os.Args, os.Environ())
+		}
 	}
 	if verbose {
 		fmt.Fprintf(stderr, "gre-hook: watch: transparent huge pages stay on: %v\n", err)
