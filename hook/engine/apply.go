@@ -129,19 +129,16 @@ func (x *Executor) runPhase(steps []Step) error {
 // its undo too: the rollback undoes it as if made (a route it replaced
 // comes back), and Net's deletes take what is not there for done.
 func (x *Executor) settle(st *Step, err error) error {
-	if err != nil && st.undo != nil && rtnl.IsUnanswered(err) {
+	if st.undo != nil && (err == nil || rtnl.IsUnanswered(err)) {
 		x.undos = append(x.undos, undo{cmd: st.undoCmd, fn: st.undo})
 	}
-	if err != nil {
-		if st.bare {
-			return err
-		}
-		return fmt.Errorf("%s: %w", bareCmd(st.Cmds[0]), err)
+	if err == nil {
+		return nil
 	}
-	if st.undo != nil {
-		x.undos = append(x.undos, undo{cmd: st.undoCmd, fn: st.undo})
+	if st.bare {
+		return err
 	}
-	return nil
+	return fmt.Errorf("%s: %w", bareCmd(st.Cmds[0]), err)
 }
 
 func (x *Executor) apply(st *Step) error {
